@@ -1,0 +1,115 @@
+//! `eks-task-worker`: the worker's command line.
+//!
+//! - `eks-task-worker token --cluster NAME [--region R] [--role-arn ARN]` prints the
+//!   bearer token the worker sends, as an `ExecCredential` like `aws eks get-token`
+//!   (so kubectl can use it as an exec credential plugin).
+//! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
+//!   the same code the Lambda runs, and prints its result.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use shared::clock::{Clock, SystemClock};
+use shared::config::Settings;
+use shared::credentials::AwsCredentials;
+use shared::deps::Deps;
+use shared::token::{BearerTokens, TOKEN_LIFETIME};
+
+const USAGE: &str = "usage:
+  eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
+  eks-task-worker invoke run-job|call --payload FILE";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+async fn token(args: &[String]) -> anyhow::Result<()> {
+    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
+    let sdk = aws_config::load_from_env().await;
+    let region = flag(args, "--region")
+        .or_else(|| sdk.region().map(ToString::to_string))
+        .context("no region: pass --region or set AWS_REGION")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tokens = BearerTokens::new(Arc::new(AwsCredentials::new(&sdk)?), clock);
+    let t = tokens
+        .token(&region, &cluster, flag(args, "--role-arn").as_deref())
+        .await?;
+    let expires = t.signed_at + TOKEN_LIFETIME - Duration::from_secs(60);
+    let out = json!({
+        "kind": "ExecCredential",
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "spec": {},
+        "status": { "expirationTimestamp": rfc3339(expires), "token": t.token },
+    });
+    println!("{out}");
+    Ok(())
+}
+
+async fn invoke(args: &[String]) -> anyhow::Result<bool> {
+    let function = args.first().map(String::as_str).unwrap_or_default();
+    let file = flag(args, "--payload").context("--payload FILE is required")?;
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+    let payload: Value =
+        serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::aws(&sdk, Settings::from_env()?)?;
+    let deadline = SystemTime::now() + Duration::from_secs(900);
+    let result = match function {
+        "run-job" => shared::run_job::handle(payload, &deps, Some(deadline)).await,
+        "call" => shared::call::handle(payload, &deps).await,
+        other => bail!("unknown function {other:?}: run-job or call\n{USAGE}"),
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(true)
+        }
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "errorType": e.name, "cause": e.cause }))?
+            );
+            Ok(false)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("token") => token(&args[1..]).await.map(|()| true),
+        Some("invoke") => invoke(&args[1..]).await,
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("eks-task-worker: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The result budget: every result and cause fits the Step Functions limits, as valid
+//! UTF-8 JSON, measured on the serialized JSON (escaping included).
+//!
+//! One mechanism serves logs and causes alike: long strings are cut from the front
+//! (their most recent output kept) down to a common *water level*, so a small string
+//! keeps all of itself and the big ones share what is left equally. A cut string starts
+//! with a visible marker that says what was kept.
+
+use serde_json::Value;
+
+/// The most bytes of a task result or a `SendTaskSuccess` output (256 KiB).
+pub const MAX_RESULT_BYTES: usize = 262_144;
+
+/// How a string's cut is described in its marker.
+const MARKER_PREFIX: &str = "[eks-task-worker: cut, kept the last ";
+
+/// The length of `s` once serialized as a JSON string, without its quotes, as
+/// `serde_json` writes it.
+#[must_use]
+pub fn escaped_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The length in bytes of `v` serialized as compact JSON.
+#[must_use]
+pub fn serialized_len(v: &Value) -> usize {
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail: serde_json only fails on non-string map keys,
+    // which a `Value` cannot hold.
+    let _ = serde_json::to_writer(&mut counter, v);
+    counter.0
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn marker(kept: usize) -> String {
+    format!("{MARKER_PREFIX}{kept} bytes]\n")
+}
+
+/// Cuts `text` from the front so that its escaped length is at most `max_escaped`,
+/// keeping the end, at a UTF-8 boundary and, where one is near, a line boundary; the
+/// result starts with a marker. `partial` says `text` is already only the tail of a
+/// longer original, so it is marked even when it fits. Returns `text` unchanged when it
+/// fits and is whole; an empty string when not even the marker fits.
+#[must_use]
+pub fn keep_tail(text: &str, max_escaped: usize, partial: bool) -> String {
+    if !partial && escaped_len(text) <= max_escaped {
+        return text.to_owned();
+    }
+    // Reserve room for the longest marker this cut can produce.
+    let reserve = escaped_len(&marker(text.len()));
+    let Some(room) = max_escaped.checked_sub(reserve) else {
+        return String::new();
+    };
+    // Walk back from the end, char by char, while the escaped length fits.
+    let mut start = text.len();
+    let mut used = 0;
+    for (i, c) in text.char_indices().rev() {
+        let mut buf = [0u8; 4];
+        let cost = escaped_len(c.encode_utf8(&mut buf));
+        if used + cost > room {
+            break;
+        }
+        used += cost;
+        start = i;
+    }
+    let mut tail = &text[start..];
+    // Prefer to start on a fresh line when the line break is near the cut.
+    if start > 0 && !text[..start].ends_with('\n') {
+        let near = tail.len().min(1024);
+        if let Some(nl) = tail.as_bytes()[..near].iter().position(|&b| b == b'\n') {
+            if nl + 1 < tail.len() {
+                tail = &tail[nl + 1..];
+            }
+        }
+    }
+    format!("{}{tail}", marker(tail.len()))
+}
+
+/// The largest level `L` such that `Σ min(cost_i, L) <= available`: items at or under
+/// `L` keep all of themselves; the others are cut to `L`. `usize::MAX` when everything
+/// fits.
+#[must_use]
+pub fn water_level(costs: &[usize], available: usize) -> usize {
+    if costs.iter().sum::<usize>() <= available {
+        return usize::MAX;
+    }
+    let mut sorted = costs.to_vec();
+    sorted.sort_unstable();
+    let mut remaining = available;
+    let mut left = sorted.len();
+    for &c in &sorted {
+        let share = remaining / left;
+        if c > share {
+            return share;
+        }
+        remaining -= c;
+        left -= 1;
+    }
+    usize::MAX
+}
+
+/// A string leaf of a JSON value that may be cut.
+pub trait Cuttable {
+    /// Its cost when kept whole, in serialized bytes beyond an empty placeholder.
+    fn cost(&self) -> usize;
+    /// Itself, cut to at most `level` serialized bytes beyond the placeholder.
+    fn cut(&self, level: usize) -> Value;
+    /// Itself, whole.
+    fn whole(&self) -> Value;
+}
+
+/// Fits pieces into a document: `assemble` builds the document from one value per
+/// piece; the pieces are cut to a common level until the serialized document is at
+/// most `limit` bytes. Returns `None` when even empty pieces do not fit.
+pub fn fit_pieces<P: Cuttable>(
+    pieces: &[P],
+    limit: usize,
+    assemble: impl Fn(Vec<Value>) -> Value,
+) -> Option<Value> {
+    let skeleton = serialized_len(&assemble(
+        pieces
+            .iter()
+            .map(|_| Value::String(String::new()))
+            .collect(),
+    ));
+    let available = limit.checked_sub(skeleton)?;
+    let costs: Vec<usize> = pieces.iter().map(Cuttable::cost).collect();
+    let mut level = water_level(&costs, available);
+    let largest = costs.iter().copied().max().unwrap_or(0);
+    // The costs are exact, so the first round fits; the rounds after are a safety net.
+    for _ in 0..16 {
+        let values = pieces
+            .iter()
+            .zip(&costs)
+            .map(|(p, &c)| if c <= level { p.whole() } else { p.cut(level) })
+            .collect();
+        let doc = assemble(values);
+        let size = serialized_len(&doc);
+        if size <= limit {
+            return Some(doc);
+        }
+        let cut_count = costs.iter().filter(|&&c| c > level).count().max(1);
+        level = level
+            .min(largest)
+            .saturating_sub((size - limit).div_ceil(cut_count));
+    }
+    let empty = assemble(pieces.iter().map(|p| p.cut(0)).collect());
+    (serialized_len(&empty) <= limit).then_some(empty)
+}
+
+struct Leaf<'a>(&'a str);
+
+impl Cuttable for Leaf<'_> {
+    fn cost(&self) -> usize {
+        escaped_len(self.0)
+    }
+    fn cut(&self, level: usize) -> Value {
+        Value::String(keep_tail(self.0, level, false))
+    }
+    fn whole(&self) -> Value {
+        Value::String(self.0.to_owned())
+    }
+}
+
+fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+fn replace_strings(v: &Value, next: &mut impl Iterator<Item = Value>) -> Value {
+    match v {
+        Value::String(_) => next.next().unwrap_or(Value::Null),
+        Value::Array(a) => Value::Array(a.iter().map(|x| replace_strings(x, next)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), replace_strings(x, next)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Fits any JSON value into `limit` bytes by cutting its string values (their ends
+/// kept), and serializes it. Used for `SendTaskFailure` causes. When even that cannot
+/// fit (a value made of many keys), a JSON string holding the tail of the text is
+/// returned instead.
+#[must_use]
+pub fn fit_value_chars(v: &Value, limit: usize) -> String {
+    // Bytes are at least characters, so fitting the bytes fits the characters.
+    let mut leaves = Vec::new();
+    collect_strings(v, &mut leaves);
+    let pieces: Vec<Leaf<'_>> = leaves.into_iter().map(Leaf).collect();
+    let fitted = fit_pieces(&pieces, limit, |values| {
+        replace_strings(v, &mut values.into_iter())
+    });
+    match fitted {
+        Some(doc) => doc.to_string(),
+        None => {
+            let text = v.to_string();
+            Value::String(keep_tail(&text, limit.saturating_sub(2), false)).to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn escaped_len_matches_serde_json() {
+        for s in [
+            "plain",
+            "quote\"back\\",
+            "nl\n\t\r",
+            "\u{0}\u{1f}\u{7f}",
+            "ünïcødé 🎉",
+            "",
+        ] {
+            assert_eq!(
+                escaped_len(s) + 2,
+                serde_json::to_string(s).map(|x| x.len()).unwrap_or(0),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_text_is_kept_whole() {
+        assert_eq!(keep_tail("hello\n", 100, false), "hello\n");
+    }
+
+    #[test]
+    fn long_text_keeps_its_end_with_a_marker_on_a_line_boundary() {
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let cut = keep_tail(&text, 500, false);
+        assert!(escaped_len(&cut) <= 500);
+        assert!(cut.starts_with(MARKER_PREFIX), "{cut}");
+        assert!(cut.ends_with("line 999\n"));
+        let body = cut.split_once("]\n").map(|x| x.1).unwrap_or_default();
+        assert!(
+            body.starts_with("line "),
+            "cut on a line boundary: {body:?}"
+        );
+    }
+
+    #[test]
+    fn a_tail_read_is_marked_even_when_it_fits() {
+        let cut = keep_tail("last line\n", 1000, true);
+        assert!(cut.starts_with(MARKER_PREFIX));
+        assert!(cut.ends_with("last line\n"));
+    }
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        let text = "é".repeat(1000);
+        let cut = keep_tail(&text, 301, false);
+        assert!(escaped_len(&cut) <= 301);
+        assert!(cut.ends_with('é'));
+    }
+
+    #[test]
+    fn escaping_counts_against_the_budget() {
+        let text = "\u{1}".repeat(1000); // 6 bytes each once escaped
+        let cut = keep_tail(&text, 600, false);
+        assert!(escaped_len(&cut) <= 600);
+        let kept = cut.bytes().filter(|&b| b == 1).count();
+        assert!((80..=100).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn water_level_keeps_small_items_whole() {
+        assert_eq!(water_level(&[10, 20], 100), usize::MAX);
+        assert_eq!(water_level(&[10, 1000, 1000], 110), 50);
+        assert_eq!(water_level(&[0, 0], 0), usize::MAX);
+        assert_eq!(water_level(&[5, 5], 4), 2);
+    }
+
+    #[test]
+    fn fit_value_chars_cuts_the_big_strings_fairly() {
+        let v =
+            json!({"small": "keep me", "a": "x".repeat(50_000), "b": "y".repeat(50_000), "n": 3});
+        let s = fit_value_chars(&v, 32_768);
+        assert!(s.len() <= 32_768);
+        let back: Value = serde_json::from_str(&s).unwrap_or_default();
+        assert_eq!(back["small"], "keep me");
+        assert_eq!(back["n"], 3);
+        let a = back["a"].as_str().unwrap_or_default().len();
+        let b = back["b"].as_str().unwrap_or_default().len();
+        assert!(a > 15_000 && b > 15_000 && a.abs_diff(b) < 100, "{a} {b}");
+    }
+
+    #[test]
+    fn fit_value_chars_leaves_small_values_alone() {
+        let v = json!({"message": "short"});
+        assert_eq!(fit_value_chars(&v, 100), v.to_string());
+    }
+
+    proptest! {
+        #[test]
+        fn fitted_values_are_valid_json_within_the_limit(
+            strings in proptest::collection::vec(".{0,3000}", 0..12),
+            limit in 200usize..20_000,
+        ) {
+            let v = Value::Array(strings.into_iter().map(Value::String).collect());
+            let s = fit_value_chars(&v, limit);
+            prop_assert!(s.len() <= limit, "{} > {}", s.len(), limit);
+            prop_assert!(serde_json::from_str::<Value>(&s).is_ok());
+        }
+
+        #[test]
+        fn keep_tail_respects_any_budget(text in ".{0,2000}", max in 0usize..3000) {
+            let cut = keep_tail(&text, max, false);
+            prop_assert!(escaped_len(&cut) <= max || cut == text && escaped_len(&text) <= max);
+            prop_assert!(text.ends_with(cut.split_once("]\n").map_or(cut.as_str(), |x| x.1)) || cut.is_empty());
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The clock port: token expiry, the inline window and every deadline read the time
+//! through [`Clock`], so tests can move time without sleeping.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// The time, as the worker sees it.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that stands still until moved; for tests.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<SystemTime>);
+
+impl ManualClock {
+    /// A clock showing `at`.
+    #[must_use]
+    pub fn new(at: SystemTime) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut t) = self.0.lock() {
+            *t += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        self.0.lock().map_or(SystemTime::UNIX_EPOCH, |t| *t)
+    }
+}

@@ -1,0 +1,54 @@
+//! What a handler needs, built once per cold start: settings, the cluster connector
+//! (EKS directory, bearer tokens, kube clients), the Step Functions callback and the
+//! hand-off to the poller. Tests build [`Deps`] from doubles instead.
+
+use std::sync::Arc;
+
+use crate::callback::{StepFunctions, TaskCallback};
+use crate::clock::{Clock, SystemClock};
+use crate::cluster::{ClusterConnector, Connector, EksDirectory};
+use crate::config::Settings;
+use crate::credentials::{AwsCredentials, CredentialsError};
+use crate::handoff::HandOff;
+use crate::token::BearerTokens;
+
+/// The ports a handler uses.
+#[derive(Clone)]
+pub struct Deps {
+    /// The deployment's settings.
+    pub settings: Settings,
+    /// Connects to clusters.
+    pub connector: Arc<dyn Connector>,
+    /// Answers callback-pattern tasks.
+    pub callback: Arc<dyn TaskCallback>,
+    /// Hands running Jobs to the poller; `None` where no poller is deployed (the
+    /// invocation then waits for as long as it has).
+    pub handoff: Option<Arc<dyn HandOff>>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    /// The real adapters, from the SDK configuration loaded once at cold start.
+    ///
+    /// # Errors
+    /// [`CredentialsError`] when the configuration has no credentials.
+    pub fn aws(sdk: &aws_config::SdkConfig, settings: Settings) -> Result<Self, CredentialsError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let credentials = Arc::new(AwsCredentials::new(sdk)?);
+        let tokens = Arc::new(BearerTokens::new(credentials, clock.clone()));
+        let connector = Arc::new(ClusterConnector::new(
+            Arc::new(EksDirectory::new(sdk)),
+            tokens,
+            settings.region.clone(),
+            settings.timeouts,
+        ));
+        Ok(Self {
+            settings,
+            connector,
+            callback: Arc::new(StepFunctions::new(sdk)),
+            handoff: None,
+            clock,
+        })
+    }
+}

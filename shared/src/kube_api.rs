@@ -1,0 +1,391 @@
+//! The Kubernetes REST port: raw requests and watches against one cluster's API
+//! server, with bodies passed through as bytes so that nothing the user wrote is lost.
+//! [`KubeClient`] is the implementation over kube-rs (rustls, timeouts, bearer token).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::error::{error_chain, names, TaskError};
+
+/// A request to the API server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeRequest {
+    /// The HTTP method.
+    pub method: http::Method,
+    /// The path, starting with `/`.
+    pub path: String,
+    /// Query parameters, in order; a name may repeat.
+    pub query: Vec<(String, String)>,
+    /// The body and its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+}
+
+impl KubeRequest {
+    /// A GET of `path`.
+    #[must_use]
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: http::Method::GET,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a query parameter.
+    #[must_use]
+    pub fn param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.query.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The path and query as one URI reference.
+    #[must_use]
+    pub fn path_and_query(&self) -> String {
+        if self.query.is_empty() {
+            return self.path.clone();
+        }
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.query {
+            q.append_pair(k, v);
+        }
+        format!("{}?{}", self.path, q.finish())
+    }
+}
+
+/// A response from the API server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The reason phrase of the status (`Not Found`).
+    pub reason: String,
+    /// The response headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, or its last bytes when it was read with a tail limit.
+    pub body: Bytes,
+    /// How many body bytes the server sent (at least `body.len()`).
+    pub body_len: u64,
+}
+
+impl KubeResponse {
+    /// Whether the status is 2xx.
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON when it parses, else as text.
+    #[must_use]
+    pub fn body_value(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+    }
+
+    /// `Ok(self)` for 2xx; `EKS.<status>` with the native cause otherwise.
+    ///
+    /// # Errors
+    /// The `EKS.<status>` error.
+    pub fn ok(self) -> Result<Self, TaskError> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(TaskError::kubernetes_status(
+                self.status,
+                &self.reason,
+                self.body_value(),
+            ))
+        }
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` when a 2xx body is not JSON.
+    pub fn json(&self) -> Result<Value, TaskError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            TaskError::message(
+                names::INTERNAL,
+                format!(
+                    "the API server answered {} with a body that is not JSON: {e}",
+                    self.status
+                ),
+            )
+        })
+    }
+}
+
+/// The reason phrase of an HTTP status.
+#[must_use]
+pub fn reason_phrase(status: u16) -> String {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown")
+        .to_owned()
+}
+
+/// Errors reaching the API server (not error statuses: those are responses).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Connect, TLS, DNS or I/O failure, or a timeout.
+    #[error("cannot reach the API server at {endpoint}: {message}")]
+    Unreachable {
+        /// The API server.
+        endpoint: String,
+        /// What failed.
+        message: String,
+    },
+    /// A watch event that is not JSON.
+    #[error("a watch event is not JSON: {0}")]
+    BadEvent(String),
+}
+
+impl From<TransportError> for TaskError {
+    fn from(e: TransportError) -> Self {
+        match &e {
+            TransportError::Unreachable { endpoint, message } => TaskError::new(
+                names::CLUSTER_UNREACHABLE,
+                serde_json::json!({
+                    "endpoint": endpoint,
+                    "message": message,
+                    "hint": "check Endpoint and CertificateAuthority, that the cluster's endpoint is reachable from the function (private endpoints need the function in the cluster's VPC), and its security groups",
+                }),
+            ),
+            TransportError::BadEvent(_) => TaskError::message(names::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+/// The Kubernetes API of one cluster, as the worker needs it.
+#[async_trait]
+pub trait KubeApi: Send + Sync {
+    /// Sends a request and reads the whole body, or, with `keep_tail`, only its last
+    /// `keep_tail` bytes (memory stays bounded whatever the server sends).
+    ///
+    /// # Errors
+    /// [`TransportError`] when the server cannot be reached.
+    async fn send(
+        &self,
+        request: KubeRequest,
+        keep_tail: Option<usize>,
+    ) -> Result<KubeResponse, TransportError>;
+
+    /// Starts a watch (`request` has `watch=1`) and yields its events as JSON.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the server cannot be reached; a non-2xx answer comes
+    /// back as `Err(response)` inside `Ok`.
+    async fn watch(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    >;
+}
+
+/// Connect and read timeouts of the cluster client (kube has none by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP and TLS connect.
+    pub connect: Duration,
+    /// Between reads of one response.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+        }
+    }
+}
+
+/// [`KubeApi`] over a kube-rs client.
+#[derive(Clone)]
+pub struct KubeClient {
+    client: kube::Client,
+    endpoint: String,
+}
+
+impl KubeClient {
+    /// A client for `endpoint` that trusts only the CA certificates `ca_ders` and
+    /// authenticates with `bearer`.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` for an endpoint kube cannot use,
+    /// `EksTaskWorker.ClusterUnreachable` when the TLS stack cannot be set up.
+    pub fn new(
+        endpoint: &url::Url,
+        ca_ders: Vec<Vec<u8>>,
+        bearer: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, TaskError> {
+        let uri: http::Uri = endpoint
+            .as_str()
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| {
+                TaskError::invalid_input("Endpoint", format!("cannot be used as a URI: {e}"))
+            })?;
+        let mut config = kube::Config::new(uri);
+        config.root_cert = Some(ca_ders);
+        config.connect_timeout = Some(timeouts.connect);
+        config.read_timeout = Some(timeouts.read);
+        config.write_timeout = Some(timeouts.read);
+        config.auth_info.token = Some(secrecy::SecretString::from(bearer.to_owned()));
+        let client = kube::Client::try_from(config).map_err(|e| TransportError::Unreachable {
+            endpoint: endpoint.to_string(),
+            message: format!("cannot set up the client: {}", error_chain(&e)),
+        })?;
+        Ok(Self {
+            client,
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn unreachable(&self, e: &(dyn std::error::Error + 'static)) -> TransportError {
+        TransportError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            message: error_chain(e),
+        }
+    }
+
+    async fn start(
+        &self,
+        request: KubeRequest,
+    ) -> Result<http::Response<kube::client::Body>, TransportError> {
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(request.path_and_query());
+        let body = match request.body {
+            Some((bytes, content_type)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let req = builder
+            .body(kube::client::Body::from(body))
+            .map_err(|e| self.unreachable(&e))?;
+        self.client
+            .send(req)
+            .await
+            .map_err(|e| self.unreachable(&e))
+    }
+}
+
+fn headers_of(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl KubeApi for KubeClient {
+    async fn send(
+        &self,
+        request: KubeRequest,
+        keep_tail: Option<usize>,
+    ) -> Result<KubeResponse, TransportError> {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        let headers = headers_of(response.headers());
+        let mut body = response.into_body();
+        let mut kept = BytesMut::new();
+        let mut total: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.unreachable(&e))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len() as u64;
+                kept.extend_from_slice(&data);
+                if let Some(limit) = keep_tail {
+                    if kept.len() > limit {
+                        let drop = kept.len() - limit;
+                        let _ = kept.split_to(drop);
+                    }
+                }
+            }
+        }
+        Ok(KubeResponse {
+            status,
+            reason: reason_phrase(status),
+            headers,
+            body: kept.freeze(),
+            body_len: total,
+        })
+    }
+
+    async fn watch(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = headers_of(response.headers());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(&e))?
+                .to_bytes();
+            let body_len = body.len() as u64;
+            return Ok(Err(KubeResponse {
+                status,
+                reason: reason_phrase(status),
+                headers,
+                body,
+                body_len,
+            }));
+        }
+        let endpoint = self.endpoint.clone();
+        let frames = response.into_body().into_data_stream().boxed();
+        let events = futures::stream::unfold(
+            (frames, BytesMut::new(), endpoint),
+            |(mut frames, mut buf, endpoint)| async move {
+                loop {
+                    if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                        let line = buf.split_to(nl + 1);
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let event = serde_json::from_slice::<Value>(&line)
+                            .map_err(|e| TransportError::BadEvent(e.to_string()));
+                        return Some((event, (frames, buf, endpoint)));
+                    }
+                    match frames.next().await {
+                        Some(Ok(data)) => buf.extend_from_slice(&data),
+                        Some(Err(e)) => {
+                            let err = TransportError::Unreachable {
+                                endpoint: endpoint.clone(),
+                                message: error_chain(&e),
+                            };
+                            return Some((
+                                Err(err),
+                                (futures::stream::empty().boxed(), BytesMut::new(), endpoint),
+                            ));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(Ok(events.boxed()))
+    }
+}

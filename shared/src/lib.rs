@@ -1,0 +1,25 @@
+//! eks-task-worker: run AWS Step Functions tasks on Amazon EKS from Lambda, drop-in
+//! compatible with the native `eks:runJob`, `eks:runJob.sync` and `eks:call`
+//! integrations.
+//!
+//! One module per concept; every outside system sits behind a small port trait:
+//! [`credentials::CredentialSource`], [`cluster::ClusterDirectory`],
+//! [`cluster::Connector`], [`kube_api::KubeApi`], [`callback::TaskCallback`],
+//! [`handoff::HandOff`] and [`clock::Clock`].
+
+pub mod budget;
+pub mod call;
+pub mod callback;
+pub mod clock;
+pub mod cluster;
+pub mod config;
+pub mod credentials;
+pub mod deps;
+pub mod error;
+pub mod handoff;
+pub mod input;
+pub mod job;
+pub mod kube_api;
+pub mod logs;
+pub mod run_job;
+pub mod token;

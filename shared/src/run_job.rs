@@ -1,0 +1,230 @@
+//! The run-job function: `eks:runJob` (request/response: the created Job) and
+//! `eks:runJob.sync` (callback pattern: the finished Job and its logs, on the task
+//! token), handing Jobs that outlive the inline window to the poller.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::budget::serialized_len;
+use crate::callback::CallbackError;
+use crate::deps::Deps;
+use crate::error::{names, TaskError};
+use crate::handoff::PollState;
+use crate::input::{self, LogOptions, RunJobInput};
+use crate::job::{self, Phase, Waited};
+use crate::kube_api::KubeApi;
+use crate::logs::{self, PlacedLog};
+
+/// Bytes of log tail per failed container in a JobFailed cause.
+const FAILURE_LOG_BYTES: usize = 4096;
+
+/// Handles one run-job payload. Without `TaskToken` the result is the created Job (an
+/// error is a Lambda error named as in the README). With `TaskToken` the answer goes
+/// back on the token and the Lambda result only reports what was done.
+///
+/// # Errors
+/// Request/response: the task error. Callback: only when Step Functions cannot be
+/// told (so that the invocation is retried).
+pub async fn handle(
+    payload: Value,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Value, TaskError> {
+    match callback_token(&payload) {
+        None => {
+            let input = input::run_job(&payload)?;
+            let kube = deps.connector.connect(&input.cluster).await?;
+            job::create(kube.as_ref(), &input.namespace, &input.job, None).await
+        }
+        Some(token) => {
+            let answer = run_with_callback(&payload, deps, deadline).await;
+            match answer {
+                Ok(Progress::HandedOff(state)) => Ok(
+                    json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
+                ),
+                Ok(Progress::Finished(result)) => respond(deps, &token, Ok(result)).await,
+                Err(e) => respond(deps, &token, Err(e)).await,
+            }
+        }
+    }
+}
+
+/// The task token when the payload carries a usable one: with it even an invalid
+/// payload is answered on the token rather than left to time out.
+#[must_use]
+pub fn callback_token(payload: &Value) -> Option<String> {
+    payload
+        .get("TaskToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.chars().count() <= input::MAX_TASK_TOKEN_CHARS)
+        .map(str::to_owned)
+}
+
+/// Sends the final answer on the token and says what was sent.
+///
+/// # Errors
+/// `EksTaskWorker.CallbackError` when Step Functions refused for a reason other than
+/// the task being gone.
+pub async fn respond(
+    deps: &Deps,
+    token: &str,
+    answer: Result<Value, TaskError>,
+) -> Result<Value, TaskError> {
+    let (sent, report) = match &answer {
+        Ok(result) => (
+            deps.callback.succeed(token, result).await,
+            json!({ "answered": "SendTaskSuccess", "bytes": serialized_len(result) }),
+        ),
+        Err(e) => (
+            deps.callback.fail(token, e).await,
+            json!({ "answered": "SendTaskFailure", "error": e.name }),
+        ),
+    };
+    match sent {
+        Ok(()) => Ok(report),
+        Err(CallbackError::TaskGone { code, message }) => {
+            tracing::warn!(code = %code, message = %message, "the task is gone; nobody waits for the answer");
+            Ok(json!({ "answered": "nobody", "taskGone": code }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+enum Progress {
+    Finished(Value),
+    HandedOff(PollState),
+}
+
+async fn run_with_callback(
+    payload: &Value,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Progress, TaskError> {
+    let input = input::run_job(payload)?;
+    let token = input.task_token.clone().unwrap_or_default();
+    let kube = deps.connector.connect(&input.cluster).await?;
+    let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
+    let name = created
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let uid = created
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let window = inline_window(deps, &input, deadline);
+    match job::wait(kube.as_ref(), &input.namespace, &name, &uid, window).await? {
+        Waited::Finished(done) => finish(kube, &input.namespace, &done, &input.log_options)
+            .await
+            .map(Progress::Finished),
+        Waited::StillRunning(_) => {
+            let state = PollState {
+                cluster: (&input.cluster).into(),
+                namespace: input.namespace.clone(),
+                job_name: name,
+                job_uid: uid,
+                task_token: token,
+                log_options: (&input.log_options).into(),
+                attempt: 0,
+                next_delay_seconds: 60,
+            };
+            match &deps.handoff {
+                Some(h) => {
+                    h.hand_off(&state).await?;
+                    Ok(Progress::HandedOff(state))
+                }
+                None => Err(TaskError::new(
+                    names::INTERNAL,
+                    json!({ "message": format!("the Job {}/{} was still running when this invocation ran out of time, and no poller is configured to take it over", state.namespace, state.job_name), "job": state.job_name }),
+                )),
+            }
+        }
+    }
+}
+
+/// How long this invocation watches its Job: the setting (or the payload's
+/// `InlineWaitSeconds`), never past the Lambda deadline minus the margin.
+fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>) -> Duration {
+    let wanted = input
+        .inline_wait_seconds
+        .map_or(deps.settings.inline_wait, Duration::from_secs);
+    let left = deadline.map_or(Duration::MAX, |d| {
+        d.duration_since(deps.clock.now())
+            .unwrap_or_default()
+            .saturating_sub(deps.settings.lambda_margin)
+    });
+    wanted.min(left)
+}
+
+/// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
+/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed`.
+///
+/// # Errors
+/// `EksTaskWorker.JobFailed`, or an error reading the pods.
+pub async fn finish(
+    kube: Arc<dyn KubeApi>,
+    namespace: &str,
+    done: &Value,
+    options: &LogOptions,
+) -> Result<Value, TaskError> {
+    let uid = done
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut done = done.clone();
+    if let Some(o) = done.as_object_mut() {
+        // Watch events carry no kind/apiVersion; the result has the object's full shape.
+        o.entry("kind").or_insert(json!("Job"));
+        o.entry("apiVersion").or_insert(json!("batch/v1"));
+    }
+    let phase = job::phase(&done);
+    let pods = if options.retrieve_logs || phase == Phase::Failed {
+        job::pods(kube.as_ref(), namespace, uid).await?
+    } else {
+        Vec::new()
+    };
+    if phase == Phase::Failed {
+        let mut cause = job::failure_summary(&done, &pods);
+        let failed: Vec<Value> = pods
+            .iter()
+            .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+            .take(8)
+            .cloned()
+            .collect();
+        let tails = logs::read(
+            kube.as_ref(),
+            namespace,
+            &failed,
+            &LogOptions {
+                raw_logs: true,
+                ..LogOptions::default()
+            },
+            crate::budget::MAX_RESULT_BYTES - FAILURE_LOG_BYTES * failed.len().max(1),
+        )
+        .await;
+        cause["logTails"] = logs_summary(&tails);
+        return Err(TaskError::new(names::JOB_FAILED, cause));
+    }
+    if !options.retrieve_logs {
+        return Ok(logs::result(&done, None));
+    }
+    let skeleton = serialized_len(&done);
+    let placed = logs::read(kube.as_ref(), namespace, &pods, options, skeleton).await;
+    Ok(logs::result(&done, Some(&placed)))
+}
+
+fn logs_summary(tails: &[PlacedLog]) -> Value {
+    Value::Array(
+        tails
+            .iter()
+            .map(|t| match &t.log {
+                logs::ContainerLog::Text { text, .. } => json!({ "pod": t.pod, "container": t.container, "log": text }),
+                logs::ContainerLog::Failed { error, cause } => json!({ "pod": t.pod, "container": t.container, "error": error, "cause": cause }),
+            })
+            .collect(),
+    )
+}
