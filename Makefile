@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint unit test local-up local-down local-status install-world
+.PHONY: help build lint unit test local-up local-down local-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,4 +19,14 @@ unit: ## unit tests only (no local world needed)
 	$(CARGO) test --workspace --lib --bins
 
 test: lint ## everything: lint, unit tests, integration tests against the local world
-	$(CARGO) test --workspace
+	$(CARGO) build --workspace --all-targets
+	scripts/with-world.sh $(CARGO) test --workspace
+
+local-up: ## start the local world (installs and builds what is missing, first time ~15 min)
+	scripts/local-world/up.sh
+
+local-down: ## stop the local world
+	scripts/local-world/down.sh
+
+local-reset: local-down ## stop the local world and start it afresh
+	scripts/local-world/up.sh

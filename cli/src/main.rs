@@ -29,6 +29,12 @@ fn flag(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// Prints a line to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
 fn rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     format!(
@@ -60,7 +66,7 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
         "spec": {},
         "status": { "expirationTimestamp": rfc3339(expires), "token": t.token },
     });
-    println!("{out}");
+    print_out(&out.to_string());
     Ok(())
 }
 
@@ -80,7 +86,7 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     };
     match result {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_out(&serde_json::to_string_pretty(&v)?);
             Ok(true)
         }
         Err(e) => {
