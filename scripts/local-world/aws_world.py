@@ -134,6 +134,23 @@ def bootstrap(moto_url, args):
     iam.create_role(RoleName="eks-task-worker-cluster", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"},
                                                  "Action": "sts:AssumeRole"}]}))
+    trust = lambda service: json.dumps({"Version": "2012-10-17", "Statement": [  # noqa: E731
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="eks-task-worker-function", AssumeRolePolicyDocument=trust("lambda.amazonaws.com"))
+    iam.create_role(RoleName="eks-task-worker-states", AssumeRolePolicyDocument=trust("states.amazonaws.com"))
+    # The functions' names exist in moto so that state machines can name them; the
+    # local Lambda platform runs the real binaries.
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    functions = {}
+    for fn in ("run-job", "call"):
+        name = f"eks-task-worker-{fn}"
+        functions[fn] = client("lambda").create_function(
+            FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buf.getvalue()},
+            Role=f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-function")["FunctionArn"]
     client("eks").create_cluster(
         name=args.cluster, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-cluster",
         resourcesVpcConfig={"subnetIds": ["subnet-local"]}, tags={"local-world": "true"})
@@ -143,7 +160,7 @@ def bootstrap(moto_url, args):
         if c is not None:
             c.endpoint = args.api_endpoint
             c.certificate_authority = {"data": base64.b64encode(open(args.ca_file, "rb").read()).decode()}
-    return users
+    return users, functions
 
 
 def main():
@@ -160,10 +177,11 @@ def main():
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
     moto.start()
     moto_url = f"http://127.0.0.1:{args.moto_port}"
-    users = bootstrap(moto_url, args)
+    users, functions = bootstrap(moto_url, args)
     server = ThreadingHTTPServer(("127.0.0.1", args.webhook_port), make_handler(args.cluster, moto_url))
     with open(args.facts + ".tmp", "w") as f:
-        json.dump({"aws_endpoint": moto_url, "region": args.region, "account": ACCOUNT, "users": users}, f, indent=2)
+        json.dump({"aws_endpoint": moto_url, "region": args.region, "account": ACCOUNT, "users": users,
+                   "functions": functions, "states_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-states"}, f, indent=2)
     import os
     os.replace(args.facts + ".tmp", args.facts)
     log.info("moto on %s, webhook on 127.0.0.1:%d", moto_url, args.webhook_port)

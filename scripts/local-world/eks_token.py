@@ -7,6 +7,7 @@ presigns GetCallerIdentity (ExpiresIn=60, GET) with the `x-k8s-aws-id` header si
 The signing time can be fixed, so a token can be recomputed from its own X-Amz-Date.
 """
 import base64
+import re
 import datetime
 import threading
 from unittest import mock
@@ -66,6 +67,8 @@ def parse(token, cluster, now=None):
     b64 = token[len(PREFIX):]
     if "=" in b64:
         raise Rejected("token is padded base64; base64url without padding is expected")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", b64):
+        raise Rejected("token is not base64url: characters outside A-Z a-z 0-9 - _")
     try:
         url = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
     except Exception as e:  # noqa: BLE001 - any decoding failure is a rejection

@@ -92,7 +92,7 @@ start etcd etcd --name local --data-dir "$D/etcd" \
 wait_for etcd 20 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 say "starting moto and the EKS authentication webhook on 127.0.0.1:$MOTO_PORT and :$WEBHOOK_PORT"
-start aws-world env PYTHONPATH="$HERE" "$PY" "$HERE/aws_world.py" --moto-port "$MOTO_PORT" --webhook-port "$WEBHOOK_PORT" \
+start aws-world env PYTHONPATH="$HERE" MOTO_PORT="$MOTO_PORT" "$PY" "$HERE/aws_world.py" --moto-port "$MOTO_PORT" --webhook-port "$WEBHOOK_PORT" \
   --cluster "$CLUSTER" --region "$REGION" --api-endpoint "$API" --ca-file "$D/pki/ca.crt" --facts "$D/aws.json"
 wait_for aws-world 60 test -f "$D/aws.json"
 wait_for aws-world 10 curl -sf "http://127.0.0.1:$WEBHOOK_PORT/healthz"
@@ -179,7 +179,7 @@ w = aws["users"]["eks-task-worker"]
 facts = {
     "cluster": cluster, "namespace": ns, "region": aws["region"], "account": aws["account"],
     "api_endpoint": api, "certificate_authority": base64.b64encode(ca).decode(), "ca_file": f"{d}/pki/ca.crt",
-    "aws_endpoint": aws["aws_endpoint"], "worker": w, "intruder": aws["users"]["intruder"],
+    "aws_endpoint": aws["aws_endpoint"], "worker": w, "functions": aws["functions"], "states_role": aws["states_role"], "intruder": aws["users"]["intruder"],
     "python": sys.executable, "token_oracle": os.path.join(here, "eks_token.py"),
     "webhook": "http://127.0.0.1:" + os.environ["WEBHOOK_PORT"], "admin": {"kubeconfig": f"{d}/admin.kubeconfig", "cert": f"{d}/pki/admin.crt", "key": f"{d}/pki/admin.key"},
 }

@@ -604,12 +604,14 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
     let namespace = match opt_string(fields, "Namespace")? {
         None => "default".to_owned(),
         Some(ns) if is_dns_label(ns) => ns.to_owned(),
-        Some(ns) => return Err(TaskError::invalid_input(
-            "Namespace",
-            format!(
+        Some(ns) => {
+            return Err(TaskError::invalid_input(
+                "Namespace",
+                format!(
                 "{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
             ),
-        )),
+            ))
+        }
     };
     let inline_wait_seconds = match fields.get("InlineWaitSeconds") {
         None | Some(Value::Null) => None,

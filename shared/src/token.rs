@@ -268,14 +268,21 @@ mod tests {
 
     #[test]
     fn token_equals_botocore_byte_for_byte() {
-        let t = presign(&creds(None), "us-east-1", "demo", at(1_714_564_800)).unwrap_or_else(|e| panic!("{e}"));
+        let t = presign(&creds(None), "us-east-1", "demo", at(1_714_564_800))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.token, BOTOCORE_TOKEN);
         assert!(!t.token.contains('='), "no padding");
     }
 
     #[test]
     fn session_token_equals_botocore_byte_for_byte() {
-        let t = presign(&creds(Some("FQoG/session+token=")), "eu-west-1", "c", at(1_714_564_800)).unwrap_or_else(|e| panic!("{e}"));
+        let t = presign(
+            &creds(Some("FQoG/session+token=")),
+            "eu-west-1",
+            "c",
+            at(1_714_564_800),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.token, BOTOCORE_SESSION_TOKEN);
         let url = decode(&t.token).unwrap_or_default();
         assert!(url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Security-Token=FQoG%2Fsession%2Btoken%3D&X-Amz-Signature="), "{url}");

@@ -1,1 +1,376 @@
-//! Helpers for the tests that run against the local world.
+//! The local world as the integration tests see it: the facts `make local-up` wrote,
+//! clients for moto and the API server, botocore's tokens, and Step Functions
+//! executions waiting on a task token.
+//!
+//! A test that needs the world and finds it down fails with a message saying how to
+//! start it; it never passes by skipping.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aws_credential_types::Credentials;
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::cluster::{parse_certificates, ClusterConnector, EksDirectory};
+use shared::config::Settings;
+use shared::credentials::AwsCredentials;
+use shared::deps::Deps;
+use shared::kube_api::{KubeApi, KubeClient, KubeRequest, KubeResponse, Timeouts};
+use shared::token::BearerTokens;
+
+/// The running local world.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// The facts from `world.json`.
+    pub facts: Value,
+}
+
+fn world_dir() -> PathBuf {
+    std::env::var_os("LOCAL_WORLD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local-world"))
+}
+
+/// A name unique to this test run: `prefix-<millis><counter>`.
+#[must_use]
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 100_000_000)
+        .unwrap_or(0);
+    format!("{prefix}-{ms}{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+impl World {
+    /// The world `make local-up` started.
+    ///
+    /// # Panics
+    /// When it is not running: the message says to run `make local-up`.
+    #[must_use]
+    pub fn get() -> Self {
+        let path = world_dir().join("world.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the local world is not up ({}: {e}); start it with `make local-up`",
+                path.display()
+            )
+        });
+        let facts: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        Self { facts }
+    }
+
+    /// A fact as a string.
+    #[must_use]
+    pub fn fact(&self, pointer: &str) -> String {
+        self.facts
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("world.json has no {pointer}"))
+            .to_owned()
+    }
+
+    /// The cluster's name.
+    #[must_use]
+    pub fn cluster(&self) -> String {
+        self.fact("/cluster")
+    }
+
+    /// The namespace the worker may use.
+    #[must_use]
+    pub fn namespace(&self) -> String {
+        self.fact("/namespace")
+    }
+
+    /// Credentials of `who` (`worker` or `intruder`).
+    #[must_use]
+    pub fn credentials(&self, who: &str) -> Credentials {
+        Credentials::new(
+            self.fact(&format!("/{who}/access_key_id")),
+            self.fact(&format!("/{who}/secret_access_key")),
+            None,
+            None,
+            "local-world",
+        )
+    }
+
+    /// An SDK configuration pointing at moto, as `who`.
+    pub async fn sdk(&self, who: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.fact("/region")))
+            .endpoint_url(self.fact("/aws_endpoint"))
+            .credentials_provider(self.credentials(who))
+            .load()
+            .await
+    }
+
+    /// The real adapters, as the worker, against moto and the local cluster.
+    ///
+    /// # Errors
+    /// When the SDK configuration has no credentials.
+    pub async fn deps(&self, settings: Settings) -> Result<Deps> {
+        let sdk = self.sdk("worker").await;
+        let mut deps = Deps::aws(&sdk, settings.clone())?;
+        let tokens = Arc::new(BearerTokens::new(
+            Arc::new(AwsCredentials::new(&sdk)?),
+            Arc::new(SystemClock),
+        ));
+        deps.connector = Arc::new(ClusterConnector::new(
+            Arc::new(EksDirectory::new(&sdk)),
+            tokens,
+            settings.region.clone(),
+            settings.timeouts,
+        ));
+        Ok(deps)
+    }
+
+    /// Default settings for tests in this world.
+    #[must_use]
+    pub fn settings(&self) -> Settings {
+        Settings::from_lookup(|k| (k == "AWS_REGION").then(|| self.fact("/region")))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The cluster fields of a payload, with Endpoint and CertificateAuthority given.
+    #[must_use]
+    pub fn cluster_fields(&self) -> Value {
+        json!({ "ClusterName": self.cluster(), "Endpoint": self.fact("/api_endpoint"), "CertificateAuthority": self.fact("/certificate_authority") })
+    }
+
+    /// A bearer token made by botocore the way `aws eks get-token` makes it.
+    ///
+    /// # Errors
+    /// When the oracle script fails.
+    pub fn botocore_token(
+        &self,
+        who: &str,
+        cluster: &str,
+        amz_date: Option<&str>,
+    ) -> Result<String> {
+        let date = amz_date.map_or_else(
+            || {
+                time::OffsetDateTime::now_utc().format(&time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]Z"
+                ))
+            },
+            |d| Ok(d.to_owned()),
+        )?;
+        let out = Command::new(self.fact("/python"))
+            .arg(self.fact("/token_oracle"))
+            .args([
+                self.fact(&format!("/{who}/access_key_id")),
+                self.fact(&format!("/{who}/secret_access_key")),
+                "-".into(),
+                self.fact("/region"),
+                cluster.into(),
+                date,
+            ])
+            .output()
+            .context("running the botocore token oracle")?;
+        if !out.status.success() {
+            bail!(
+                "token oracle failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    /// A client of the local API server that sends `token` and verifies the CA.
+    ///
+    /// # Errors
+    /// When the client cannot be built.
+    pub fn kube(&self, token: &str) -> Result<KubeClient> {
+        let ders = parse_certificates(&std::fs::read_to_string(self.fact("/ca_file"))?)
+            .map_err(anyhow::Error::msg)?;
+        let endpoint = url::Url::parse(&self.fact("/api_endpoint"))?;
+        KubeClient::new(&endpoint, ders, token, Timeouts::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// A client of the local API server as the worker (a botocore token).
+    ///
+    /// # Errors
+    /// When the token or client cannot be made.
+    pub fn worker_kube(&self) -> Result<KubeClient> {
+        self.kube(&self.botocore_token("worker", &self.cluster(), None)?)
+    }
+
+    /// A Step Functions client against moto.
+    pub async fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk("worker").await)
+    }
+
+    /// Starts an execution of a one-state machine whose Task waits on
+    /// `lambda:invoke.waitForTaskToken` (with `HeartbeatSeconds` when given), and
+    /// returns its ARN and the task token from its TaskScheduled event.
+    ///
+    /// # Errors
+    /// When moto fails or the TaskScheduled event does not come.
+    pub async fn waiting_execution(
+        &self,
+        name: &str,
+        heartbeat_seconds: Option<u32>,
+    ) -> Result<(String, String)> {
+        let sfn = self.sfn().await;
+        let mut task = json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": { "FunctionName": self.fact("/functions/run-job"), "Payload": { "TaskToken.$": "$$.Task.Token" } },
+            "End": true
+        });
+        if let Some(h) = heartbeat_seconds {
+            task["HeartbeatSeconds"] = json!(h);
+        }
+        let definition = json!({ "StartAt": "Run", "States": { "Run": task } });
+        let machine = sfn
+            .create_state_machine()
+            .name(name)
+            .definition(definition.to_string())
+            .role_arn(self.fact("/states_role"))
+            .send()
+            .await?
+            .state_machine_arn()
+            .to_owned();
+        let execution = sfn
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(name)
+            .input("{}")
+            .send()
+            .await?
+            .execution_arn()
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let history = sfn
+                .get_execution_history()
+                .execution_arn(&execution)
+                .send()
+                .await?;
+            for e in history.events() {
+                if let Some(d) = e.task_scheduled_event_details() {
+                    let params: Value = serde_json::from_str(d.parameters())?;
+                    let token = params
+                        .pointer("/Payload/TaskToken")
+                        .and_then(Value::as_str)
+                        .context("no TaskToken in the payload")?;
+                    return Ok((execution, token.to_owned()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("execution {execution} never scheduled its task")
+    }
+
+    /// Waits until the execution ends; returns (status, output, error name).
+    ///
+    /// # Errors
+    /// When it does not end within `within`.
+    pub async fn execution_end(
+        &self,
+        execution: &str,
+        within: Duration,
+    ) -> Result<(String, Option<String>, Option<String>)> {
+        let sfn = self.sfn().await;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let d = sfn
+                .describe_execution()
+                .execution_arn(execution)
+                .send()
+                .await?;
+            let status = d.status().as_str().to_owned();
+            if status != "RUNNING" {
+                return Ok((
+                    status,
+                    d.output().map(str::to_owned),
+                    d.error().map(str::to_owned),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("execution {execution} still RUNNING after {within:?}")
+    }
+}
+
+/// Sends a request and returns the response.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn send(kube: &dyn KubeApi, request: KubeRequest) -> Result<KubeResponse> {
+    kube.send(request, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A JSON request.
+#[must_use]
+pub fn request(method: http::Method, path: &str, body: Option<&Value>) -> KubeRequest {
+    KubeRequest {
+        method,
+        path: path.to_owned(),
+        query: Vec::new(),
+        body: body.map(|b| (b.to_string().into_bytes(), "application/json")),
+    }
+}
+
+/// A batch/v1 Job for the pod simulator: `annotations` go on the pod template,
+/// `containers` are names.
+#[must_use]
+pub fn sim_job(name: &str, containers: &[&str], annotations: Value, completions: u32) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({ "name": c, "image": "busybox:1.36", "command": ["sh", "-c", "echo hi"] }))
+        .collect();
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": name },
+        "spec": {
+            "backoffLimit": 0,
+            "completions": completions,
+            "parallelism": completions,
+            "template": { "metadata": { "annotations": annotations }, "spec": { "restartPolicy": "Never", "containers": containers } }
+        }
+    })
+}
+
+/// Polls the Job until `check` holds for it (or it is gone, when `check` gets
+/// `None`), for at most `within`.
+///
+/// # Errors
+/// When it never holds.
+pub async fn until_job(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    within: Duration,
+    check: impl Fn(Option<&Value>) -> bool,
+) -> Result<Option<Value>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = send(
+            kube,
+            KubeRequest::get(format!("/apis/batch/v1/namespaces/{namespace}/jobs/{name}")),
+        )
+        .await?;
+        let job = if r.status == 404 {
+            None
+        } else {
+            Some(r.json().map_err(|e| anyhow::anyhow!("{e}"))?)
+        };
+        if check(job.as_ref()) {
+            return Ok(job);
+        }
+        if Instant::now() > deadline {
+            bail!("job {namespace}/{name} never reached the expected state; last seen: {job:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
