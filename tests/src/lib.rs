@@ -5,6 +5,9 @@
 //! A test that needs the world and finds it down fails with a message saying how to
 //! start it; it never passes by skipping.
 
+// Test support: a missing or malformed world must fail the test loudly.
+#![allow(clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
