@@ -33,6 +33,27 @@ ACCOUNT = "123456789012"
 log = logging.getLogger("aws-world")
 
 
+def _share_backend_on_deepcopy():
+    """moto 5.1 deep-copies a state machine on StartExecution, and the copy reaches
+    the backend through `backend`, and with it every running execution's locks: a
+    second execution cannot start while one runs (TypeError: cannot pickle
+    '_thread.RLock'). The snapshot needs the definition, not the backend: share it."""
+    import copy
+    from moto.stepfunctions.models import StateMachine
+
+    def deepcopy_sharing_backend(self, memo):
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for k, v in self.__dict__.items():
+            setattr(clone, k, v if k in ("backend", "executions") else copy.deepcopy(v, memo))
+        return clone
+
+    StateMachine.__deepcopy__ = deepcopy_sharing_backend
+
+
+_share_backend_on_deepcopy()
+
+
 def secret_for(access_key):
     """The (secret, session token) moto holds for an access key, or None."""
     for account in list(sts_backends.keys()):

@@ -202,7 +202,10 @@ class ContainerLog:
         run = state.get("terminated") or state.get("running") or {}
         self.start = parse_time(run.get("startedAt", st.get("startTime", rfc3339(now()))))
         self.end = parse_time(run["finishedAt"]) if "finishedAt" in run else now()
-        size = annotation(pod, "log-bytes", container)
+        ann = pod.get("metadata", {}).get("annotations", {}) or {}
+        # A container's own annotation beats the pod-wide one.
+        own_text = f"{A}log.{container}" in ann
+        size = None if own_text else annotation(pod, "log-bytes", container)
         if size is not None:
             self.count = int(size) // LINE
             tag = f" {pod['metadata']['name']}/{container} "[:60]

@@ -11,41 +11,62 @@ use serde_json::Value;
 /// The most bytes of a task result or a `SendTaskSuccess` output (256 KiB).
 pub const MAX_RESULT_BYTES: usize = 262_144;
 
+/// What the worker fills: one byte under the limit, because Step Functions' interpreter
+/// (as moto implements it) accepts only sizes strictly below 256 KiB.
+pub const RESULT_BUDGET: usize = MAX_RESULT_BYTES - 1;
+
 /// How a string's cut is described in its marker.
 const MARKER_PREFIX: &str = "[eks-task-worker: cut, kept the last ";
 
-/// The length of `s` once serialized as a JSON string, without its quotes, as
-/// `serde_json` writes it.
+/// The bytes one character costs inside a serialized JSON string, counted the way
+/// that gives the most: escapes as `serde_json` writes them, and non-ASCII characters
+/// as `\uXXXX` escapes (as Python's `json.dumps` writes them), so a result fits
+/// however the service re-serializes it.
+fn char_cost(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        '\u{0}'..='\u{1f}' => 6,
+        '\u{20}'..='\u{7f}' => 1,
+        '\u{80}'..='\u{ffff}' => 6,
+        _ => 12,
+    }
+}
+
+/// The length of `s` once serialized as a JSON string, without its quotes, counted
+/// as [`serialized_len`] counts.
 #[must_use]
 pub fn escaped_len(s: &str) -> usize {
-    s.bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum()
+    s.chars().map(char_cost).sum()
 }
 
-/// The length in bytes of `v` serialized as compact JSON.
+/// The size in bytes of `v` serialized as JSON, counted generously: never less than
+/// compact UTF-8 JSON, and never less than Python's `json.dumps` (separators `", "`
+/// and `": "`, ASCII escapes), which is how moto's Step Functions interpreter measures
+/// a state's data. A value this function sizes within the budget fits both.
 #[must_use]
 pub fn serialized_len(v: &Value) -> usize {
-    let mut counter = ByteCounter(0);
-    // Writing to a counter cannot fail: serde_json only fails on non-string map keys,
-    // which a `Value` cannot hold.
-    let _ = serde_json::to_writer(&mut counter, v);
-    counter.0
-}
-
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    match v {
+        Value::Null => 4,
+        Value::Bool(b) => {
+            if *b {
+                4
+            } else {
+                5
+            }
+        }
+        // Python may print a float longer than serde does (`1e+20`): allow for it.
+        Value::Number(n) => n.to_string().len() + usize::from(n.is_f64()) * 4,
+        Value::String(s) => escaped_len(s) + 2,
+        Value::Array(a) => {
+            2 + a.iter().map(serialized_len).sum::<usize>() + a.len().saturating_sub(1) * 2
+        }
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| escaped_len(k) + 4 + serialized_len(x))
+                .sum::<usize>()
+                + o.len().saturating_sub(1) * 2
+        }
     }
 }
 
@@ -72,8 +93,7 @@ pub fn keep_tail(text: &str, max_escaped: usize, partial: bool) -> String {
     let mut start = text.len();
     let mut used = 0;
     for (i, c) in text.char_indices().rev() {
-        let mut buf = [0u8; 4];
-        let cost = escaped_len(c.encode_utf8(&mut buf));
+        let cost = char_cost(c);
         if used + cost > room {
             break;
         }
@@ -230,7 +250,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn escaped_len_matches_serde_json() {
+    fn escaped_len_is_never_less_than_serde_json_or_python() {
         for s in [
             "plain",
             "quote\"back\\",
@@ -239,12 +259,22 @@ mod tests {
             "ünïcødé 🎉",
             "",
         ] {
-            assert_eq!(
-                escaped_len(s) + 2,
-                serde_json::to_string(s).map(|x| x.len()).unwrap_or(0),
+            assert!(
+                escaped_len(s) + 2 >= serde_json::to_string(s).map(|x| x.len()).unwrap_or(0),
                 "{s:?}"
             );
         }
+        // Python: len(json.dumps("ü🎉")) == 20, quotes included.
+        assert_eq!(escaped_len("ü🎉"), 18);
+        assert_eq!(escaped_len("a\"\u{1}"), 9);
+    }
+
+    #[test]
+    fn serialized_len_counts_pythons_separators() {
+        // Python: len(json.dumps({"a": [1, 2], "b": None})) == 24.
+        let v = json!({"a": [1, 2], "b": null});
+        assert_eq!(serialized_len(&v), 24);
+        assert!(serialized_len(&v) >= v.to_string().len());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::budget::{serialized_len, MAX_RESULT_BYTES};
+use crate::budget::{serialized_len, RESULT_BUDGET};
 use crate::deps::Deps;
 use crate::error::TaskError;
 use crate::input::{self, CallInput, Method};
@@ -72,12 +72,12 @@ pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     let doc = json!({ "ResponseBody": body, "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
-    if serialized_len(&doc) <= MAX_RESULT_BYTES {
+    if serialized_len(&doc) <= RESULT_BUDGET {
         return doc;
     }
     let text = String::from_utf8_lossy(&response.body).into_owned();
     let skeleton = json!({ "ResponseBody": "", "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
-    let room = MAX_RESULT_BYTES.saturating_sub(serialized_len(&skeleton));
+    let room = RESULT_BUDGET.saturating_sub(serialized_len(&skeleton));
     json!({
         "ResponseBody": crate::budget::keep_tail(&text, room, false),
         "StatusCode": response.status,

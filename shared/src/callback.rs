@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::budget::{fit_value_chars, serialized_len, MAX_RESULT_BYTES};
+use crate::budget::{fit_value_chars, serialized_len, RESULT_BUDGET};
 use crate::error::{error_chain, names, TaskError};
 
 /// Errors answering a task.
@@ -91,10 +91,10 @@ where
 /// cut to fit (a safety net; callers fit their results first).
 #[must_use]
 pub fn output_string(output: &Value) -> String {
-    if serialized_len(output) <= MAX_RESULT_BYTES {
+    if serialized_len(output) <= RESULT_BUDGET {
         output.to_string()
     } else {
-        fit_value_chars(output, MAX_RESULT_BYTES)
+        fit_value_chars(output, RESULT_BUDGET)
     }
 }
 

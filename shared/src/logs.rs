@@ -9,8 +9,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::budget::{
-    self, escaped_len, fit_pieces, keep_tail, serialized_len, water_level, Cuttable,
-    MAX_RESULT_BYTES,
+    self, escaped_len, fit_pieces, keep_tail, serialized_len, water_level, Cuttable, RESULT_BUDGET,
 };
 use crate::error::TaskError;
 use crate::input::LogOptions;
@@ -195,7 +194,7 @@ pub async fn read(
     if targets.is_empty() {
         return Vec::new();
     }
-    let available = MAX_RESULT_BYTES.saturating_sub(skeleton);
+    let available = RESULT_BUDGET.saturating_sub(skeleton);
     let first_cap = (available / targets.len()).max(1024);
     let read_all = |targets: Vec<(String, String)>, cap: usize| {
         futures::stream::iter(targets)
@@ -263,7 +262,7 @@ fn logs_value(logs: &[PlacedLog], texts: &mut dyn Iterator<Item = Value>) -> Val
 }
 
 /// The result of a finished Job: the Job object plus, when logs were read, `logs`,
-/// all within [`MAX_RESULT_BYTES`] serialized. Logs are cut fairly (small logs whole,
+/// all within [`RESULT_BUDGET`] serialized (as [`budget::serialized_len`] counts). Logs are cut fairly (small logs whole,
 /// big ones to a common level, their ends kept); a JSON log that must be cut becomes
 /// text. Should the Job alone not fit, its `metadata` and `status` stand for it.
 #[must_use]
@@ -297,11 +296,11 @@ pub fn result(job: &Value, logs: Option<&[PlacedLog]>) -> Value {
         }
         doc
     };
-    fit_pieces(&pieces, MAX_RESULT_BYTES, assemble).unwrap_or_else(|| fit_job(job))
+    fit_pieces(&pieces, RESULT_BUDGET, assemble).unwrap_or_else(|| fit_job(job))
 }
 
 fn fit_job(job: &Value) -> Value {
-    if serialized_len(job) <= MAX_RESULT_BYTES {
+    if serialized_len(job) <= RESULT_BUDGET {
         return job.clone();
     }
     let slim = json!({
@@ -311,11 +310,10 @@ fn fit_job(job: &Value) -> Value {
         "status": job.get("status"),
         "eksTaskWorker": { "message": "the Job object alone exceeds 262,144 bytes; only its identity and status are returned" },
     });
-    if serialized_len(&slim) <= MAX_RESULT_BYTES {
+    if serialized_len(&slim) <= RESULT_BUDGET {
         slim
     } else {
-        serde_json::from_str(&budget::fit_value_chars(&slim, MAX_RESULT_BYTES))
-            .unwrap_or(Value::Null)
+        serde_json::from_str(&budget::fit_value_chars(&slim, RESULT_BUDGET)).unwrap_or(Value::Null)
     }
 }
 
@@ -385,7 +383,7 @@ mod tests {
             text("c", &big, false, true),
         ];
         let r = result(&json!({"kind": "Job"}), Some(&logs));
-        assert!(serialized_len(&r) <= MAX_RESULT_BYTES);
+        assert!(serialized_len(&r) <= RESULT_BUDGET);
         assert_eq!(
             r["logs"]["pods"]["b"]["containers"]["main"]["log"],
             "small\n"
@@ -411,14 +409,14 @@ mod tests {
         let big = serde_json::to_string(&json!({"data": "x".repeat(300_000)})).unwrap_or_default();
         let r = result(&json!({}), Some(&[text("a", &big, false, true)]));
         assert!(r["logs"]["pods"]["a"]["containers"]["main"]["log"].is_string());
-        assert!(serialized_len(&r) <= MAX_RESULT_BYTES);
+        assert!(serialized_len(&r) <= RESULT_BUDGET);
     }
 
     #[test]
     fn an_enormous_job_is_slimmed() {
         let job = json!({"kind": "Job", "metadata": {"name": "j", "annotations": {"a": "x".repeat(300_000)}}, "status": {"succeeded": 1}});
         let r = result(&job, None);
-        assert!(serialized_len(&r) <= MAX_RESULT_BYTES);
+        assert!(serialized_len(&r) <= RESULT_BUDGET);
         assert_eq!(r["status"]["succeeded"], 1);
     }
 

@@ -203,7 +203,7 @@ pub async fn finish(
                 raw_logs: true,
                 ..LogOptions::default()
             },
-            crate::budget::MAX_RESULT_BYTES - FAILURE_LOG_BYTES * failed.len().max(1),
+            crate::budget::RESULT_BUDGET - FAILURE_LOG_BYTES * failed.len().max(1),
         )
         .await;
         cause["logTails"] = logs_summary(&tails);
