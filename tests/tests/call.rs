@@ -1,0 +1,212 @@
+//! call against the local world: every method, query parameters, bodies as JSON or
+//! text, and API errors as `EKS.<status>` with the native cause.
+
+use serde_json::{json, Value};
+use shared::error::TaskError;
+use world_tests::{sim_job, unique, World};
+
+async fn call(world: &World, fields: Value) -> Result<Value, TaskError> {
+    let deps = world
+        .deps(world.settings())
+        .await
+        .map_err(|e| TaskError::message("test", e.to_string()))?;
+    let mut p = world.cluster_fields();
+    if let (Some(p), Some(f)) = (p.as_object_mut(), fields.as_object()) {
+        p.extend(f.clone());
+    }
+    shared::call::handle(p, &deps).await
+}
+
+fn ok(r: Result<Value, TaskError>) -> Value {
+    r.unwrap_or_else(|e| panic!("call failed: {e}"))
+}
+
+#[tokio::test]
+async fn every_method_works_on_a_config_map() {
+    let world = World::get();
+    let ns = world.namespace();
+    let name = unique("cm");
+    let base = format!("/api/v1/namespaces/{ns}/configmaps");
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "a": "1" } });
+
+    let created = ok(call(
+        &world,
+        json!({ "Method": "POST", "Path": base, "RequestBody": cm }),
+    )
+    .await);
+    assert_eq!(created["StatusCode"], 201);
+    assert_eq!(created["StatusText"], "Created");
+    assert_eq!(created["ResponseBody"]["data"]["a"], "1");
+    assert!(created["Headers"]["content-type"]
+        .as_str()
+        .is_some_and(|c| c.contains("json")));
+
+    let again = call(
+        &world,
+        json!({ "Method": "POST", "Path": base, "RequestBody": cm }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("a second POST must conflict"));
+    assert_eq!(again.name, "EKS.409");
+    assert_eq!(again.cause["StatusCode"], 409);
+    assert_eq!(again.cause["StatusText"], "Conflict");
+    assert_eq!(again.cause["ResponseBody"]["kind"], "Status");
+    assert_eq!(again.cause["ResponseBody"]["reason"], "AlreadyExists");
+
+    let got = ok(call(
+        &world,
+        json!({ "Method": "GET", "Path": format!("{base}/{name}") }),
+    )
+    .await);
+    let mut replaced = got["ResponseBody"].clone();
+    replaced["data"] = json!({ "a": "2" });
+    // A RequestBody given as a string is sent as written.
+    let put = ok(call(&world, json!({ "Method": "PUT", "Path": format!("{base}/{name}"), "RequestBody": replaced.to_string() })).await);
+    assert_eq!(put["StatusCode"], 200);
+    assert_eq!(put["ResponseBody"]["data"]["a"], "2");
+
+    let patched = ok(call(&world, json!({ "Method": "PATCH", "Path": format!("{base}/{name}"), "RequestBody": { "data": { "b": "3" } } })).await);
+    assert_eq!(
+        patched["ResponseBody"]["data"],
+        json!({ "a": "2", "b": "3" }),
+        "merge patch keeps a"
+    );
+    let json_patch = ok(call(&world, json!({ "Method": "PATCH", "Path": format!("{base}/{name}"), "PatchType": "json", "RequestBody": [{ "op": "remove", "path": "/data/a" }] })).await);
+    assert_eq!(json_patch["ResponseBody"]["data"], json!({ "b": "3" }));
+
+    // The API server does not serve HEAD on resources (RBAC knows no such verb): the
+    // answer passes through as on EKS, and a HEAD answer has no body.
+    let head = call(
+        &world,
+        json!({ "Method": "HEAD", "Path": format!("{base}/{name}") }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("HEAD is refused"));
+    assert_eq!(head.name, "EKS.405");
+    assert_eq!(head.cause["ResponseBody"], "");
+
+    let listed = ok(call(&world, json!({ "Method": "GET", "Path": base, "QueryParameters": { "fieldSelector": [format!("metadata.name={name}")] } })).await);
+    assert_eq!(
+        listed["ResponseBody"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let deleted = ok(call(
+        &world,
+        json!({ "Method": "DELETE", "Path": format!("{base}/{name}") }),
+    )
+    .await);
+    assert_eq!(deleted["StatusCode"], 200);
+    let gone = call(
+        &world,
+        json!({ "Method": "GET", "Path": format!("{base}/{name}") }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("must be gone"));
+    assert_eq!(gone.name, "EKS.404");
+    assert_eq!(gone.cause["StatusText"], "Not Found");
+    assert_eq!(gone.cause["ResponseBody"]["code"], 404);
+}
+
+#[tokio::test]
+async fn list_a_jobs_pods_then_delete_it_in_the_foreground() {
+    let world = World::get();
+    let ns = world.namespace();
+    let name = unique("call-job");
+    let deps = world
+        .deps(world.settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = json!({ "ClusterName": world.cluster(), "Namespace": ns, "Job": sim_job(&name, &["main"], json!({ "sim.eks-task-worker.io/run-seconds": "30" }), 1) });
+    ok(shared::run_job::handle(run, &deps, None).await);
+    let mut pods = Value::Null;
+    for _ in 0..50 {
+        pods = ok(call(&world, json!({ "Method": "GET", "Path": format!("/api/v1/namespaces/{ns}/pods"), "QueryParameters": { "labelSelector": [format!("job-name={name}")] } })).await);
+        if pods["ResponseBody"]["items"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        pods["ResponseBody"]["items"].as_array().map(Vec::len),
+        Some(1),
+        "{pods}"
+    );
+    let deleted = ok(call(&world, json!({ "Method": "DELETE", "Path": format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}"), "QueryParameters": { "propagationPolicy": ["Foreground"] } })).await);
+    assert_eq!(deleted["StatusCode"], 200);
+    assert!(
+        deleted["ResponseBody"]["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion")),
+        "{deleted}"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_paths_are_eks_403() {
+    let world = World::get();
+    let e = call(
+        &world,
+        json!({ "Method": "GET", "Path": "/api/v1/namespaces/kube-system/secrets" }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("must be forbidden"));
+    assert_eq!(e.name, "EKS.403");
+    assert_eq!(e.cause["StatusText"], "Forbidden");
+    assert_eq!(e.cause["ResponseBody"]["reason"], "Forbidden");
+}
+
+#[tokio::test]
+async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
+    let world = World::get();
+    // The API server belongs to the local cluster; a token made for another name fails.
+    let e = call(
+        &world,
+        json!({ "ClusterName": "someone-elses", "Method": "GET", "Path": "/api" }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("must be unauthorized"));
+    assert_eq!(e.name, "EKS.401");
+    assert_eq!(
+        e.cause,
+        json!({
+            "ResponseBody": { "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401 },
+            "StatusCode": 401,
+            "StatusText": "Unauthorized"
+        }),
+        "the one native example, verbatim"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_cluster_unreachable() {
+    let world = World::get();
+    let e = call(
+        &world,
+        json!({ "Endpoint": "https://127.0.0.1:1", "Method": "GET", "Path": "/api" }),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("nothing listens on port 1"));
+    assert_eq!(e.name, "EksTaskWorker.ClusterUnreachable");
+    assert_eq!(e.cause["endpoint"], "https://127.0.0.1:1/");
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_cluster_unreachable() {
+    let world = World::get();
+    // The kubelet's self-signed certificate is a certificate, but not the cluster's CA.
+    let other =
+        std::fs::read(world.fact("/ca_file").replace("ca.crt", "kubelet.crt")).unwrap_or_default();
+    use base64::Engine;
+    let e = call(&world, json!({ "CertificateAuthority": base64::engine::general_purpose::STANDARD.encode(other), "Method": "GET", "Path": "/api" })).await.err().unwrap_or_else(|| panic!("TLS must fail"));
+    assert_eq!(e.name, "EksTaskWorker.ClusterUnreachable", "{e}");
+}
