@@ -1,6 +1,9 @@
 //! call against the local world: every method, query parameters, bodies as JSON or
 //! text, and API errors as `EKS.<status>` with the native cause.
 
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
 use serde_json::{json, Value};
 use shared::error::TaskError;
 use world_tests::{sim_job, unique, World};

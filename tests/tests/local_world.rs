@@ -2,6 +2,9 @@
 //! botocore (as `aws eks get-token` makes them) authenticate over verified TLS, Jobs
 //! run and log through the real API server, bad tokens get 401 and a stranger 403.
 
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
 use std::time::Duration;
 
 use serde_json::{json, Value};

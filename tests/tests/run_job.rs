@@ -2,6 +2,9 @@
 //! callback pattern ends a real (moto) Step Functions execution SUCCEEDED with the
 //! finished Job and its logs, or FAILED with the worker's error.
 
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
