@@ -1,0 +1,33 @@
+//! The sample payloads in `events/` are valid inputs for their functions.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use serde_json::Value;
+
+#[test]
+fn every_sample_payload_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let payload: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let parsed = if name.starts_with("run-job") {
+            shared::input::run_job(&payload).map(|_| ())
+        } else if name.starts_with("call") {
+            shared::input::call(&payload).map(|_| ())
+        } else {
+            panic!("{name}: an event file is named after its function");
+        };
+        parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen += 1;
+    }
+    assert!(seen >= 4, "the sample payloads are there");
+}
