@@ -159,6 +159,8 @@ def bootstrap(moto_url, args):
         {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
     iam.create_role(RoleName="eks-task-worker-function", AssumeRolePolicyDocument=trust("lambda.amazonaws.com"))
     iam.create_role(RoleName="eks-task-worker-states", AssumeRolePolicyDocument=trust("states.amazonaws.com"))
+    iam.create_role(RoleName="eks-task-worker-scheduler", AssumeRolePolicyDocument=trust("scheduler.amazonaws.com"))
+    client("scheduler").create_schedule_group(Name="eks-task-worker")
     # The functions' names exist in moto so that state machines can name them; the
     # local Lambda platform runs the real binaries.
     import io
@@ -167,7 +169,7 @@ def bootstrap(moto_url, args):
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
     functions = {}
-    for fn in ("run-job", "call"):
+    for fn in ("run-job", "call", "poller"):
         name = f"eks-task-worker-{fn}"
         functions[fn] = client("lambda").create_function(
             FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buf.getvalue()},
@@ -202,7 +204,9 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.webhook_port), make_handler(args.cluster, moto_url))
     with open(args.facts + ".tmp", "w") as f:
         json.dump({"aws_endpoint": moto_url, "region": args.region, "account": ACCOUNT, "users": users,
-                   "functions": functions, "states_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-states"}, f, indent=2)
+                   "functions": functions, "states_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-states",
+                   "scheduler_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-scheduler",
+                   "schedule_group": "eks-task-worker"}, f, indent=2)
     import os
     os.replace(args.facts + ".tmp", args.facts)
     log.info("moto on %s, webhook on 127.0.0.1:%d", moto_url, args.webhook_port)

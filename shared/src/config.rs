@@ -4,7 +4,37 @@
 
 use std::time::Duration;
 
+use crate::curve::PollCurve;
 use crate::kube_api::Timeouts;
+
+/// What happens to a finished Job (`JOB_CLEANUP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Keep it (the default, as native).
+    Never,
+    /// Delete it when it succeeded.
+    OnSuccess,
+    /// Delete it however it ended.
+    Always,
+}
+
+/// Where the poller's schedules go (all from the environment; no hand-off without
+/// `POLLER_ARN` and `SCHEDULER_ROLE_ARN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// `POLLER_ARN`: the poller function the schedules invoke.
+    pub poller_arn: String,
+    /// `SCHEDULER_ROLE_ARN`: the role Scheduler assumes to invoke it.
+    pub role_arn: String,
+    /// `SCHEDULE_GROUP` (default `default`).
+    pub group: String,
+    /// `SCHEDULE_DLQ_ARN`: an SQS queue for deliveries that keep failing.
+    pub dead_letter_arn: Option<String>,
+    /// `SCHEDULE_MAX_RETRIES` (default 10): Scheduler's retries of a failed delivery.
+    pub max_retries: i32,
+    /// `SCHEDULE_MAX_EVENT_AGE_SECONDS` (default 3600).
+    pub max_event_age_seconds: i32,
+}
 
 /// The worker's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +50,20 @@ pub struct Settings {
     /// `KUBE_CONNECT_TIMEOUT_SECONDS` (default 5) and `KUBE_READ_TIMEOUT_SECONDS`
     /// (default 30).
     pub timeouts: Timeouts,
+    /// `POLL_MIN_SECONDS` (default 60): the shortest delay a curve may hold.
+    pub poll_min_seconds: u64,
+    /// `POLL_CURVE_SECONDS` (default `60,60,60,120,180,240,300`): see [`crate::curve`].
+    pub poll_curve: PollCurve,
+    /// `MAX_FAILED_POLLS` (default 5): consecutive polls that could not read the Job
+    /// before the task is failed.
+    pub max_failed_polls: u32,
+    /// `JOB_CLEANUP`: `never` (default), `success` or `always`.
+    pub job_cleanup: Cleanup,
+    /// `DELETE_JOB_WHEN_STOPPED` (default `true`): delete the Job (foreground) when
+    /// its execution was stopped or timed out.
+    pub delete_job_when_stopped: bool,
+    /// The poller's schedules; `None` when this deployment has no poller.
+    pub schedule: Option<ScheduleSettings>,
 }
 
 /// A setting that does not parse.
@@ -31,7 +75,22 @@ pub struct SettingError {
     /// Its value.
     pub value: String,
     /// What it should be.
-    pub expected: &'static str,
+    pub expected: String,
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, SettingError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse::<T>().map_err(|_| SettingError {
+            name: name.into(),
+            value: v,
+            expected: "a whole number".into(),
+        }),
+    }
 }
 
 fn seconds(
@@ -48,7 +107,7 @@ fn seconds(
             .map_err(|_| SettingError {
                 name: name.into(),
                 value: v,
-                expected: "a whole number of seconds",
+                expected: "a whole number of seconds".into(),
             }),
     }
 }
@@ -67,7 +126,66 @@ impl Settings {
     /// # Errors
     /// [`SettingError`] for a malformed value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let poll_min_seconds = number(&get, "POLL_MIN_SECONDS", 60)?;
+        let poll_curve = match get("POLL_CURVE_SECONDS") {
+            None => PollCurve::new(
+                crate::curve::DEFAULT_DELAYS.to_vec(),
+                poll_min_seconds.min(60),
+            ),
+            Some(v) => PollCurve::parse(&v, poll_min_seconds),
+        }
+        .map_err(|m| SettingError {
+            name: "POLL_CURVE_SECONDS".into(),
+            value: get("POLL_CURVE_SECONDS").unwrap_or_default(),
+            expected: format!("a valid poll curve: {m}"),
+        })?;
+        let job_cleanup = match get("JOB_CLEANUP").as_deref() {
+            None | Some("never") => Cleanup::Never,
+            Some("success") => Cleanup::OnSuccess,
+            Some("always") => Cleanup::Always,
+            Some(other) => {
+                return Err(SettingError {
+                    name: "JOB_CLEANUP".into(),
+                    value: other.into(),
+                    expected: "never, success or always".into(),
+                })
+            }
+        };
+        let delete_job_when_stopped = match get("DELETE_JOB_WHEN_STOPPED").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(SettingError {
+                    name: "DELETE_JOB_WHEN_STOPPED".into(),
+                    value: other.into(),
+                    expected: "true or false".into(),
+                })
+            }
+        };
+        let schedule = match (get("POLLER_ARN"), get("SCHEDULER_ROLE_ARN")) {
+            (Some(poller_arn), Some(role_arn))
+                if !poller_arn.is_empty() && !role_arn.is_empty() =>
+            {
+                Some(ScheduleSettings {
+                    poller_arn,
+                    role_arn,
+                    group: get("SCHEDULE_GROUP")
+                        .filter(|g| !g.is_empty())
+                        .unwrap_or_else(|| "default".into()),
+                    dead_letter_arn: get("SCHEDULE_DLQ_ARN").filter(|a| !a.is_empty()),
+                    max_retries: number(&get, "SCHEDULE_MAX_RETRIES", 10)?,
+                    max_event_age_seconds: number(&get, "SCHEDULE_MAX_EVENT_AGE_SECONDS", 3600)?,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
+            poll_min_seconds,
+            poll_curve,
+            max_failed_polls: number(&get, "MAX_FAILED_POLLS", 5)?,
+            job_cleanup,
+            delete_job_when_stopped,
+            schedule,
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
                 .unwrap_or_else(|| "us-east-1".into()),

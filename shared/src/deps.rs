@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::{ClusterConnector, Connector, EksDirectory};
 use crate::config::Settings;
 use crate::credentials::{AwsCredentials, CredentialsError};
-use crate::handoff::HandOff;
+use crate::handoff::{HandOff, SchedulerHandOff};
 use crate::token::BearerTokens;
 
 /// The ports a handler uses.
@@ -21,8 +21,8 @@ pub struct Deps {
     pub connector: Arc<dyn Connector>,
     /// Answers callback-pattern tasks.
     pub callback: Arc<dyn TaskCallback>,
-    /// Hands running Jobs to the poller; `None` where no poller is deployed (the
-    /// invocation then waits for as long as it has).
+    /// Hands running Jobs to the poller; `None` where no poller is configured
+    /// (`POLLER_ARN`, `SCHEDULER_ROLE_ARN`): a Job must then finish within the invocation.
     pub handoff: Option<Arc<dyn HandOff>>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
@@ -43,11 +43,15 @@ impl Deps {
             settings.region.clone(),
             settings.timeouts,
         ));
+        let handoff = settings
+            .schedule
+            .clone()
+            .map(|s| Arc::new(SchedulerHandOff::new(sdk, s, clock.clone())) as Arc<dyn HandOff>);
         Ok(Self {
             settings,
             connector,
             callback: Arc::new(StepFunctions::new(sdk)),
-            handoff: None,
+            handoff,
             clock,
         })
     }

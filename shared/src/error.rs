@@ -24,6 +24,10 @@ pub mod names {
     pub const EKS_API: &str = "EksTaskWorker.EksApiError";
     /// Step Functions refused the callback (SendTaskSuccess/SendTaskFailure).
     pub const CALLBACK: &str = "EksTaskWorker.CallbackError";
+    /// EventBridge Scheduler refused the next poll's schedule.
+    pub const SCHEDULER: &str = "EksTaskWorker.SchedulerError";
+    /// Too many consecutive polls could not read the Job; the cause lists them.
+    pub const POLL_FAILED: &str = "EksTaskWorker.PollFailed";
     /// A defect in the worker itself; the cause says what, please report it.
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
 }
@@ -150,6 +154,8 @@ mod tests {
             names::CREDENTIALS,
             names::EKS_API,
             names::CALLBACK,
+            names::SCHEDULER,
+            names::POLL_FAILED,
             names::INTERNAL,
         ] {
             assert!(!n.starts_with("States."), "{n}");

@@ -2,11 +2,21 @@
 //! callback-pattern Job outlives the inline window, everything the poller needs to
 //! finish the task travels in a [`PollState`] (no database), given to a [`HandOff`].
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, Target,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::error::TaskError;
-use crate::input::{ClusterRef, LogOptions};
+use crate::clock::Clock;
+use crate::config::ScheduleSettings;
+use crate::curve::PollCurve;
+use crate::error::{error_chain, names, TaskError};
+use crate::input::{self, ClusterRef, LogOptions};
 
 /// The cluster, in the form it travels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +63,26 @@ pub struct LogState {
     pub log_parameters: Vec<(String, String)>,
 }
 
+impl ClusterState {
+    /// The cluster reference a poll connects with.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` when a stored endpoint or CA no longer parses.
+    pub fn to_ref(&self) -> Result<ClusterRef, TaskError> {
+        Ok(ClusterRef {
+            name: self.cluster_name.clone(),
+            endpoint: self
+                .endpoint
+                .as_deref()
+                .map(input::endpoint_url)
+                .transpose()?,
+            certificate_authority: self.certificate_authority.clone(),
+            role_arn: self.role_arn.clone(),
+            region: self.region.clone(),
+        })
+    }
+}
+
 impl From<&LogOptions> for LogState {
     fn from(o: &LogOptions) -> Self {
         Self {
@@ -93,6 +123,162 @@ pub struct PollState {
     pub attempt: u32,
     /// Seconds until the next poll.
     pub next_delay_seconds: u64,
+    /// The poll curve.
+    #[serde(default)]
+    pub curve: PollCurve,
+    /// Why the polls since the last good one failed (consecutive failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+impl PollState {
+    /// The state for the poll after this one: `attempt + 1`, its delay from the curve.
+    #[must_use]
+    pub fn next(&self, failures: Vec<String>) -> Self {
+        let attempt = self.attempt + 1;
+        Self {
+            attempt,
+            next_delay_seconds: self.curve.delay(attempt),
+            failures,
+            ..self.clone()
+        }
+    }
+}
+
+/// The most characters a Scheduler target input may hold.
+pub const MAX_SCHEDULE_INPUT_CHARS: usize = 8192;
+
+/// The schedule's name for a Job's poll: deterministic per Job (uid) and attempt, so a
+/// retried create is harmless; 1-64 characters of `[0-9a-zA-Z-_.]`.
+#[must_use]
+pub fn schedule_name(job_uid: &str, attempt: u32) -> String {
+    let uid: String = job_uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!("ekstw-{uid}-{attempt}")
+}
+
+/// `at(yyyy-mm-ddThh:mm:ss)` in UTC, `delay` after `now`.
+#[must_use]
+pub fn at_expression(now: std::time::SystemTime, delay: Duration) -> String {
+    let t = time::OffsetDateTime::from(now + delay);
+    format!(
+        "at({:04}-{:02}-{:02}T{:02}:{:02}:{:02})",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// [`HandOff`] through EventBridge Scheduler: a one-time schedule per poll that invokes
+/// the poller with the [`PollState`] as input and deletes itself after.
+pub struct SchedulerHandOff {
+    client: aws_sdk_scheduler::Client,
+    settings: ScheduleSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl SchedulerHandOff {
+    /// Schedules in `settings.group`, through the SDK configuration loaded at cold start.
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        settings: ScheduleSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client: aws_sdk_scheduler::Client::new(config),
+            settings,
+            clock,
+        }
+    }
+}
+
+fn schedule_error(message: String) -> TaskError {
+    TaskError::new(names::SCHEDULER, serde_json::json!({ "message": message }))
+}
+
+#[async_trait]
+impl HandOff for SchedulerHandOff {
+    async fn hand_off(&self, state: &PollState) -> Result<(), TaskError> {
+        let input = serde_json::to_string(state).map_err(|e| schedule_error(e.to_string()))?;
+        if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {
+            return Err(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count())));
+        }
+        let name = schedule_name(&state.job_uid, state.attempt);
+        let mut target = Target::builder()
+            .arn(&self.settings.poller_arn)
+            .role_arn(&self.settings.role_arn)
+            .input(input)
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(self.settings.max_retries)
+                    .maximum_event_age_in_seconds(self.settings.max_event_age_seconds)
+                    .build(),
+            );
+        if let Some(dlq) = &self.settings.dead_letter_arn {
+            target = target.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
+        }
+        let target = target.build().map_err(|e| schedule_error(e.to_string()))?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| schedule_error(e.to_string()))?;
+        let mut delay = Duration::from_millis(200);
+        for round in 0..4 {
+            let sent = self
+                .client
+                .create_schedule()
+                .name(&name)
+                .group_name(&self.settings.group)
+                .schedule_expression(at_expression(
+                    self.clock.now(),
+                    Duration::from_secs(state.next_delay_seconds),
+                ))
+                .schedule_expression_timezone("UTC")
+                .flexible_time_window(window.clone())
+                .action_after_completion(ActionAfterCompletion::Delete)
+                .target(target.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {
+                    tracing::info!(schedule = %name, delay = state.next_delay_seconds, "next poll scheduled");
+                    return Ok(());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conflict_exception()) =>
+                {
+                    tracing::info!(schedule = %name, "already scheduled by an earlier delivery");
+                    return Ok(());
+                }
+                Err(e)
+                    if round < 3
+                        && e.as_service_error().is_none_or(|s| {
+                            s.is_throttling_exception() || s.is_internal_server_exception()
+                        }) =>
+                {
+                    tracing::warn!(schedule = %name, error = %error_chain(&e), "retrying CreateSchedule");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    return Err(schedule_error(format!(
+                        "CreateSchedule {name} failed: {}",
+                        error_chain(&e)
+                    )))
+                }
+            }
+        }
+        Err(schedule_error(format!(
+            "CreateSchedule {name} kept failing"
+        )))
+    }
 }
 
 /// Gives a running Job to the poller.
@@ -101,6 +287,96 @@ pub trait HandOff: Send + Sync {
     /// Arranges for `state` to be polled after `state.next_delay_seconds`.
     ///
     /// # Errors
-    /// When the poll cannot be arranged.
+    /// `EksTaskWorker.SchedulerError` when the poll cannot be arranged.
     async fn hand_off(&self, state: &PollState) -> Result<(), TaskError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(token: &str) -> PollState {
+        PollState {
+            cluster: ClusterState {
+                cluster_name: "a-cluster-with-a-long-name-for-good-measure".into(),
+                endpoint: Some(
+                    "https://ABCDEF0123456789ABCDEF0123456789.gr7.us-east-1.eks.amazonaws.com"
+                        .into(),
+                ),
+                certificate_authority: Some(format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    "M".repeat(1500)
+                )),
+                role_arn: Some("arn:aws:iam::123456789012:role/cross-account-eks-runner".into()),
+                region: Some("eu-central-1".into()),
+            },
+            namespace: "batch-jobs".into(),
+            job_name: "j".repeat(63),
+            job_uid: "3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3".into(),
+            task_token: token.into(),
+            log_options: LogState {
+                retrieve_logs: true,
+                raw_logs: false,
+                log_parameters: vec![("tailLines".into(), "1000".into())],
+            },
+            attempt: 7,
+            next_delay_seconds: 300,
+            curve: PollCurve::default(),
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn the_poll_state_round_trips_and_fits_a_schedule_with_a_full_size_token() {
+        let s = state(&"T".repeat(2048));
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        assert!(
+            text.len() <= MAX_SCHEDULE_INPUT_CHARS,
+            "{} characters",
+            text.len()
+        );
+        let back: PollState = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn next_follows_the_curve() {
+        let s = state("t");
+        let n = s.next(vec!["EKS.500".into()]);
+        assert_eq!(
+            (n.attempt, n.next_delay_seconds, n.failures.len()),
+            (8, 300, 1)
+        );
+        let first = PollState {
+            attempt: 0,
+            ..state("t")
+        }
+        .next(vec![]);
+        assert_eq!((first.attempt, first.next_delay_seconds), (1, 60));
+    }
+
+    #[test]
+    fn schedule_names_are_deterministic_and_valid() {
+        let n = schedule_name("3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3", 4_294_967_295);
+        assert!(
+            n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{n}"
+        );
+        assert_eq!(
+            n,
+            schedule_name("3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3", 4_294_967_295)
+        );
+        assert_ne!(schedule_name("u", 1), schedule_name("u", 2));
+    }
+
+    #[test]
+    fn at_expressions_are_utc_seconds() {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        assert_eq!(
+            at_expression(t, Duration::from_secs(60)),
+            "at(2025-11-24T16:01:00)"
+        );
+    }
 }

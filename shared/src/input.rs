@@ -67,6 +67,9 @@ pub struct RunJobInput {
     /// `InlineWaitSeconds` (the worker's own): how long to watch the Job in this
     /// invocation before handing it to the poller; the deployment's default otherwise.
     pub inline_wait_seconds: Option<u64>,
+    /// `PollCurveSeconds` (the worker's own): the poll curve for this Job, checked
+    /// against the deployment's minimum when it is used.
+    pub poll_curve_seconds: Option<Vec<u64>>,
 }
 
 /// The HTTP methods `call` accepts.
@@ -622,7 +625,29 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
             )
         })?),
     };
+    let poll_curve_seconds = match fields.get("PollCurveSeconds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if !items.is_empty() => Some(
+            items
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| {
+                    TaskError::invalid_input(
+                        "PollCurveSeconds",
+                        "must be a list of whole numbers of seconds",
+                    )
+                })?,
+        ),
+        Some(_) => {
+            return Err(TaskError::invalid_input(
+                "PollCurveSeconds",
+                "must be a non-empty list of whole numbers of seconds, e.g. [60, 120, 300]",
+            ))
+        }
+    };
     Ok(RunJobInput {
+        poll_curve_seconds,
         cluster: cluster_ref(fields)?,
         namespace,
         job: job_manifest(fields.get("Job"))?,

@@ -148,6 +148,35 @@ pub async fn get(kube: &dyn KubeApi, namespace: &str, name: &str) -> Result<Valu
     .json()
 }
 
+/// Deletes the Job (`Foreground`: its pods go first), only if it is still the Job
+/// with `uid`. A Job already gone is not an error.
+///
+/// # Errors
+/// `EKS.<status>` other than 404/409, transport errors.
+pub async fn delete(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), TaskError> {
+    let options = json!({ "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": { "uid": uid } });
+    let body = serde_json::to_vec(&options)
+        .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
+    let request = KubeRequest {
+        method: http::Method::DELETE,
+        path: format!("{}/{name}", jobs_path(namespace)),
+        query: Vec::new(),
+        body: Some((body, "application/json")),
+    };
+    let response = kube.send(request, None).await?;
+    match response.status {
+        404 | 409 => Ok(()),
+        _ => response
+            .ok()
+            .map(|_| tracing::info!(job = name, namespace, "job deleted")),
+    }
+}
+
 /// How a Job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use crate::budget::serialized_len;
 use crate::callback::CallbackError;
+use crate::config::Cleanup;
+use crate::curve::PollCurve;
 use crate::deps::Deps;
 use crate::error::{names, TaskError};
 use crate::handoff::PollState;
@@ -94,7 +96,7 @@ pub async fn respond(
 
 enum Progress {
     Finished(Value),
-    HandedOff(PollState),
+    HandedOff(Box<PollState>),
 }
 
 async fn run_with_callback(
@@ -104,6 +106,11 @@ async fn run_with_callback(
 ) -> Result<Progress, TaskError> {
     let input = input::run_job(payload)?;
     let token = input.task_token.clone().unwrap_or_default();
+    let curve = match &input.poll_curve_seconds {
+        None => deps.settings.poll_curve.clone(),
+        Some(delays) => PollCurve::new(delays.clone(), deps.settings.poll_min_seconds)
+            .map_err(|m| TaskError::invalid_input("PollCurveSeconds", m))?,
+    };
     let kube = deps.connector.connect(&input.cluster).await?;
     let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
     let name = created
@@ -118,9 +125,15 @@ async fn run_with_callback(
         .to_owned();
     let window = inline_window(deps, &input, deadline);
     match job::wait(kube.as_ref(), &input.namespace, &name, &uid, window).await? {
-        Waited::Finished(done) => finish(kube, &input.namespace, &done, &input.log_options)
-            .await
-            .map(Progress::Finished),
+        Waited::Finished(done) => finish(
+            kube,
+            &input.namespace,
+            &done,
+            &input.log_options,
+            deps.settings.job_cleanup,
+        )
+        .await
+        .map(Progress::Finished),
         Waited::StillRunning(_) => {
             let state = PollState {
                 cluster: (&input.cluster).into(),
@@ -130,12 +143,14 @@ async fn run_with_callback(
                 task_token: token,
                 log_options: (&input.log_options).into(),
                 attempt: 0,
-                next_delay_seconds: 60,
+                next_delay_seconds: curve.delay(0),
+                curve,
+                failures: Vec::new(),
             };
             match &deps.handoff {
                 Some(h) => {
                     h.hand_off(&state).await?;
-                    Ok(Progress::HandedOff(state))
+                    Ok(Progress::HandedOff(Box::new(state)))
                 }
                 None => Err(TaskError::new(
                     names::INTERNAL,
@@ -161,11 +176,41 @@ fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>)
 }
 
 /// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
-/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed`.
+/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed`. The Job is then
+/// deleted when `cleanup` says so (a failed deletion is logged, not fatal).
 ///
 /// # Errors
 /// `EksTaskWorker.JobFailed`, or an error reading the pods.
 pub async fn finish(
+    kube: Arc<dyn KubeApi>,
+    namespace: &str,
+    done: &Value,
+    options: &LogOptions,
+    cleanup: Cleanup,
+) -> Result<Value, TaskError> {
+    let answer = answer(kube.clone(), namespace, done, options).await;
+    let delete = match cleanup {
+        Cleanup::Never => false,
+        Cleanup::OnSuccess => answer.is_ok(),
+        Cleanup::Always => true,
+    };
+    if delete {
+        let name = done
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let uid = done
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(e) = job::delete(kube.as_ref(), namespace, name, uid).await {
+            tracing::warn!(job = name, namespace, error = %e, "could not clean up the finished job");
+        }
+    }
+    answer
+}
+
+async fn answer(
     kube: Arc<dyn KubeApi>,
     namespace: &str,
     done: &Value,

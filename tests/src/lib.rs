@@ -377,3 +377,79 @@ pub async fn until_job(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A schedule the worker created, as moto holds it.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Its name.
+    pub name: String,
+    /// `at(...)`.
+    pub expression: String,
+    /// The poller's input.
+    pub input: Value,
+}
+
+impl World {
+    /// Settings with the poller configured and a compressed curve (`curve`, seconds).
+    #[must_use]
+    pub fn poller_settings(&self, curve: &str) -> Settings {
+        let facts = self.clone();
+        let curve = curve.to_owned();
+        Settings::from_lookup(move |k| match k {
+            "AWS_REGION" => Some(facts.fact("/region")),
+            "POLL_MIN_SECONDS" => Some("1".into()),
+            "POLL_CURVE_SECONDS" => Some(curve.clone()),
+            "POLLER_ARN" => Some(facts.fact("/functions/poller")),
+            "SCHEDULER_ROLE_ARN" => Some(facts.fact("/scheduler_role")),
+            "SCHEDULE_GROUP" => Some(facts.fact("/schedule_group")),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The schedules in the worker's group for the Job with `uid`.
+    ///
+    /// # Errors
+    /// When moto fails.
+    pub async fn schedules(&self, uid: &str) -> Result<Vec<Schedule>> {
+        let client = aws_sdk_scheduler::Client::new(&self.sdk("worker").await);
+        let group = self.fact("/schedule_group");
+        let listed = client.list_schedules().group_name(&group).send().await?;
+        let mut out = Vec::new();
+        for s in listed.schedules() {
+            let Some(name) = s.name() else { continue };
+            if !name.starts_with(&format!("ekstw-{uid}-")) {
+                continue;
+            }
+            let got = client
+                .get_schedule()
+                .group_name(&group)
+                .name(name)
+                .send()
+                .await?;
+            let input = got.target().and_then(|t| t.input()).unwrap_or_default();
+            out.push(Schedule {
+                name: name.to_owned(),
+                expression: got.schedule_expression().unwrap_or_default().to_owned(),
+                input: serde_json::from_str(input)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes a schedule, as Scheduler does after firing one with
+    /// `ActionAfterCompletion: DELETE`.
+    ///
+    /// # Errors
+    /// When moto fails.
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        let client = aws_sdk_scheduler::Client::new(&self.sdk("worker").await);
+        client
+            .delete_schedule()
+            .group_name(self.fact("/schedule_group"))
+            .name(name)
+            .send()
+            .await?;
+        Ok(())
+    }
+}

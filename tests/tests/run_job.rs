@@ -199,6 +199,7 @@ async fn a_failed_jobs_cause_names_exit_codes_and_log_tails() -> anyhow::Result<
         &world.namespace(),
         &done,
         &shared::input::LogOptions::default(),
+        shared::config::Cleanup::Never,
     )
     .await
     .err()

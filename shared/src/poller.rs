@@ -1,0 +1,224 @@
+//! The poller: invoked by a one-time schedule for a Job that outlived its run-job
+//! invocation. Each poll reads the Job with a fresh enough token, sends a heartbeat,
+//! and then answers the task (the Job finished or vanished), stops (the execution is
+//! gone: the Job is deleted), or schedules the next poll along the curve.
+//!
+//! Faults never lose a task: transient failures (the cluster unreachable, 5xx, 429,
+//! STS) are retried within the poll, then the next poll is scheduled with the failure
+//! counted; after `MAX_FAILED_POLLS` consecutive failures the task fails with
+//! `EksTaskWorker.PollFailed` listing them. A poll delivered twice answers once (Step
+//! Functions refuses a second answer, and a finished Job is never deleted for it) and
+//! leaves one next schedule (its name is deterministic).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::callback::CallbackError;
+use crate::deps::Deps;
+use crate::error::{names, TaskError};
+use crate::handoff::PollState;
+use crate::job::{self, Phase};
+use crate::kube_api::KubeApi;
+use crate::run_job::{finish, respond};
+
+/// Tries per poll for a transient failure.
+const TRIES: u32 = 3;
+/// The first pause between tries; doubled each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest `Retry-After` honoured within a poll.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Handles one poll.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` for an input that is not a poll state; otherwise only
+/// when neither an answer nor the next schedule could be arranged (the invocation then
+/// fails so that Lambda and Scheduler deliver it again).
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
+    let state: PollState = serde_json::from_value(payload)
+        .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
+    poll(&state, deps).await
+}
+
+/// Whether a failure may pass with time: worth another poll.
+#[must_use]
+pub fn is_transient(e: &TaskError) -> bool {
+    matches!(
+        e.name.as_str(),
+        names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API | "EKS.429"
+    ) || e
+        .name
+        .strip_prefix("EKS.5")
+        .is_some_and(|rest| rest.len() == 2)
+}
+
+async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, Value), TaskError> {
+    let cluster = state.cluster.to_ref()?;
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let read = async {
+            let kube = deps.connector.connect(&cluster).await?;
+            let job = job::get(kube.as_ref(), &state.namespace, &state.job_name).await;
+            match job {
+                Ok(j)
+                    if j.pointer("/metadata/uid").and_then(Value::as_str)
+                        == Some(state.job_uid.as_str()) =>
+                {
+                    Ok((kube, j))
+                }
+                Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
+                Err(e) if e.name == "EKS.404" => {
+                    Err(job::vanished(&state.namespace, &state.job_name))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match read.await {
+            Err(e) if is_transient(&e) && tries < TRIES => {
+                let retry_after = e
+                    .cause
+                    .pointer("/ResponseBody/details/retryAfterSeconds")
+                    .and_then(Value::as_u64)
+                    .map(Duration::from_secs);
+                tracing::warn!(error = %e.name, tries, "reading the job failed; trying again");
+                tokio::time::sleep(retry_after.map_or(pause, |r| r.min(MAX_RETRY_AFTER))).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
+    let token = state.task_token.as_str();
+    let (kube, job) = match read_job(deps, state).await {
+        Ok(found) => found,
+        Err(e) if is_transient(&e) => return failed_poll(state, deps, e).await,
+        // The Job vanished, or the cluster refuses for good (403 after an RBAC change).
+        Err(e) => return respond(deps, token, Err(e)).await,
+    };
+    let phase = job::phase(&job);
+    match heartbeat(deps, token).await {
+        Err(CallbackError::TaskGone { code, .. }) => {
+            return stopped(state, deps, kube.as_ref(), phase, &code).await
+        }
+        Err(e) => tracing::warn!(error = %e, "heartbeat failed; going on"),
+        Ok(()) => {}
+    }
+    if phase != Phase::Running {
+        let options = (&state.log_options).into();
+        let answer = finish(
+            kube,
+            &state.namespace,
+            &job,
+            &options,
+            deps.settings.job_cleanup,
+        )
+        .await;
+        return respond(deps, token, answer).await;
+    }
+    schedule(deps, state.next(Vec::new())).await
+}
+
+async fn heartbeat(deps: &Deps, token: &str) -> Result<(), CallbackError> {
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match deps.callback.heartbeat(token).await {
+            Err(CallbackError::Other(m)) if tries < TRIES => {
+                tracing::warn!(error = %m, "heartbeat failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The execution is gone (stopped, timed out, or the token is invalid): nobody waits.
+/// A running Job is deleted (unless the deployment keeps them); a finished one is left
+/// alone, for it may be this very task's answered Job seen by a duplicate delivery.
+async fn stopped(
+    state: &PollState,
+    deps: &Deps,
+    kube: &dyn KubeApi,
+    phase: Phase,
+    code: &str,
+) -> Result<Value, TaskError> {
+    let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
+    if deleted {
+        job::delete(kube, &state.namespace, &state.job_name, &state.job_uid).await?;
+    }
+    tracing::info!(job = %state.job_name, code, deleted, "the task is gone; polling stops");
+    Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": state.job_name }))
+}
+
+async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {
+    let mut failures = state.failures.clone();
+    failures.push(format!(
+        "poll {}: {}: {}",
+        state.attempt + 1,
+        e.name,
+        e.cause
+    ));
+    if failures.len() >= deps.settings.max_failed_polls as usize {
+        let cause = json!({
+            "message": format!("{} consecutive polls could not read the Job {}/{}", failures.len(), state.namespace, state.job_name),
+            "failures": failures,
+        });
+        return respond(
+            deps,
+            &state.task_token,
+            Err(TaskError::new(names::POLL_FAILED, cause)),
+        )
+        .await;
+    }
+    tracing::warn!(error = %e.name, failed = failures.len(), "poll failed; the next one is scheduled");
+    schedule(deps, state.next(failures)).await
+}
+
+async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
+    let handoff = deps.handoff.as_ref().ok_or_else(|| {
+        TaskError::message(
+            names::INTERNAL,
+            "the poller runs without a schedule configuration (POLLER_ARN, SCHEDULER_ROLE_ARN)",
+        )
+    })?;
+    handoff.hand_off(&next).await?;
+    Ok(
+        json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_the_ones_time_can_mend() {
+        for name in [
+            names::CLUSTER_UNREACHABLE,
+            names::CREDENTIALS,
+            "EKS.500",
+            "EKS.503",
+            "EKS.429",
+            names::EKS_API,
+        ] {
+            assert!(is_transient(&TaskError::message(name, "x")), "{name}");
+        }
+        for name in [
+            "EKS.403",
+            "EKS.404",
+            names::JOB_VANISHED,
+            names::INVALID_INPUT,
+            "EKS.5000",
+        ] {
+            assert!(!is_transient(&TaskError::message(name, "x")), "{name}");
+        }
+    }
+}
