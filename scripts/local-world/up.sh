@@ -15,6 +15,7 @@ API_PORT="${API_PORT:-16443}"
 KUBELET_PORT="${KUBELET_PORT:-20250}"
 MOTO_PORT="${MOTO_PORT:-15000}"
 WEBHOOK_PORT="${WEBHOOK_PORT:-15001}"
+LOCALSTACK_PORT="${LOCALSTACK_PORT:-14566}"
 CLUSTER="${LOCAL_CLUSTER_NAME:-local-eks}"
 NAMESPACE="${LOCAL_NAMESPACE:-jobs}"
 REGION="${AWS_REGION:-us-east-1}"
@@ -24,7 +25,7 @@ die() { say "ERROR: $*" >&2; exit 1; }
 alive() { [ -f "$D/pids/$1.pid" ] && kill -0 "$(cat "$D/pids/$1.pid")" 2>/dev/null; }
 admin_curl() { curl -sS --max-time 10 --cacert "$D/pki/ca.crt" --cert "$D/pki/admin.crt" --key "$D/pki/admin.key" "$@"; }
 
-if [ -f "$D/world.json" ] && alive etcd && alive kube-apiserver && alive kube-controller-manager && alive aws-world && alive podsim \
+if [ -f "$D/world.json" ] && alive etcd && alive kube-apiserver && alive kube-controller-manager && alive aws-world && alive podsim && alive localstack \
    && admin_curl -fo /dev/null "https://127.0.0.1:$API_PORT/readyz" 2>/dev/null; then
   say "already running (facts in $D/world.json)"
   exit 0
@@ -32,7 +33,7 @@ fi
 # Something is half up: stop it and start afresh (moto keeps no state across restarts).
 [ -d "$D/pids" ] && "$HERE/down.sh" >/dev/null 2>&1 || true
 
-for spec in "ETCD_PORT:$ETCD_PORT" "ETCD_PEER_PORT:$ETCD_PEER_PORT" "API_PORT:$API_PORT" "KUBELET_PORT:$KUBELET_PORT" "MOTO_PORT:$MOTO_PORT" "WEBHOOK_PORT:$WEBHOOK_PORT"; do
+for spec in "ETCD_PORT:$ETCD_PORT" "ETCD_PEER_PORT:$ETCD_PEER_PORT" "API_PORT:$API_PORT" "KUBELET_PORT:$KUBELET_PORT" "MOTO_PORT:$MOTO_PORT" "WEBHOOK_PORT:$WEBHOOK_PORT" "LOCALSTACK_PORT:$LOCALSTACK_PORT"; do
   name=${spec%%:*}; port=${spec##*:}
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port ($name) is already in use by another program on 127.0.0.1; stop it or choose another port with $name=<port> make local-up"
@@ -41,6 +42,7 @@ done
 
 "$HERE/install-kube.sh"
 "$HERE/install-python.sh"
+"$HERE/install-localstack.sh"
 KUBE="$CACHE/kube/bin"
 PY="$CACHE/venv/bin/python"
 
@@ -97,6 +99,11 @@ start aws-world env PYTHONPATH="$HERE" MOTO_PORT="$MOTO_PORT" "$PY" "$HERE/aws_w
 wait_for aws-world 60 test -f "$D/aws.json"
 wait_for aws-world 10 curl -sf "http://127.0.0.1:$WEBHOOK_PORT/healthz"
 
+say "starting LocalStack (Step Functions activities) on 127.0.0.1:$LOCALSTACK_PORT"
+start localstack env GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" DNS_ADDRESS=0 \
+  LOCALSTACK_VOLUME_DIR="$D/localstack" PERSISTENCE=0 SKIP_INFRA_DOWNLOADS=1 DISABLE_EVENTS=1 SERVICES=stepfunctions,sts,iam \
+  "$CACHE/localstack-venv/bin/python" -m localstack.runtime.main
+
 cat > "$D/webhook.kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -151,6 +158,8 @@ start kube-controller-manager "$KUBE/kube-controller-manager" \
   --service-account-private-key-file "$D/pki/sa.key" --root-ca-file "$D/pki/ca.crt" \
   --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-csrsigning'
 
+wait_for localstack 90 curl -sf "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health"
+
 say "starting the pod simulator (kubelet API on 127.0.0.1:$KUBELET_PORT)"
 start podsim "$PY" "$HERE/podsim.py" --api "$API" --ca "$D/pki/ca.crt" --cert "$D/pki/admin.crt" --key "$D/pki/admin.key" \
   --kubelet-port "$KUBELET_PORT" --kubelet-cert "$D/pki/kubelet.crt" --kubelet-key "$D/pki/kubelet.key"
@@ -170,7 +179,7 @@ done
 # The controller-manager makes the namespace's default service account, which pods need.
 wait_for kube-controller-manager 60 admin_curl -f "$API/api/v1/namespaces/$NAMESPACE/serviceaccounts/default"
 
-WEBHOOK_PORT="$WEBHOOK_PORT" "$PY" - "$D" "$API" "$CLUSTER" "$NAMESPACE" "$HERE" <<'PYEOF'
+WEBHOOK_PORT="$WEBHOOK_PORT" LOCALSTACK_PORT="$LOCALSTACK_PORT" "$PY" - "$D" "$API" "$CLUSTER" "$NAMESPACE" "$HERE" <<'PYEOF'
 import base64, json, os, sys
 d, api, cluster, ns, here = sys.argv[1:6]
 aws = json.load(open(f"{d}/aws.json"))
@@ -182,7 +191,7 @@ facts = {
     "aws_endpoint": aws["aws_endpoint"], "worker": w, "functions": aws["functions"], "states_role": aws["states_role"],
     "scheduler_role": aws["scheduler_role"], "schedule_group": aws["schedule_group"], "intruder": aws["users"]["intruder"],
     "python": sys.executable, "token_oracle": os.path.join(here, "eks_token.py"),
-    "webhook": "http://127.0.0.1:" + os.environ["WEBHOOK_PORT"], "admin": {"kubeconfig": f"{d}/admin.kubeconfig", "cert": f"{d}/pki/admin.crt", "key": f"{d}/pki/admin.key"},
+    "webhook": "http://127.0.0.1:" + os.environ["WEBHOOK_PORT"], "localstack_endpoint": "http://127.0.0.1:" + os.environ["LOCALSTACK_PORT"], "admin": {"kubeconfig": f"{d}/admin.kubeconfig", "cert": f"{d}/pki/admin.crt", "key": f"{d}/pki/admin.key"},
 }
 json.dump(facts, open(f"{d}/world.json", "w"), indent=2)
 with open(f"{d}/world.env", "w") as f:

@@ -64,6 +64,11 @@ pub struct Settings {
     pub delete_job_when_stopped: bool,
     /// The poller's schedules; `None` when this deployment has no poller.
     pub schedule: Option<ScheduleSettings>,
+    /// `ACTIVITIES`: `run-job=<activity ARN>,call=<activity ARN>` (activity function).
+    pub activities: Vec<crate::activity::Activity>,
+    /// `ACTIVITY_POLL_SECONDS` (default 240): how long one activity-function invocation
+    /// keeps polling (never past its deadline minus the margin and one long poll).
+    pub activity_poll: Duration,
 }
 
 /// A setting that does not parse.
@@ -179,7 +184,15 @@ impl Settings {
             }
             _ => None,
         };
+        let activities = crate::activity::parse_activities(&get("ACTIVITIES").unwrap_or_default())
+            .map_err(|m| SettingError {
+                name: "ACTIVITIES".into(),
+                value: get("ACTIVITIES").unwrap_or_default(),
+                expected: format!("a list of <function>=<activity ARN>: {m}"),
+            })?;
         Ok(Self {
+            activities,
+            activity_poll: seconds(&get, "ACTIVITY_POLL_SECONDS", 240)?,
             poll_min_seconds,
             poll_curve,
             max_failed_polls: number(&get, "MAX_FAILED_POLLS", 5)?,

@@ -1,0 +1,29 @@
+//! The activity Lambda: run on a schedule, it long-polls the configured Step Functions
+//! activities (`ACTIVITIES`) and runs their tasks through run-job and call.
+
+use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+use shared::activity::StepFunctionsActivities;
+use shared::config::Settings;
+use shared::deps::Deps;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::aws(&sdk, settings)?;
+    let source = StepFunctionsActivities::new(&sdk);
+    let worker = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .unwrap_or_else(|_| "eks-task-worker-activity".into());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let (deps, source, worker) = (&deps, &source, &worker);
+        async move {
+            let deadline = event.context.deadline();
+            shared::activity::handle(source, deps, worker, Some(deadline))
+                .await
+                .map_err(lambda_runtime::Diagnostic::from)
+        }
+    }))
+    .await
+}
