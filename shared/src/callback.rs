@@ -87,6 +87,31 @@ where
     }
 }
 
+/// Tries a callback up to three times while it fails for a reason other than the
+/// task being gone (throttling, network), pausing 0.5 s, then 1 s.
+///
+/// # Errors
+/// The last failure.
+pub async fn with_retries<F, Fut>(mut call: F) -> Result<(), CallbackError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CallbackError>>,
+{
+    let mut pause = std::time::Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match call().await {
+            Err(CallbackError::Other(m)) if tries < 3 => {
+                tracing::warn!(error = %m, tries, "Step Functions call failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The output as sent: the value itself when it fits, else the value with its strings
 /// cut to fit (a safety net; callers fit their results first).
 #[must_use]

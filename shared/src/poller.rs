@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::callback::CallbackError;
+use crate::callback::{with_retries, CallbackError};
 use crate::deps::Deps;
 use crate::error::{names, TaskError};
 use crate::handoff::PollState;
@@ -102,7 +102,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         Err(e) => return respond(deps, token, Err(e)).await,
     };
     let phase = job::phase(&job);
-    match heartbeat(deps, token).await {
+    match with_retries(|| deps.callback.heartbeat(token)).await {
         Err(CallbackError::TaskGone { code, .. }) => {
             return stopped(state, deps, kube.as_ref(), phase, &code).await
         }
@@ -122,22 +122,6 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         return respond(deps, token, answer).await;
     }
     schedule(deps, state.next(Vec::new())).await
-}
-
-async fn heartbeat(deps: &Deps, token: &str) -> Result<(), CallbackError> {
-    let mut pause = FIRST_PAUSE;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match deps.callback.heartbeat(token).await {
-            Err(CallbackError::Other(m)) if tries < TRIES => {
-                tracing::warn!(error = %m, "heartbeat failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The execution is gone (stopped, timed out, or the token is invalid): nobody waits.

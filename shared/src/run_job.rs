@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::budget::serialized_len;
-use crate::callback::CallbackError;
+use crate::callback::{with_retries, CallbackError};
 use crate::config::Cleanup;
 use crate::curve::PollCurve;
 use crate::deps::Deps;
@@ -76,11 +76,11 @@ pub async fn respond(
 ) -> Result<Value, TaskError> {
     let (sent, report) = match &answer {
         Ok(result) => (
-            deps.callback.succeed(token, result).await,
+            with_retries(|| deps.callback.succeed(token, result)).await,
             json!({ "answered": "SendTaskSuccess", "bytes": serialized_len(result) }),
         ),
         Err(e) => (
-            deps.callback.fail(token, e).await,
+            with_retries(|| deps.callback.fail(token, e)).await,
             json!({ "answered": "SendTaskFailure", "error": e.name }),
         ),
     };

@@ -180,6 +180,25 @@ async fn a_long_job_is_polled_along_the_curve_and_succeeds_with_its_logs() {
     assert_eq!(pod["containers"]["main"]["log"], "long done\n");
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The Unix time of `at(yyyy-mm-ddThh:mm:ss)` (UTC).
+fn at_seconds(expression: &str) -> u64 {
+    let inner = expression
+        .strip_prefix("at(")
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not an at() expression: {expression}"));
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let t = time::PrimitiveDateTime::parse(inner, &format)
+        .unwrap_or_else(|e| panic!("{expression}: {e}"));
+    u64::try_from(t.assume_utc().unix_timestamp()).unwrap_or(0)
+}
+
 async fn poll_until_answered(world: &World, deps: &Deps, uid: &str) -> Value {
     for _ in 0..12 {
         let (_, out) = fire(world, deps, uid).await;
