@@ -128,19 +128,27 @@ async fn a_long_job_is_polled_along_the_curve_and_succeeds_with_its_logs() {
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let mut before = now_secs();
     let uid = hand_off(&world, &deps, &name, json!({ "sim.eks-task-worker.io/run-seconds": "5", "sim.eks-task-worker.io/log": "long done\n" }), &token).await;
+    let mut after = now_secs();
 
     let mut delays = Vec::new();
     let mut last = Value::Null;
     for round in 0..12 {
-        let (s, out) = fire(&world, &deps, &uid).await;
+        let s = only_schedule(&world, &uid).await;
         assert_eq!(s.name, format!("ekstw-{uid}-{round}"));
+        let delay = s.input["NextDelaySeconds"].as_u64().unwrap_or(0);
+        // The schedule fires `delay` after the poll (or hand-off) that created it.
+        let at = at_seconds(&s.expression);
         assert!(
-            s.expression.starts_with("at(20") && s.expression.ends_with(')'),
-            "{}",
+            at + 1 >= before + delay && at <= after + delay,
+            "{} is not {delay} s after [{before}, {after}]",
             s.expression
         );
-        delays.push(s.input["NextDelaySeconds"].as_u64().unwrap_or(0));
+        delays.push(delay);
+        before = now_secs();
+        let (_, out) = fire(&world, &deps, &uid).await;
+        after = now_secs();
         last = out;
         if last.get("answered").is_some() {
             break;
