@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint unit test local-up local-down local-reset
+.PHONY: help build lint package unit test local-up local-down local-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -11,9 +11,21 @@ help: ## list the targets
 build: ## build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-lint: ## rustfmt and clippy, as CI runs them
+TOOLS := $(HOME)/.cache/eks-task-worker/tools-venv/bin
+ASL_VALIDATOR := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules/.bin/asl-validator
+
+lint: ## rustfmt, clippy, cfn-lint, sam validate --lint and the ASL validator, as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/install-tools.sh
+	$(TOOLS)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/sam validate --lint --region us-east-1
+	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
+
+package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws-sam/build
+	scripts/install-tools.sh --package
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam build --beta-features
 
 unit: ## unit tests only (no local world needed)
 	$(CARGO) test --workspace --lib --bins

@@ -5,6 +5,9 @@
 //!   (so kubectl can use it as an exec credential plugin).
 //! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
 //!   the same code the Lambda runs, and prints its result.
+//! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
+//!   [--region R] [--dry-run]` grants the worker's role access to a cluster: an access
+//!   entry (or `aws-auth` mapping), the namespace, a least-privilege Role and binding.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +23,8 @@ use shared::token::{BearerTokens, TOKEN_LIFETIME};
 
 const USAGE: &str = "usage:
   eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
-  eks-task-worker invoke run-job|call --payload FILE";
+  eks-task-worker invoke run-job|call --payload FILE
+  eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -99,12 +103,73 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     }
 }
 
+async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
+    use shared::access::{apply, plan, AuthMode, Grant};
+    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
+    let grant = Grant {
+        cluster: cluster.clone(),
+        principal_arn: flag(args, "--role-arn")
+            .context("--role-arn ARN (the worker's execution role) is required")?,
+        namespace: flag(args, "--namespace").unwrap_or_else(|| "default".into()),
+    };
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = flag(args, "--region") {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    let sdk = loader.load().await;
+    let eks = aws_sdk_eks::Client::new(&sdk);
+    let described = eks
+        .describe_cluster()
+        .name(&cluster)
+        .send()
+        .await
+        .with_context(|| format!("eks:DescribeCluster {cluster}"))?;
+    let mode = AuthMode::from_eks(
+        described
+            .cluster()
+            .and_then(|c| c.access_config())
+            .and_then(|a| a.authentication_mode())
+            .map(|m| m.as_str()),
+    );
+    let steps = plan(&grant, mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.iter().any(|a| a == "--dry-run") {
+        print_out(&format!("authentication mode {mode:?}; would:"));
+        for s in &steps {
+            print_out(&format!("  {}", s.describe(&grant)));
+        }
+        return Ok(());
+    }
+    let mut settings = Settings::from_env()?;
+    if let Some(r) = sdk.region() {
+        settings.region = r.to_string();
+    }
+    let deps = Deps::aws(&sdk, settings)?;
+    let cluster_ref = shared::input::cluster_ref(&serde_json::Map::from_iter([(
+        "ClusterName".to_owned(),
+        json!(cluster),
+    )]))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kube = deps
+        .connector
+        .connect(&cluster_ref)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for line in apply(&steps, &grant, &eks, kube.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        print_out(&line);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("token") => token(&args[1..]).await.map(|()| true),
         Some("invoke") => invoke(&args[1..]).await,
+        Some("bootstrap") => bootstrap(&args[1..]).await.map(|()| true),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -147,7 +147,7 @@ def bootstrap(moto_url, args):
     urllib.request.urlopen(req, timeout=5).read()
     iam = client("iam")
     users = {}
-    for name in ("eks-task-worker", "intruder"):
+    for name in ("eks-task-worker", "intruder", "cluster-admin"):
         iam.create_user(UserName=name)
         key = iam.create_access_key(UserName=name)["AccessKey"]
         users[name] = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],

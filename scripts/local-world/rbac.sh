@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Prints, one per line as "<collection path> <json>", the Role and RoleBinding that let
 # an IAM identity (by ARN, the Kubernetes username EKS gives it) run the worker in one
-# namespace: what the worker needs on jobs, pods and pods/log, and configmaps for calls.
+# namespace: the worker's rules (shared/src/worker-role-rules.json, the same ones
+# `eks-task-worker bootstrap` grants), plus configmaps for the tests of `call`.
 set -euo pipefail
 NS=$1 ARN=$2
-cat <<JSON
-/apis/rbac.authorization.k8s.io/v1/namespaces/$NS/roles {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"eks-task-worker","namespace":"$NS"},"rules":[{"apiGroups":["batch"],"resources":["jobs"],"verbs":["create","get","list","watch","delete","patch","update"]},{"apiGroups":[""],"resources":["pods"],"verbs":["get","list","watch","delete"]},{"apiGroups":[""],"resources":["pods/log"],"verbs":["get"]},{"apiGroups":[""],"resources":["configmaps"],"verbs":["create","get","list","watch","delete","patch","update"]}]}
-/apis/rbac.authorization.k8s.io/v1/namespaces/$NS/rolebindings {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"eks-task-worker","namespace":"$NS"},"subjects":[{"kind":"User","name":"$ARN","apiGroup":"rbac.authorization.k8s.io"}],"roleRef":{"kind":"Role","name":"eks-task-worker","apiGroup":"rbac.authorization.k8s.io"}}
-JSON
+RULES="$(cd "$(dirname "$0")/../.." && pwd)/shared/src/worker-role-rules.json"
+python3 - "$NS" "$ARN" "$RULES" <<'PY'
+import json, sys
+ns, arn, rules_file = sys.argv[1:4]
+rules = json.load(open(rules_file))
+rules.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list", "watch", "delete", "patch", "update"]})
+role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "eks-task-worker", "namespace": ns}, "rules": rules}
+binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "eks-task-worker", "namespace": ns},
+           "subjects": [{"kind": "User", "name": arn, "apiGroup": "rbac.authorization.k8s.io"}],
+           "roleRef": {"kind": "Role", "name": "eks-task-worker", "apiGroup": "rbac.authorization.k8s.io"}}
+print(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles {json.dumps(role)}")
+print(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings {json.dumps(binding)}")
+PY

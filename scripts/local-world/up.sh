@@ -176,6 +176,9 @@ apply /api/v1/namespaces "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metada
 "$REPO/scripts/local-world/rbac.sh" "$NAMESPACE" "$WORKER_ARN" | while IFS= read -r line; do
   apply "${line%% *}" "${line#* }"
 done
+ADMIN_ARN=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["users"]["cluster-admin"]["arn"])' "$D/aws.json")
+say "making $ADMIN_ARN cluster-admin (as EKS makes a cluster's creator)"
+apply /apis/rbac.authorization.k8s.io/v1/clusterrolebindings "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{\"name\":\"iam-cluster-admin\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"$ADMIN_ARN\",\"apiGroup\":\"rbac.authorization.k8s.io\"}],\"roleRef\":{\"kind\":\"ClusterRole\",\"name\":\"cluster-admin\",\"apiGroup\":\"rbac.authorization.k8s.io\"}}"
 # The controller-manager makes the namespace's default service account, which pods need.
 wait_for kube-controller-manager 60 admin_curl -f "$API/api/v1/namespaces/$NAMESPACE/serviceaccounts/default"
 
@@ -189,7 +192,7 @@ facts = {
     "cluster": cluster, "namespace": ns, "region": aws["region"], "account": aws["account"],
     "api_endpoint": api, "certificate_authority": base64.b64encode(ca).decode(), "ca_file": f"{d}/pki/ca.crt",
     "aws_endpoint": aws["aws_endpoint"], "worker": w, "functions": aws["functions"], "states_role": aws["states_role"],
-    "scheduler_role": aws["scheduler_role"], "schedule_group": aws["schedule_group"], "intruder": aws["users"]["intruder"],
+    "scheduler_role": aws["scheduler_role"], "schedule_group": aws["schedule_group"], "intruder": aws["users"]["intruder"], "cluster_admin": aws["users"]["cluster-admin"],
     "python": sys.executable, "token_oracle": os.path.join(here, "eks_token.py"),
     "webhook": "http://127.0.0.1:" + os.environ["WEBHOOK_PORT"], "localstack_endpoint": "http://127.0.0.1:" + os.environ["LOCALSTACK_PORT"], "admin": {"kubeconfig": f"{d}/admin.kubeconfig", "cert": f"{d}/pki/admin.crt", "key": f"{d}/pki/admin.key"},
 }

@@ -7,6 +7,7 @@
 //! [`cluster::Connector`], [`kube_api::KubeApi`], [`callback::TaskCallback`],
 //! [`handoff::HandOff`] and [`clock::Clock`].
 
+pub mod access;
 pub mod activity;
 pub mod budget;
 pub mod call;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the checking and packaging tools, cached under $EKS_TW_CACHE:
+# aws-sam-cli and cfn-lint (a virtualenv), asl-validator (npm). With --package also
+# cargo-lambda and ziglang (cross-compiling the arm64 bootstrap binaries).
+# Idempotent: reinstalls only when the pinned versions change.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
+VENV="$CACHE/tools-venv"
+NPM_DIR="$CACHE/npm-tools"
+ASL_VALIDATOR_VERSION=4.0.0
+say() { printf '[install-tools %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+want=$(sha256sum "$HERE/requirements-tools.txt" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/sam" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  say "installing $(grep -v '^#' "$HERE/requirements-tools.txt" | tr '\n' ' ')into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$HERE/requirements-tools.txt"
+  echo "$want" > "$VENV/.requirements.sha256"
+fi
+if [ ! -x "$NPM_DIR/node_modules/.bin/asl-validator" ] || ! grep -q "\"version\": \"$ASL_VALIDATOR_VERSION\"" "$NPM_DIR/node_modules/asl-validator/package.json" 2>/dev/null; then
+  say "installing asl-validator@$ASL_VALIDATOR_VERSION into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" "asl-validator@$ASL_VALIDATOR_VERSION" >/dev/null
+fi
+if [ "${1:-}" = "--package" ] && [ ! -x "$VENV/bin/cargo-lambda" ]; then
+  say "installing cargo-lambda and ziglang into $VENV"
+  "$VENV/bin/pip" install -q cargo-lambda==1.9.2 ziglang==0.15.1
+fi
+say "ready: $("$VENV/bin/sam" --version), cfn-lint $("$VENV/bin/cfn-lint" --version | awk '{print $2}'), asl-validator $ASL_VALIDATOR_VERSION"

@@ -1,0 +1,199 @@
+//! `eks-task-worker bootstrap` against the local world: before it, a new identity gets
+//! 403; after it (run by the cluster admin), that identity runs a Job in its namespace.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shared::kube_api::KubeRequest;
+use world_tests::{request, send, sim_job, unique, until_job, World};
+
+fn cli() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let bin = target.join("debug/eks-task-worker");
+    assert!(
+        bin.exists(),
+        "{} is not built (make test builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A new IAM user in moto: (ARN, access key, secret).
+async fn new_user(world: &World, name: &str) -> (String, String, String) {
+    let iam = aws_sdk_iam::Client::new(&world.sdk("worker").await);
+    let user = iam
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let arn = user.user().map(|u| u.arn().to_owned()).unwrap_or_default();
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let key = key.access_key().unwrap_or_else(|| panic!("no key"));
+    (
+        arn,
+        key.access_key_id().to_owned(),
+        key.secret_access_key().to_owned(),
+    )
+}
+
+fn bootstrap(world: &World, args: &[&str]) -> (bool, String) {
+    let out = Command::new(cli())
+        .arg("bootstrap")
+        .args(args)
+        .env("AWS_ENDPOINT_URL", world.fact("/aws_endpoint"))
+        .env("AWS_REGION", world.fact("/region"))
+        .env(
+            "AWS_ACCESS_KEY_ID",
+            world.fact("/cluster_admin/access_key_id"),
+        )
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            world.fact("/cluster_admin/secret_access_key"),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn bootstrap_grants_a_new_identity_a_namespace_of_its_own() {
+    let world = World::get();
+    let name = unique("bs");
+    let (arn, key, secret) = new_user(&world, &name).await;
+    let who = json!({ "access_key_id": key, "secret_access_key": secret });
+    let mut facts = world.clone();
+    facts.facts["newcomer"] = who;
+    let token = facts
+        .botocore_token("newcomer", &world.cluster(), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kube = facts.kube(&token).unwrap_or_else(|e| panic!("{e}"));
+    let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
+    let job = sim_job("after-bootstrap", &["main"], json!({}), 1);
+    let before = send(&kube, request(http::Method::POST, &jobs, Some(&job)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        before.status,
+        403,
+        "before bootstrap: {}",
+        before.body_value()
+    );
+
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--role-arn",
+            &arn,
+            "--namespace",
+            &name,
+            "--dry-run",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("would:")
+            && out.contains("aws-auth")
+            && out.contains(&format!("create namespace {name}")),
+        "{out}"
+    );
+    let ns = send(
+        &world.worker_kube().unwrap_or_else(|e| panic!("{e}")),
+        KubeRequest::get(format!("/api/v1/namespaces/{name}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(ns.status, 200, "a dry run creates nothing");
+
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--role-arn",
+            &arn,
+            "--namespace",
+            &name,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("kube-system/aws-auth: mapped"), "{out}");
+    let (ok, again) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--role-arn",
+            &arn,
+            "--namespace",
+            &name,
+        ],
+    );
+    assert!(
+        ok && again.contains("already mapped") && again.contains("already there"),
+        "running it twice is harmless: {again}"
+    );
+
+    let after = send(&kube, request(http::Method::POST, &jobs, Some(&job)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after.status, 201, "after bootstrap: {}", after.body_value());
+    until_job(
+        &kube,
+        &name,
+        "after-bootstrap",
+        Duration::from_secs(30),
+        |j| shared::job::phase(j.unwrap_or(&Value::Null)) == shared::job::Phase::Complete,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = send(
+        &kube,
+        KubeRequest::get("/api/v1/namespaces/kube-system/pods"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        elsewhere.status, 403,
+        "least privilege: nothing outside its namespace"
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_refuses_a_principal_that_is_not_iam() {
+    let world = World::get();
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--role-arn",
+            "arn:aws:sts::123456789012:assumed-role/x/y",
+            "--dry-run",
+        ],
+    );
+    assert!(!ok);
+    assert!(out.contains("--role-arn"), "{out}");
+}
