@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package unit test local-up local-down local-reset
+.PHONY: help build lint package unit test demo local-up local-down local-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ unit: ## unit tests only (no local world needed)
 test: lint ## everything: lint, unit tests, integration tests against the local world
 	$(CARGO) build --workspace --all-targets
 	scripts/with-world.sh $(CARGO) test --workspace
+
+demo: ## the whole thing locally: a state machine in moto runs a Job through the worker's real binaries
+	scripts/demo.sh
 
 local-up: ## start the local world (installs and builds what is missing, first time ~15 min)
 	scripts/local-world/up.sh

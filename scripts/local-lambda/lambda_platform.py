@@ -1,0 +1,231 @@
+"""A local Lambda platform for the worker's real `bootstrap` binaries.
+
+Each function's binary runs as `--concurrency` processes against a Lambda Runtime API
+served here on 127.0.0.1 (GET .../invocation/next, POST .../response and .../error),
+exactly the interface Lambda gives it. A dispatcher then plays the two AWS services that
+invoke the worker and that moto cannot:
+
+- Step Functions' Lambda integration: it follows moto's executions and, for every
+  TaskScheduled event of `lambda:invoke.waitForTaskToken` that names one of our
+  functions, invokes that function with the event's payload (the task then waits for
+  SendTaskSuccess/SendTaskFailure, which the function sends to moto itself);
+- EventBridge Scheduler: it fires due one-time schedules whose target is one of our
+  functions, with the schedule's input, and deletes them after when
+  ActionAfterCompletion says DELETE (moto never fires schedules).
+
+Usage: lambda_platform.py --world .local-world/world.json --bin target/debug [--state FILE]
+Writes {"functions": {name: runtime API address}} to --state once every function runs.
+"""
+import argparse
+import datetime
+import json
+import logging
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+log = logging.getLogger("lambda-platform")
+PREFIX = "/2018-06-01/runtime"
+
+
+class Invocation:
+    def __init__(self, payload, timeout):
+        self.id = str(uuid.uuid4())
+        self.payload = payload
+        self.deadline_ms = int((time.time() + timeout) * 1000)
+        self.done = threading.Event()
+        self.result = None
+        self.error = None
+
+
+class Function:
+    """One function: its invocation queue, its Runtime API, its processes."""
+
+    def __init__(self, name, arn, binary, env, concurrency, timeout, logs):
+        self.name, self.arn, self.timeout = name, arn, timeout
+        self.pending = queue.Queue()
+        self.inflight = {}
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.processes = []
+        for i in range(concurrency):
+            penv = dict(os.environ, **env, AWS_LAMBDA_RUNTIME_API=self.address, AWS_LAMBDA_FUNCTION_NAME=arn.split(":")[-1],
+                        AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                        AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
+                        AWS_LAMBDA_LOG_STREAM_NAME=f"local/{i}")
+            out = open(os.path.join(logs, f"{name}-{i}.log"), "ab")
+            self.processes.append(subprocess.Popen([binary], env=penv, stdout=out, stderr=subprocess.STDOUT))
+
+    def invoke(self, payload):
+        inv = Invocation(payload, self.timeout)
+        with self.lock:
+            self.inflight[inv.id] = inv
+        self.pending.put(inv)
+        log.info("invoke %s %s", self.name, inv.id)
+        return inv
+
+    def stop(self):
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.server.shutdown()
+
+    def handler(self):
+        fn = self
+
+        class RuntimeApi(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                log.debug(fmt, *args)
+
+            def reply(self, code, body=b"", headers=None):
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != f"{PREFIX}/invocation/next":
+                    return self.reply(404)
+                inv = fn.pending.get()
+                self.reply(200, json.dumps(inv.payload).encode(), {
+                    "Content-Type": "application/json",
+                    "Lambda-Runtime-Aws-Request-Id": inv.id,
+                    "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": fn.arn,
+                    "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0",
+                })
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                m = re.fullmatch(f"{PREFIX}/invocation/([^/]+)/(response|error)", self.path)
+                if m is None:
+                    if self.path == f"{PREFIX}/init/error":
+                        log.error("%s failed to start: %s", fn.name, body.decode(errors="replace"))
+                        return self.reply(202)
+                    return self.reply(404)
+                with fn.lock:
+                    inv = fn.inflight.pop(m.group(1), None)
+                if inv is None:
+                    return self.reply(400)
+                text = body.decode(errors="replace")
+                if m.group(2) == "response":
+                    inv.result = json.loads(text) if text else None
+                    log.info("result %s %s: %s", fn.name, inv.id, text[:300])
+                else:
+                    inv.error = json.loads(text) if text else {}
+                    log.info("error %s %s: %s", fn.name, inv.id, text[:300])
+                inv.done.set()
+                self.reply(202)
+
+        return RuntimeApi
+
+
+def at_time(expression):
+    m = re.fullmatch(r"at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)", expression or "")
+    if m is None:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def dispatch(world, functions, stop):
+    kw = dict(endpoint_url=world["aws_endpoint"], region_name=world["region"],
+              aws_access_key_id=world["worker"]["access_key_id"], aws_secret_access_key=world["worker"]["secret_access_key"])
+    sfn, scheduler = boto3.client("stepfunctions", **kw), boto3.client("scheduler", **kw)
+    by_name = {f.arn.split(":")[-1]: f for f in functions.values()}
+    seen = set()
+    while not stop.is_set():
+        try:
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")["executions"]:
+                    for event in sfn.get_execution_history(executionArn=ex["executionArn"])["events"]:
+                        d = event.get("taskScheduledEventDetails")
+                        key = (ex["executionArn"], event["id"])
+                        if not d or key in seen or d.get("resourceType") != "lambda" or d.get("resource") != "invoke.waitForTaskToken":
+                            continue
+                        seen.add(key)
+                        params = json.loads(d["parameters"])
+                        name = str(params.get("FunctionName", "")).split(":function:")[-1].split(":")[0]
+                        if name in by_name:
+                            by_name[name].invoke(params.get("Payload", {}))
+            for s in scheduler.list_schedules()["Schedules"]:
+                got = scheduler.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
+                due = at_time(got.get("ScheduleExpression"))
+                target = got.get("Target", {})
+                name = target.get("Arn", "").split(":function:")[-1]
+                if due is None or due > time.time() or name not in by_name:
+                    continue
+                # Fire, then delete as ActionAfterCompletion DELETE says (a schedule
+                # that is not deleted fires once, as a one-time schedule does).
+                key = ("schedule", s["Name"], got.get("ScheduleExpression"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                if got.get("ActionAfterCompletion", "NONE") == "DELETE":
+                    scheduler.delete_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
+                log.info("schedule %s fired", s["Name"])
+                by_name[name].invoke(json.loads(target.get("Input") or "{}"))
+        except Exception:  # noqa: BLE001 - the dispatcher keeps going
+            log.exception("dispatch")
+        stop.wait(0.2)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--world", required=True)
+    p.add_argument("--bin", required=True)
+    p.add_argument("--state", required=True)
+    p.add_argument("--logs", required=True)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--inline-wait", default="20")
+    p.add_argument("--poll-curve", default="2,2,3,5")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
+    world = json.load(open(args.world))
+    os.makedirs(args.logs, exist_ok=True)
+    env = {
+        "AWS_ENDPOINT_URL": world["aws_endpoint"], "AWS_REGION": world["region"],
+        "AWS_ACCESS_KEY_ID": world["worker"]["access_key_id"], "AWS_SECRET_ACCESS_KEY": world["worker"]["secret_access_key"],
+        "INLINE_WAIT_SECONDS": args.inline_wait, "POLL_MIN_SECONDS": "1", "POLL_CURVE_SECONDS": args.poll_curve,
+        "POLLER_ARN": world["functions"]["poller"], "SCHEDULER_ROLE_ARN": world["scheduler_role"],
+        "SCHEDULE_GROUP": world["schedule_group"],
+    }
+    functions = {}
+    for name in ("run-job", "call", "poller"):
+        binary = os.path.join(args.bin, name)
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"{binary} is not built: cargo build --bins")
+        functions[name] = Function(name, world["functions"][name], binary, env, args.concurrency, 900, args.logs)
+    stop = threading.Event()
+    with open(args.state + ".tmp", "w") as f:
+        json.dump({"functions": {n: f.address for n, f in functions.items()}, "pid": os.getpid()}, f)
+    os.replace(args.state + ".tmp", args.state)
+    log.info("running %s", ", ".join(functions))
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        dispatch(world, functions, stop)
+    finally:
+        for f in functions.values():
+            f.stop()
+
+
+if __name__ == "__main__":
+    main()
