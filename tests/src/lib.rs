@@ -453,3 +453,84 @@ impl World {
         Ok(())
     }
 }
+
+/// The local Lambda platform running the worker's real binaries; stopped on drop.
+#[derive(Debug)]
+pub struct Platform;
+
+impl Platform {
+    /// Starts it (the binaries must be built: `make test` builds them).
+    ///
+    /// # Panics
+    /// When it does not start.
+    #[must_use]
+    pub fn start() -> Self {
+        let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-lambda");
+        let status = Command::new(scripts.join("up.sh"))
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "the local Lambda platform did not start");
+        Self
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-lambda");
+        let _ = Command::new(scripts.join("down.sh")).status();
+    }
+}
+
+impl World {
+    /// Creates a state machine from `definition` (ASL; `${RunJobFunctionArn}` and
+    /// `${CallFunctionArn}` substituted), runs it with `input`, and waits for its end:
+    /// (execution ARN, status, output, error).
+    ///
+    /// # Errors
+    /// When moto fails or the execution does not end within `within`.
+    pub async fn run_state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+        input: &Value,
+        within: Duration,
+    ) -> Result<(String, String, Option<String>, Option<String>)> {
+        let definition = definition
+            .replace("${RunJobFunctionArn}", &self.fact("/functions/run-job"))
+            .replace("${CallFunctionArn}", &self.fact("/functions/call"));
+        let execution = self.start_state_machine(name, &definition, input).await?;
+        let (status, output, error) = self.execution_end(&execution, within).await?;
+        Ok((execution, status, output, error))
+    }
+
+    /// Creates a state machine and starts an execution of it; returns the execution.
+    ///
+    /// # Errors
+    /// When moto fails.
+    pub async fn start_state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+        input: &Value,
+    ) -> Result<String> {
+        let sfn = self.sfn().await;
+        let machine = sfn
+            .create_state_machine()
+            .name(name)
+            .definition(definition)
+            .role_arn(self.fact("/states_role"))
+            .send()
+            .await?
+            .state_machine_arn()
+            .to_owned();
+        Ok(sfn
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await?
+            .execution_arn()
+            .to_owned())
+    }
+}

@@ -1,0 +1,250 @@
+//! End to end: state machines in moto, their tasks done by the worker's real `bootstrap`
+//! binaries on the local Lambda platform, Jobs on the local cluster.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use world_tests::{sim_job, unique, until_job, Platform, World};
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path),
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A one-task state machine running `payload` through run-job (callback pattern),
+/// with `extra` merged into the Task state.
+fn run_job_machine(world: &World, payload: Value, extra: Value) -> String {
+    let mut p = payload;
+    p["TaskToken.$"] = json!("$$.Task.Token");
+    let mut task = json!({
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": { "FunctionName": world.fact("/functions/run-job"), "Payload": p },
+        "End": true
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        task[k] = v;
+    }
+    json!({ "StartAt": "Run", "States": { "Run": task, "Caught": { "Type": "Pass", "End": true } } }).to_string()
+}
+
+fn job_payload(world: &World, job: Value) -> Value {
+    json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": job, "LogOptions": { "RetrieveLogs": true } })
+}
+
+async fn example_run_job(world: &World) {
+    let input = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace() });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &unique("e2e-example"),
+            &repo_file("statemachines/run-job.asl.json"),
+            &input,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["status"]["succeeded"], 1, "{output}");
+    let pod = output["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        pod["containers"]["pi-2000"]["log"]["pi"],
+        3.141_592_653_589_79
+    );
+}
+
+async fn caught_failure(world: &World) {
+    let name = unique("e2e-caught");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/exit-code": "3" }),
+        1,
+    );
+    let catch = json!({ "Catch": [{ "ErrorEquals": ["EksTaskWorker.JobFailed"], "ResultPath": "$.error", "Next": "Caught" }] });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &run_job_machine(world, job_payload(world, job), catch),
+            &json!({}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "the Catch took the failure: {error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(
+        output["error"]["Error"], "EksTaskWorker.JobFailed",
+        "{output}"
+    );
+}
+
+async fn long_job(world: &World) {
+    let name = unique("e2e-long");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/run-seconds": "6", "sim.eks-task-worker.io/log": "slow and steady\n" }),
+        1,
+    );
+    let mut payload = job_payload(world, job);
+    payload["InlineWaitSeconds"] = json!(1);
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &run_job_machine(world, payload, json!({ "HeartbeatSeconds": 60 })),
+            &json!({}),
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    let pod = output["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default();
+    assert_eq!(pod["containers"]["main"]["log"], "slow and steady\n");
+}
+
+async fn huge_logs(world: &World) {
+    let name = unique("e2e-huge");
+    let job = sim_job(
+        &name,
+        &["a", "b"],
+        json!({ "sim.eks-task-worker.io/log-bytes": "1500000" }),
+        1,
+    );
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &run_job_machine(world, job_payload(world, job), json!({})),
+            &json!({}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        status, "SUCCEEDED",
+        "not States.DataLimitExceeded: {error:?}"
+    );
+    let output = output.unwrap_or_default();
+    assert!(output.len() <= 262_144, "{}", output.len());
+    assert!(output.contains("[eks-task-worker: cut, kept the last "));
+}
+
+async fn example_call(world: &World) {
+    let input = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace() });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &unique("e2e-call"),
+            &repo_file("statemachines/call.asl.json"),
+            &input,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    // AWS gives `items[*].metadata.name` as a list; moto's JSONPath gives a single
+    // match as the value itself. Either way it names the Job's one pod.
+    let pods: Vec<String> = match &output["listed"]["pods"] {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Value::String(s) => vec![s.clone()],
+        other => panic!("no pods listed: {other}"),
+    };
+    let job = output["job"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(pods.len(), 1, "{output}");
+    assert!(pods[0].starts_with(&format!("{job}-")), "{output}");
+    assert_eq!(output["deleted"]["StatusCode"], 200);
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    until_job(
+        &kube,
+        &world.namespace(),
+        &job,
+        Duration::from_secs(30),
+        |j| j.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn stopped_execution(world: &World) {
+    let name = unique("e2e-stop");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/run-seconds": "300" }),
+        1,
+    );
+    let mut payload = job_payload(world, job);
+    payload["InlineWaitSeconds"] = json!(1);
+    let execution = world
+        .start_state_machine(
+            &name,
+            &run_job_machine(world, payload, json!({ "HeartbeatSeconds": 60 })),
+            &json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    until_job(
+        &kube,
+        &world.namespace(),
+        &name,
+        Duration::from_secs(30),
+        |j| j.is_some(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Let the run-job invocation hand the Job off before the execution stops.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .sfn()
+        .await
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until_job(
+        &kube,
+        &world.namespace(),
+        &name,
+        Duration::from_secs(60),
+        |j| j.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the poller deletes the Job of a stopped execution: {e}"));
+}
+
+#[tokio::test]
+async fn state_machines_run_through_the_real_binaries() {
+    let world = World::get();
+    let _platform = Platform::start();
+    tokio::join!(
+        example_run_job(&world),
+        caught_failure(&world),
+        long_job(&world),
+        huge_logs(&world),
+        example_call(&world),
+        stopped_execution(&world),
+    );
+}
