@@ -25,7 +25,7 @@ lint: ## rustfmt, clippy, cfn-lint, sam validate --lint and the ASL validator, a
 package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws-sam/build
 	scripts/install-tools.sh --package
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam build --beta-features
+	PATH="$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam build --beta-features --no-cached
 
 unit: ## unit tests only (no local world needed)
 	$(CARGO) test --workspace --lib --bins

@@ -66,6 +66,10 @@ pub struct Settings {
     pub schedule: Option<ScheduleSettings>,
     /// `ACTIVITIES`: `run-job=<activity ARN>,call=<activity ARN>` (activity function).
     pub activities: Vec<crate::activity::Activity>,
+    /// `CLEANUP_DRY_RUN` (default `false`): the cleanup function only reports.
+    pub cleanup_dry_run: bool,
+    /// `CLEANUP_GRACE_SECONDS` (default 3600): clusters younger than this are left alone.
+    pub cleanup_grace: Duration,
     /// `ACTIVITY_POLL_SECONDS` (default 240): how long one activity-function invocation
     /// keeps polling (never past its deadline minus the margin and one long poll).
     pub activity_poll: Duration,
@@ -190,7 +194,20 @@ impl Settings {
                 value: get("ACTIVITIES").unwrap_or_default(),
                 expected: format!("a list of <function>=<activity ARN>: {m}"),
             })?;
+        let cleanup_dry_run = match get("CLEANUP_DRY_RUN").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(SettingError {
+                    name: "CLEANUP_DRY_RUN".into(),
+                    value: other.into(),
+                    expected: "true or false".into(),
+                })
+            }
+        };
         Ok(Self {
+            cleanup_dry_run,
+            cleanup_grace: seconds(&get, "CLEANUP_GRACE_SECONDS", 3600)?,
             activities,
             activity_poll: seconds(&get, "ACTIVITY_POLL_SECONDS", 240)?,
             poll_min_seconds,

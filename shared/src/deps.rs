@@ -9,6 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::{ClusterConnector, Connector, EksDirectory};
 use crate::config::Settings;
 use crate::credentials::{AwsCredentials, CredentialsError};
+use crate::eks_api::{EksApi, EksRest};
 use crate::handoff::{HandOff, SchedulerHandOff};
 use crate::token::BearerTokens;
 
@@ -26,6 +27,9 @@ pub struct Deps {
     pub handoff: Option<Arc<dyn HandOff>>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The EKS control-plane API (cluster operations, cleanup); `None` in tests that do
+    /// not need it.
+    pub eks: Option<Arc<dyn EksApi>>,
 }
 
 impl Deps {
@@ -36,6 +40,12 @@ impl Deps {
     pub fn aws(sdk: &aws_config::SdkConfig, settings: Settings) -> Result<Self, CredentialsError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let credentials = Arc::new(AwsCredentials::new(sdk)?);
+        let region = sdk
+            .region()
+            .map_or_else(|| settings.region.clone(), ToString::to_string);
+        let eks = EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone())
+            .ok()
+            .map(|e| Arc::new(e) as Arc<dyn EksApi>);
         let tokens = Arc::new(BearerTokens::new(credentials, clock.clone()));
         let connector = Arc::new(ClusterConnector::new(
             Arc::new(EksDirectory::new(sdk)),
@@ -53,6 +63,7 @@ impl Deps {
             callback: Arc::new(StepFunctions::new(sdk)),
             handoff,
             clock,
+            eks,
         })
     }
 }

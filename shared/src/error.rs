@@ -26,6 +26,9 @@ pub mod names {
     pub const CALLBACK: &str = "EksTaskWorker.CallbackError";
     /// EventBridge Scheduler refused the next poll's schedule.
     pub const SCHEDULER: &str = "EksTaskWorker.SchedulerError";
+    /// A cluster, nodegroup or Fargate profile ended FAILED, CREATE_FAILED,
+    /// DELETE_FAILED or DEGRADED, or a forced deletion did not finish in time.
+    pub const CLUSTER_OPERATION_FAILED: &str = "EksTaskWorker.ClusterOperationFailed";
     /// Too many consecutive polls could not read the Job; the cause lists them.
     pub const POLL_FAILED: &str = "EksTaskWorker.PollFailed";
     /// A defect in the worker itself; the cause says what, please report it.
@@ -156,6 +159,7 @@ mod tests {
             names::CALLBACK,
             names::SCHEDULER,
             names::POLL_FAILED,
+            names::CLUSTER_OPERATION_FAILED,
             names::INTERNAL,
         ] {
             assert!(!n.starts_with("States."), "{n}");

@@ -204,12 +204,12 @@ fn schedule_error(message: String) -> TaskError {
 
 #[async_trait]
 impl HandOff for SchedulerHandOff {
-    async fn hand_off(&self, state: &PollState) -> Result<(), TaskError> {
-        let input = serde_json::to_string(state).map_err(|e| schedule_error(e.to_string()))?;
+    async fn hand_off(&self, poll: &NextPoll) -> Result<(), TaskError> {
+        let input = poll.input.clone();
         if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {
             return Err(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count())));
         }
-        let name = schedule_name(&state.job_uid, state.attempt);
+        let name = schedule_name(&poll.key, poll.attempt);
         let mut target = Target::builder()
             .arn(&self.settings.poller_arn)
             .role_arn(&self.settings.role_arn)
@@ -237,7 +237,7 @@ impl HandOff for SchedulerHandOff {
                 .group_name(&self.settings.group)
                 .schedule_expression(at_expression(
                     self.clock.now(),
-                    Duration::from_secs(state.next_delay_seconds),
+                    Duration::from_secs(poll.delay_seconds),
                 ))
                 .schedule_expression_timezone("UTC")
                 .flexible_time_window(window.clone())
@@ -247,7 +247,7 @@ impl HandOff for SchedulerHandOff {
                 .await;
             match sent {
                 Ok(_) => {
-                    tracing::info!(schedule = %name, delay = state.next_delay_seconds, "next poll scheduled");
+                    tracing::info!(schedule = %name, delay = poll.delay_seconds, "next poll scheduled");
                     return Ok(());
                 }
                 Err(e)
@@ -281,14 +281,46 @@ impl HandOff for SchedulerHandOff {
     }
 }
 
-/// Gives a running Job to the poller.
+/// A poll to arrange: of what (`key`: a Job's uid, a cluster operation's id), which
+/// attempt, after how long, and the poller's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextPoll {
+    /// What is polled; with `attempt`, it names the schedule.
+    pub key: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Seconds from now.
+    pub delay_seconds: u64,
+    /// The poller's input (JSON).
+    pub input: String,
+}
+
+impl PollState {
+    /// The poll this state asks for.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` when the state does not serialize.
+    pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
+        let input = serde_json::to_string(self)
+            .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
+        Ok(NextPoll {
+            key: self.job_uid.clone(),
+            attempt: self.attempt,
+            delay_seconds: self.next_delay_seconds,
+            input,
+        })
+    }
+}
+
+/// Gives a running Job (or cluster operation) to the poller.
 #[async_trait]
 pub trait HandOff: Send + Sync {
-    /// Arranges for `state` to be polled after `state.next_delay_seconds`.
+    /// Arranges for the poller to be invoked with `poll.input` after
+    /// `poll.delay_seconds`.
     ///
     /// # Errors
     /// `EksTaskWorker.SchedulerError` when the poll cannot be arranged.
-    async fn hand_off(&self, state: &PollState) -> Result<(), TaskError>;
+    async fn hand_off(&self, poll: &NextPoll) -> Result<(), TaskError>;
 }
 
 #[cfg(test)]

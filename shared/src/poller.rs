@@ -37,6 +37,17 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// when neither an answer nor the next schedule could be arranged (the invocation then
 /// fails so that Lambda and Scheduler deliver it again).
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
+    if payload.get("Operation").is_some() {
+        let state: crate::cluster_ops::ClusterPoll =
+            serde_json::from_value(payload).map_err(|e| {
+                TaskError::invalid_input("$", format!("is not a cluster poll state: {e}"))
+            })?;
+        let eks = deps
+            .eks
+            .as_ref()
+            .ok_or_else(|| TaskError::message(names::INTERNAL, "the poller has no EKS client"))?;
+        return crate::cluster_ops::poll(state, eks.as_ref(), deps).await;
+    }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
     poll(&state, deps).await
@@ -173,7 +184,7 @@ async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
             "the poller runs without a schedule configuration (POLLER_ARN, SCHEDULER_ROLE_ARN)",
         )
     })?;
-    handoff.hand_off(&next).await?;
+    handoff.hand_off(&next.next_poll()?).await?;
     Ok(
         json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
     )

@@ -149,7 +149,7 @@ async fn run_with_callback(
             };
             match &deps.handoff {
                 Some(h) => {
-                    h.hand_off(&state).await?;
+                    h.hand_off(&state.next_poll()?).await?;
                     Ok(Progress::HandedOff(Box::new(state)))
                 }
                 None => Err(TaskError::new(

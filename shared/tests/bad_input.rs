@@ -61,6 +61,7 @@ fn deps(r: &Arc<Recorder>) -> Deps {
         callback: r.clone(),
         handoff: None,
         clock: Arc::new(SystemClock),
+        eks: None,
     }
 }
 

@@ -23,11 +23,17 @@ fn every_sample_payload_parses() {
             shared::input::run_job(&payload).map(|_| ())
         } else if name.starts_with("call") {
             shared::input::call(&payload).map(|_| ())
+        } else if name.starts_with("cluster-ops") {
+            shared::cluster_ops::parse(&payload, std::time::SystemTime::now()).map(|_| ())
+        } else if name.starts_with("poller") {
+            serde_json::from_value::<shared::handoff::PollState>(payload.clone())
+                .map(|_| ())
+                .map_err(|e| shared::error::TaskError::invalid_input("$", e.to_string()))
         } else {
             panic!("{name}: an event file is named after its function");
         };
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
         seen += 1;
     }
-    assert!(seen >= 4, "the sample payloads are there");
+    assert!(seen >= 7, "the sample payloads are there");
 }

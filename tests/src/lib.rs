@@ -129,6 +129,14 @@ impl World {
             settings.region.clone(),
             settings.timeouts,
         ));
+        let credentials = Arc::new(AwsCredentials::new(&sdk)?);
+        let eks = shared::eks_api::EksRest::new(
+            &self.fact("/region"),
+            Some(self.fact("/aws_endpoint")),
+            credentials,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        deps.eks = Some(Arc::new(eks));
         Ok(deps)
     }
 

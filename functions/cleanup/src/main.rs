@@ -1,0 +1,36 @@
+//! The cleanup Lambda: on a schedule, deletes the clusters the worker created whose
+//! owning execution is gone (`CLEANUP_DRY_RUN` only reports).
+
+use std::time::SystemTime;
+
+use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+use shared::cleanup::Options;
+use shared::config::Settings;
+use shared::deps::Deps;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    let options = Options {
+        dry_run: settings.cleanup_dry_run,
+        grace: settings.cleanup_grace,
+    };
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::aws(&sdk, settings)?;
+    let eks = deps
+        .eks
+        .clone()
+        .ok_or("no EKS client: TLS roots could not be loaded")?;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
+        let (eks, sfn) = (eks.clone(), &sfn);
+        async move {
+            shared::cleanup::run(eks.as_ref(), sfn, options, SystemTime::now())
+                .await
+                .map_err(lambda_runtime::Diagnostic::from)
+        }
+    }))
+    .await
+}

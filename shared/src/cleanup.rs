@@ -1,0 +1,176 @@
+//! The safety net: Step Functions does not delete a cluster when the execution that
+//! created it stops. Run on a schedule, cleanup finds clusters the worker tagged whose
+//! owning execution is no longer RUNNING (or does not exist) and that are older than a
+//! grace period, and deletes their compute, then them. Deletions take many minutes:
+//! each run advances what it can, idempotently. It never touches an untagged cluster,
+//! a retained one, or one whose execution still runs; a dry run only reports.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::cluster_ops::{
+    advance_force_delete, Progress, CREATED_TAG, EXECUTION_TAG, MANAGED_TAG, RETAIN_TAG,
+};
+use crate::eks_api::EksApi;
+use crate::error::{error_chain, names, TaskError};
+
+/// Whether an execution still runs.
+#[async_trait]
+pub trait Executions: Send + Sync {
+    /// `Some(status)` (`RUNNING`, `SUCCEEDED`, `ABORTED`, …), `None` when it does not
+    /// exist.
+    ///
+    /// # Errors
+    /// When Step Functions cannot say.
+    async fn status(&self, execution_arn: &str) -> Result<Option<String>, TaskError>;
+}
+
+#[async_trait]
+impl Executions for aws_sdk_sfn::Client {
+    async fn status(&self, execution_arn: &str) -> Result<Option<String>, TaskError> {
+        match self.describe_execution().execution_arn(execution_arn).send().await {
+            Ok(d) => Ok(Some(d.status().as_str().to_owned())),
+            Err(e) if e.as_service_error().is_some_and(aws_sdk_sfn::operation::describe_execution::DescribeExecutionError::is_execution_does_not_exist) => Ok(None),
+            Err(e) => Err(TaskError::message(names::CALLBACK, format!("DescribeExecution {execution_arn}: {}", error_chain(&e)))),
+        }
+    }
+}
+
+/// What one cleanup run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Only report.
+    pub dry_run: bool,
+    /// Clusters younger than this are left alone.
+    pub grace: Duration,
+}
+
+fn created_at(cluster: &Value) -> Option<SystemTime> {
+    let tag = cluster
+        .pointer(&format!("/tags/{}", CREATED_TAG.replace('/', "~1")))
+        .and_then(Value::as_str);
+    if let Some(t) = tag.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    }) {
+        return Some(t.into());
+    }
+    // EKS gives createdAt as epoch seconds.
+    cluster
+        .get("createdAt")
+        .and_then(Value::as_f64)
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// One cleanup run over every cluster of the account and region.
+///
+/// # Errors
+/// When the clusters cannot be listed.
+pub async fn run(
+    eks: &dyn EksApi,
+    executions: &dyn Executions,
+    options: Options,
+    now: SystemTime,
+) -> Result<Value, TaskError> {
+    let mut names_seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = next.as_ref().map_or_else(
+            || "/clusters".to_owned(),
+            |t| format!("/clusters?nextToken={t}"),
+        );
+        let page = eks
+            .call(http::Method::GET, &path, None)
+            .await
+            .map_err(|e| match e {
+                Ok(eks) => eks.task_error("ListClusters"),
+                Err(t) => t,
+            })?;
+        names_seen.extend(
+            page["clusters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.as_str().map(str::to_owned)),
+        );
+        next = page["nextToken"].as_str().map(str::to_owned);
+        if next.is_none() {
+            break;
+        }
+    }
+    let (mut orphans, mut skipped, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for name in names_seen {
+        let described = match eks
+            .call(http::Method::GET, &format!("/clusters/{name}"), None)
+            .await
+        {
+            Ok(d) => d,
+            Err(Ok(e)) if e.is_not_found() => continue,
+            Err(e) => {
+                errors.push(json!({ "cluster": name, "error": format!("{e:?}") }));
+                continue;
+            }
+        };
+        let cluster = &described["cluster"];
+        let tag = |t: &str| {
+            cluster
+                .pointer(&format!("/tags/{}", t.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let skip = |reason: &str| json!({ "cluster": name, "reason": reason });
+        if tag(MANAGED_TAG).is_none() {
+            skipped.push(skip("not tagged by eks-task-worker"));
+            continue;
+        }
+        if tag(RETAIN_TAG).is_some() {
+            skipped.push(skip("retained"));
+            continue;
+        }
+        let Some(owner) = tag(EXECUTION_TAG) else {
+            skipped.push(skip("no owning execution tag"));
+            continue;
+        };
+        let age = created_at(cluster)
+            .and_then(|c| now.duration_since(c).ok())
+            .unwrap_or_default();
+        if age < options.grace {
+            skipped.push(skip("younger than the grace period"));
+            continue;
+        }
+        let status = match executions.status(&owner).await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(json!({ "cluster": name, "error": e.cause }));
+                continue;
+            }
+        };
+        if status.as_deref() == Some("RUNNING") {
+            skipped.push(skip("its execution is still running"));
+            continue;
+        }
+        let why = status.map_or_else(
+            || "its execution does not exist".to_owned(),
+            |s| format!("its execution is {s}"),
+        );
+        if options.dry_run {
+            orphans.push(json!({ "cluster": name, "execution": owner, "why": why, "action": "would delete (dry run)" }));
+            continue;
+        }
+        let action = match advance_force_delete(eks, &name).await {
+            Ok(Progress::Done(_)) => "deleted".to_owned(),
+            Ok(Progress::Pending(what)) => what,
+            Err(e) => {
+                errors.push(json!({ "cluster": name, "error": e.cause }));
+                continue;
+            }
+        };
+        tracing::info!(cluster = %name, execution = %owner, action = %action, "orphaned cluster");
+        orphans.push(json!({ "cluster": name, "execution": owner, "why": why, "action": action }));
+    }
+    Ok(
+        json!({ "dryRun": options.dry_run, "orphans": orphans, "skipped": skipped, "errors": errors }),
+    )
+}

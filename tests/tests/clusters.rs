@@ -1,0 +1,314 @@
+//! Cluster operations and the orphan cleanup against moto's EKS (every resource is
+//! ACTIVE at once there, and deletions are immediate).
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use shared::cleanup::Options;
+use shared::cluster_ops::{CREATED_TAG, EXECUTION_TAG, MANAGED_TAG};
+use shared::deps::Deps;
+use world_tests::{unique, World};
+
+async fn deps(world: &World) -> Deps {
+    world
+        .deps(world.poller_settings("1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn role(world: &World) -> String {
+    format!(
+        "arn:aws:iam::{}:role/eks-task-worker-cluster",
+        world.fact("/account")
+    )
+}
+
+async fn op(deps: &Deps, payload: Value) -> Result<Value, shared::error::TaskError> {
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    shared::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
+}
+
+fn create_cluster(world: &World, name: &str, extra: Value) -> Value {
+    let mut p = json!({ "Operation": "createCluster", "Name": name, "RoleArn": role(world), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a", "subnet-b"] } });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        p[k] = v;
+    }
+    p
+}
+
+async fn exists(deps: &Deps, name: &str) -> bool {
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    match eks
+        .call(http::Method::GET, &format!("/clusters/{name}"), None)
+        .await
+    {
+        Ok(_) => true,
+        Err(Ok(e)) if e.is_not_found() => false,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
+    let world = World::get();
+    let deps = deps(&world).await;
+    let name = unique("cl");
+    let out = op(
+        &deps,
+        create_cluster(
+            &world,
+            &name,
+            json!({ "Tags": { "Team": "data" }, "Version": "1.30" }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out["cluster"]["name"], name.as_str());
+    assert_eq!(out["cluster"]["version"], "1.30");
+    assert_eq!(
+        out["cluster"]["resourcesVpcConfig"]["subnetIds"],
+        json!(["subnet-a", "subnet-b"])
+    );
+    let tags = &out["cluster"]["tags"];
+    assert_eq!(tags["Team"], "data");
+    assert_eq!(tags[MANAGED_TAG], "eks-task-worker");
+    assert!(tags[CREATED_TAG]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20")));
+    let again = op(&deps, create_cluster(&world, &name, json!({})))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a second create must fail"));
+    assert_eq!(again.name, "EksTaskWorker.EksApiError");
+    assert_eq!(
+        again.cause["error"], "ResourceInUseException",
+        "{}",
+        again.cause
+    );
+}
+
+#[tokio::test]
+async fn create_cluster_sync_answers_once_active() {
+    let world = World::get();
+    let deps = deps(&world).await;
+    let name = unique("cl-sync");
+    let (execution, token) = world
+        .waiting_execution(&name, Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = op(
+        &deps,
+        create_cluster(&world, &name, json!({ "TaskToken": token })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
+    let (status, output, _) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["cluster"]["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn delete_cluster_with_force_deletes_its_compute_first() {
+    let world = World::get();
+    let deps = deps(&world).await;
+    let name = unique("cl-force");
+    op(&deps, create_cluster(&world, &name, json!({})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for ng in ["ng-a", "ng-b"] {
+        let p = json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": ng, "NodeRole": role(&world), "Subnets": ["subnet-a"], "ScalingConfig": { "MinSize": 1, "MaxSize": 2, "DesiredSize": 1 }, "Labels": { "Tier": "batch" } });
+        let out = op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out["nodegroup"]["labels"]["Tier"], "batch",
+            "labels keep their keys"
+        );
+    }
+    for fp in ["fp-a", "fp-b"] {
+        let p = json!({ "Operation": "createFargateProfile", "ClusterName": name, "FargateProfileName": fp, "PodExecutionRoleArn": role(&world), "Subnets": ["subnet-a"], "Selectors": [{ "Namespace": "jobs" }] });
+        op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let plain = op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("EKS refuses to delete a cluster with compute"));
+    assert_eq!(
+        plain.cause["error"], "ResourceInUseException",
+        "{}",
+        plain.cause
+    );
+
+    let (execution, token) = world
+        .waiting_execution(&name, Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = op(&deps, json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token })).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
+    let (status, output, _) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED");
+    assert!(output.unwrap_or_default().contains("DELETED"));
+    assert!(!exists(&deps, &name).await, "the cluster is gone");
+}
+
+#[tokio::test]
+async fn cleanup_deletes_only_orphans_of_gone_executions() {
+    let world = World::get();
+    let deps = deps(&world).await;
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let sfn = world.sfn().await;
+    let gone = format!(
+        "arn:aws:states:{}:{}:execution:nothing:{}",
+        world.fact("/region"),
+        world.fact("/account"),
+        unique("gone")
+    );
+    let (running, _) = world
+        .waiting_execution(&unique("cl-owner"), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let orphan = unique("cl-orphan");
+    op(
+        &deps,
+        create_cluster(&world, &orphan, json!({ "ExecutionArn": gone })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let owned = unique("cl-owned");
+    op(
+        &deps,
+        create_cluster(&world, &owned, json!({ "ExecutionArn": running })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let retained = unique("cl-retained");
+    op(
+        &deps,
+        create_cluster(
+            &world,
+            &retained,
+            json!({ "ExecutionArn": gone, "Tags": { "eks-task-worker.io/retain": "yes" } }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let foreign = unique("cl-foreign");
+    let body = json!({ "name": foreign, "roleArn": role(&world), "resourcesVpcConfig": { "subnetIds": ["subnet-a"] }, "tags": { EXECUTION_TAG: gone } });
+    eks.call(http::Method::POST, "/clusters", Some(&body))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let report = |r: &Value, list: &str, name: &str| {
+        r[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["cluster"] == name).cloned())
+    };
+    let young = shared::cleanup::run(
+        eks.as_ref(),
+        &sfn,
+        Options {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+        },
+        SystemTime::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report(&young, "skipped", &orphan).map(|s| s["reason"].clone()),
+        Some(json!("younger than the grace period"))
+    );
+
+    let dry = shared::cleanup::run(
+        eks.as_ref(),
+        &sfn,
+        Options {
+            dry_run: true,
+            grace: Duration::ZERO,
+        },
+        SystemTime::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report(&dry, "orphans", &orphan).map(|o| o["action"].clone()),
+        Some(json!("would delete (dry run)")),
+        "{dry}"
+    );
+    assert!(exists(&deps, &orphan).await, "a dry run deletes nothing");
+
+    let real = shared::cleanup::run(
+        eks.as_ref(),
+        &sfn,
+        Options {
+            dry_run: false,
+            grace: Duration::ZERO,
+        },
+        SystemTime::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report(&real, "orphans", &orphan).is_some(), "{real}");
+    assert_eq!(
+        report(&real, "skipped", &owned).map(|s| s["reason"].clone()),
+        Some(json!("its execution is still running"))
+    );
+    assert_eq!(
+        report(&real, "skipped", &retained).map(|s| s["reason"].clone()),
+        Some(json!("retained"))
+    );
+    assert_eq!(
+        report(&real, "skipped", &foreign).map(|s| s["reason"].clone()),
+        Some(json!("not tagged by eks-task-worker"))
+    );
+    assert!(!exists(&deps, &orphan).await, "the orphan is deleted");
+    for kept in [&owned, &retained, &foreign] {
+        assert!(exists(&deps, kept).await, "{kept} is kept");
+    }
+}
+
+#[tokio::test]
+async fn the_poller_answers_a_handed_off_cluster_operation() {
+    let world = World::get();
+    let deps = deps(&world).await;
+    let name = unique("cl-poll");
+    op(&deps, create_cluster(&world, &name, json!({})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (execution, token) = world
+        .waiting_execution(&name, Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = shared::cluster_ops::ClusterPoll {
+        operation: shared::cluster_ops::Operation::CreateCluster,
+        cluster_name: name.clone(),
+        resource_name: None,
+        force_delete_compute: false,
+        task_token: token,
+        attempt: 2,
+        next_delay_seconds: 1,
+        curve: shared::curve::PollCurve::default(),
+    };
+    let input: Value =
+        serde_json::from_str(&state.next_poll().unwrap_or_else(|e| panic!("{e}")).input)
+            .unwrap_or_default();
+    let out = shared::poller::handle(input, &deps)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out["answered"], "SendTaskSuccess", "{out}");
+    let (status, output, _) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED");
+    assert!(output.unwrap_or_default().contains("\"ACTIVE\""));
+}
