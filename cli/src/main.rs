@@ -39,19 +39,6 @@ fn print_out(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 async fn token(args: &[String]) -> anyhow::Result<()> {
     let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
     let sdk = aws_config::load_from_env().await;
@@ -68,7 +55,7 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
         "kind": "ExecCredential",
         "apiVersion": "client.authentication.k8s.io/v1beta1",
         "spec": {},
-        "status": { "expirationTimestamp": rfc3339(expires), "token": t.token },
+        "status": { "expirationTimestamp": format!("{}Z", shared::clock::utc_seconds(expires)), "token": t.token },
     });
     print_out(&out.to_string());
     Ok(())

@@ -291,6 +291,7 @@ def make_kubelet(sim):
             if chunk:
                 self.write_chunk(b"".join(chunk))
             self.wfile.write(b"0\r\n\r\n")
+            log.info("log served: %s/%s/%s %d bytes", ns, name, container, sent)
 
         def write_chunk(self, data):
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

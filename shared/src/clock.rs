@@ -4,6 +4,22 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+/// `yyyy-mm-ddThh:mm:ss` in UTC, whole seconds: the form EventBridge Scheduler's
+/// `at()` and Kubernetes' timestamps (with a `Z`) take.
+#[must_use]
+pub fn utc_seconds(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// The time, as the worker sees it.
 pub trait Clock: Send + Sync {
     /// Now.

@@ -32,6 +32,19 @@ pub struct Deps {
     pub eks: Option<Arc<dyn EksApi>>,
 }
 
+/// What a function's `main` builds once per cold start: the deployment's settings read
+/// from the environment, the SDK configuration, and the real adapters.
+///
+/// # Errors
+/// A malformed setting, or no credentials.
+pub async fn from_env(
+) -> Result<(Deps, aws_config::SdkConfig), Box<dyn std::error::Error + Send + Sync>> {
+    let settings = Settings::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::aws(&sdk, settings)?;
+    Ok((deps, sdk))
+}
+
 impl Deps {
     /// The real adapters, from the SDK configuration loaded once at cold start.
     ///

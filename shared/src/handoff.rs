@@ -163,16 +163,7 @@ pub fn schedule_name(job_uid: &str, attempt: u32) -> String {
 /// `at(yyyy-mm-ddThh:mm:ss)` in UTC, `delay` after `now`.
 #[must_use]
 pub fn at_expression(now: std::time::SystemTime, delay: Duration) -> String {
-    let t = time::OffsetDateTime::from(now + delay);
-    format!(
-        "at({:04}-{:02}-{:02}T{:02}:{:02}:{:02})",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    format!("at({})", crate::clock::utc_seconds(now + delay))
 }
 
 /// [`HandOff`] through EventBridge Scheduler: a one-time schedule per poll that invokes

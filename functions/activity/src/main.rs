@@ -4,15 +4,11 @@
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 use shared::activity::StepFunctionsActivities;
-use shared::config::Settings;
-use shared::deps::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    let sdk = aws_config::load_from_env().await;
-    let deps = Deps::aws(&sdk, settings)?;
+    let (deps, sdk) = shared::deps::from_env().await?;
     let source = StepFunctionsActivities::new(&sdk);
     let worker = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .unwrap_or_else(|_| "eks-task-worker-activity".into());

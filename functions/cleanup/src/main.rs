@@ -6,19 +6,15 @@ use std::time::SystemTime;
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 use shared::cleanup::Options;
-use shared::config::Settings;
-use shared::deps::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
+    let (deps, sdk) = shared::deps::from_env().await?;
     let options = Options {
-        dry_run: settings.cleanup_dry_run,
-        grace: settings.cleanup_grace,
+        dry_run: deps.settings.cleanup_dry_run,
+        grace: deps.settings.cleanup_grace,
     };
-    let sdk = aws_config::load_from_env().await;
-    let deps = Deps::aws(&sdk, settings)?;
     let eks = deps
         .eks
         .clone()

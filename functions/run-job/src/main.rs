@@ -2,15 +2,11 @@
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::config::Settings;
-use shared::deps::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    let sdk = aws_config::load_from_env().await;
-    let deps = Deps::aws(&sdk, settings)?;
+    let (deps, _sdk) = shared::deps::from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deps = &deps;
         async move {

@@ -1,0 +1,229 @@
+"""The figures of BENCHMARKS.md (make bench): P1 callback latency, P3 cold start and
+memory, P4 logs at scale, and binary sizes. Needs the local world, the release
+binaries (target/release) and, for P1, the local Lambda platform running them.
+
+Usage: bench.py --world .local-world/world.json --bin target/release [--p1-jobs 20] [--p4-pods 100]
+Prints a JSON document of every figure with its median and spread.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+
+def summary(values):
+    values = sorted(values)
+    if not values:
+        return {}
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return {"n": len(values), "median": round(statistics.median(values), 4), "p95": round(p95, 4), "min": round(values[0], 4), "max": round(values[-1], 4)}
+
+
+def clients(world):
+    kw = dict(endpoint_url=world["aws_endpoint"], region_name=world["region"],
+              aws_access_key_id=world["worker"]["access_key_id"], aws_secret_access_key=world["worker"]["secret_access_key"])
+    return boto3.client("stepfunctions", **kw)
+
+
+def worker_env(world):
+    return dict(os.environ, AWS_ENDPOINT_URL=world["aws_endpoint"], AWS_REGION=world["region"],
+                AWS_ACCESS_KEY_ID=world["worker"]["access_key_id"], AWS_SECRET_ACCESS_KEY=world["worker"]["secret_access_key"])
+
+
+def job(name, annotations, containers=("main",), completions=1):
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": f"{name}-"},
+            "spec": {"backoffLimit": 0, "completions": completions, "parallelism": completions,
+                     "template": {"metadata": {"annotations": annotations},
+                                  "spec": {"restartPolicy": "Never", "containers": [{"name": c, "image": "busybox:1.36"} for c in containers]}}}}
+
+
+def waiting_machine(sfn, world, name):
+    definition = {"StartAt": "Run", "States": {"Run": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                  "HeartbeatSeconds": 600,
+                  "Parameters": {"FunctionName": world["functions"]["run-job"], "Payload": {"TaskToken.$": "$$.Task.Token", "Job.$": "$.Job",
+                                 "ClusterName": world["cluster"], "Namespace": world["namespace"], "LogOptions": {"RetrieveLogs": True}}}, "End": True}}}
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=world["states_role"])["stateMachineArn"]
+
+
+def wait_end(sfn, execution, timeout=600):
+    end = time.time() + timeout
+    while time.time() < end:
+        d = sfn.describe_execution(executionArn=execution)
+        if d["status"] != "RUNNING":
+            return d
+        time.sleep(0.2)
+    raise SystemExit(f"{execution} still RUNNING")
+
+
+def podsim_times(world_dir):
+    """Pod -> the time the pod simulator marked it Succeeded/Failed (ms precision)."""
+    out = {}
+    for line in open(os.path.join(world_dir, "logs/podsim.log")):
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) podsim INFO pod [^/]+/(\S+) (Succeeded|Failed)", line)
+        if m:
+            out[m.group(2)] = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return out
+
+
+def p1_callback_latency(world, world_dir, jobs):
+    """From the pod's end (the simulator marks it Succeeded) to SendTaskSuccess at moto."""
+    sfn = clients(world)
+    machine = waiting_machine(sfn, world, f"bench-p1-{int(time.time())}")
+    latencies = []
+    for i in range(jobs):
+        ex = sfn.start_execution(stateMachineArn=machine, name=f"p1-{i}-{int(time.time())}",
+                                 input=json.dumps({"Job": job("p1", {"sim.eks-task-worker.io/run-seconds": "1"})}))["executionArn"]
+        d = wait_end(sfn, ex, 120)
+        assert d["status"] == "SUCCEEDED", d
+        pod = next(iter(json.loads(d["output"])["logs"]["pods"]))
+        done = next(e["timestamp"].timestamp() for e in sfn.get_execution_history(executionArn=ex)["events"] if e["type"] == "TaskSucceeded")
+        time.sleep(0.3)
+        latencies.append(done - podsim_times(world_dir)[pod])
+    return {"seconds": summary(latencies)}
+
+
+def p3_cold_start(world, binary, runs):
+    """exec of the release bootstrap -> its first GET /runtime/invocation/next, then
+    -> its response to a run-job request (request/response: the created Job)."""
+    first_next, first_response, idle_rss, peak_rss = [], [], [], []
+    payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"], "Job": job("p3", {})}
+    for _ in range(runs):
+        marks, served = {}, threading.Event()
+
+        class Api(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if "next" not in marks:
+                    marks["next"] = time.perf_counter()
+                    body = json.dumps(payload).encode()
+                    self.send_response(200)
+                    for k, v in {"Lambda-Runtime-Aws-Request-Id": "bench", "Lambda-Runtime-Deadline-Ms": str(int((time.time() + 60) * 1000)),
+                                 "Lambda-Runtime-Invoked-Function-Arn": world["functions"]["run-job"], "Content-Length": str(len(body))}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    served.wait(30)
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                marks["response"] = time.perf_counter()
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                served.set()
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        env = dict(worker_env(world), AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME="run-job",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
+        t0 = time.perf_counter()
+        p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while "next" not in marks and p.poll() is None:
+            time.sleep(0.0005)
+        idle_rss.append(rss(p.pid, "VmRSS"))
+        served.wait(30)
+        peak_rss.append(rss(p.pid, "VmHWM"))
+        p.kill()
+        p.wait()
+        server.shutdown()
+        first_next.append((marks["next"] - t0) * 1000)
+        first_response.append((marks["response"] - t0) * 1000)
+    return {"to_first_next_ms": summary(first_next), "to_first_response_ms": summary(first_response),
+            "idle_rss_mb": summary(idle_rss), "peak_rss_mb": summary(peak_rss)}
+
+
+def rss(pid, field):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def p4_logs_at_scale(world, world_dir, cli, pods, megabytes):
+    """A Job of `pods` pods x 2 containers x `megabytes` MB of log each, answered by the
+    real handler (the command line runs it) under /usr/bin/time -v."""
+    sfn = clients(world)
+    machine = waiting_machine(sfn, world, f"bench-p4-{int(time.time())}")
+    ex = sfn.start_execution(stateMachineArn=machine, name=f"p4-{int(time.time())}", input=json.dumps({"Job": {}}))["executionArn"]
+    for _ in range(100):
+        h = sfn.get_execution_history(executionArn=ex)["events"]
+        sched = [e for e in h if e["type"] == "TaskScheduled"]
+        if sched:
+            break
+        time.sleep(0.1)
+    token = json.loads(sched[0]["taskScheduledEventDetails"]["parameters"])["Payload"]["TaskToken"]
+    payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"], "TaskToken": token, "LogOptions": {"RetrieveLogs": True},
+               "Job": job("p4", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000), "sim.eks-task-worker.io/run-seconds": "1"},
+                          ("main", "sidecar"), pods)}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(payload, f)
+    served_before = open(os.path.join(world_dir, "logs/podsim.log")).read().count("log served")
+    t0 = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=worker_env(world), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    d = wait_end(sfn, ex, 60)
+    lines = open(os.path.join(world_dir, "logs/podsim.log")).read().split("\n")
+    served = [l for l in lines if "log served" in l][served_before:]
+    read = sum(int(re.search(r"(\d+) bytes", l).group(1)) for l in served if "/p4-" in l)
+    return {"status": d["status"], "result_bytes": len(d.get("output", "")), "log_bytes_total": pods * 2 * megabytes * 1_000_000,
+            "bytes_read_from_api_server": read, "peak_rss_mb": round(peak_kb / 1024, 1), "wall_seconds": round(wall, 2),
+            "handler_report": out.stdout.strip()[:200]}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--world", required=True)
+    p.add_argument("--bin", required=True)
+    p.add_argument("--p1-jobs", type=int, default=20)
+    p.add_argument("--p3-runs", type=int, default=20)
+    p.add_argument("--p4-pods", type=int, default=100)
+    p.add_argument("--p4-mb", type=int, default=20)
+    p.add_argument("--only", default="p1,p3,p4,sizes")
+    args = p.parse_args()
+    world = json.load(open(args.world))
+    world_dir = os.path.dirname(os.path.abspath(args.world))
+    only = args.only.split(",")
+    figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count()}
+    if "sizes" in only:
+        figures["binary_sizes_mb"] = {n: round(os.path.getsize(os.path.join(args.bin, n)) / 1e6, 2)
+                                      for n in ("run-job", "call", "poller", "activity", "cluster-ops", "cleanup") if os.path.exists(os.path.join(args.bin, n))}
+        arm = {n: round(os.path.getsize(p_) / 1e6, 2) for n, p_ in ((n, f".aws-sam/build/{f}/bootstrap") for n, f in
+               (("run-job", "RunJobFunction"), ("call", "CallFunction"), ("poller", "PollerFunction"))) if os.path.exists(p_)}
+        if arm:
+            figures["arm64_binary_sizes_mb"] = arm
+    if "p3" in only:
+        figures["p3_cold_start"] = p3_cold_start(world, os.path.join(args.bin, "run-job"), args.p3_runs)
+    if "p4" in only:  # before P1: the platform would take P4's task too
+        figures["p4_logs_at_scale"] = p4_logs_at_scale(world, world_dir, os.path.join(args.bin, "eks-task-worker"), args.p4_pods, args.p4_mb)
+    if "p1" in only:
+        # P1 runs through the local Lambda platform, on the release binaries.
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2"], check=True,
+                       env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
+        try:
+            figures["p1_callback_latency"] = p1_callback_latency(world, world_dir, args.p1_jobs)
+        finally:
+            subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
