@@ -14,6 +14,7 @@ Test convention: annotations on the pod (set them on the Job's pod template):
   sim.eks-task-worker.io/log[.<c>]             the log text
   sim.eks-task-worker.io/log-bytes[.<c>]       a generated log of that many bytes, 100-byte lines
   sim.eks-task-worker.io/unschedulable         "true": the pod stays Pending, PodScheduled=False
+  sim.eks-task-worker.io/image-pull-error      "true": the pod stays Pending, its containers in ImagePullBackOff
 
 Without a log annotation a container logs one line naming itself and its image.
 """
@@ -147,6 +148,13 @@ class Simulator:
         phase = st.get("phase", "Pending")
         containers = [c["name"] for c in spec.get("containers", [])]
         images = {c["name"]: c.get("image", "") for c in spec.get("containers", [])}
+        if phase == "Pending" and annotation(pod, "image-pull-error") == "true":
+            if not st.get("containerStatuses"):
+                self.patch_status(base, {"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(now())}],
+                                         "containerStatuses": [{"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0,
+                                                                "started": False, "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                                "message": f'Back-off pulling image "{images[c]}"'}}} for c in containers]})
+            return
         if phase == "Pending":
             started = rfc3339(now())
             self.patch_status(base, {

@@ -66,6 +66,9 @@ pub struct Settings {
     pub schedule: Option<ScheduleSettings>,
     /// `ACTIVITIES`: `run-job=<activity ARN>,call=<activity ARN>` (activity function).
     pub activities: Vec<crate::activity::Activity>,
+    /// `STUCK_IMAGE_PULL_SECONDS`, `STUCK_UNSCHEDULABLE_SECONDS` (default off): the
+    /// stuck policy of payloads that give none.
+    pub stuck_policy: crate::diagnosis::StuckPolicy,
     /// `CLEANUP_DRY_RUN` (default `false`): the cleanup function only reports.
     pub cleanup_dry_run: bool,
     /// `CLEANUP_GRACE_SECONDS` (default 3600): clusters younger than this are left alone.
@@ -205,7 +208,22 @@ impl Settings {
                 })
             }
         };
+        let stuck = |k: &str| {
+            get(k)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| SettingError {
+                        name: k.into(),
+                        value: v,
+                        expected: "a whole number of seconds".into(),
+                    })
+                })
+                .transpose()
+        };
         Ok(Self {
+            stuck_policy: crate::diagnosis::StuckPolicy {
+                image_pull_seconds: stuck("STUCK_IMAGE_PULL_SECONDS")?,
+                unschedulable_seconds: stuck("STUCK_UNSCHEDULABLE_SECONDS")?,
+            },
             cleanup_dry_run,
             cleanup_grace: seconds(&get, "CLEANUP_GRACE_SECONDS", 3600)?,
             activities,

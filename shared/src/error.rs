@@ -14,6 +14,9 @@ pub mod names {
     pub const INVALID_INPUT: &str = "EksTaskWorker.InvalidInput";
     /// The Job finished with a `Failed` condition.
     pub const JOB_FAILED: &str = "EksTaskWorker.JobFailed";
+    /// The Job's pods were held (image pull, unschedulable) longer than the stuck
+    /// policy allows.
+    pub const JOB_STUCK: &str = "EksTaskWorker.JobStuck";
     /// The Job disappeared (deleted by someone else) while the worker waited on it.
     pub const JOB_VANISHED: &str = "EksTaskWorker.JobVanished";
     /// The cluster's API server could not be reached: DNS, connect, TLS or timeout.
@@ -153,6 +156,7 @@ mod tests {
             names::INVALID_INPUT,
             names::JOB_FAILED,
             names::JOB_VANISHED,
+            names::JOB_STUCK,
             names::CLUSTER_UNREACHABLE,
             names::CREDENTIALS,
             names::EKS_API,

@@ -126,6 +126,9 @@ pub struct PollState {
     /// The poll curve.
     #[serde(default)]
     pub curve: PollCurve,
+    /// When a stuck Job fails its task.
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub stuck_policy: crate::diagnosis::StuckPolicy,
     /// Why the polls since the last good one failed (consecutive failures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
@@ -143,6 +146,10 @@ impl PollState {
             ..self.clone()
         }
     }
+}
+
+fn is_off(p: &crate::diagnosis::StuckPolicy) -> bool {
+    !p.is_active()
 }
 
 /// The most characters a Scheduler target input may hold.
@@ -345,6 +352,10 @@ mod tests {
             attempt: 7,
             next_delay_seconds: 300,
             curve: PollCurve::default(),
+            stuck_policy: crate::diagnosis::StuckPolicy {
+                image_pull_seconds: Some(600),
+                unschedulable_seconds: Some(1800),
+            },
             failures: vec![],
         }
     }

@@ -70,6 +70,8 @@ pub struct RunJobInput {
     /// `PollCurveSeconds` (the worker's own): the poll curve for this Job, checked
     /// against the deployment's minimum when it is used.
     pub poll_curve_seconds: Option<Vec<u64>>,
+    /// `StuckPolicy` (the worker's own): when a stuck Job fails its task.
+    pub stuck_policy: crate::diagnosis::StuckPolicy,
 }
 
 /// The HTTP methods `call` accepts.
@@ -602,6 +604,8 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         "LogOptions",
         "TaskToken",
         "InlineWaitSeconds",
+        "PollCurveSeconds",
+        "StuckPolicy",
     ]);
     reject_unknown(fields, &allowed, "")?;
     let namespace = match opt_string(fields, "Namespace")? {
@@ -646,7 +650,32 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
             ))
         }
     };
+    let stuck_policy = match fields.get("StuckPolicy") {
+        None | Some(Value::Null) => crate::diagnosis::StuckPolicy::default(),
+        Some(p) => {
+            let p = object(p, "StuckPolicy")?;
+            reject_unknown(
+                p,
+                &["ImagePullSeconds", "UnschedulableSeconds"],
+                "StuckPolicy",
+            )?;
+            let limit = |k: &str| match p.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    TaskError::invalid_input(
+                        &format!("StuckPolicy.{k}"),
+                        "must be a whole number of seconds",
+                    )
+                }),
+            };
+            crate::diagnosis::StuckPolicy {
+                image_pull_seconds: limit("ImagePullSeconds")?,
+                unschedulable_seconds: limit("UnschedulableSeconds")?,
+            }
+        }
+    };
     Ok(RunJobInput {
+        stuck_policy,
         poll_curve_seconds,
         cluster: cluster_ref(fields)?,
         namespace,

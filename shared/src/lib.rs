@@ -20,6 +20,7 @@ pub mod config;
 pub mod credentials;
 pub mod curve;
 pub mod deps;
+pub mod diagnosis;
 pub mod eks_api;
 pub mod error;
 pub mod handoff;

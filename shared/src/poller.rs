@@ -120,6 +120,22 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         Err(e) => tracing::warn!(error = %e, "heartbeat failed; going on"),
         Ok(()) => {}
     }
+    if phase == Phase::Running {
+        let check = crate::run_job::check_stuck(
+            kube.as_ref(),
+            &state.namespace,
+            &state.job_name,
+            &state.job_uid,
+            state.stuck_policy,
+            deps,
+        )
+        .await;
+        match check {
+            Err(e) if e.name == names::JOB_STUCK => return respond(deps, token, Err(e)).await,
+            Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
+            Ok(()) => {}
+        }
+    }
     if phase != Phase::Running {
         let options = (&state.log_options).into();
         let answer = finish(

@@ -12,6 +12,7 @@ use crate::callback::{with_retries, CallbackError};
 use crate::config::Cleanup;
 use crate::curve::PollCurve;
 use crate::deps::Deps;
+use crate::diagnosis::{self, StuckPolicy};
 use crate::error::{names, TaskError};
 use crate::handoff::PollState;
 use crate::input::{self, LogOptions, RunJobInput};
@@ -123,8 +124,19 @@ async fn run_with_callback(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let policy = input.stuck_policy.or(deps.settings.stuck_policy);
     let window = inline_window(deps, &input, deadline);
-    match job::wait(kube.as_ref(), &input.namespace, &name, &uid, window).await? {
+    match watch_for_stuck(
+        kube.as_ref(),
+        &input.namespace,
+        &name,
+        &uid,
+        window,
+        policy,
+        deps,
+    )
+    .await?
+    {
         Waited::Finished(done) => finish(
             kube,
             &input.namespace,
@@ -145,6 +157,7 @@ async fn run_with_callback(
                 attempt: 0,
                 next_delay_seconds: curve.delay(0),
                 curve,
+                stuck_policy: policy,
                 failures: Vec::new(),
             };
             match &deps.handoff {
@@ -157,6 +170,71 @@ async fn run_with_callback(
                     json!({ "message": format!("the Job {}/{} was still running when this invocation ran out of time, and no poller is configured to take it over", state.namespace, state.job_name), "job": state.job_name }),
                 )),
             }
+        }
+    }
+}
+
+/// Watches the Job for `window`, in slices of ten seconds while a stuck policy is
+/// active, reading its pods after each slice: what holds them is logged, and a Job held
+/// past the policy is `EksTaskWorker.JobStuck`.
+async fn watch_for_stuck(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    window: Duration,
+    policy: StuckPolicy,
+    deps: &Deps,
+) -> Result<Waited, TaskError> {
+    if !policy.is_active() {
+        return job::wait(kube, namespace, name, uid, window).await;
+    }
+    let until = tokio::time::Instant::now() + window;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let waited = job::wait(
+            kube,
+            namespace,
+            name,
+            uid,
+            left.min(Duration::from_secs(10)),
+        )
+        .await?;
+        if matches!(waited, Waited::Finished(_)) || left <= Duration::from_secs(10) {
+            return Ok(waited);
+        }
+        check_stuck(kube, namespace, name, uid, policy, deps).await?;
+    }
+}
+
+/// Reads the Job's pods, logs what holds them, and fails when the policy says stuck
+/// (deleting the Job first when `JOB_CLEANUP=always`).
+///
+/// # Errors
+/// `EksTaskWorker.JobStuck`, or an error reading the pods.
+pub async fn check_stuck(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    policy: StuckPolicy,
+    deps: &Deps,
+) -> Result<(), TaskError> {
+    let pods = job::pods(kube, namespace, uid).await?;
+    let found = diagnosis::findings(&pods);
+    diagnosis::report(&found, name, namespace);
+    match diagnosis::stuck(
+        &found,
+        policy,
+        deps.clock.now(),
+        &format!("{namespace}/{name}"),
+    ) {
+        None => Ok(()),
+        Some(e) => {
+            if deps.settings.job_cleanup == Cleanup::Always {
+                job::delete(kube, namespace, name, uid).await?;
+            }
+            Err(e)
         }
     }
 }

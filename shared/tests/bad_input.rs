@@ -288,6 +288,26 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             run_job(json!({ "InlineWaitSeconds": -1 })),
             "InlineWaitSeconds",
         ),
+        (
+            "run-job",
+            run_job(json!({ "PollCurveSeconds": "60" })),
+            "PollCurveSeconds",
+        ),
+        (
+            "run-job",
+            run_job(json!({ "PollCurveSeconds": [60, "x"] })),
+            "PollCurveSeconds",
+        ),
+        (
+            "run-job",
+            run_job(json!({ "StuckPolicy": { "ImagePullSeconds": "soon" } })),
+            "StuckPolicy.ImagePullSeconds",
+        ),
+        (
+            "run-job",
+            run_job(json!({ "StuckPolicy": { "PullSeconds": 5 } })),
+            "StuckPolicy.PullSeconds",
+        ),
         ("call", call(json!({ "Method": "FETCH" })), "Method"),
         ("call", call(json!({ "Method": null })), "Method"),
         ("call", call(json!({ "Method": 1 })), "Method"),
@@ -347,6 +367,16 @@ async fn every_bad_input_names_its_field() {
             e.cause["message"].as_str().is_some_and(|m| m.len() > 8),
             "{e}"
         );
+        let unknown = [
+            ("run-job", "Namspace"),
+            ("call", "Job"),
+            ("run-job", "LogOptions.Retrieve"),
+            ("run-job", "StuckPolicy.PullSeconds"),
+        ];
+        let says_unknown = e.cause["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is not a known parameter"));
+        assert_eq!(says_unknown, unknown.contains(&(function, field)), "{function} {payload}: the error must be the field's own, not an unknown parameter: {e}");
         assert_eq!(
             *r.connects.lock().unwrap_or_else(|e| e.into_inner()),
             0,

@@ -1,0 +1,150 @@
+//! Stuck Jobs: a pod that cannot pull its image or cannot be scheduled is reported,
+//! and with a stuck policy the task fails with `EksTaskWorker.JobStuck` naming the
+//! pod, the container and the reason; without one the worker waits, as native.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use world_tests::{sim_job, unique, World};
+
+async fn run(
+    world: &World,
+    name: &str,
+    annotations: Value,
+    extra: Value,
+) -> (Value, String, Duration) {
+    let deps = world
+        .deps(world.poller_settings("1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (execution, token) = world
+        .waiting_execution(name, Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut p = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": sim_job(name, &["main"], annotations, 1), "TaskToken": token });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        p[k] = v;
+    }
+    let started = Instant::now();
+    let report = shared::run_job::handle(p, &deps, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (report, execution, started.elapsed())
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_the_task_within_the_policy() {
+    let world = World::get();
+    let name = unique("stuck-pull");
+    let (report, execution, took) = run(
+        &world,
+        &name,
+        json!({ "sim.eks-task-worker.io/image-pull-error": "true" }),
+        json!({ "StuckPolicy": { "ImagePullSeconds": 5 }, "InlineWaitSeconds": 60 }),
+    )
+    .await;
+    assert_eq!(report["error"], "EksTaskWorker.JobStuck", "{report}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let (status, _, error) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("EksTaskWorker.JobStuck"))
+    );
+}
+
+#[tokio::test]
+async fn an_unschedulable_pod_fails_the_task_within_the_policy() {
+    let world = World::get();
+    let name = unique("stuck-sched");
+    let (report, execution, _) = run(
+        &world,
+        &name,
+        json!({ "sim.eks-task-worker.io/unschedulable": "true" }),
+        json!({ "StuckPolicy": { "UnschedulableSeconds": 3 }, "InlineWaitSeconds": 60 }),
+    )
+    .await;
+    assert_eq!(report["error"], "EksTaskWorker.JobStuck", "{report}");
+    let (status, _, error) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("EksTaskWorker.JobStuck"))
+    );
+}
+
+#[tokio::test]
+async fn the_cause_names_pod_container_and_reason() {
+    let world = World::get();
+    let deps = world
+        .deps(world.settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = unique("stuck-cause");
+    let p = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": sim_job(&name, &["main"], json!({ "sim.eks-task-worker.io/image-pull-error": "true" }), 1) });
+    let created = shared::run_job::handle(p, &deps, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    let policy = shared::diagnosis::StuckPolicy {
+        image_pull_seconds: Some(0),
+        unschedulable_seconds: None,
+    };
+    let mut err = None;
+    for _ in 0..50 {
+        if let Err(e) =
+            shared::run_job::check_stuck(&kube, &world.namespace(), &name, &uid, policy, &deps)
+                .await
+        {
+            err = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let e = err.unwrap_or_else(|| panic!("never stuck"));
+    assert_eq!(e.name, "EksTaskWorker.JobStuck");
+    assert_eq!(e.cause["container"], "main");
+    assert_eq!(e.cause["reason"], "ImagePullBackOff");
+    assert!(
+        e.cause["pod"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&name)),
+        "{}",
+        e.cause
+    );
+    assert!(
+        e.cause["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("busybox")),
+        "{}",
+        e.cause
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_a_stuck_job_is_waited_for_as_native() {
+    let world = World::get();
+    let name = unique("stuck-native");
+    let (report, _, _) = run(
+        &world,
+        &name,
+        json!({ "sim.eks-task-worker.io/image-pull-error": "true" }),
+        json!({ "InlineWaitSeconds": 3 }),
+    )
+    .await;
+    assert!(
+        report.get("handedOff").is_some(),
+        "handed to the poller, still waiting: {report}"
+    );
+}
