@@ -91,6 +91,33 @@ def p1_callback_latency(world, world_dir, jobs):
     return {"seconds": summary(latencies)}
 
 
+def p2_poll_cost(world, world_dir, seconds):
+    """A Job handed to the poller (InlineWaitSeconds 1) that runs `seconds`, polled on a
+    compressed curve by the release poller on the local Lambda platform: the duration
+    of each poller invocation, from the platform's invoke to the function's response."""
+    sfn = clients(world)
+    definition = {"StartAt": "Run", "States": {"Run": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "HeartbeatSeconds": 600,
+                  "Parameters": {"FunctionName": world["functions"]["run-job"], "Payload": {"TaskToken.$": "$$.Task.Token", "InlineWaitSeconds": 1,
+                                 "ClusterName": world["cluster"], "Namespace": world["namespace"],
+                                 "Job": job("p2", {"sim.eks-task-worker.io/run-seconds": str(seconds)})}}, "End": True}}}
+    machine = sfn.create_state_machine(name=f"bench-p2-{int(time.time())}", definition=json.dumps(definition), roleArn=world["states_role"])["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=machine, name=f"p2-{int(time.time())}", input="{}")["executionArn"]
+    d = wait_end(sfn, ex, seconds + 60)
+    assert d["status"] == "SUCCEEDED", d
+    starts, durations = {}, []
+    for line in open(os.path.join(world_dir, "logs/lambda-platform.log")):
+        m = re.match(r"(\S+ \S+) lambda-platform (invoke|result) poller (\S+)", line)
+        if not m:
+            continue
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if m.group(2) == "invoke":
+            starts[m.group(3).rstrip(":")] = t
+        elif m.group(3).rstrip(":") in starts:
+            durations.append((t - starts[m.group(3).rstrip(":")]) * 1000)
+    return {"polls": len(durations), "poller_invocation_ms": summary(durations),
+            "calls_per_poll": "3: GET the Job, SendTaskHeartbeat, CreateSchedule (4 with a stuck policy: list the pods)"}
+
+
 def p3_cold_start(world, binary, runs):
     """exec of the release bootstrap -> its first GET /runtime/invocation/next, then
     -> its response to a run-job request (request/response: the created Job)."""
@@ -196,7 +223,7 @@ def main():
     p.add_argument("--p3-runs", type=int, default=20)
     p.add_argument("--p4-pods", type=int, default=100)
     p.add_argument("--p4-mb", type=int, default=20)
-    p.add_argument("--only", default="p1,p3,p4,sizes")
+    p.add_argument("--only", default="sizes,p3,p4,p1,p2")
     args = p.parse_args()
     world = json.load(open(args.world))
     world_dir = os.path.dirname(os.path.abspath(args.world))
@@ -213,13 +240,16 @@ def main():
         figures["p3_cold_start"] = p3_cold_start(world, os.path.join(args.bin, "run-job"), args.p3_runs)
     if "p4" in only:  # before P1: the platform would take P4's task too
         figures["p4_logs_at_scale"] = p4_logs_at_scale(world, world_dir, os.path.join(args.bin, "eks-task-worker"), args.p4_pods, args.p4_mb)
-    if "p1" in only:
-        # P1 runs through the local Lambda platform, on the release binaries.
+    if "p1" in only or "p2" in only:
+        # P1 and P2 run through the local Lambda platform, on the release binaries.
         here = os.path.dirname(os.path.abspath(__file__))
-        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2"], check=True,
+        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--poll-curve", "2"], check=True,
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
-            figures["p1_callback_latency"] = p1_callback_latency(world, world_dir, args.p1_jobs)
+            if "p1" in only:
+                figures["p1_callback_latency"] = p1_callback_latency(world, world_dir, args.p1_jobs)
+            if "p2" in only:
+                figures["p2_poll_cost"] = p2_poll_cost(world, world_dir, 20)
         finally:
             subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False)
     print(json.dumps(figures, indent=2))
