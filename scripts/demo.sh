@@ -7,7 +7,7 @@ REPO="$(dirname "$HERE")"
 D="${LOCAL_WORLD_DIR:-$REPO/.local-world}"
 CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
 echo "[demo] building the functions (cargo build --bins; the first time takes a few minutes)"
-cargo build --bins -p run-job -p call -p poller
+cargo build --bins -p run-job -p call -p poller -p cluster-ops
 "$HERE/with-world.sh" bash -c '
   set -euo pipefail
   "'"$HERE"'/local-lambda/up.sh"

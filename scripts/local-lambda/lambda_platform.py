@@ -13,6 +13,7 @@ invoke the worker and that moto cannot:
   functions, with the schedule's input, and deletes them after when
   ActionAfterCompletion says DELETE (moto never fires schedules).
 
+Runs run-job, call, poller and cluster-ops.
 Usage: lambda_platform.py --world .local-world/world.json --bin target/debug [--state FILE]
 Writes {"functions": {name: runtime API address}} to --state once every function runs.
 """
@@ -208,7 +209,7 @@ def main():
         "SCHEDULE_GROUP": world["schedule_group"],
     }
     functions = {}
-    for name in ("run-job", "call", "poller"):
+    for name in ("run-job", "call", "poller", "cluster-ops"):
         binary = os.path.join(args.bin, name)
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")

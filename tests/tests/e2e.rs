@@ -236,6 +236,41 @@ async fn stopped_execution(world: &World) {
     .unwrap_or_else(|e| panic!("the poller deletes the Job of a stopped execution: {e}"));
 }
 
+async fn cluster_create_and_delete(world: &World) {
+    let name = unique("e2e-cluster");
+    let op = |payload: Value| json!({ "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "Parameters": { "FunctionName": world.fact("/functions/cluster-ops"), "Payload": payload } });
+    let mut create = op(
+        json!({ "Operation": "createCluster", "Name.$": "$.name", "RoleArn": format!("arn:aws:iam::{}:role/eks-task-worker-cluster", world.fact("/account")), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn.$": "$$.Execution.Id", "TaskToken.$": "$$.Task.Token" }),
+    );
+    create["ResultSelector"] = json!({ "status.$": "$.cluster.status" });
+    create["ResultPath"] = json!("$.created");
+    create["Next"] = json!("Delete");
+    let mut delete = op(
+        json!({ "Operation": "deleteCluster", "Name.$": "$.name", "ForceDeleteCompute": true, "TaskToken.$": "$$.Task.Token" }),
+    );
+    delete["ResultPath"] = json!("$.deleted");
+    delete["End"] = json!(true);
+    let definition =
+        json!({ "StartAt": "Create", "States": { "Create": create, "Delete": delete } })
+            .to_string();
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &definition,
+            &json!({ "name": name }),
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["created"]["status"], "ACTIVE", "{output}");
+    assert_eq!(
+        output["deleted"]["cluster"]["status"], "DELETED",
+        "{output}"
+    );
+}
+
 #[tokio::test]
 async fn state_machines_run_through_the_real_binaries() {
     let world = World::get();
@@ -247,5 +282,6 @@ async fn state_machines_run_through_the_real_binaries() {
         huge_logs(&world),
         example_call(&world),
         stopped_execution(&world),
+        cluster_create_and_delete(&world),
     );
 }
