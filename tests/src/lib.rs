@@ -542,3 +542,21 @@ impl World {
             .to_owned())
     }
 }
+
+impl World {
+    /// Waits (10 s at most) for the execution to end FAILED with `error`.
+    ///
+    /// # Panics
+    /// When it ends otherwise, or not at all.
+    pub async fn expect_failed(&self, execution: &str, error: &str) {
+        let (status, _, got) = self
+            .execution_end(execution, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (status.as_str(), got.as_deref()),
+            ("FAILED", Some(error)),
+            "{execution}"
+        );
+    }
+}

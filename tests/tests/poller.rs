@@ -229,14 +229,9 @@ async fn a_failing_long_job_fails_the_execution_with_job_failed() {
     let uid = hand_off(&world, &deps, &name, json!({ "sim.eks-task-worker.io/run-seconds": "3", "sim.eks-task-worker.io/exit-code": "1" }), &token).await;
     let out = poll_until_answered(&world, &deps, &uid).await;
     assert_eq!(out["error"], "EksTaskWorker.JobFailed", "{out}");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.JobFailed"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobFailed")
+        .await;
 }
 
 #[tokio::test]
@@ -341,14 +336,9 @@ async fn a_job_deleted_by_hand_fails_the_execution_with_job_vanished() {
     .unwrap_or_else(|e| panic!("{e}"));
     let (_, out) = fire(&world, &deps, &uid).await;
     assert_eq!(out["error"], "EksTaskWorker.JobVanished", "{out}");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.JobVanished"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobVanished")
+        .await;
 }
 
 /// A cluster whose API server answers 500 to everything while `failing` is set.
@@ -479,14 +469,9 @@ async fn too_many_failed_polls_fail_the_task_with_poll_failed() {
     assert_eq!(first["nextPoll"]["failures"], 1);
     let (_, second) = fire(&world, &deps, &uid).await;
     assert_eq!(second["error"], "EksTaskWorker.PollFailed", "{second}");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.PollFailed"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.PollFailed")
+        .await;
 }
 
 #[tokio::test]

@@ -152,11 +152,9 @@ async fn a_failed_job_fails_the_execution_with_job_failed() -> anyhow::Result<()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["answered"], "SendTaskFailure");
     assert_eq!(report["error"], "EksTaskWorker.JobFailed");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(30))
-        .await?;
-    assert_eq!(status, "FAILED");
-    assert_eq!(error.as_deref(), Some("EksTaskWorker.JobFailed"));
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobFailed")
+        .await;
     Ok(())
 }
 
@@ -360,13 +358,9 @@ async fn a_job_deleted_while_waited_on_fails_with_job_vanished() -> anyhow::Resu
         .await??
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["error"], "EksTaskWorker.JobVanished");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await?;
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.JobVanished"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobVanished")
+        .await;
     Ok(())
 }
 
@@ -381,12 +375,8 @@ async fn an_invalid_payload_with_a_token_fails_the_execution_at_once() -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["error"], "EksTaskWorker.InvalidInput");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await?;
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.InvalidInput"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.InvalidInput")
+        .await;
     Ok(())
 }

@@ -48,14 +48,9 @@ async fn an_image_that_cannot_be_pulled_fails_the_task_within_the_policy() {
     .await;
     assert_eq!(report["error"], "EksTaskWorker.JobStuck", "{report}");
     assert!(took < Duration::from_secs(30), "{took:?}");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.JobStuck"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobStuck")
+        .await;
 }
 
 #[tokio::test]
@@ -70,14 +65,9 @@ async fn an_unschedulable_pod_fails_the_task_within_the_policy() {
     )
     .await;
     assert_eq!(report["error"], "EksTaskWorker.JobStuck", "{report}");
-    let (status, _, error) = world
-        .execution_end(&execution, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.JobStuck"))
-    );
+    world
+        .expect_failed(&execution, "EksTaskWorker.JobStuck")
+        .await;
 }
 
 #[tokio::test]
