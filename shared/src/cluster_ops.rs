@@ -230,6 +230,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
             format!("is not a parameter of {op_name}"),
         ));
     }
+    check_fields(&request)?;
     Ok(OpInput {
         operation,
         cluster_name,
@@ -238,6 +239,51 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         force_delete_compute,
         task_token,
     })
+}
+
+/// The checks EKS would make late, made early with the field's name: role ARNs are IAM
+/// role ARNs, subnet lists are non-empty lists of strings.
+fn check_fields(request: &Map<String, Value>) -> Result<(), TaskError> {
+    for role in ["RoleArn", "NodeRole", "PodExecutionRoleArn"] {
+        if let Some(v) = request.get(role) {
+            let ok = v.as_str().is_some_and(|a| {
+                a.starts_with("arn:aws")
+                    && a.split(':').nth(2) == Some("iam")
+                    && a.split(':')
+                        .nth(5)
+                        .is_some_and(|r| r.starts_with("role/") && r.len() > 5)
+            });
+            if !ok {
+                return Err(TaskError::invalid_input(
+                    role,
+                    "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>",
+                ));
+            }
+        }
+    }
+    let subnets = [
+        ("Subnets", request.get("Subnets")),
+        (
+            "ResourcesVpcConfig.SubnetIds",
+            request
+                .get("ResourcesVpcConfig")
+                .and_then(|c| c.get("SubnetIds")),
+        ),
+    ];
+    for (field, v) in subnets {
+        if let Some(v) = v {
+            let ok = v.as_array().is_some_and(|a| {
+                !a.is_empty() && a.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))
+            });
+            if !ok {
+                return Err(TaskError::invalid_input(
+                    field,
+                    "must be a non-empty list of subnet IDs",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn resource_path(operation: Operation, cluster: &str, resource: Option<&str>) -> String {
@@ -612,6 +658,239 @@ mod tests {
             field(json!({ "Operation": "createCluster", "Name": "c", "Tags": [] })),
             Some(json!("Tags"))
         );
+        assert_eq!(
+            field(json!({ "Operation": "createCluster" })),
+            Some(json!("Name"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:user/u" })
+            ),
+            Some(json!("RoleArn"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createCluster", "Name": "c", "ResourcesVpcConfig": { "SubnetIds": [] } })
+            ),
+            Some(json!("ResourcesVpcConfig.SubnetIds"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createNodegroup", "ClusterName": "c", "NodegroupName": "n", "Subnets": [""] })
+            ),
+            Some(json!("Subnets"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createFargateProfile", "ClusterName": "c", "FargateProfileName": "f", "PodExecutionRoleArn": "nope" })
+            ),
+            Some(json!("PodExecutionRoleArn"))
+        );
+        assert_eq!(field(json!([])), Some(json!("$")));
+    }
+
+    /// An EKS double: each path answers from a script of responses, the last repeating;
+    /// every call is recorded.
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::HashMap<String, Vec<Result<Value, EksError>>>>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(script: &[(&str, Vec<Result<Value, EksError>>)]) -> Self {
+            Self {
+                answers: std::sync::Mutex::new(
+                    script
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                ),
+                calls: std::sync::Mutex::new(Vec::new()),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    fn not_found() -> Result<Value, EksError> {
+        Err(EksError {
+            status: 404,
+            kind: "ResourceNotFoundException".into(),
+            message: "gone".into(),
+        })
+    }
+
+    #[async_trait::async_trait]
+    impl EksApi for Scripted {
+        async fn call(
+            &self,
+            method: http::Method,
+            path: &str,
+            _body: Option<&Value>,
+        ) -> Result<Value, Result<EksError, TaskError>> {
+            let key = format!("{method} {path}");
+            if let Ok(mut c) = self.calls.lock() {
+                c.push(key.clone());
+            }
+            let mut answers = self
+                .answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let script = answers
+                .get_mut(&key)
+                .unwrap_or_else(|| panic!("unscripted {key}"));
+            let answer = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            };
+            answer.map_err(Ok)
+        }
+    }
+
+    fn poll(operation: Operation, resource: Option<&str>) -> ClusterPoll {
+        ClusterPoll {
+            operation,
+            cluster_name: "c".into(),
+            resource_name: resource.map(str::to_owned),
+            force_delete_compute: false,
+            task_token: "t".into(),
+            attempt: 0,
+            next_delay_seconds: 60,
+            curve: PollCurve::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_is_pending_until_active_and_failed_is_an_error() {
+        let eks = Scripted::new(&[(
+            "GET /clusters/c",
+            vec![
+                Ok(json!({ "cluster": { "status": "CREATING" } })),
+                Ok(json!({ "cluster": { "status": "ACTIVE", "name": "c" } })),
+            ],
+        )]);
+        let p = poll(Operation::CreateCluster, None);
+        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
+        assert!(
+            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["cluster"]["name"] == "c")
+        );
+        let failed = Scripted::new(&[(
+            "GET /clusters/c/node-groups/n",
+            vec![Ok(
+                json!({ "nodegroup": { "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
+            )],
+        )]);
+        let e = check(&failed, &poll(Operation::CreateNodegroup, Some("n")))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("CREATE_FAILED is an error"));
+        assert_eq!(e.name, names::CLUSTER_OPERATION_FAILED);
+        assert_eq!(
+            e.cause["health"]["issues"][0]["code"],
+            "Ec2SubnetInvalidConfiguration"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_is_pending_until_gone() {
+        let eks = Scripted::new(&[(
+            "GET /clusters/c/fargate-profiles/f",
+            vec![
+                Ok(json!({ "fargateProfile": { "status": "DELETING" } })),
+                not_found(),
+            ],
+        )]);
+        let p = poll(Operation::DeleteFargateProfile, Some("f"));
+        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
+        assert!(
+            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_delete_takes_fargate_profiles_one_at_a_time() {
+        let eks = Scripted::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(json!({ "cluster": { "status": "ACTIVE" } }))],
+            ),
+            (
+                "GET /clusters/c/node-groups",
+                vec![
+                    Ok(json!({ "nodegroups": ["a", "b"] })),
+                    Ok(json!({ "nodegroups": [] })),
+                ],
+            ),
+            (
+                "GET /clusters/c/node-groups/a",
+                vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
+            ),
+            (
+                "GET /clusters/c/node-groups/b",
+                vec![Ok(json!({ "nodegroup": { "status": "DELETING" } }))],
+            ),
+            ("DELETE /clusters/c/node-groups/a", vec![Ok(json!({}))]),
+            (
+                "GET /clusters/c/fargate-profiles",
+                vec![
+                    Ok(json!({ "fargateProfileNames": ["f1", "f2"] })),
+                    Ok(json!({ "fargateProfileNames": ["f1", "f2"] })),
+                ],
+            ),
+            (
+                "GET /clusters/c/fargate-profiles/f1",
+                vec![
+                    Ok(json!({ "fargateProfile": { "status": "ACTIVE" } })),
+                    Ok(json!({ "fargateProfile": { "status": "DELETING" } })),
+                ],
+            ),
+            (
+                "GET /clusters/c/fargate-profiles/f2",
+                vec![Ok(json!({ "fargateProfile": { "status": "ACTIVE" } }))],
+            ),
+            (
+                "DELETE /clusters/c/fargate-profiles/f1",
+                vec![Ok(json!({}))],
+            ),
+        ]);
+        assert!(matches!(
+            advance_force_delete(&eks, "c").await,
+            Ok(Progress::Pending(_))
+        ));
+        let calls = eks.calls();
+        assert!(
+            calls.contains(&"DELETE /clusters/c/node-groups/a".to_owned()),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.contains(&"DELETE /clusters/c/node-groups/b".to_owned()),
+            "b is already deleting"
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("DELETE /clusters/c/fargate-profiles/"))
+                .count(),
+            1,
+            "one Fargate profile at a time"
+        );
+        // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
+        assert!(matches!(
+            advance_force_delete(&eks, "c").await,
+            Ok(Progress::Pending(_))
+        ));
+        let calls = eks.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("DELETE /clusters/c/fargate-profiles/"))
+                .count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(!calls.contains(&"DELETE /clusters/c".to_owned()));
     }
 
     #[test]

@@ -176,6 +176,36 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
         .waiting_execution(&unique("cl-owner"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // An execution that has finished (SUCCEEDED) owns a cluster too.
+    let (finished_execution, finished_token) = world
+        .waiting_execution(&unique("cl-done"), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sfn.send_task_success()
+        .task_token(&finished_token)
+        .output("{}")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        world
+            .execution_end(&finished_execution, Duration::from_secs(10))
+            .await
+            .map(|e| e.0)
+            .unwrap_or_default(),
+        "SUCCEEDED"
+    );
+    let finished = unique("cl-finished");
+    op(
+        &deps,
+        create_cluster(
+            &world,
+            &finished,
+            json!({ "ExecutionArn": finished_execution }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let orphan = unique("cl-orphan");
     op(
         &deps,
@@ -271,6 +301,15 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
         Some(json!("not tagged by eks-task-worker"))
     );
     assert!(!exists(&deps, &orphan).await, "the orphan is deleted");
+    assert_eq!(
+        report(&real, "orphans", &finished).map(|o| o["why"].clone()),
+        Some(json!("its execution is SUCCEEDED")),
+        "{real}"
+    );
+    assert!(
+        !exists(&deps, &finished).await,
+        "the finished execution's cluster is deleted"
+    );
     for kept in [&owned, &retained, &foreign] {
         assert!(exists(&deps, kept).await, "{kept} is kept");
     }
