@@ -163,15 +163,12 @@ async fn create(
     object: &Value,
     replace: bool,
 ) -> Result<&'static str, TaskError> {
-    let body = serde_json::to_vec(object)
-        .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
-    let post = KubeRequest {
-        method: http::Method::POST,
-        path: collection.to_owned(),
-        query: Vec::new(),
-        body: Some((body.clone(), "application/json")),
-    };
-    let r = kube.send(post, None).await?;
+    let r = kube
+        .send(
+            KubeRequest::json(http::Method::POST, collection, object),
+            None,
+        )
+        .await?;
     if r.status != 409 {
         r.ok()?;
         return Ok("created");
@@ -183,13 +180,12 @@ async fn create(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let put = KubeRequest {
-        method: http::Method::PUT,
-        path: format!("{collection}/{name}"),
-        query: Vec::new(),
-        body: Some((body, "application/json")),
-    };
-    kube.send(put, None).await?.ok()?;
+    kube.send(
+        KubeRequest::json(http::Method::PUT, format!("{collection}/{name}"), object),
+        None,
+    )
+    .await?
+    .ok()?;
     Ok("replaced")
 }
 
@@ -234,22 +230,14 @@ async fn map_in_aws_auth(kube: &dyn KubeApi, grant: &Grant) -> Result<&'static s
         serde_json::to_string_pretty(&entries)
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?,
     );
-    let body =
-        serde_json::to_vec(&cm).map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
     let request = if exists {
-        KubeRequest {
-            method: http::Method::PUT,
-            path: path.to_owned(),
-            query: Vec::new(),
-            body: Some((body, "application/json")),
-        }
+        KubeRequest::json(http::Method::PUT, path, &cm)
     } else {
-        KubeRequest {
-            method: http::Method::POST,
-            path: "/api/v1/namespaces/kube-system/configmaps".to_owned(),
-            query: Vec::new(),
-            body: Some((body, "application/json")),
-        }
+        KubeRequest::json(
+            http::Method::POST,
+            "/api/v1/namespaces/kube-system/configmaps",
+            &cm,
+        )
     };
     kube.send(request, None).await?.ok()?;
     Ok("mapped")

@@ -557,8 +557,7 @@ async fn run(
             format!("deleting {} with ForceDeleteCompute did not finish within the invocation ({what}); use the callback pattern (.sync) for long deletions", input.cluster_name),
         )),
         Progress::Pending(_) => {
-            let handoff = deps.handoff.as_ref().ok_or_else(|| TaskError::message(names::INTERNAL, "no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)"))?;
-            handoff.hand_off(&poll.next_poll()?).await?;
+            deps.hand_off(&poll.next_poll()?).await?;
             Ok(None)
         }
     }
@@ -590,11 +589,7 @@ pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<V
                 next_delay_seconds: state.curve.delay(attempt),
                 ..state
             };
-            let handoff = deps
-                .handoff
-                .as_ref()
-                .ok_or_else(|| TaskError::message(names::INTERNAL, "no poller is configured"))?;
-            handoff.hand_off(&next.next_poll()?).await?;
+            deps.hand_off(&next.next_poll()?).await?;
             Ok(json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds } }))
         }
     }

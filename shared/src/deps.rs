@@ -46,6 +46,24 @@ pub async fn from_env(
 }
 
 impl Deps {
+    /// Hands a poll to the poller.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` when this deployment has no poller (`POLLER_ARN`,
+    /// `SCHEDULER_ROLE_ARN`), else what the hand-off fails with.
+    pub async fn hand_off(
+        &self,
+        poll: &crate::handoff::NextPoll,
+    ) -> Result<(), crate::error::TaskError> {
+        let handoff = self.handoff.as_ref().ok_or_else(|| {
+            crate::error::TaskError::message(
+                crate::error::names::INTERNAL,
+                "no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)",
+            )
+        })?;
+        handoff.hand_off(poll).await
+    }
+
     /// The real adapters, from the SDK configuration loaded once at cold start.
     ///
     /// # Errors

@@ -76,15 +76,12 @@ pub async fn create(
             return Ok(existing);
         }
     }
-    let body = serde_json::to_vec(&manifest)
-        .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
-    let request = KubeRequest {
-        method: http::Method::POST,
-        path: jobs_path(namespace),
-        query: Vec::new(),
-        body: Some((body, "application/json")),
-    };
-    let response = kube.send(request, None).await?;
+    let response = kube
+        .send(
+            KubeRequest::json(http::Method::POST, jobs_path(namespace), &manifest),
+            None,
+        )
+        .await?;
     if response.status == 409 {
         if let (Some(token), Some(name)) = (task_token, name_of(job)) {
             let existing = get(kube, namespace, name).await?;
@@ -160,14 +157,11 @@ pub async fn delete(
     uid: &str,
 ) -> Result<(), TaskError> {
     let options = json!({ "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": { "uid": uid } });
-    let body = serde_json::to_vec(&options)
-        .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
-    let request = KubeRequest {
-        method: http::Method::DELETE,
-        path: format!("{}/{name}", jobs_path(namespace)),
-        query: Vec::new(),
-        body: Some((body, "application/json")),
-    };
+    let request = KubeRequest::json(
+        http::Method::DELETE,
+        format!("{}/{name}", jobs_path(namespace)),
+        &options,
+    );
     let response = kube.send(request, None).await?;
     match response.status {
         404 | 409 => Ok(()),

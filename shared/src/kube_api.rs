@@ -38,6 +38,17 @@ impl KubeRequest {
         }
     }
 
+    /// A `method` of `path` with `body` sent as JSON.
+    #[must_use]
+    pub fn json(method: http::Method, path: impl Into<String>, body: &Value) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some((body.to_string().into_bytes(), "application/json")),
+        }
+    }
+
     /// Adds a query parameter.
     #[must_use]
     pub fn param(mut self, name: &str, value: impl Into<String>) -> Self {

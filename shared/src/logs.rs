@@ -120,9 +120,8 @@ async fn read_tail(
     options: &LogOptions,
     cap: usize,
 ) -> ContainerLog {
-    let base = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/pods/{pod}/log"))
+    let mut base = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/pods/{pod}/log"))
         .param("container", container);
-    let mut base = base;
     for (k, v) in options
         .log_parameters
         .iter()

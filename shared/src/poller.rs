@@ -194,13 +194,7 @@ async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Val
 }
 
 async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
-    let handoff = deps.handoff.as_ref().ok_or_else(|| {
-        TaskError::message(
-            names::INTERNAL,
-            "the poller runs without a schedule configuration (POLLER_ARN, SCHEDULER_ROLE_ARN)",
-        )
-    })?;
-    handoff.hand_off(&next.next_poll()?).await?;
+    deps.hand_off(&next.next_poll()?).await?;
     Ok(
         json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
     )

@@ -323,11 +323,14 @@ pub async fn send(kube: &dyn KubeApi, request: KubeRequest) -> Result<KubeRespon
 /// A JSON request.
 #[must_use]
 pub fn request(method: http::Method, path: &str, body: Option<&Value>) -> KubeRequest {
-    KubeRequest {
-        method,
-        path: path.to_owned(),
-        query: Vec::new(),
-        body: body.map(|b| (b.to_string().into_bytes(), "application/json")),
+    match body {
+        Some(b) => KubeRequest::json(method, path, b),
+        None => KubeRequest {
+            method,
+            path: path.to_owned(),
+            query: Vec::new(),
+            body: None,
+        },
     }
 }
 
