@@ -17,6 +17,8 @@ import logging
 import re
 import sys
 import threading
+import urllib.error
+import uuid
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -52,6 +54,244 @@ def _share_backend_on_deepcopy():
 
 
 _share_backend_on_deepcopy()
+
+
+def _resolve_keyword_paths_in_payloads():
+    """moto's ASL lexer reads "RoleArn.$" as the keyword of a Task's Credentials, so in
+    a Parameters payload it stays a literal field named "RoleArn.$" holding the path.
+    AWS resolves it like any other "<field>.$": so does this world."""
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
+        PayloadBindingStringExpressionSimple)
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
+        PayloadValueStr)
+    from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
+        StringContextPath, StringJsonPath)
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = Preprocessor.visitPayload_binding_value
+
+    def visit(self, ctx):
+        binding = original(self, ctx)
+        if binding.field.endswith(".$") and isinstance(binding.payload_value, PayloadValueStr):
+            path = binding.payload_value.val
+            expression = (StringContextPath(context_object_path=path) if path.startswith("$$")
+                          else StringJsonPath(json_path=path))
+            return PayloadBindingStringExpressionSimple(field=binding.field[:-2], string_expression_simple=expression)
+        return binding
+
+    Preprocessor.visitPayload_binding_value = visit
+
+
+def _keep_the_cause_of_a_task_failure():
+    """moto's SendTaskFailure reads `error` but drops `cause`; the interpreter behind it
+    takes both, as AWS does."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+    from moto.core.responses import EmptyResult
+
+    def send_task_failure(self):
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause"))
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure
+
+
+def _normalise_aws_sdk_tasks():
+    """moto's aws-sdk tasks hand a Task's Parameters (PascalCase, "ClusterName") to
+    botocore unchanged, which fails with KeyError: AWS maps them onto the API's members
+    and the response back to PascalCase. So does this world, with botocore's model."""
+    import botocore.session
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk)
+    session = botocore.session.get_session()
+
+    def operation(self):
+        model = session.get_service_model(self._get_boto_service_name())
+        action = self.resource.api_action
+        return model.operation_model(action[0].upper() + action[1:])
+
+    def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        self._to_boto_request(parameters, operation(self).input_shape)
+
+    def normalise_response(self, response, boto_service_name=None, service_action_name=None):
+        self._from_boto_response(response, operation(self).output_shape)
+
+    StateTaskServiceAwsSdk._normalise_parameters = normalise_parameters
+    StateTaskServiceAwsSdk._normalise_response = normalise_response
+
+
+_resolve_keyword_paths_in_payloads()
+_normalise_aws_sdk_tasks()
+_keep_the_cause_of_a_task_failure()
+
+
+class LocalApiServer:
+    """The one local API server, as its administrator (client certificate)."""
+
+    def __init__(self, endpoint, ca_file, cert, key):
+        import ssl
+        self.endpoint = endpoint
+        self.context = ssl.create_default_context(cafile=ca_file)
+        self.context.load_cert_chain(cert, key)
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+
+# EKS's access policies, as the Kubernetes cluster roles they amount to.
+ACCESS_POLICIES = {
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy": "cluster-admin",
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy": "admin",
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy": "edit",
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy": "view",
+}
+ACCESS_LABEL = "local-world.eks-task-worker.io/access-entry-cluster"
+
+
+def serve_access_entries(api):
+    """EKS access entries, which moto lacks (CreateAccessEntry, AssociateAccessPolicy,
+    ListAccessEntries, DeleteAccessEntry), added to moto's EKS routes. An associated
+    access policy becomes what it means on the cluster: a ClusterRoleBinding (scope
+    "cluster") or one RoleBinding per namespace (scope "namespace") of the policy's
+    cluster role to the principal's username, on the local API server that serves every
+    cluster of this world. Deleting the entry or the cluster removes the bindings."""
+    import datetime
+    import hashlib
+    from urllib.parse import unquote
+    from moto.eks import urls
+    from moto.eks.models import EKSBackend
+
+    entries = {}  # (cluster, principal) -> entry
+    lock = threading.Lock()
+
+    def reply(code, body):
+        return code, {"Content-Type": "application/json", "x-amzn-RequestId": str(uuid.uuid4())}, json.dumps(body)
+
+    def error(code, kind, message):
+        log.info("access entries: %s %s", kind, message)
+        return code, {"Content-Type": "application/json", "x-amzn-ErrorType": kind,
+                      "x-amzn-RequestId": str(uuid.uuid4())}, json.dumps({"message": message})
+
+    def cluster_exists(name):
+        return any(name in b.clusters for b in eks_backends[ACCOUNT].values())
+
+    def unbind(selector):
+        for path in ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                     "/apis/rbac.authorization.k8s.io/v1/rolebindings"):
+            _, found = api.call("GET", f"{path}?labelSelector={selector}")
+            for item in found.get("items", []):
+                meta = item["metadata"]
+                ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+                kind = path.rsplit("/", 1)[1]
+                api.call("DELETE", f"/apis/rbac.authorization.k8s.io/v1{ns}/{kind}/{meta['name']}")
+
+    def principal_label(principal):
+        return hashlib.sha256(principal.encode()).hexdigest()[:16]
+
+    def handle(request, full_url, headers):
+        path = unquote(urlsplit(full_url).path)
+        m = re.fullmatch(r"/clusters/([^/]+)/access-entries(?:/(.+?))?(/access-policies)?/?", path)
+        if m is None:
+            return error(404, "ResourceNotFoundException", f"No route for {request.method} {path}")
+        cluster, principal = m.group(1), m.group(2)
+        parts = ["clusters", cluster, "access-entries"] + ([principal] if principal else []) + (
+            ["access-policies"] if m.group(3) else [])
+        if not cluster_exists(cluster):
+            return error(404, "ResourceNotFoundException", f"No cluster found for name: {cluster}.")
+        body = json.loads(request.get_data() or b"{}")
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        with lock:
+            if len(parts) == 3 and request.method == "POST":
+                principal = body.get("principalArn", "")
+                if not principal.startswith("arn:"):
+                    return error(400, "InvalidParameterException", "principalArn must be an IAM principal ARN")
+                if (cluster, principal) in entries:
+                    return error(409, "ResourceInUseException", "The specified access entry resource is already in use on this cluster.")
+                entry = {"clusterName": cluster, "principalArn": principal, "username": body.get("username", principal),
+                         "kubernetesGroups": body.get("kubernetesGroups", []), "type": body.get("type", "STANDARD"),
+                         "accessEntryArn": f"arn:aws:eks:us-east-1:{ACCOUNT}:access-entry/{cluster}/{principal_label(principal)}",
+                         "createdAt": now, "modifiedAt": now, "tags": body.get("tags", {})}
+                entries[(cluster, principal)] = entry
+                return reply(200, {"accessEntry": entry})
+            if len(parts) == 3 and request.method == "GET":
+                return reply(200, {"accessEntries": [p for (c, p) in entries if c == cluster]})
+            entry = entries.get((cluster, principal))
+            if entry is None:
+                return error(404, "ResourceNotFoundException", f"The specified principalArn could not be found: {principal}")
+            selector = f"{ACCESS_LABEL}={cluster},local-world.eks-task-worker.io/principal={principal_label(principal)}"
+            if len(parts) == 4 and request.method == "DELETE":
+                unbind(selector)
+                del entries[(cluster, principal)]
+                return reply(200, {})
+            if len(parts) == 4 and request.method == "GET":
+                return reply(200, {"accessEntry": entry})
+            if len(parts) == 5 and request.method == "POST":
+                role = ACCESS_POLICIES.get(body.get("policyArn", ""))
+                if role is None:
+                    return error(400, "InvalidParameterException", f"Unknown access policy: {body.get('policyArn')}")
+                scope = body.get("accessScope") or {}
+                digest = hashlib.sha256(f"{cluster}|{principal}|{role}".encode()).hexdigest()[:12]
+                meta = {"name": f"eks-access-{digest}", "labels": {ACCESS_LABEL: cluster,
+                                                                    "local-world.eks-task-worker.io/principal": principal_label(principal)}}
+                binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "metadata": meta,
+                           "subjects": [{"kind": "User", "name": entry["username"], "apiGroup": "rbac.authorization.k8s.io"}],
+                           "roleRef": {"kind": "ClusterRole", "name": role, "apiGroup": "rbac.authorization.k8s.io"}}
+                if scope.get("type") == "cluster":
+                    targets = [("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", dict(binding, kind="ClusterRoleBinding"))]
+                elif scope.get("type") == "namespace" and scope.get("namespaces"):
+                    targets = [(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+                                dict(binding, kind="RoleBinding", metadata=dict(meta, namespace=ns)))
+                               for ns in scope["namespaces"]]
+                else:
+                    return error(400, "InvalidParameterException", "accessScope: type cluster, or type namespace with namespaces")
+                for path, obj in targets:
+                    code, answer = api.call("POST", path, obj)
+                    if code == 409:
+                        code, answer = api.call("PUT", f"{path}/{meta['name']}", obj)
+                    if code >= 300:
+                        return error(500, "ServerException", f"binding on the local API server: {code} {answer}")
+                return reply(200, {"clusterName": cluster, "principalArn": principal, "associatedAccessPolicy": {
+                    "policyArn": body["policyArn"], "accessScope": scope, "associatedAt": now, "modifiedAt": now}})
+        return error(404, "ResourceNotFoundException", f"No route for {request.method} {urlsplit(full_url).path}")
+
+    # A principal ARN in the path holds "/" (user/name, role/path/name), which arrives
+    # decoded: one route, and the handler splits the rest.
+    urls.url_paths["{0}/clusters/(?P<name>[^/]+)/access-entries(?P<rest>.*)$"] = handle
+
+    original_delete = EKSBackend.delete_cluster
+
+    def delete_cluster(self, name):
+        result = original_delete(self, name)
+        with lock:
+            for key in [k for k in entries if k[0] == name]:
+                del entries[key]
+        unbind(f"{ACCESS_LABEL}={name}")
+        return result
+
+    EKSBackend.delete_cluster = delete_cluster
+
+
+def serve_every_cluster_locally(endpoint, ca_file):
+    """moto gives each new cluster a random endpoint and CA: point them at the local
+    API server, which serves every cluster of this world."""
+    from moto.eks.models import EKSBackend
+    ca = base64.b64encode(open(ca_file, "rb").read()).decode()
+    original_create = EKSBackend.create_cluster
+
+    def create_cluster(self, *args, **kwargs):
+        cluster = original_create(self, *args, **kwargs)
+        cluster.endpoint = endpoint
+        cluster.certificate_authority = {"data": ca}
+        return cluster
+
+    EKSBackend.create_cluster = create_cluster
 
 
 def secret_for(access_key):
@@ -91,6 +331,19 @@ def canonical_arn(arn):
     return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}" if m else arn
 
 
+def verify_for_any_cluster(token, default_cluster):
+    """The local API server serves every cluster moto holds: a token is good when it
+    was signed for one of them (EKS: for the one the API server belongs to)."""
+    names = {default_cluster} | {n for b in eks_backends[ACCOUNT].values() for n in b.clusters}
+    rejection = None
+    for name in [default_cluster] + sorted(names - {default_cluster}):
+        try:
+            return eks_token.verify(token, name, secret_for)
+        except eks_token.Rejected as e:
+            rejection = e
+    raise rejection
+
+
 def make_handler(cluster, moto_url):
     class Webhook(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
@@ -105,7 +358,7 @@ def make_handler(cluster, moto_url):
             token = review.get("spec", {}).get("token", "")
             status = {"authenticated": False}
             try:
-                url = eks_token.verify(token, cluster, secret_for)
+                url = verify_for_any_cluster(token, cluster)
                 arn, account, user_id = caller_identity(moto_url, url)
                 status = {"authenticated": True, "user": {
                     "username": canonical_arn(arn),
@@ -177,12 +430,6 @@ def bootstrap(moto_url, args):
     client("eks").create_cluster(
         name=args.cluster, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-cluster",
         resourcesVpcConfig={"subnetIds": ["subnet-local"]}, tags={"local-world": "true"})
-    # moto gives a random endpoint and CA: point them at the local API server.
-    for backend in eks_backends[ACCOUNT].values():
-        c = backend.clusters.get(args.cluster)
-        if c is not None:
-            c.endpoint = args.api_endpoint
-            c.certificate_authority = {"data": base64.b64encode(open(args.ca_file, "rb").read()).decode()}
     return users, functions
 
 
@@ -195,7 +442,11 @@ def main():
     p.add_argument("--api-endpoint", required=True)
     p.add_argument("--ca-file", required=True)
     p.add_argument("--facts", required=True)
+    p.add_argument("--admin-cert", required=True)
+    p.add_argument("--admin-key", required=True)
     args = p.parse_args()
+    serve_every_cluster_locally(args.api_endpoint, args.ca_file)
+    serve_access_entries(LocalApiServer(args.api_endpoint, args.ca_file, args.admin_cert, args.admin_key))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
     moto.start()

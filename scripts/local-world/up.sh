@@ -95,7 +95,8 @@ wait_for etcd 20 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 say "starting moto and the EKS authentication webhook on 127.0.0.1:$MOTO_PORT and :$WEBHOOK_PORT"
 start aws-world env PYTHONPATH="$HERE" MOTO_PORT="$MOTO_PORT" "$PY" "$HERE/aws_world.py" --moto-port "$MOTO_PORT" --webhook-port "$WEBHOOK_PORT" \
-  --cluster "$CLUSTER" --region "$REGION" --api-endpoint "$API" --ca-file "$D/pki/ca.crt" --facts "$D/aws.json"
+  --cluster "$CLUSTER" --region "$REGION" --api-endpoint "$API" --ca-file "$D/pki/ca.crt" \
+  --admin-cert "$D/pki/admin.crt" --admin-key "$D/pki/admin.key" --facts "$D/aws.json"
 wait_for aws-world 60 test -f "$D/aws.json"
 wait_for aws-world 10 curl -sf "http://127.0.0.1:$WEBHOOK_PORT/healthz"
 

@@ -493,9 +493,10 @@ impl Drop for Platform {
 }
 
 impl World {
-    /// Creates a state machine from `definition` (ASL; `${RunJobFunctionArn}` and
-    /// `${CallFunctionArn}` substituted), runs it with `input`, and waits for its end:
-    /// (execution ARN, status, output, error).
+    /// Creates a state machine from `definition` (ASL; the template's
+    /// `${RunJobFunctionArn}`, `${CallFunctionArn}` and `${ClusterOpsFunctionArn}` substituted,
+    /// and `${RunJobRoleArn}` by the worker's identity here, its IAM user), runs it with
+    /// `input`, and waits for its end: (execution ARN, status, output, error).
     ///
     /// # Errors
     /// When moto fails or the execution does not end within `within`.
@@ -508,7 +509,9 @@ impl World {
     ) -> Result<(String, String, Option<String>, Option<String>)> {
         let definition = definition
             .replace("${RunJobFunctionArn}", &self.fact("/functions/run-job"))
-            .replace("${CallFunctionArn}", &self.fact("/functions/call"));
+            .replace("${CallFunctionArn}", &self.fact("/functions/call"))
+            .replace("${ClusterOpsFunctionArn}", &self.fact("/functions/cluster-ops"))
+            .replace("${RunJobRoleArn}", &self.fact("/worker/arn"));
         let execution = self.start_state_machine(name, &definition, input).await?;
         let (status, output, error) = self.execution_end(&execution, within).await?;
         Ok((execution, status, output, error))

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use world_tests::{sim_job, unique, until_job, Platform, World};
+use world_tests::{request, send, sim_job, unique, until_job, Platform, World};
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(
@@ -271,6 +271,88 @@ async fn cluster_create_and_delete(world: &World) {
     );
 }
 
+/// May the worker create Jobs in `namespace`? (A SelfSubjectAccessReview as the worker.)
+async fn worker_may_create_jobs(world: &World, namespace: &str) -> bool {
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    let review = json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "resourceAttributes": { "namespace": namespace, "group": "batch", "resource": "jobs", "verb": "create" } } });
+    let answer = send(
+        &kube,
+        request(
+            http::Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            Some(&review),
+        ),
+    )
+    .await
+    .and_then(|r| r.json().map_err(|e| anyhow::anyhow!("{e}")))
+    .unwrap_or_else(|e| panic!("{e}"));
+    answer["status"]["allowed"] == json!(true)
+}
+
+/// The cluster example as it is: create a cluster (moto; served by the local API
+/// server), let the worker in with an access entry and policy (the local world's
+/// emulation of them: RBAC), create a nodegroup, run the example Job in `default`,
+/// delete the cluster (which removes the access again).
+async fn example_cluster(world: &World) {
+    let admin = world
+        .kube(
+            &world
+                .botocore_token("cluster_admin", &world.cluster(), None)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let job = "/apis/batch/v1/namespaces/default/jobs/example-job";
+    let gone = json!({ "propagationPolicy": "Background" });
+    send(&admin, request(http::Method::DELETE, job, Some(&gone)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until_job(&admin, "default", "example-job", Duration::from_secs(30), |j| j.is_none())
+        .await
+        .unwrap_or_else(|e| panic!("a previous run's example-job is not gone: {e}"));
+    assert!(
+        !worker_may_create_jobs(world, "default").await,
+        "the worker may already create Jobs in default: the access entry would prove nothing"
+    );
+    let name = unique("e2e-example-cluster");
+    let account = world.fact("/account");
+    let input = json!({
+        "ClusterName": name,
+        "ClusterRoleArn": format!("arn:aws:iam::{account}:role/eks-task-worker-cluster"),
+        "NodeRoleArn": format!("arn:aws:iam::{account}:role/eks-task-worker-cluster"),
+        "SubnetIds": ["subnet-a", "subnet-b"]
+    });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &repo_file("statemachines/cluster.asl.json"),
+            &input,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?} {output:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["job"]["status"]["succeeded"], 1, "{output}");
+    let pod = output["job"]["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default();
+    assert!(
+        pod["containers"]["pi"]["log"]
+            .as_str()
+            .is_some_and(|l| l.contains("/pi ran perl")),
+        "{output}"
+    );
+    assert!(
+        !worker_may_create_jobs(world, "default").await,
+        "deleting the cluster removes the access its entry gave"
+    );
+    send(&admin, request(http::Method::DELETE, job, Some(&gone)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[tokio::test]
 async fn state_machines_run_through_the_real_binaries() {
     let world = World::get();
@@ -283,5 +365,6 @@ async fn state_machines_run_through_the_real_binaries() {
         example_call(&world),
         stopped_execution(&world),
         cluster_create_and_delete(&world),
+        example_cluster(&world),
     );
 }
