@@ -510,7 +510,10 @@ impl World {
         let definition = definition
             .replace("${RunJobFunctionArn}", &self.fact("/functions/run-job"))
             .replace("${CallFunctionArn}", &self.fact("/functions/call"))
-            .replace("${ClusterOpsFunctionArn}", &self.fact("/functions/cluster-ops"))
+            .replace(
+                "${ClusterOpsFunctionArn}",
+                &self.fact("/functions/cluster-ops"),
+            )
             .replace("${RunJobRoleArn}", &self.fact("/worker/arn"));
         let execution = self.start_state_machine(name, &definition, input).await?;
         let (status, output, error) = self.execution_end(&execution, within).await?;

@@ -307,9 +307,15 @@ async fn example_cluster(world: &World) {
     send(&admin, request(http::Method::DELETE, job, Some(&gone)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    until_job(&admin, "default", "example-job", Duration::from_secs(30), |j| j.is_none())
-        .await
-        .unwrap_or_else(|e| panic!("a previous run's example-job is not gone: {e}"));
+    until_job(
+        &admin,
+        "default",
+        "example-job",
+        Duration::from_secs(30),
+        |j| j.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a previous run's example-job is not gone: {e}"));
     assert!(
         !worker_may_create_jobs(world, "default").await,
         "the worker may already create Jobs in default: the access entry would prove nothing"
