@@ -32,6 +32,7 @@ from moto.sts.models import sts_backends
 import eks_token
 
 ACCOUNT = "123456789012"
+LOG_BUCKET = "eks-task-worker-logs"
 log = logging.getLogger("aws-world")
 
 
@@ -414,6 +415,7 @@ def bootstrap(moto_url, args):
     iam.create_role(RoleName="eks-task-worker-states", AssumeRolePolicyDocument=trust("states.amazonaws.com"))
     iam.create_role(RoleName="eks-task-worker-scheduler", AssumeRolePolicyDocument=trust("scheduler.amazonaws.com"))
     client("scheduler").create_schedule_group(Name="eks-task-worker")
+    client("s3").create_bucket(Bucket=LOG_BUCKET)
     # The functions' names exist in moto so that state machines can name them; the
     # local Lambda platform runs the real binaries.
     import io
@@ -457,7 +459,7 @@ def main():
         json.dump({"aws_endpoint": moto_url, "region": args.region, "account": ACCOUNT, "users": users,
                    "functions": functions, "states_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-states",
                    "scheduler_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-scheduler",
-                   "schedule_group": "eks-task-worker"}, f, indent=2)
+                   "schedule_group": "eks-task-worker", "log_bucket": LOG_BUCKET}, f, indent=2)
     import os
     os.replace(args.facts + ".tmp", args.facts)
     log.info("moto on %s, webhook on 127.0.0.1:%d", moto_url, args.webhook_port)

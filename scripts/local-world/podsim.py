@@ -126,6 +126,18 @@ class Simulator:
         with self.lock:
             self.pods = seen
 
+    def warn(self, pod, reason, message, component):
+        """A Warning event about the pod, as the scheduler or the kubelet records it."""
+        meta = pod["metadata"]
+        stamp = rfc3339(now())
+        self.api.call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{int(now().timestamp() * 1e6):x}", "namespace": meta["namespace"]},
+            "involvedObject": {"kind": "Pod", "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
+                               "apiVersion": "v1"},
+            "reason": reason, "message": message, "type": "Warning", "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": component, "host": NODE}})
+
     def advance(self, pod):
         meta, spec, st = pod["metadata"], pod["spec"], pod.get("status", {})
         ns, name = meta["namespace"], meta["name"]
@@ -139,6 +151,7 @@ class Simulator:
                     self.patch_status(base, {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                                               "message": "0/1 nodes are available: 1 Insufficient cpu.",
                                                               "lastTransitionTime": rfc3339(now())}]})
+                    self.warn(pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.", "default-scheduler")
                 return
             self.api.call("POST", f"{base}/binding", {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                                                       "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
@@ -154,6 +167,9 @@ class Simulator:
                                          "containerStatuses": [{"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0,
                                                                 "started": False, "state": {"waiting": {"reason": "ImagePullBackOff",
                                                                 "message": f'Back-off pulling image "{images[c]}"'}}} for c in containers]})
+                for c in containers:
+                    self.warn(pod, "Failed", f'Failed to pull image "{images[c]}": rpc error: code = NotFound desc = '
+                              f'failed to pull and unpack image "{images[c]}": not found', "kubelet")
             return
         if phase == "Pending":
             started = rfc3339(now())

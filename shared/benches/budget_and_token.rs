@@ -31,16 +31,16 @@ fn budget(c: &mut Criterion) {
     let job = json!({ "kind": "Job", "metadata": { "name": "j" }, "status": { "succeeded": 1 } });
     let small = logs(2, 4096);
     c.bench_function("trim: 2 pods x 2 containers x 4 KiB (fits)", |b| {
-        b.iter(|| result(black_box(&job), Some(black_box(&small))))
+        b.iter(|| result(black_box(&job), Some(black_box(&small)), &[]))
     });
     let big = logs(100, 2600);
     c.bench_function(
         "trim: 100 pods x 2 containers x 2.6 KiB (cut to fit)",
-        |b| b.iter(|| result(black_box(&job), Some(black_box(&big)))),
+        |b| b.iter(|| result(black_box(&job), Some(black_box(&big)), &[])),
     );
     let one = logs(1, 1 << 20);
     c.bench_function("trim: 1 pod x 2 containers x 1 MiB (cut to fit)", |b| {
-        b.iter(|| result(black_box(&job), Some(black_box(&one))))
+        b.iter(|| result(black_box(&job), Some(black_box(&one)), &[]))
     });
 }
 

@@ -3,6 +3,7 @@
 //! with the native cause.
 
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use crate::budget::{serialized_len, RESULT_BUDGET};
 use crate::deps::Deps;
@@ -17,11 +18,15 @@ use crate::run_job::{callback_token, respond};
 /// # Errors
 /// Request/response: the task error. Callback: only when Step Functions cannot be told.
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
-    let answer = run(&payload, deps).await;
-    match callback_token(&payload) {
-        None => answer,
-        Some(token) => respond(deps, &token, answer).await,
+    async {
+        let answer = run(&payload, deps).await;
+        match callback_token(&payload) {
+            None => answer,
+            Some(token) => respond(deps, &token, answer).await,
+        }
     }
+    .instrument(crate::telemetry::payload_span(&payload))
+    .await
 }
 
 async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {

@@ -511,16 +511,23 @@ pub async fn handle(
     deps: &Deps,
     deadline: Option<SystemTime>,
 ) -> Result<Value, TaskError> {
-    let token = callback_token(&payload);
-    let answer = run(&payload, eks, deps, deadline).await;
-    match (token, answer) {
-        (None, Ok(Some(v))) => Ok(v),
-        (None, Ok(None)) => Err(TaskError::message(names::INTERNAL, "no answer")),
-        (None, Err(e)) => Err(e),
-        (Some(t), Ok(Some(v))) => respond(deps, &t, Ok(v)).await,
-        (Some(_), Ok(None)) => Ok(json!({ "handedOff": true })),
-        (Some(t), Err(e)) => respond(deps, &t, Err(e)).await,
-    }
+    let span = crate::telemetry::payload_span(&payload);
+    tracing::Instrument::instrument(
+        async {
+            let token = callback_token(&payload);
+            let answer = run(&payload, eks, deps, deadline).await;
+            match (token, answer) {
+                (None, Ok(Some(v))) => Ok(v),
+                (None, Ok(None)) => Err(TaskError::message(names::INTERNAL, "no answer")),
+                (None, Err(e)) => Err(e),
+                (Some(t), Ok(Some(v))) => respond(deps, &t, Ok(v)).await,
+                (Some(_), Ok(None)) => Ok(json!({ "handedOff": true })),
+                (Some(t), Err(e)) => respond(deps, &t, Err(e)).await,
+            }
+        },
+        span,
+    )
+    .await
 }
 
 /// `Some(answer)`, or `None` when handed to the poller.

@@ -76,6 +76,12 @@ pub struct Settings {
     /// `ACTIVITY_POLL_SECONDS` (default 240): how long one activity-function invocation
     /// keeps polling (never past its deadline minus the margin and one long poll).
     pub activity_poll: Duration,
+    /// `METRICS_NAMESPACE` (default `EksTaskWorker`; `off` or empty: no metrics): the
+    /// CloudWatch namespace of the EMF metrics.
+    pub metrics_namespace: Option<String>,
+    /// `LOG_ARCHIVE_URI` (default none): where whole logs are archived when a payload's
+    /// `LogOptions` names no `ArchiveUri` (`s3://bucket/prefix`).
+    pub log_archive: Option<crate::archive::ArchiveLocation>,
 }
 
 /// A setting that does not parse.
@@ -219,7 +225,23 @@ impl Settings {
                 })
                 .transpose()
         };
+        let log_archive = get("LOG_ARCHIVE_URI")
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                crate::archive::ArchiveLocation::parse(&v).map_err(|m| SettingError {
+                    name: "LOG_ARCHIVE_URI".into(),
+                    value: v.clone(),
+                    expected: m,
+                })
+            })
+            .transpose()?;
         Ok(Self {
+            metrics_namespace: match get("METRICS_NAMESPACE") {
+                None => Some(crate::telemetry::DEFAULT_NAMESPACE.to_owned()),
+                Some(v) if v.is_empty() || v == "off" => None,
+                Some(v) => Some(v),
+            },
+            log_archive,
             stuck_policy: crate::diagnosis::StuckPolicy {
                 image_pull_seconds: stuck("STUCK_IMAGE_PULL_SECONDS")?,
                 unschedulable_seconds: stuck("STUCK_UNSCHEDULABLE_SECONDS")?,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::archive::{LogArchive, S3Archive};
 use crate::callback::{StepFunctions, TaskCallback};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{ClusterConnector, Connector, EksDirectory};
@@ -30,6 +31,8 @@ pub struct Deps {
     /// The EKS control-plane API (cluster operations, cleanup); `None` in tests that do
     /// not need it.
     pub eks: Option<Arc<dyn EksApi>>,
+    /// Where whole logs are archived (S3); `None` in tests that do not need it.
+    pub archive: Option<Arc<dyn LogArchive>>,
 }
 
 /// What a function's `main` builds once per cold start: the deployment's settings read
@@ -95,6 +98,7 @@ impl Deps {
             handoff,
             clock,
             eks,
+            archive: Some(Arc::new(S3Archive::new(sdk))),
         })
     }
 }

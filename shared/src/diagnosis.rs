@@ -172,10 +172,14 @@ pub fn stuck(
     })
 }
 
-/// Logs what holds the Job's pods, one structured line per finding.
-pub fn report(findings: &[Finding], job: &str, namespace: &str) {
+/// Logs what holds the Job's pods, one structured line per finding, and the latest
+/// Warning events (the task's span gives the execution, cluster, namespace and Job).
+pub fn report(findings: &[Finding], events: &[Value]) {
     for f in findings {
-        tracing::warn!(job, namespace, pod = %f.pod, container = f.container.as_deref().unwrap_or(""), reason = %f.reason, message = %f.message, "job is held");
+        tracing::warn!(pod = %f.pod, container = f.container.as_deref().unwrap_or(""), reason = %f.reason, message = %f.message, "job is held");
+    }
+    for e in events {
+        tracing::warn!(object = %e["object"], reason = %e["reason"], message = %e["message"], count = %e["count"], "warning event");
     }
 }
 

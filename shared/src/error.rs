@@ -36,6 +36,8 @@ pub mod names {
     pub const POLL_FAILED: &str = "EksTaskWorker.PollFailed";
     /// A defect in the worker itself; the cause says what, please report it.
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
+    /// A log could not be archived (reported beside the log; it never fails the task).
+    pub const LOG_ARCHIVE: &str = "EksTaskWorker.LogArchiveError";
 }
 
 /// The most characters Step Functions accepts in `SendTaskFailure.error`.

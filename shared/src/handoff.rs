@@ -61,6 +61,9 @@ pub struct LogState {
     /// `LogParameters`, as pairs.
     #[serde(default)]
     pub log_parameters: Vec<(String, String)>,
+    /// `ArchiveUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_uri: Option<String>,
 }
 
 impl ClusterState {
@@ -89,6 +92,7 @@ impl From<&LogOptions> for LogState {
             retrieve_logs: o.retrieve_logs,
             raw_logs: o.raw_logs,
             log_parameters: o.log_parameters.clone(),
+            archive_uri: o.archive.as_ref().map(crate::archive::ArchiveLocation::uri),
         }
     }
 }
@@ -99,6 +103,11 @@ impl From<&LogState> for LogOptions {
             retrieve_logs: s.retrieve_logs,
             raw_logs: s.raw_logs,
             log_parameters: s.log_parameters.clone(),
+            // Stored from a parsed location: it parses again.
+            archive: s
+                .archive_uri
+                .as_deref()
+                .and_then(|u| crate::archive::ArchiveLocation::parse(u).ok()),
         }
     }
 }
@@ -132,6 +141,9 @@ pub struct PollState {
     /// Why the polls since the last good one failed (consecutive failures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// The execution, where the payload gave it (log lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 impl PollState {
@@ -348,6 +360,10 @@ mod tests {
                 retrieve_logs: true,
                 raw_logs: false,
                 log_parameters: vec![("tailLines".into(), "1000".into())],
+                archive_uri: Some(
+                    "s3://a-log-archive-bucket-of-63-characters-for-good-measure-000/team/jobs"
+                        .into(),
+                ),
             },
             attempt: 7,
             next_delay_seconds: 300,
@@ -357,6 +373,11 @@ mod tests {
                 unschedulable_seconds: Some(1800),
             },
             failures: vec![],
+            execution: Some(format!(
+                "arn:aws:states:eu-central-1:123456789012:execution:{}:{}",
+                "m".repeat(80),
+                "e".repeat(80)
+            )),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct LogOptions {
     pub raw_logs: bool,
     /// `LogParameters`: query parameters for the read-log API.
     pub log_parameters: Vec<(String, String)>,
+    /// `ArchiveUri` (the worker's own): archive every container's whole log here.
+    pub archive: Option<crate::archive::ArchiveLocation>,
 }
 
 impl LogOptions {
@@ -51,9 +53,34 @@ impl LogOptions {
     }
 }
 
+/// `ExecutionArn` (the worker's own, optional): the execution a task belongs to, for
+/// the log lines (`"ExecutionArn.$": "$$.Execution.Id"`).
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` when it is not an execution ARN.
+pub fn execution_arn(fields: &Fields) -> Result<Option<String>, TaskError> {
+    match opt_string(fields, "ExecutionArn")? {
+        None => Ok(None),
+        Some(a)
+            if a.starts_with("arn:")
+                && a.split(':').nth(5) == Some("execution")
+                && a.split(':').count() >= 8
+                && a.len() <= 2048 =>
+        {
+            Ok(Some(a.to_owned()))
+        }
+        Some(_) => Err(TaskError::invalid_input(
+            "ExecutionArn",
+            "must be an execution ARN: pass \"ExecutionArn.$\": \"$$.Execution.Id\"",
+        )),
+    }
+}
+
 /// The run-job payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunJobInput {
+    /// `ExecutionArn` (the worker's own): for the log lines.
+    pub execution: Option<String>,
     /// The cluster.
     pub cluster: ClusterRef,
     /// `Namespace`, default `default`.
@@ -419,7 +446,17 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
     };
     let at = "LogOptions";
     let fields = object(v, at)?;
-    reject_unknown(fields, &["RetrieveLogs", "RawLogs", "LogParameters"], at)?;
+    reject_unknown(
+        fields,
+        &["RetrieveLogs", "RawLogs", "LogParameters", "ArchiveUri"],
+        at,
+    )?;
+    let archive = opt_string(fields, "ArchiveUri")?
+        .map(|u| {
+            crate::archive::ArchiveLocation::parse(u)
+                .map_err(|m| TaskError::invalid_input("LogOptions.ArchiveUri", m))
+        })
+        .transpose()?;
     let log_parameters = match fields.get("LogParameters") {
         None | Some(Value::Null) => Vec::new(),
         Some(p) => string_lists(p, "LogOptions.LogParameters")?,
@@ -500,6 +537,7 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
         retrieve_logs: opt_bool(fields, "RetrieveLogs", at)?,
         raw_logs: opt_bool(fields, "RawLogs", at)?,
         log_parameters,
+        archive,
     })
 }
 
@@ -606,8 +644,10 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         "InlineWaitSeconds",
         "PollCurveSeconds",
         "StuckPolicy",
+        "ExecutionArn",
     ]);
     reject_unknown(fields, &allowed, "")?;
+    let execution = execution_arn(fields)?;
     let namespace = match opt_string(fields, "Namespace")? {
         None => "default".to_owned(),
         Some(ns) if is_dns_label(ns) => ns.to_owned(),
@@ -675,6 +715,7 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         }
     };
     Ok(RunJobInput {
+        execution,
         stuck_policy,
         poll_curve_seconds,
         cluster: cluster_ref(fields)?,
@@ -700,8 +741,10 @@ pub fn call(payload: &Value) -> Result<CallInput, TaskError> {
         "RequestBody",
         "PatchType",
         "TaskToken",
+        "ExecutionArn",
     ]);
     reject_unknown(fields, &allowed, "")?;
+    execution_arn(fields)?;
     let method = match req_string(fields, "Method")?.to_ascii_uppercase().as_str() {
         "GET" => Method::Get,
         "POST" => Method::Post,

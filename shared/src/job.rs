@@ -182,7 +182,9 @@ pub enum Phase {
     Failed,
 }
 
-/// The phase of a Job object, from its conditions.
+/// The phase of a Job object, from its conditions. Newer API servers set
+/// `FailureTarget` and `SuccessCriteriaMet` before `Failed` and `Complete` (while the
+/// last pods terminate): they are final too.
 #[must_use]
 pub fn phase(job: &Value) -> Phase {
     let conditions = job
@@ -195,13 +197,38 @@ pub fn phase(job: &Value) -> Phase {
             .iter()
             .any(|c| c["type"] == kind && c["status"] == "True")
     };
-    if is_true("Failed") {
+    if is_true("Failed") || is_true("FailureTarget") {
         Phase::Failed
-    } else if is_true("Complete") {
+    } else if is_true("Complete") || is_true("SuccessCriteriaMet") {
         Phase::Complete
     } else {
         Phase::Running
     }
+}
+
+/// When the Job finished: `status.completionTime`, else the time its final condition
+/// turned true.
+#[must_use]
+pub fn finished_at(job: &Value) -> Option<std::time::SystemTime> {
+    let parse = |v: &Value| {
+        v.as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(Into::into)
+    };
+    parse(&job["status"]["completionTime"]).or_else(|| {
+        job.pointer("/status/conditions")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter(|c| {
+                c["status"] == "True"
+                    && ["Failed", "Complete", "FailureTarget", "SuccessCriteriaMet"]
+                        .iter()
+                        .any(|k| c["type"] == *k)
+            })
+            .find_map(|c| parse(&c["lastTransitionTime"]))
+    })
 }
 
 /// How waiting on a Job ended.
@@ -339,6 +366,57 @@ pub async fn pods(kube: &dyn KubeApi, namespace: &str, uid: &str) -> Result<Vec<
     Ok(items)
 }
 
+/// Warning events the cluster recorded about the Job and its pods, newest first, at
+/// most `limit`: `{object, reason, message, count, lastSeen}`. Empty when events cannot
+/// be read (the worker's role may not grant them): they add to a diagnosis, never
+/// replace it.
+pub async fn warning_events(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    job: &str,
+    pods: &[Value],
+    limit: usize,
+) -> Vec<Value> {
+    let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/events"))
+        .param("fieldSelector", "type=Warning".to_owned());
+    let read = async { kube.send(request, None).await?.ok()?.json() };
+    let list: Value = match read.await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::info!(error = %e.name, "warning events not read");
+            return Vec::new();
+        }
+    };
+    let names: Vec<&str> = std::iter::once(job)
+        .chain(
+            pods.iter()
+                .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str)),
+        )
+        .collect();
+    let mut events: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.pointer("/involvedObject/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.contains(&n))
+        })
+        .map(|e| {
+            json!({
+                "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
+                "reason": e["reason"], "message": e["message"], "count": e["count"],
+                "lastSeen": e.get("lastTimestamp").filter(|t| !t.is_null()).or_else(|| e.get("eventTime")).cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    events.sort_by(|a, b| b["lastSeen"].as_str().cmp(&a["lastSeen"].as_str()));
+    events.truncate(limit);
+    events
+}
+
 /// What a failed Job's cause says: its conditions and, per failed pod, each
 /// container's terminated reason and exit code.
 #[must_use]
@@ -397,6 +475,23 @@ mod tests {
         assert!(prepare(&job, None)["metadata"]["labels"]
             .get(TASK_LABEL)
             .is_none());
+    }
+
+    #[test]
+    fn failure_target_and_success_criteria_met_are_final() {
+        let with = |kind: &str| json!({"status": {"conditions": [{"type": kind, "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z"}]}});
+        assert_eq!(phase(&with("FailureTarget")), Phase::Failed);
+        assert_eq!(phase(&with("SuccessCriteriaMet")), Phase::Complete);
+        assert_eq!(
+            finished_at(&with("FailureTarget")),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(1_767_323_045))
+        );
+        let completed = json!({"status": {"completionTime": "1970-01-01T00:00:10Z", "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "1970-01-01T00:00:20Z"}]}});
+        assert_eq!(
+            finished_at(&completed),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert_eq!(finished_at(&json!({"status": {}})), None);
     }
 
     #[test]

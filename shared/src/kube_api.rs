@@ -188,6 +188,26 @@ pub trait KubeApi: Send + Sync {
         keep_tail: Option<usize>,
     ) -> Result<KubeResponse, TransportError>;
 
+    /// Sends a request and yields the body as it arrives (a log of any size, in
+    /// bounded memory). The default reads the whole body first: for doubles.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the server cannot be reached; a non-2xx answer comes
+    /// back as `Err(response)` inside `Ok`.
+    async fn stream(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Bytes, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        let response = self.send(request, None).await?;
+        if !response.is_success() {
+            return Ok(Err(response));
+        }
+        Ok(Ok(futures::stream::iter([Ok(response.body)]).boxed()))
+    }
+
     /// Starts a watch (`request` has `watch=1`) and yields its events as JSON.
     ///
     /// # Errors
@@ -339,11 +359,11 @@ impl KubeApi for KubeClient {
         })
     }
 
-    async fn watch(
+    async fn stream(
         &self,
         request: KubeRequest,
     ) -> Result<
-        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        Result<BoxStream<'static, Result<Bytes, TransportError>>, KubeResponse>,
         TransportError,
     > {
         let response = self.start(request).await?;
@@ -366,10 +386,33 @@ impl KubeApi for KubeClient {
             }));
         }
         let endpoint = self.endpoint.clone();
-        let frames = response.into_body().into_data_stream().boxed();
+        let frames = response
+            .into_body()
+            .into_data_stream()
+            .map(move |f| {
+                f.map_err(|e| TransportError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    message: error_chain(&e),
+                })
+            })
+            .boxed();
+        Ok(Ok(frames))
+    }
+
+    async fn watch(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        let frames = match self.stream(request).await? {
+            Ok(frames) => frames,
+            Err(response) => return Ok(Err(response)),
+        };
         let events = futures::stream::unfold(
-            (frames, BytesMut::new(), endpoint),
-            |(mut frames, mut buf, endpoint)| async move {
+            (frames, BytesMut::new()),
+            |(mut frames, mut buf)| async move {
                 loop {
                     if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
                         let line = buf.split_to(nl + 1);
@@ -378,18 +421,14 @@ impl KubeApi for KubeClient {
                         }
                         let event = serde_json::from_slice::<Value>(&line)
                             .map_err(|e| TransportError::BadEvent(e.to_string()));
-                        return Some((event, (frames, buf, endpoint)));
+                        return Some((event, (frames, buf)));
                     }
                     match frames.next().await {
                         Some(Ok(data)) => buf.extend_from_slice(&data),
                         Some(Err(e)) => {
-                            let err = TransportError::Unreachable {
-                                endpoint: endpoint.clone(),
-                                message: error_chain(&e),
-                            };
                             return Some((
-                                Err(err),
-                                (futures::stream::empty().boxed(), BytesMut::new(), endpoint),
+                                Err(e),
+                                (futures::stream::empty().boxed(), BytesMut::new()),
                             ));
                         }
                         None => return None,

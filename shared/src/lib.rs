@@ -5,10 +5,11 @@
 //! One module per concept; every outside system sits behind a small port trait:
 //! [`credentials::CredentialSource`], [`cluster::ClusterDirectory`],
 //! [`cluster::Connector`], [`kube_api::KubeApi`], [`callback::TaskCallback`],
-//! [`handoff::HandOff`] and [`clock::Clock`].
+//! [`handoff::HandOff`], [`archive::LogArchive`] and [`clock::Clock`].
 
 pub mod access;
 pub mod activity;
+pub mod archive;
 pub mod budget;
 pub mod call;
 pub mod callback;
@@ -30,4 +31,5 @@ pub mod kube_api;
 pub mod logs;
 pub mod poller;
 pub mod run_job;
+pub mod telemetry;
 pub mod token;

@@ -8,6 +8,7 @@
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
+use crate::archive::Archived;
 use crate::budget::{
     self, escaped_len, fit_pieces, keep_tail, serialized_len, water_level, Cuttable, RESULT_BUDGET,
 };
@@ -242,22 +243,73 @@ pub async fn read(
     logs
 }
 
-/// The `logs` value without log texts, and the pieces that go into it.
-fn logs_value(logs: &[PlacedLog], texts: &mut dyn Iterator<Item = Value>) -> Value {
+/// The `logs` value: each container's log (the pieces from `texts`, in order) or read
+/// error, and its archived object beside it.
+fn logs_value(
+    logs: &[PlacedLog],
+    archived: &[Archived],
+    texts: &mut dyn Iterator<Item = Value>,
+) -> Value {
+    fn slot<'m>(
+        pods: &'m mut Map<String, Value>,
+        pod: &str,
+        container: &str,
+    ) -> Option<&'m mut Map<String, Value>> {
+        pods.entry(pod.to_owned())
+            .or_insert_with(|| json!({ "containers": {} }))
+            .get_mut("containers")
+            .and_then(Value::as_object_mut)
+            .map(|c| c.entry(container.to_owned()).or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+    }
     let mut pods = Map::new();
     for l in logs {
-        let pod = pods
-            .entry(l.pod.clone())
-            .or_insert_with(|| json!({ "containers": {} }));
-        let entry = match &l.log {
-            ContainerLog::Text { .. } => json!({ "log": texts.next().unwrap_or(Value::Null) }),
-            ContainerLog::Failed { error, cause } => json!({ "error": error, "cause": cause }),
-        };
-        if let Some(containers) = pod.get_mut("containers").and_then(Value::as_object_mut) {
-            containers.insert(l.container.clone(), entry);
+        if let Some(entry) = slot(&mut pods, &l.pod, &l.container) {
+            match &l.log {
+                ContainerLog::Text { .. } => {
+                    entry.insert("log".into(), texts.next().unwrap_or(Value::Null));
+                }
+                ContainerLog::Failed { error, cause } => {
+                    entry.insert("error".into(), json!(error));
+                    entry.insert("cause".into(), json!(cause));
+                }
+            }
+        }
+    }
+    for a in archived {
+        if let Some(entry) = slot(&mut pods, &a.pod, &a.container) {
+            entry.insert("archive".into(), a.entry.clone());
         }
     }
     json!({ "pods": pods })
+}
+
+/// Bytes of log read (`placed`) but left out of `result` to fit it.
+#[must_use]
+pub fn bytes_cut(placed: &[PlacedLog], result: &Value) -> u64 {
+    let read: usize = placed
+        .iter()
+        .map(|l| match &l.log {
+            ContainerLog::Text { text, .. } => text.len(),
+            ContainerLog::Failed { .. } => 0,
+        })
+        .sum();
+    let kept: usize = placed
+        .iter()
+        .filter_map(|l| {
+            result.pointer(&format!(
+                "/logs/pods/{}/containers/{}/log",
+                pointer_escape(&l.pod),
+                pointer_escape(&l.container)
+            ))
+        })
+        .map(|v| v.as_str().map_or_else(|| serialized_len(v), str::len))
+        .sum();
+    read.saturating_sub(kept) as u64
+}
+
+fn pointer_escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// The result of a finished Job: the Job object plus, when logs were read, `logs`,
@@ -265,9 +317,18 @@ fn logs_value(logs: &[PlacedLog], texts: &mut dyn Iterator<Item = Value>) -> Val
 /// big ones to a common level, their ends kept); a JSON log that must be cut becomes
 /// text. Should the Job alone not fit, its `metadata` and `status` stand for it.
 #[must_use]
-pub fn result(job: &Value, logs: Option<&[PlacedLog]>) -> Value {
+pub fn result(job: &Value, logs: Option<&[PlacedLog]>, archived: &[Archived]) -> Value {
     let Some(logs) = logs else {
-        return fit_job(job);
+        if archived.is_empty() {
+            return fit_job(job);
+        }
+        let mut doc = job.clone();
+        doc["logs"] = logs_value(&[], archived, &mut std::iter::empty());
+        return if serialized_len(&doc) <= RESULT_BUDGET {
+            doc
+        } else {
+            fit_job(job)
+        };
     };
     let pieces: Vec<Piece<'_>> = logs
         .iter()
@@ -291,7 +352,10 @@ pub fn result(job: &Value, logs: Option<&[PlacedLog]>) -> Value {
     let assemble = |values: Vec<Value>| {
         let mut doc = job.clone();
         if let Some(o) = doc.as_object_mut() {
-            o.insert("logs".into(), logs_value(logs, &mut values.into_iter()));
+            o.insert(
+                "logs".into(),
+                logs_value(logs, archived, &mut values.into_iter()),
+            );
         }
         doc
     };
@@ -340,7 +404,7 @@ mod tests {
             text("b", "plain\n", false, true),
             text("c", "{\"ok\": 1}", false, false),
         ];
-        let r = result(&job, Some(&logs));
+        let r = result(&job, Some(&logs), &[]);
         assert_eq!(
             r["logs"]["pods"]["a"]["containers"]["main"]["log"],
             json!({"ok": 1})
@@ -366,7 +430,7 @@ mod tests {
                 cause: "no".into(),
             },
         }];
-        let r = result(&json!({}), Some(&logs));
+        let r = result(&json!({}), Some(&logs), &[]);
         assert_eq!(
             r["logs"]["pods"]["p"]["containers"]["c"],
             json!({"error": "EKS.400", "cause": "no"})
@@ -381,7 +445,7 @@ mod tests {
             text("b", "small\n", false, true),
             text("c", &big, false, true),
         ];
-        let r = result(&json!({"kind": "Job"}), Some(&logs));
+        let r = result(&json!({"kind": "Job"}), Some(&logs), &[]);
         assert!(serialized_len(&r) <= RESULT_BUDGET);
         assert_eq!(
             r["logs"]["pods"]["b"]["containers"]["main"]["log"],
@@ -406,7 +470,7 @@ mod tests {
     #[test]
     fn a_cut_json_log_becomes_text() {
         let big = serde_json::to_string(&json!({"data": "x".repeat(300_000)})).unwrap_or_default();
-        let r = result(&json!({}), Some(&[text("a", &big, false, true)]));
+        let r = result(&json!({}), Some(&[text("a", &big, false, true)]), &[]);
         assert!(r["logs"]["pods"]["a"]["containers"]["main"]["log"].is_string());
         assert!(serialized_len(&r) <= RESULT_BUDGET);
     }
@@ -414,7 +478,7 @@ mod tests {
     #[test]
     fn an_enormous_job_is_slimmed() {
         let job = json!({"kind": "Job", "metadata": {"name": "j", "annotations": {"a": "x".repeat(300_000)}}, "status": {"succeeded": 1}});
-        let r = result(&job, None);
+        let r = result(&job, None, &[]);
         assert!(serialized_len(&r) <= RESULT_BUDGET);
         assert_eq!(r["status"]["succeeded"], 1);
     }

@@ -21,7 +21,9 @@ use crate::error::{names, TaskError};
 use crate::handoff::PollState;
 use crate::job::{self, Phase};
 use crate::kube_api::KubeApi;
-use crate::run_job::{finish, respond};
+use crate::run_job::{answer_task, finish, respond, EndFacts, JobPlace};
+use crate::telemetry;
+use tracing::Instrument;
 
 /// Tries per poll for a transient failure.
 const TRIES: u32 = 3;
@@ -50,7 +52,18 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
-    poll(&state, deps).await
+    let span = telemetry::task_span(
+        state.execution.as_deref(),
+        &state.cluster.cluster_name,
+        &state.namespace,
+    );
+    async {
+        telemetry::record_job(&state.job_name, &state.job_uid);
+        telemetry::record_attempt(state.attempt + 1);
+        poll(&state, deps).await
+    }
+    .instrument(span)
+    .await
 }
 
 /// Whether a failure may pass with time: worth another poll.
@@ -106,6 +119,11 @@ async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, V
 
 async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     let token = state.task_token.as_str();
+    let at = JobPlace {
+        cluster: state.cluster.cluster_name.clone(),
+        namespace: state.namespace.clone(),
+        polls: state.attempt + 1,
+    };
     let (kube, job) = match read_job(deps, state).await {
         Ok(found) => found,
         Err(e) if is_transient(&e) => return failed_poll(state, deps, e).await,
@@ -131,22 +149,17 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         )
         .await;
         match check {
-            Err(e) if e.name == names::JOB_STUCK => return respond(deps, token, Err(e)).await,
+            Err(e) if e.name == names::JOB_STUCK => {
+                return answer_task(deps, token, Err(e), EndFacts::default(), &at).await
+            }
             Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
             Ok(()) => {}
         }
     }
     if phase != Phase::Running {
         let options = (&state.log_options).into();
-        let answer = finish(
-            kube,
-            &state.namespace,
-            &job,
-            &options,
-            deps.settings.job_cleanup,
-        )
-        .await;
-        return respond(deps, token, answer).await;
+        let (answer, facts) = finish(kube, &state.namespace, &job, &options, deps).await;
+        return answer_task(deps, token, answer, facts, &at).await;
     }
     schedule(deps, state.next(Vec::new())).await
 }

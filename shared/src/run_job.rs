@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use tracing::Instrument;
+
+use crate::archive;
 use crate::budget::serialized_len;
 use crate::callback::{with_retries, CallbackError};
 use crate::config::Cleanup;
@@ -19,9 +22,12 @@ use crate::input::{self, LogOptions, RunJobInput};
 use crate::job::{self, Phase, Waited};
 use crate::kube_api::KubeApi;
 use crate::logs::{self, PlacedLog};
+use crate::telemetry::{self, Metric};
 
 /// Bytes of log tail per failed container in a JobFailed cause.
 const FAILURE_LOG_BYTES: usize = 4096;
+/// Warning events named in a diagnosis or a failure cause.
+const WARNING_EVENTS: usize = 10;
 
 /// Handles one run-job payload. Without `TaskToken` the result is the created Job (an
 /// error is a Lambda error named as in the README). With `TaskToken` the answer goes
@@ -35,23 +41,123 @@ pub async fn handle(
     deps: &Deps,
     deadline: Option<SystemTime>,
 ) -> Result<Value, TaskError> {
-    match callback_token(&payload) {
-        None => {
-            let input = input::run_job(&payload)?;
-            let kube = deps.connector.connect(&input.cluster).await?;
-            job::create(kube.as_ref(), &input.namespace, &input.job, None).await
-        }
-        Some(token) => {
-            let answer = run_with_callback(&payload, deps, deadline).await;
-            match answer {
-                Ok(Progress::HandedOff(state)) => Ok(
-                    json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
-                ),
-                Ok(Progress::Finished(result)) => respond(deps, &token, Ok(result)).await,
-                Err(e) => respond(deps, &token, Err(e)).await,
+    let given = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or_default();
+    let at = JobPlace {
+        cluster: given("ClusterName").to_owned(),
+        namespace: payload
+            .get("Namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned(),
+        polls: 0,
+    };
+    async {
+        match callback_token(&payload) {
+            None => {
+                let input = input::run_job(&payload)?;
+                let kube = deps.connector.connect(&input.cluster).await?;
+                let created =
+                    job::create(kube.as_ref(), &input.namespace, &input.job, None).await?;
+                started(deps, &at, &created);
+                Ok(created)
+            }
+            Some(token) => {
+                let (answer, facts) = match run_with_callback(&payload, deps, deadline, &at).await {
+                    Ok(Progress::HandedOff(state)) => {
+                        return Ok(
+                            json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
+                        )
+                    }
+                    Ok(Progress::Finished(answer, facts)) => (answer, facts),
+                    Err(e) => (Err(e), EndFacts::default()),
+                };
+                answer_task(deps, &token, answer, facts, &at).await
             }
         }
     }
+    .instrument(telemetry::payload_span(&payload))
+    .await
+}
+
+/// Where a Job runs, for its metrics, and how many polls it took.
+#[derive(Debug, Clone)]
+pub struct JobPlace {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Polls the poller made (0 inline).
+    pub polls: u32,
+}
+
+/// What the end of a Job tells the metrics besides the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndFacts {
+    /// When the Job finished.
+    pub finished_at: Option<SystemTime>,
+    /// Bytes of log read but left out of the result.
+    pub log_bytes_cut: u64,
+}
+
+fn started(deps: &Deps, at: &JobPlace, job: &Value) {
+    let text = |p: &str| job.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    telemetry::record_job(text("/metadata/name"), text("/metadata/uid"));
+    telemetry::emit(
+        deps.settings.metrics_namespace.as_deref(),
+        &at.cluster,
+        &at.namespace,
+        &[(Metric::JobsStarted, 1.0)],
+    );
+}
+
+/// Answers the task with a Job's end and, once Step Functions took the answer, counts
+/// it: succeeded, failed or stuck, the callback latency, polls, result bytes and log
+/// bytes cut.
+///
+/// # Errors
+/// As [`respond`].
+pub async fn answer_task(
+    deps: &Deps,
+    token: &str,
+    answer: Result<Value, TaskError>,
+    facts: EndFacts,
+    at: &JobPlace,
+) -> Result<Value, TaskError> {
+    let outcome = match &answer {
+        Ok(_) => Some(Metric::JobsSucceeded),
+        Err(e) if e.name == names::JOB_FAILED => Some(Metric::JobsFailed),
+        Err(e) if e.name == names::JOB_STUCK => Some(Metric::JobsStuck),
+        Err(_) => None,
+    };
+    let result_bytes = answer.as_ref().ok().map(serialized_len);
+    let report = respond(deps, token, answer).await?;
+    tracing::info!(answered = %report["answered"], error = %report["error"], "task answered");
+    if let (Some(outcome), false) = (outcome, report["answered"] == "nobody") {
+        let mut values = vec![(outcome, 1.0)];
+        if let Some(t) = facts.finished_at {
+            values.push((
+                Metric::CallbackLatency,
+                telemetry::millis_between(t, deps.clock.now()),
+            ));
+        }
+        if at.polls > 0 {
+            values.push((Metric::PollsPerJob, f64::from(at.polls)));
+        }
+        if let Some(bytes) = result_bytes {
+            #[allow(clippy::cast_precision_loss)]
+            values.extend([
+                (Metric::ResultBytes, bytes as f64),
+                (Metric::LogBytesCut, facts.log_bytes_cut as f64),
+            ]);
+        }
+        telemetry::emit(
+            deps.settings.metrics_namespace.as_deref(),
+            &at.cluster,
+            &at.namespace,
+            &values,
+        );
+    }
+    Ok(report)
 }
 
 /// The task token when the payload carries a usable one: with it even an invalid
@@ -96,7 +202,7 @@ pub async fn respond(
 }
 
 enum Progress {
-    Finished(Value),
+    Finished(Result<Value, TaskError>, EndFacts),
     HandedOff(Box<PollState>),
 }
 
@@ -104,6 +210,7 @@ async fn run_with_callback(
     payload: &Value,
     deps: &Deps,
     deadline: Option<SystemTime>,
+    at: &JobPlace,
 ) -> Result<Progress, TaskError> {
     let input = input::run_job(payload)?;
     let token = input.task_token.clone().unwrap_or_default();
@@ -114,6 +221,7 @@ async fn run_with_callback(
     };
     let kube = deps.connector.connect(&input.cluster).await?;
     let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
+    started(deps, at, &created);
     let name = created
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -137,15 +245,11 @@ async fn run_with_callback(
     )
     .await?
     {
-        Waited::Finished(done) => finish(
-            kube,
-            &input.namespace,
-            &done,
-            &input.log_options,
-            deps.settings.job_cleanup,
-        )
-        .await
-        .map(Progress::Finished),
+        Waited::Finished(done) => {
+            let (answer, facts) =
+                finish(kube, &input.namespace, &done, &input.log_options, deps).await;
+            Ok(Progress::Finished(answer, facts))
+        }
         Waited::StillRunning(_) => {
             let state = PollState {
                 cluster: (&input.cluster).into(),
@@ -159,6 +263,7 @@ async fn run_with_callback(
                 curve,
                 stuck_policy: policy,
                 failures: Vec::new(),
+                execution: input.execution.clone(),
             };
             match &deps.handoff {
                 Some(h) => {
@@ -222,7 +327,12 @@ pub async fn check_stuck(
 ) -> Result<(), TaskError> {
     let pods = job::pods(kube, namespace, uid).await?;
     let found = diagnosis::findings(&pods);
-    diagnosis::report(&found, name, namespace);
+    let events = if found.is_empty() {
+        Vec::new()
+    } else {
+        job::warning_events(kube, namespace, name, &pods, WARNING_EVENTS).await
+    };
+    diagnosis::report(&found, &events);
     match diagnosis::stuck(
         &found,
         policy,
@@ -230,7 +340,8 @@ pub async fn check_stuck(
         &format!("{namespace}/{name}"),
     ) {
         None => Ok(()),
-        Some(e) => {
+        Some(mut e) => {
+            e.cause["warningEvents"] = Value::Array(events);
             if deps.settings.job_cleanup == Cleanup::Always {
                 job::delete(kube, namespace, name, uid).await?;
             }
@@ -254,20 +365,24 @@ fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>)
 }
 
 /// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
-/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed`. The Job is then
-/// deleted when `cleanup` says so (a failed deletion is logged, not fatal).
-///
-/// # Errors
-/// `EksTaskWorker.JobFailed`, or an error reading the pods.
+/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed` (`Err`: or an error
+/// reading the pods). With an archive location (`LogOptions.ArchiveUri` or
+/// `LOG_ARCHIVE_URI`) every container's whole log is archived first, and each object's
+/// URI and size go beside its log. The Job is then deleted when `JOB_CLEANUP` says so
+/// (a failed deletion is logged, not fatal).
 pub async fn finish(
     kube: Arc<dyn KubeApi>,
     namespace: &str,
     done: &Value,
     options: &LogOptions,
-    cleanup: Cleanup,
-) -> Result<Value, TaskError> {
-    let answer = answer(kube.clone(), namespace, done, options).await;
-    let delete = match cleanup {
+    deps: &Deps,
+) -> (Result<Value, TaskError>, EndFacts) {
+    let mut facts = EndFacts {
+        finished_at: job::finished_at(done),
+        log_bytes_cut: 0,
+    };
+    let answer = answer(kube.clone(), namespace, done, options, deps, &mut facts).await;
+    let delete = match deps.settings.job_cleanup {
         Cleanup::Never => false,
         Cleanup::OnSuccess => answer.is_ok(),
         Cleanup::Always => true,
@@ -285,7 +400,7 @@ pub async fn finish(
             tracing::warn!(job = name, namespace, error = %e, "could not clean up the finished job");
         }
     }
-    answer
+    (answer, facts)
 }
 
 async fn answer(
@@ -293,6 +408,8 @@ async fn answer(
     namespace: &str,
     done: &Value,
     options: &LogOptions,
+    deps: &Deps,
+    facts: &mut EndFacts,
 ) -> Result<Value, TaskError> {
     let uid = done
         .pointer("/metadata/uid")
@@ -305,13 +422,49 @@ async fn answer(
         o.entry("apiVersion").or_insert(json!("batch/v1"));
     }
     let phase = job::phase(&done);
-    let pods = if options.retrieve_logs || phase == Phase::Failed {
+    let location = options
+        .archive
+        .as_ref()
+        .or(deps.settings.log_archive.as_ref());
+    let pods = if options.retrieve_logs || phase == Phase::Failed || location.is_some() {
         job::pods(kube.as_ref(), namespace, uid).await?
     } else {
         Vec::new()
     };
+    let name = done
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let archived = match (location, &deps.archive) {
+        (Some(location), Some(archive)) => {
+            let id = archive::JobId {
+                namespace,
+                name: &name,
+                uid,
+            };
+            archive::archive_logs(kube.as_ref(), archive.clone(), location, id, &pods, options)
+                .await
+        }
+        (Some(_), None) => {
+            tracing::warn!("an archive location is set but this deployment has no archive client");
+            Vec::new()
+        }
+        (None, _) => Vec::new(),
+    };
     if phase == Phase::Failed {
         let mut cause = job::failure_summary(&done, &pods);
+        cause["warningEvents"] = Value::Array(
+            job::warning_events(kube.as_ref(), namespace, &name, &pods, WARNING_EVENTS).await,
+        );
+        if !archived.is_empty() {
+            cause["logArchive"] = Value::Array(
+                archived
+                    .iter()
+                    .map(|a| json!({ "pod": a.pod, "container": a.container, "archive": a.entry }))
+                    .collect(),
+            );
+        }
         let failed: Vec<Value> = pods
             .iter()
             .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
@@ -333,11 +486,13 @@ async fn answer(
         return Err(TaskError::new(names::JOB_FAILED, cause));
     }
     if !options.retrieve_logs {
-        return Ok(logs::result(&done, None));
+        return Ok(logs::result(&done, None, &archived));
     }
     let skeleton = serialized_len(&done);
     let placed = logs::read(kube.as_ref(), namespace, &pods, options, skeleton).await;
-    Ok(logs::result(&done, Some(&placed)))
+    let result = logs::result(&done, Some(&placed), &archived);
+    facts.log_bytes_cut = logs::bytes_cut(&placed, &result);
+    Ok(result)
 }
 
 fn logs_summary(tails: &[PlacedLog]) -> Value {

@@ -62,6 +62,7 @@ fn deps(r: &Arc<Recorder>) -> Deps {
         handoff: None,
         clock: Arc::new(SystemClock),
         eks: None,
+        archive: None,
     }
 }
 

@@ -41,7 +41,7 @@ fn job_payload(world: &World, job: Value) -> Value {
 
 async fn example_run_job(world: &World) {
     let input = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace() });
-    let (_, status, output, error) = world
+    let (execution, status, output, error) = world
         .run_state_machine(
             &unique("e2e-example"),
             &repo_file("statemachines/run-job.asl.json"),
@@ -62,6 +62,20 @@ async fn example_run_job(world: &World) {
         .as_f64()
         .unwrap_or_default();
     assert!((pi - std::f64::consts::PI).abs() < 1e-9, "{pod}");
+    // The run-job binary's log lines carry the execution, cluster, namespace and Job.
+    let carried = function_output()
+        .iter()
+        .filter(|(file, _)| file.starts_with("run-job"))
+        .flat_map(|(_, text)| text.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .any(|l| {
+            l["span"]["execution"] == execution.as_str()
+                && l["span"]["cluster"] == world.cluster().as_str()
+                && l["span"]["namespace"] == world.namespace().as_str()
+                && l["span"]["job"].is_string()
+                && l["span"]["job_uid"].is_string()
+        });
+    assert!(carried, "no run-job line names the execution {execution}");
 }
 
 async fn caught_failure(world: &World) {
@@ -88,6 +102,27 @@ async fn caught_failure(world: &World) {
         output["error"]["Error"], "EksTaskWorker.JobFailed",
         "{output}"
     );
+    // The cause a person acts on: the pod's container, its exit code and reason, the
+    // job controller's Warning event, and the log tail.
+    let cause: Value =
+        serde_json::from_str(output["error"]["Cause"].as_str().unwrap_or("{}")).unwrap_or_default();
+    let container = &cause["failedPods"][0]["containers"][0];
+    assert_eq!(
+        (
+            &container["container"],
+            &container["exitCode"],
+            &container["reason"]
+        ),
+        (&json!("main"), &json!(3), &json!("Error")),
+        "{cause}"
+    );
+    assert!(
+        cause["warningEvents"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["reason"] == "BackoffLimitExceeded")),
+        "{cause}"
+    );
+    assert!(cause["logTails"][0]["log"].is_string(), "{cause}");
 }
 
 async fn long_job(world: &World) {
@@ -359,10 +394,247 @@ async fn example_cluster(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Bytes of the archived log: 200 MB, as issue "Job insight" asks.
+const ARCHIVED_LOG_BYTES: u64 = 200_000_000;
+
+/// The pod simulator's generated log (its `log-bytes` convention): numbered 100-byte
+/// lines tagged with the pod and container.
+fn simulated_log_sha256(pod: &str, container: &str, bytes: u64) -> String {
+    use sha2::Digest;
+    let mut tag = format!(" {pod}/{container} ");
+    tag.truncate(60);
+    let mut hash = sha2::Sha256::new();
+    let mut line = String::with_capacity(100);
+    for i in 0..bytes / 100 {
+        line.clear();
+        line.push_str(&format!("{i:012}{tag}"));
+        while line.len() < 99 {
+            line.push('.');
+        }
+        line.push('\n');
+        hash.update(line.as_bytes());
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// A 200 MB log archived whole to S3 (moto) while the result keeps a trimmed tail
+/// within 262,144 bytes.
+async fn archived_log(world: &World) {
+    use sha2::Digest;
+    let name = unique("e2e-archive");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/log-bytes": ARCHIVED_LOG_BYTES.to_string() }),
+        1,
+    );
+    let mut payload = job_payload(world, job);
+    payload["LogOptions"]["ArchiveUri"] = json!(format!("s3://{}/e2e", world.fact("/log_bucket")));
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &run_job_machine(world, payload, json!({})),
+            &json!({}),
+            Duration::from_secs(240),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output = output.unwrap_or_default();
+    assert!(output.len() < 262_144, "{}", output.len());
+    let output: Value = serde_json::from_str(&output).unwrap_or_default();
+    let (pod, entry) = output["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.iter().next().map(|(k, v)| (k.clone(), v.clone())))
+        .unwrap_or_default();
+    let archive = &entry["containers"]["main"]["archive"];
+    assert_eq!(archive["bytes"], ARCHIVED_LOG_BYTES, "{archive}");
+    assert!(
+        entry["containers"]["main"]["log"].is_string(),
+        "the trimmed tail stays beside it"
+    );
+    let uri = archive["uri"].as_str().unwrap_or_default();
+    let key = uri
+        .strip_prefix(&format!("s3://{}/", world.fact("/log_bucket")))
+        .unwrap_or_else(|| panic!("{uri}"));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&world.sdk("worker").await)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut object = s3
+        .get_object()
+        .bucket(world.fact("/log_bucket"))
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+        .body;
+    let mut hash = sha2::Sha256::new();
+    let mut got = 0_u64;
+    while let Some(chunk) = object.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("{e}"));
+        got += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    assert_eq!(got, ARCHIVED_LOG_BYTES);
+    assert_eq!(
+        format!("{:x}", hash.finalize()),
+        simulated_log_sha256(&pod, "main", ARCHIVED_LOG_BYTES),
+        "the archive is the log, byte for byte"
+    );
+}
+
+/// The functions' own output, as the local Lambda platform captured it: one file per
+/// process.
+fn function_output() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|f| {
+            (
+                f.file_name().to_string_lossy().into_owned(),
+                String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The EMF lines the run-job and poller binaries wrote since `since_ms`: they parse,
+/// and name the documented metrics with the cluster and namespace.
+fn emitted_metrics(world: &World, since_ms: u64) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, text) in function_output() {
+        for line in text.lines() {
+            let Ok(doc) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if doc
+                .pointer("/_aws/Timestamp")
+                .and_then(Value::as_u64)
+                .is_none_or(|t| t < since_ms)
+            {
+                continue;
+            }
+            let cw = &doc["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(cw["Namespace"], "EksTaskWorker", "{line}");
+            assert_eq!(
+                cw["Dimensions"],
+                json!([["Cluster", "Namespace"], []]),
+                "{line}"
+            );
+            for m in cw["Metrics"].as_array().cloned().unwrap_or_default() {
+                let name = m["Name"].as_str().unwrap_or_default().to_owned();
+                assert!(doc[&name].is_number(), "{name} has a value: {line}");
+                if doc["Cluster"] == world.cluster().as_str()
+                    && doc["Namespace"] == world.namespace().as_str()
+                {
+                    seen.insert(name);
+                }
+            }
+        }
+    }
+    for m in [
+        "JobsStarted",
+        "JobsSucceeded",
+        "JobsFailed",
+        "CallbackLatency",
+        "PollsPerJob",
+        "ResultBytes",
+        "LogBytesCut",
+    ] {
+        assert!(
+            seen.contains(m),
+            "no {m} in the functions' output; saw {seen:?}"
+        );
+    }
+}
+
+/// No line the functions wrote holds a bearer token, a task token, a secret key or a
+/// session token; every line is JSON.
+async fn no_secrets_in_logs(world: &World) {
+    let sfn = world.sfn().await;
+    let mut executions = Vec::new();
+    let machines = sfn
+        .list_state_machines()
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for m in machines.state_machines() {
+        let listed = sfn
+            .list_executions()
+            .state_machine_arn(m.state_machine_arn())
+            .max_results(1000)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        executions.extend(
+            listed
+                .executions()
+                .iter()
+                .map(|e| e.execution_arn().to_owned()),
+        );
+    }
+    let mut tokens = Vec::new();
+    for e in &executions {
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(e)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for ev in history.events() {
+            if let Some(p) = ev.task_scheduled_event_details().map(|d| d.parameters()) {
+                let p: Value = serde_json::from_str(p).unwrap_or_default();
+                if let Some(t) = p.pointer("/Payload/TaskToken").and_then(Value::as_str) {
+                    tokens.push(t.to_owned());
+                }
+            }
+        }
+    }
+    assert!(!tokens.is_empty(), "the executions' task tokens are known");
+    let secrets: Vec<(String, String)> = [
+        ("worker secret key", world.fact("/worker/secret_access_key")),
+        ("bearer token", "k8s-aws-v1.".to_owned()),
+        ("presigned signature", "X-Amz-Signature".to_owned()),
+        ("session token", "X-Amz-Security-Token".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(tokens.into_iter().map(|t| ("task token".to_owned(), t)))
+    .collect();
+    let mut lines = 0;
+    for (file, text) in function_output() {
+        for line in text.lines() {
+            lines += 1;
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok(),
+                "{file}: not a JSON line: {line}"
+            );
+            for (what, secret) in &secrets {
+                assert!(
+                    !line.contains(secret.as_str()),
+                    "{file}: a {what} in: {line}"
+                );
+            }
+        }
+    }
+    assert!(lines > 0, "the functions wrote nothing to scan");
+}
+
 #[tokio::test]
 async fn state_machines_run_through_the_real_binaries() {
     let world = World::get();
     let _platform = Platform::start();
+    let started_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or_default();
     tokio::join!(
         example_run_job(&world),
         caught_failure(&world),
@@ -372,5 +644,8 @@ async fn state_machines_run_through_the_real_binaries() {
         stopped_execution(&world),
         cluster_create_and_delete(&world),
         example_cluster(&world),
+        archived_log(&world),
     );
+    emitted_metrics(&world, started_ms);
+    no_secrets_in_logs(&world).await;
 }

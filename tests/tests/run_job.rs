@@ -197,9 +197,10 @@ async fn a_failed_jobs_cause_names_exit_codes_and_log_tails() -> anyhow::Result<
         &world.namespace(),
         &done,
         &shared::input::LogOptions::default(),
-        shared::config::Cleanup::Never,
+        &deps,
     )
     .await
+    .0
     .err()
     .ok_or_else(|| anyhow::anyhow!("a failed Job must be an error"))?;
     assert_eq!(err.name, "EksTaskWorker.JobFailed");

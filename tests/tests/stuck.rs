@@ -120,6 +120,22 @@ async fn the_cause_names_pod_container_and_reason() {
         "{}",
         e.cause
     );
+    // The kubelet's Warning event (the pod simulator records it) comes with the cause.
+    let events = e.cause["warningEvents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events.iter().any(|ev| ev["reason"] == "Failed"
+            && ev["object"]
+                .as_str()
+                .is_some_and(|o| o.starts_with(&format!("Pod/{name}")))
+            && ev["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Failed to pull image"))),
+        "{}",
+        e.cause
+    );
 }
 
 #[tokio::test]
