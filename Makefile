@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package unit test demo bench local-up local-down local-reset
+.PHONY: help build lint package unit test demo bench fuzz local-up local-down local-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the
 	$(CARGO) build --release --bins -p run-job -p call -p poller -p activity -p cluster-ops -p cleanup -p eks-task-worker
 	mkdir -p target/bench
 	scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/bench.py --world .local-world/world.json --bin target/release | tee target/bench/figures.json
+
+FUZZ_SECONDS ?= 60
+fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: ## the whole thing locally: a state machine in moto runs a Job through the worker's real binaries
 	scripts/demo.sh

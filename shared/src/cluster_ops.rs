@@ -215,6 +215,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         let tags = request.entry("Tags").or_insert_with(|| json!({}));
         let tags = tags
             .as_object_mut()
+            .filter(|t| t.values().all(Value::is_string))
             .ok_or_else(|| TaskError::invalid_input("Tags", "must be a map of string to string"))?;
         tags.insert(MANAGED_TAG.into(), json!("eks-task-worker"));
         let created = time::OffsetDateTime::from(now)

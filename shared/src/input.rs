@@ -556,6 +556,20 @@ fn task_token(fields: &Fields) -> Result<Option<String>, TaskError> {
     }
 }
 
+/// The largest Job manifest taken (bytes, serialized): the API server's request limit
+/// is larger, but a Job this big is a mistake, and its result could not be returned.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// The deepest nesting a Job manifest may have.
+pub const MAX_JOB_DEPTH: usize = 64;
+
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
     let job = match v {
         None | Some(Value::Null) => {
@@ -569,6 +583,20 @@ fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
         })?,
         Some(other) => other.clone(),
     };
+    let size = crate::budget::serialized_len(&job);
+    if size > MAX_JOB_BYTES {
+        return Err(TaskError::invalid_input(
+            "Job",
+            format!("is {size} bytes; a Job manifest may be at most {MAX_JOB_BYTES} (put data in a ConfigMap or S3)"),
+        ));
+    }
+    let depth = nesting(&job);
+    if depth > MAX_JOB_DEPTH {
+        return Err(TaskError::invalid_input(
+            "Job",
+            format!("nests {depth} levels deep; at most {MAX_JOB_DEPTH}"),
+        ));
+    }
     let fields = object(&job, "Job")?;
     match fields.get("apiVersion") {
         Some(Value::String(s)) if s == "batch/v1" => {}

@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use base64::Engine;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::callback::{CallbackError, TaskCallback};
@@ -24,6 +23,7 @@ use shared::kube_api::KubeApi;
 struct Recorder {
     connects: Mutex<usize>,
     failures: Mutex<Vec<(String, String)>>,
+    causes: Mutex<Vec<Value>>,
 }
 
 #[async_trait]
@@ -47,6 +47,10 @@ impl TaskCallback for Recorder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((token.to_owned(), error.name.clone()));
+        self.causes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error.cause.clone());
         Ok(())
     }
     async fn heartbeat(&self, _token: &str) -> Result<(), CallbackError> {
@@ -66,283 +70,175 @@ fn deps(r: &Arc<Recorder>) -> Deps {
     }
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
+/// The bad-input corpus: `tests/corpus/<function>--<what>.json`, each
+/// `{"function", "payload", "error", "field"}` (for the activity function the payload is
+/// the task's input text, as `GetActivityTask` hands it over).
+fn corpus() -> Vec<(String, Value)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let case: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                case,
+            )
+        })
+        .collect()
 }
 
-fn job() -> Value {
-    json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j" }, "spec": { "template": {} } })
+/// The run-job and call cases, as (function, payload, field).
+fn cases() -> Vec<(String, Value, String)> {
+    corpus()
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| c["function"] == "run-job" || c["function"] == "call")
+        .map(|c| {
+            (
+                c["function"].as_str().unwrap_or_default().to_owned(),
+                c["payload"].clone(),
+                c["field"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
-fn run_job(change: Value) -> Value {
-    let mut p = json!({ "ClusterName": "c", "Job": job() });
-    for (k, v) in change.as_object().cloned().unwrap_or_default() {
-        if v.is_null() {
-            p.as_object_mut().map(|o| o.remove(&k));
-        } else {
-            p[k] = v;
+/// An EKS control plane that must not be called.
+#[derive(Default)]
+struct NoEks {
+    calls: Mutex<usize>,
+}
+
+#[async_trait]
+impl shared::eks_api::EksApi for NoEks {
+    async fn call(
+        &self,
+        _method: http::Method,
+        _path: &str,
+        _body: Option<&Value>,
+    ) -> Result<Value, Result<shared::eks_api::EksError, TaskError>> {
+        *self.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Err(Err(TaskError::message(
+            names::EKS_API,
+            "test double: no EKS",
+        )))
+    }
+}
+
+/// Runs one corpus case through the function's real handler: the error it ended with.
+async fn run_case(
+    function: &str,
+    payload: Value,
+    r: &Arc<Recorder>,
+    eks: &Arc<NoEks>,
+) -> Option<TaskError> {
+    let mut deps = deps(r);
+    deps.eks = Some(eks.clone());
+    let activity = |f| {
+        let deps = deps.clone();
+        let input = payload.as_str().unwrap_or_default().to_owned();
+        async move {
+            let task = shared::activity::ActivityTask {
+                task_token: "activity-token".into(),
+                input,
+            };
+            shared::activity::run_task(f, &task, &deps, None).await
         }
-    }
-    p
-}
-
-fn call(change: Value) -> Value {
-    let mut p = json!({ "ClusterName": "c", "Method": "GET", "Path": "/api" });
-    for (k, v) in change.as_object().cloned().unwrap_or_default() {
-        if v.is_null() {
-            p.as_object_mut().map(|o| o.remove(&k));
-        } else {
-            p[k] = v;
+    };
+    let answered = match function {
+        "run-job" | "call" => return handle(function, payload, &deps).await.err(),
+        "poller" => return shared::poller::handle(payload, &deps).await.err(),
+        "cluster-ops" => {
+            return shared::cluster_ops::handle(payload, eks.as_ref(), &deps, None)
+                .await
+                .err()
         }
+        "activity-run-job" => activity(shared::activity::Function::RunJob).await,
+        "activity-call" => activity(shared::activity::Function::Call).await,
+        other => panic!("unknown function {other} in the corpus"),
+    };
+    // Activity tasks answer on their token: the error is what was sent.
+    answered.unwrap_or_else(|e| panic!("{e}"));
+    let failures = r.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(failures.len(), 1, "one answer per task: {failures:?}");
+    Some(TaskError::new(
+        &failures[0].1,
+        r.causes.lock().unwrap_or_else(|e| e.into_inner())[0].clone(),
+    ))
+}
+
+#[tokio::test]
+async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap_or_default();
+    let corpus = corpus();
+    assert!(
+        corpus.len() >= 50,
+        "the corpus has {} payloads",
+        corpus.len()
+    );
+    let functions: std::collections::BTreeSet<String> = corpus
+        .iter()
+        .map(|(_, c)| c["function"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        functions.into_iter().collect::<Vec<_>>(),
+        [
+            "activity-call",
+            "activity-run-job",
+            "call",
+            "cluster-ops",
+            "poller",
+            "run-job"
+        ]
+    );
+    for (file, case) in corpus {
+        let (r, eks) = (Arc::new(Recorder::default()), Arc::new(NoEks::default()));
+        let function = case["function"].as_str().unwrap_or_default();
+        let e = run_case(function, case["payload"].clone(), &r, &eks)
+            .await
+            .unwrap_or_else(|| panic!("{file}: accepted"));
+        assert_eq!(
+            e.name,
+            case["error"].as_str().unwrap_or_default(),
+            "{file}: {e}"
+        );
+        assert!(
+            readme.contains(&format!("`{}`", e.name)),
+            "{file}: {} is not in the README",
+            e.name
+        );
+        assert_eq!(e.cause["field"], case["field"], "{file}: {e}");
+        assert!(
+            e.cause["message"].as_str().is_some_and(|m| m.len() > 8),
+            "{file}: the message says what to fix: {e}"
+        );
+        assert_eq!(
+            *r.connects.lock().unwrap_or_else(|e| e.into_inner()),
+            0,
+            "{file}: a cluster was contacted"
+        );
+        assert_eq!(
+            *eks.calls.lock().unwrap_or_else(|e| e.into_inner()),
+            0,
+            "{file}: EKS was called"
+        );
     }
-    p
-}
-
-fn job_with(path: &str, value: Value) -> Value {
-    let mut j = job();
-    if value.is_null() {
-        j.as_object_mut().map(|o| o.remove(path));
-    } else {
-        j[path] = value;
-    }
-    j
-}
-
-fn logs(params: Value) -> Value {
-    json!({ "LogOptions": { "RetrieveLogs": true, "LogParameters": params } })
-}
-
-/// (function, payload, the field the error must name)
-fn cases() -> Vec<(&'static str, Value, &'static str)> {
-    let garbage_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-    vec![
-        ("run-job", json!([]), "$"),
-        ("run-job", json!("ClusterName"), "$"),
-        (
-            "run-job",
-            run_job(json!({ "ClusterName": null })),
-            "ClusterName",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "ClusterName": "" })),
-            "ClusterName",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "ClusterName": 42 })),
-            "ClusterName",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "ClusterName": "bad name!" })),
-            "ClusterName",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Endpoint": "not a url" })),
-            "Endpoint",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Endpoint": "http://example.com" })),
-            "Endpoint",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Endpoint": "https://example.com?x=1" })),
-            "Endpoint",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "CertificateAuthority": "%%% not base64 %%%" })),
-            "CertificateAuthority",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "CertificateAuthority": b64("hello, not a PEM") })),
-            "CertificateAuthority",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "CertificateAuthority": b64(garbage_pem) })),
-            "CertificateAuthority",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Namespace": "Bad_Namespace" })),
-            "Namespace",
-        ),
-        ("run-job", run_job(json!({ "Job": null })), "Job"),
-        ("run-job", run_job(json!({ "Job": 42 })), "Job"),
-        ("run-job", run_job(json!({ "Job": "{not json" })), "Job"),
-        ("run-job", run_job(json!({ "Job": "[1, 2]" })), "Job"),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("apiVersion", json!("v1")) })),
-            "Job.apiVersion",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("kind", json!("Pod")) })),
-            "Job.kind",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("metadata", Value::Null) })),
-            "Job.metadata",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("metadata", json!({ "labels": {} })) })),
-            "Job.metadata",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("metadata", json!({ "name": "j", "labels": [] })) })),
-            "Job.metadata.labels",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Job": job_with("spec", Value::Null) })),
-            "Job.spec",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "LogOptions": "yes" })),
-            "LogOptions",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "LogOptions": { "RetrieveLogs": "maybe" } })),
-            "LogOptions.RetrieveLogs",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "LogOptions": { "Retrieve": true } })),
-            "LogOptions.Retrieve",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "tailLines": ["ten"] }))),
-            "LogOptions.LogParameters.tailLines",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "tailLines": "10" }))),
-            "LogOptions.LogParameters.tailLines",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "limitBytes": ["0"] }))),
-            "LogOptions.LogParameters.limitBytes",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "follow": ["true"] }))),
-            "LogOptions.LogParameters.follow",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "colour": ["red"] }))),
-            "LogOptions.LogParameters.colour",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "timestamps": ["yes"] }))),
-            "LogOptions.LogParameters.timestamps",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "sinceTime": ["yesterday"] }))),
-            "LogOptions.LogParameters.sinceTime",
-        ),
-        (
-            "run-job",
-            run_job(logs(json!({ "tailLines": [{ "n": 1 }] }))),
-            "LogOptions.LogParameters.tailLines[0]",
-        ),
-        ("run-job", run_job(json!({ "TaskToken": 42 })), "TaskToken"),
-        ("run-job", run_job(json!({ "TaskToken": "" })), "TaskToken"),
-        (
-            "run-job",
-            run_job(json!({ "TaskToken": "t".repeat(2049) })),
-            "TaskToken",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Namspace": "typo" })),
-            "Namspace",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "RoleArn": "arn:aws:iam::123456789012:user/bob" })),
-            "RoleArn",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "Region": "Mars North" })),
-            "Region",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "InlineWaitSeconds": -1 })),
-            "InlineWaitSeconds",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "PollCurveSeconds": "60" })),
-            "PollCurveSeconds",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "PollCurveSeconds": [60, "x"] })),
-            "PollCurveSeconds",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "StuckPolicy": { "ImagePullSeconds": "soon" } })),
-            "StuckPolicy.ImagePullSeconds",
-        ),
-        (
-            "run-job",
-            run_job(json!({ "StuckPolicy": { "PullSeconds": 5 } })),
-            "StuckPolicy.PullSeconds",
-        ),
-        ("call", call(json!({ "Method": "FETCH" })), "Method"),
-        ("call", call(json!({ "Method": null })), "Method"),
-        ("call", call(json!({ "Method": 1 })), "Method"),
-        ("call", call(json!({ "Path": "api/v1" })), "Path"),
-        ("call", call(json!({ "Path": null })), "Path"),
-        ("call", call(json!({ "Path": "/api?watch=1" })), "Path"),
-        ("call", call(json!({ "Path": "/api/../secrets" })), "Path"),
-        (
-            "call",
-            call(json!({ "QueryParameters": { "labelSelector": "a=b" } })),
-            "QueryParameters.labelSelector",
-        ),
-        (
-            "call",
-            call(json!({ "QueryParameters": ["a"] })),
-            "QueryParameters",
-        ),
-        (
-            "call",
-            call(json!({ "RequestBody": { "a": 1 } })),
-            "RequestBody",
-        ),
-        (
-            "call",
-            call(json!({ "Method": "PATCH", "PatchType": "yaml" })),
-            "PatchType",
-        ),
-        ("call", call(json!({ "Job": job() })), "Job"),
-        (
-            "call",
-            call(json!({ "Endpoint": "ftp://example.com" })),
-            "Endpoint",
-        ),
-    ]
 }
 
 async fn handle(function: &str, payload: Value, deps: &Deps) -> Result<Value, TaskError> {
@@ -357,6 +253,7 @@ async fn every_bad_input_names_its_field() {
     let cases = cases();
     assert!(cases.len() >= 25);
     for (function, payload, field) in cases {
+        let (function, field) = (function.as_str(), field.as_str());
         let r = Arc::new(Recorder::default());
         let e = handle(function, payload.clone(), &deps(&r))
             .await
@@ -389,6 +286,7 @@ async fn every_bad_input_names_its_field() {
 #[tokio::test]
 async fn with_a_task_token_bad_input_fails_the_task() {
     for (function, mut payload, field) in cases() {
+        let function = function.as_str();
         if field == "TaskToken" || !payload.is_object() {
             continue;
         }
