@@ -197,6 +197,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--inline-wait", default="20")
     p.add_argument("--poll-curve", default="2,2,3,5")
+    p.add_argument("--aws-endpoint", help="the functions' AWS endpoint (default: the world's moto)")
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the functions' environment")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     world = json.load(open(args.world))
@@ -208,6 +210,9 @@ def main():
         "POLLER_ARN": world["functions"]["poller"], "SCHEDULER_ROLE_ARN": world["scheduler_role"],
         "SCHEDULE_GROUP": world["schedule_group"],
     }
+    if args.aws_endpoint:
+        env["AWS_ENDPOINT_URL"] = args.aws_endpoint
+    env.update(kv.split("=", 1) for kv in args.env)
     functions = {}
     for name in ("run-job", "call", "poller", "cluster-ops"):
         binary = os.path.join(args.bin, name)

@@ -121,8 +121,23 @@ def _normalise_aws_sdk_tasks():
     StateTaskServiceAwsSdk._normalise_response = normalise_response
 
 
+def _accept_heartbeats_of_every_waiting_task():
+    """moto answers SendTaskHeartbeat with InvalidToken for a waiting task that has no
+    HeartbeatSeconds, or whose heartbeat timer is not set up yet (the moments after
+    TaskScheduled); AWS accepts a heartbeat for any task waiting on its token."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    original = CallbackEndpoint.notify_heartbeat
+
+    def notify_heartbeat(self):
+        return original(self) or True
+
+    CallbackEndpoint.notify_heartbeat = notify_heartbeat
+
+
 _resolve_keyword_paths_in_payloads()
 _normalise_aws_sdk_tasks()
+_accept_heartbeats_of_every_waiting_task()
 _keep_the_cause_of_a_task_failure()
 
 

@@ -76,12 +76,24 @@ pub async fn create(
             return Ok(existing);
         }
     }
-    let response = kube
-        .send(
-            KubeRequest::json(http::Method::POST, jobs_path(namespace), &manifest),
-            None,
-        )
-        .await?;
+    // A 5xx, a 429 or a lost connection is tried again: should the first try have
+    // created the Job after all, the 409 below adopts it by its task label.
+    let response = crate::retry::transient("creating the job", || async {
+        let r = kube
+            .send(
+                KubeRequest::json(http::Method::POST, jobs_path(namespace), &manifest),
+                None,
+            )
+            .await?;
+        if r.status == 429 || r.status >= 500 {
+            return Err(r
+                .ok()
+                .err()
+                .unwrap_or_else(|| TaskError::message(names::INTERNAL, "a failed status")));
+        }
+        Ok(r)
+    })
+    .await?;
     if response.status == 409 {
         if let (Some(token), Some(name)) = (task_token, name_of(job)) {
             let existing = get(kube, namespace, name).await?;
@@ -206,6 +218,9 @@ pub fn phase(job: &Value) -> Phase {
     }
 }
 
+/// Watches in a row that may fail before [`wait`] leaves the Job to the poller.
+const WATCH_FAILURES: u32 = 5;
+
 /// When the Job finished: `status.completionTime`, else the time its final condition
 /// turned true.
 #[must_use]
@@ -262,7 +277,14 @@ pub async fn wait(
     window: Duration,
 ) -> Result<Waited, TaskError> {
     let deadline = Instant::now() + window;
-    let mut last = read_or_vanished(kube, namespace, name, uid).await?;
+    let mut last = crate::retry::transient("reading the job", || {
+        read_or_vanished(kube, namespace, name, uid)
+    })
+    .await?;
+    // Watches that failed in a row (cut, timed out, refused for a while): the next
+    // watch resumes from the last version seen; past WATCH_FAILURES the Job is left to
+    // the poller (the caller hands it off) rather than failing a task time can mend.
+    let mut failures = 0;
     loop {
         if phase(&last) != Phase::Running {
             return Ok(Waited::Finished(last));
@@ -283,18 +305,30 @@ pub async fn wait(
             .param("fieldSelector", format!("metadata.name={name}"))
             .param("resourceVersion", rv)
             .param("timeoutSeconds", seconds.to_string());
-        let mut events = match kube.watch(request).await? {
-            Ok(events) => events,
-            Err(response) if response.status == 410 => {
+        let started = match kube.watch(request).await {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(response)) if response.status == 410 => {
                 last = read_or_vanished(kube, namespace, name, uid).await?;
                 continue;
             }
-            Err(response) => {
-                return Err(response
-                    .ok()
-                    .err()
-                    .unwrap_or_else(|| TaskError::message(names::INTERNAL, "watch failed")))
+            Ok(Err(response)) => Err(response
+                .ok()
+                .err()
+                .unwrap_or_else(|| TaskError::message(names::INTERNAL, "watch failed"))),
+            Err(transport) => Err(transport.into()),
+        };
+        let mut events = match started {
+            Ok(events) => events,
+            Err(e) if crate::retry::is_transient(&e) => {
+                failures += 1;
+                tracing::warn!(job = name, error = %e.name, failures, "watch failed; watching again");
+                if failures >= WATCH_FAILURES {
+                    return Ok(Waited::StillRunning(last));
+                }
+                tokio::time::sleep(Duration::from_millis(500) * failures).await;
+                continue;
             }
+            Err(e) => return Err(e),
         };
         let watch_end = tokio::time::sleep(left);
         tokio::pin!(watch_end);
@@ -304,7 +338,19 @@ pub async fn wait(
                 () = &mut watch_end => None,
             };
             let Some(event) = event else { break };
-            let event = event?;
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    // Cut in the middle: watch again from the last version seen.
+                    failures += 1;
+                    tracing::warn!(job = name, error = %e, failures, "watch cut; watching again");
+                    if failures >= WATCH_FAILURES {
+                        return Ok(Waited::StillRunning(last));
+                    }
+                    break;
+                }
+            };
+            failures = 0;
             let object = event.get("object").cloned().unwrap_or(Value::Null);
             match event.get("type").and_then(Value::as_str) {
                 Some("ADDED" | "MODIFIED")

@@ -105,14 +105,19 @@ impl KubeResponse {
     /// The `EKS.<status>` error.
     pub fn ok(self) -> Result<Self, TaskError> {
         if self.is_success() {
-            Ok(self)
-        } else {
-            Err(TaskError::kubernetes_status(
-                self.status,
-                &self.reason,
-                self.body_value(),
-            ))
+            return Ok(self);
         }
+        let mut e = TaskError::kubernetes_status(self.status, &self.reason, self.body_value());
+        // The Retry-After header of a 429 or 503, for the retry (not a native field).
+        let header = self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        if let (Some(seconds), Some(cause)) = (header, e.cause.as_object_mut()) {
+            cause.insert("RetryAfterSeconds".into(), serde_json::json!(seconds));
+        }
+        Err(e)
     }
 
     /// The body parsed as JSON.

@@ -30,6 +30,7 @@ pub mod job;
 pub mod kube_api;
 pub mod logs;
 pub mod poller;
+pub mod retry;
 pub mod run_job;
 pub mod telemetry;
 pub mod token;

@@ -11,7 +11,6 @@
 //! leaves one next schedule (its name is deterministic).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -24,13 +23,6 @@ use crate::kube_api::KubeApi;
 use crate::run_job::{answer_task, finish, respond, EndFacts, JobPlace};
 use crate::telemetry;
 use tracing::Instrument;
-
-/// Tries per poll for a transient failure.
-const TRIES: u32 = 3;
-/// The first pause between tries; doubled each time.
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
-/// The longest `Retry-After` honoured within a poll.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Handles one poll.
 ///
@@ -66,55 +58,25 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     .await
 }
 
-/// Whether a failure may pass with time: worth another poll.
-#[must_use]
-pub fn is_transient(e: &TaskError) -> bool {
-    matches!(
-        e.name.as_str(),
-        names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API | "EKS.429"
-    ) || e
-        .name
-        .strip_prefix("EKS.5")
-        .is_some_and(|rest| rest.len() == 2)
-}
+pub use crate::retry::is_transient;
 
 async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, Value), TaskError> {
     let cluster = state.cluster.to_ref()?;
-    let mut pause = FIRST_PAUSE;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let read = async {
-            let kube = deps.connector.connect(&cluster).await?;
-            let job = job::get(kube.as_ref(), &state.namespace, &state.job_name).await;
-            match job {
-                Ok(j)
-                    if j.pointer("/metadata/uid").and_then(Value::as_str)
-                        == Some(state.job_uid.as_str()) =>
-                {
-                    Ok((kube, j))
-                }
-                Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
-                Err(e) if e.name == "EKS.404" => {
-                    Err(job::vanished(&state.namespace, &state.job_name))
-                }
-                Err(e) => Err(e),
+    crate::retry::transient("reading the job", || async {
+        let kube = deps.connector.connect(&cluster).await?;
+        match job::get(kube.as_ref(), &state.namespace, &state.job_name).await {
+            Ok(j)
+                if j.pointer("/metadata/uid").and_then(Value::as_str)
+                    == Some(state.job_uid.as_str()) =>
+            {
+                Ok((kube, j))
             }
-        };
-        match read.await {
-            Err(e) if is_transient(&e) && tries < TRIES => {
-                let retry_after = e
-                    .cause
-                    .pointer("/ResponseBody/details/retryAfterSeconds")
-                    .and_then(Value::as_u64)
-                    .map(Duration::from_secs);
-                tracing::warn!(error = %e.name, tries, "reading the job failed; trying again");
-                tokio::time::sleep(retry_after.map_or(pause, |r| r.min(MAX_RETRY_AFTER))).await;
-                pause *= 2;
-            }
-            other => return other,
+            Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
+            Err(e) if e.name == "EKS.404" => Err(job::vanished(&state.namespace, &state.job_name)),
+            Err(e) => Err(e),
         }
-    }
+    })
+    .await
 }
 
 async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
@@ -211,32 +173,4 @@ async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
     Ok(
         json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transient_failures_are_the_ones_time_can_mend() {
-        for name in [
-            names::CLUSTER_UNREACHABLE,
-            names::CREDENTIALS,
-            "EKS.500",
-            "EKS.503",
-            "EKS.429",
-            names::EKS_API,
-        ] {
-            assert!(is_transient(&TaskError::message(name, "x")), "{name}");
-        }
-        for name in [
-            "EKS.403",
-            "EKS.404",
-            names::JOB_VANISHED,
-            names::INVALID_INPUT,
-            "EKS.5000",
-        ] {
-            assert!(!is_transient(&TaskError::message(name, "x")), "{name}");
-        }
-    }
 }

@@ -476,8 +476,18 @@ impl Platform {
     /// When it does not start.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts it with extra arguments (`--aws-endpoint URL`, `--env KEY=VALUE`, …).
+    ///
+    /// # Panics
+    /// When it does not start.
+    #[must_use]
+    pub fn start_with(args: &[&str]) -> Self {
         let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-lambda");
         let status = Command::new(scripts.join("up.sh"))
+            .args(args)
             .status()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(status.success(), "the local Lambda platform did not start");
@@ -553,6 +563,57 @@ impl World {
 }
 
 impl World {
+    /// A one-task state machine running `payload` through run-job (callback pattern),
+    /// with `extra` merged into the Task state; a `Caught` Pass state ends it after a
+    /// `Catch`.
+    #[must_use]
+    pub fn run_job_machine(&self, payload: Value, extra: Value) -> String {
+        let mut p = payload;
+        p["TaskToken.$"] = json!("$$.Task.Token");
+        p["ExecutionArn.$"] = json!("$$.Execution.Id");
+        let mut task = json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": { "FunctionName": self.fact("/functions/run-job"), "Payload": p },
+            "End": true
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            task[k] = v;
+        }
+        json!({ "StartAt": "Run", "States": { "Run": task, "Caught": { "Type": "Pass", "End": true } } }).to_string()
+    }
+
+    /// A run-job payload for `job` in the test namespace, with its logs.
+    #[must_use]
+    pub fn job_payload(&self, job: Value) -> Value {
+        json!({ "ClusterName": self.cluster(), "Namespace": self.namespace(), "Job": job, "LogOptions": { "RetrieveLogs": true } })
+    }
+
+    /// The task tokens an execution's tasks were given (from its history).
+    ///
+    /// # Errors
+    /// When moto fails.
+    pub async fn task_tokens(&self, execution: &str) -> Result<Vec<String>> {
+        let history = self
+            .sfn()
+            .await
+            .get_execution_history()
+            .execution_arn(execution)
+            .send()
+            .await?;
+        Ok(history
+            .events()
+            .iter()
+            .filter_map(|ev| ev.task_scheduled_event_details())
+            .filter_map(|d| serde_json::from_str::<Value>(d.parameters()).ok())
+            .filter_map(|p| {
+                p.pointer("/Payload/TaskToken")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
     /// Waits (10 s at most) for the execution to end FAILED with `error`.
     ///
     /// # Panics
@@ -567,5 +628,144 @@ impl World {
             ("FAILED", Some(error)),
             "{execution}"
         );
+    }
+}
+
+/// The fault-injecting proxy (`scripts/local-world/faultproxy.py`) between the worker
+/// and the API server (TLS, port 16444) and moto (port 15002); stopped when dropped.
+pub struct FaultProxy {
+    child: std::process::Child,
+    /// The API server through the proxy.
+    pub kube_endpoint: String,
+    /// moto through the proxy (and the control API).
+    pub aws_endpoint: String,
+}
+
+impl FaultProxy {
+    /// Starts it.
+    ///
+    /// # Panics
+    /// When it does not start.
+    #[must_use]
+    pub fn start(world: &World) -> Self {
+        let pki = PathBuf::from(world.fact("/ca_file"))
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-world/faultproxy.py");
+        let api = world
+            .fact("/api_endpoint")
+            .trim_start_matches("https://")
+            .to_owned();
+        let moto = world
+            .fact("/aws_endpoint")
+            .trim_start_matches("http://")
+            .to_owned();
+        let child = Command::new(world.fact("/python"))
+            .arg(script)
+            .args([
+                "--kube-port",
+                "16444",
+                "--aws-port",
+                "15002",
+                "--api",
+                &api,
+                "--moto",
+                &moto,
+            ])
+            .arg("--ca")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("apiserver.crt"))
+            .arg("--key")
+            .arg(pki.join("apiserver.key"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("fault proxy: {e}"));
+        let proxy = Self {
+            child,
+            kube_endpoint: "https://127.0.0.1:16444".into(),
+            aws_endpoint: "http://127.0.0.1:15002".into(),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect("127.0.0.1:15002").is_ok()
+                && std::net::TcpStream::connect("127.0.0.1:16444").is_ok()
+            {
+                return proxy;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the fault proxy did not start");
+    }
+
+    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.aws_endpoint))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = client
+            .request(request)
+            .await
+            .unwrap_or_else(|e| panic!("fault proxy: {e}"));
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    /// Adds fault rules (see the script for their shape).
+    pub async fn inject(&self, rules: Value) {
+        self.control("POST", "/__faults", Some(json!({ "rules": rules })))
+            .await;
+    }
+
+    /// Removes every rule.
+    pub async fn clear(&self) {
+        self.control("DELETE", "/__faults", None).await;
+    }
+
+    /// How often the rule `id` fired.
+    pub async fn fired(&self, id: &str) -> u64 {
+        self.control("GET", "/__faults", None).await["rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r["id"] == id)
+            .map(|r| r["fired"].as_u64().unwrap_or_default())
+            .sum()
+    }
+
+    /// `SendTaskSuccess`/`SendTaskFailure` calls Step Functions accepted for `token`.
+    pub async fn results_sent(&self, token: &str) -> usize {
+        self.control("GET", "/__calls", None).await["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| {
+                c["token"] == token
+                    && c["status"] == 200
+                    && c["target"].as_str().is_some_and(|t| {
+                        t.ends_with("SendTaskSuccess") || t.ends_with("SendTaskFailure")
+                    })
+            })
+            .count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -18,27 +18,6 @@ fn repo_file(path: &str) -> String {
     .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// A one-task state machine running `payload` through run-job (callback pattern),
-/// with `extra` merged into the Task state.
-fn run_job_machine(world: &World, payload: Value, extra: Value) -> String {
-    let mut p = payload;
-    p["TaskToken.$"] = json!("$$.Task.Token");
-    let mut task = json!({
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-        "Parameters": { "FunctionName": world.fact("/functions/run-job"), "Payload": p },
-        "End": true
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        task[k] = v;
-    }
-    json!({ "StartAt": "Run", "States": { "Run": task, "Caught": { "Type": "Pass", "End": true } } }).to_string()
-}
-
-fn job_payload(world: &World, job: Value) -> Value {
-    json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": job, "LogOptions": { "RetrieveLogs": true } })
-}
-
 async fn example_run_job(world: &World) {
     let input = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace() });
     let (execution, status, output, error) = world
@@ -90,7 +69,7 @@ async fn caught_failure(world: &World) {
     let (_, status, output, error) = world
         .run_state_machine(
             &name,
-            &run_job_machine(world, job_payload(world, job), catch),
+            &world.run_job_machine(world.job_payload(job), catch),
             &json!({}),
             Duration::from_secs(60),
         )
@@ -133,12 +112,12 @@ async fn long_job(world: &World) {
         json!({ "sim.eks-task-worker.io/run-seconds": "6", "sim.eks-task-worker.io/log": "slow and steady\n" }),
         1,
     );
-    let mut payload = job_payload(world, job);
+    let mut payload = world.job_payload(job);
     payload["InlineWaitSeconds"] = json!(1);
     let (_, status, output, error) = world
         .run_state_machine(
             &name,
-            &run_job_machine(world, payload, json!({ "HeartbeatSeconds": 60 })),
+            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 60 })),
             &json!({}),
             Duration::from_secs(90),
         )
@@ -164,7 +143,7 @@ async fn huge_logs(world: &World) {
     let (_, status, output, error) = world
         .run_state_machine(
             &name,
-            &run_job_machine(world, job_payload(world, job), json!({})),
+            &world.run_job_machine(world.job_payload(job), json!({})),
             &json!({}),
             Duration::from_secs(60),
         )
@@ -230,12 +209,12 @@ async fn stopped_execution(world: &World) {
         json!({ "sim.eks-task-worker.io/run-seconds": "300" }),
         1,
     );
-    let mut payload = job_payload(world, job);
+    let mut payload = world.job_payload(job);
     payload["InlineWaitSeconds"] = json!(1);
     let execution = world
         .start_state_machine(
             &name,
-            &run_job_machine(world, payload, json!({ "HeartbeatSeconds": 60 })),
+            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 60 })),
             &json!({}),
         )
         .await
@@ -428,12 +407,12 @@ async fn archived_log(world: &World) {
         json!({ "sim.eks-task-worker.io/log-bytes": ARCHIVED_LOG_BYTES.to_string() }),
         1,
     );
-    let mut payload = job_payload(world, job);
+    let mut payload = world.job_payload(job);
     payload["LogOptions"]["ArchiveUri"] = json!(format!("s3://{}/e2e", world.fact("/log_bucket")));
     let (_, status, output, error) = world
         .run_state_machine(
             &name,
-            &run_job_machine(world, payload, json!({})),
+            &world.run_job_machine(payload, json!({})),
             &json!({}),
             Duration::from_secs(240),
         )
@@ -579,20 +558,7 @@ async fn no_secrets_in_logs(world: &World) {
     }
     let mut tokens = Vec::new();
     for e in &executions {
-        let history = sfn
-            .get_execution_history()
-            .execution_arn(e)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for ev in history.events() {
-            if let Some(p) = ev.task_scheduled_event_details().map(|d| d.parameters()) {
-                let p: Value = serde_json::from_str(p).unwrap_or_default();
-                if let Some(t) = p.pointer("/Payload/TaskToken").and_then(Value::as_str) {
-                    tokens.push(t.to_owned());
-                }
-            }
-        }
+        tokens.extend(world.task_tokens(e).await.unwrap_or_else(|e| panic!("{e}")));
     }
     assert!(!tokens.is_empty(), "the executions' task tokens are known");
     let secrets: Vec<(String, String)> = [

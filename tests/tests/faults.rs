@@ -1,0 +1,340 @@
+//! The reliability matrix: faults injected by a real proxy between the worker's real
+//! `bootstrap` binaries and the API server / moto, each cell a moto execution of a
+//! run-job task. Every cell asserts what the execution ends with, and the promises:
+//! no task lost (it ends), one result per token, at most one Job, no Job left running
+//! and no schedule left behind. RELIABILITY.md tabulates what one run showed.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use world_tests::{send, sim_job, unique, FaultProxy, Platform, World};
+
+/// What a cell ended with.
+#[derive(Debug)]
+struct Outcome {
+    status: String,
+    error: Option<String>,
+    output: Value,
+    jobs: usize,
+    running_jobs: usize,
+    schedules: usize,
+    results: usize,
+}
+
+struct Cell<'a> {
+    world: &'a World,
+    proxy: &'a FaultProxy,
+}
+
+impl Cell<'_> {
+    /// Runs a Job named `name` (pod-simulator `annotations`, payload `extra`) through the
+    /// proxy with `rules` injected (`{name}` in a rule stands for the Job's name).
+    async fn run(&self, name: &str, annotations: Value, extra: Value, rules: Value) -> Outcome {
+        let (world, proxy) = (self.world, self.proxy);
+        let rules: Value = serde_json::from_str(&rules.to_string().replace("{name}", name))
+            .unwrap_or_else(|e| panic!("{e}"));
+        proxy.inject(rules).await;
+        let mut payload = world.job_payload(sim_job(name, &["main"], annotations, 1));
+        payload["Endpoint"] = json!(proxy.kube_endpoint);
+        payload["CertificateAuthority"] = json!(world.fact("/certificate_authority"));
+        let mut state_extra = json!({});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            if k == "TimeoutSeconds" {
+                state_extra[k] = v;
+            } else {
+                payload[k] = v;
+            }
+        }
+        let (execution, status, output, error) = world
+            .run_state_machine(
+                name,
+                &world.run_job_machine(payload, state_extra),
+                &json!({}),
+                Duration::from_secs(150),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the task was lost: {e}"));
+        let tokens = world.task_tokens(&execution).await.unwrap_or_default();
+        // Give a late delivery (a retried poll, a second answer) time to show.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+        let list = send(
+            &kube,
+            shared::kube_api::KubeRequest::get(format!(
+                "/apis/batch/v1/namespaces/{}/jobs",
+                world.namespace()
+            )),
+        )
+        .await
+        .and_then(|r| r.json().map_err(|e| anyhow::anyhow!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let jobs: Vec<Value> = list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(name))
+            })
+            .collect();
+        let running_jobs = jobs
+            .iter()
+            .filter(|j| shared::job::phase(j) == shared::job::Phase::Running)
+            .count();
+        let mut schedules = 0;
+        for j in &jobs {
+            let uid = j["metadata"]["uid"].as_str().unwrap_or_default();
+            schedules += world
+                .schedules(uid)
+                .await
+                .map(|s| s.len())
+                .unwrap_or_default();
+        }
+        let mut results = 0;
+        for t in &tokens {
+            results += proxy.results_sent(t).await;
+        }
+        Outcome {
+            status,
+            error,
+            output: serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default(),
+            jobs: jobs.len(),
+            running_jobs,
+            schedules,
+            results,
+        }
+    }
+}
+
+/// The promises every cell keeps, whatever the fault.
+fn kept_promises(cell: &str, o: &Outcome) {
+    assert_eq!(o.results, 1, "{cell}: one result per token: {o:?}");
+    assert!(o.jobs <= 1, "{cell}: one Job per task: {o:?}");
+    assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
+    assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
+}
+
+fn status_body(code: u16, reason: &str, retry_after: Option<u64>) -> Value {
+    let mut body = json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("injected {code}"), "reason": reason, "code": code });
+    if let Some(s) = retry_after {
+        body["details"] = json!({ "retryAfterSeconds": s });
+    }
+    body
+}
+
+/// A Job that outlives the inline wait, so that the poller takes it (curve 2,2,3,5 s).
+fn long() -> Value {
+    json!({ "sim.eks-task-worker.io/run-seconds": "4" })
+}
+
+fn handed_off() -> Value {
+    json!({ "InlineWaitSeconds": 1 })
+}
+
+#[tokio::test]
+async fn the_fault_matrix() {
+    let world = World::get();
+    let proxy = FaultProxy::start(&world);
+    let _platform = Platform::start_with(&[
+        "--aws-endpoint",
+        &proxy.aws_endpoint,
+        "--env",
+        "KUBE_READ_TIMEOUT_SECONDS=4",
+    ]);
+    let cell = Cell {
+        world: &world,
+        proxy: &proxy,
+    };
+    let kube = json!("kube");
+    let jobs_path = format!("/apis/batch/v1/namespaces/{}/jobs", world.namespace());
+
+    // 1. Kubernetes 5xx on create, on read (the poller's), on the log read.
+    let name = unique("f-create-500");
+    let o = cell
+        .run(&name, json!({}), json!({}), json!([{ "id": name, "side": kube, "method": "POST", "path": jobs_path, "body": "{name}", "status": 500, "reply": status_body(500, "InternalError", None), "times": 2 }]))
+        .await;
+    println!(
+        "cell create-500: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(
+        (o.status.as_str(), o.jobs),
+        ("SUCCEEDED", 1),
+        "create is tried again: {o:?}"
+    );
+    assert_eq!(proxy.fired(&name).await, 2);
+    kept_promises("create-500", &o);
+
+    let name = unique("f-read-503");
+    let o = cell
+        .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 2 }]))
+        .await;
+    println!(
+        "cell read-503: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    assert_eq!(proxy.fired(&name).await, 2);
+    kept_promises("read-503", &o);
+
+    let name = unique("f-log-500");
+    let o = cell
+        .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "/pods/{name}-[a-z0-9]+/log", "status": 500, "reply": status_body(500, "InternalError", None), "times": 0 }]))
+        .await;
+    println!(
+        "cell log-500: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    let container = o.output["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default()["containers"]["main"]
+        .clone();
+    assert_eq!(
+        container["error"], "EKS.500",
+        "the log's place says why: {o:?}"
+    );
+    kept_promises("log-500", &o);
+
+    // 2. 429 with Retry-After, honoured.
+    let name = unique("f-read-429");
+    let o = cell
+        .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 429, "headers": { "Retry-After": "2" }, "reply": status_body(429, "TooManyRequests", Some(2)), "times": 1 }]))
+        .await;
+    println!(
+        "cell read-429: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    kept_promises("read-429", &o);
+
+    // 3. A read timeout, and a watch cut in the middle of the Job.
+    let name = unique("f-watch-timeout");
+    let o = cell
+        .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "2" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "delay": 6, "times": 1 }]))
+        .await;
+    println!(
+        "cell watch-timeout: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    kept_promises("watch-timeout", &o);
+
+    let name = unique("f-watch-cut");
+    let o = cell
+        .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "3" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "cut_after": 200, "times": 0 }]))
+        .await;
+    println!(
+        "cell watch-cut: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    kept_promises("watch-cut", &o);
+
+    // 4. STS unreachable while getting the credentials for the token (RoleArn).
+    let name = unique("f-sts-reset");
+    let role = format!(
+        "arn:aws:iam::{}:role/eks-task-worker-function",
+        world.fact("/account")
+    );
+    let o = cell
+        .run(&name, json!({}), json!({ "RoleArn": role }), json!([{ "id": name, "side": "aws", "target": "AssumeRole", "reset": true, "times": 0 }]))
+        .await;
+    println!(
+        "cell sts-reset: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(
+        (o.status.as_str(), o.error.as_deref(), o.jobs),
+        ("FAILED", Some("EksTaskWorker.CredentialsError"), 0),
+        "{o:?}"
+    );
+    kept_promises("sts-reset", &o);
+    // Later cells must not meet it: it took every AssumeRole (times 0).
+    proxy.clear().await;
+
+    // 5. CreateSchedule failing, then throttled, at the hand-off.
+    let name = unique("f-schedule-500");
+    let o = cell
+        .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 500, "reply": { "Message": "injected" }, "headers": { "x-amzn-ErrorType": "InternalServerException" }, "times": 1 }]))
+        .await;
+    println!(
+        "cell schedule-500: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    assert_eq!(proxy.fired(&name).await, 1);
+    kept_promises("schedule-500", &o);
+
+    let name = unique("f-schedule-429");
+    let o = cell
+        .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 429, "reply": { "Message": "Rate exceeded" }, "headers": { "x-amzn-ErrorType": "ThrottlingException" }, "times": 2 }]))
+        .await;
+    println!(
+        "cell schedule-429: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    kept_promises("schedule-429", &o);
+
+    // 6. SendTaskSuccess throttled, then failing with a 5xx.
+    let name = unique("f-success-throttled");
+    let o = cell
+        .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 400, "reply": { "__type": "ThrottlingException", "message": "Rate exceeded" }, "times": 2 }]))
+        .await;
+    println!(
+        "cell success-throttled: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    assert_eq!(proxy.fired(&name).await, 2);
+    kept_promises("success-throttled", &o);
+
+    let name = unique("f-success-500");
+    let o = cell
+        .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 500, "reply": { "__type": "InternalFailure", "message": "injected" }, "times": 1 }]))
+        .await;
+    println!(
+        "cell success-500: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    kept_promises("success-500", &o);
+
+    // 9. The task timed out while the poller follows the Job: the Job is deleted.
+    let name = unique("f-timed-out");
+    let o = cell
+        .run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "60" }),
+            json!({ "InlineWaitSeconds": 1, "TimeoutSeconds": 4 }),
+            json!([]),
+        )
+        .await;
+    println!(
+        "cell timed-out: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(
+        (o.status.as_str(), o.error.as_deref()),
+        ("FAILED", Some("States.Timeout")),
+        "{o:?}"
+    );
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    world_tests::until_job(
+        &kube,
+        &world.namespace(),
+        &name,
+        Duration::from_secs(30),
+        |j| j.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the next poll deletes the timed-out task's Job: {e}"));
+    assert_eq!(o.results, 0, "nobody waits: no result: {o:?}");
+}
