@@ -47,45 +47,108 @@ class Invocation:
         self.error = None
 
 
-class Function:
-    """One function: its invocation queue, its Runtime API, its processes."""
+class Slot:
+    """One process of a function and its own Runtime API (so a crash is known)."""
 
-    def __init__(self, name, arn, binary, env, concurrency, timeout, logs):
+    def __init__(self, fn, index):
+        self.fn, self.index = fn, index
+        self.current = None
+        self.process = None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), fn.handler(self))
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.spawn()
+
+    def spawn(self):
+        fn = self.fn
+        penv = dict(os.environ, **fn.env, AWS_LAMBDA_RUNTIME_API=self.address, AWS_LAMBDA_FUNCTION_NAME=fn.arn.split(":")[-1],
+                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                    AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{fn.name}",
+                    AWS_LAMBDA_LOG_STREAM_NAME=f"local/{self.index}")
+        out = open(os.path.join(fn.logs, f"{fn.name}-{self.index}.log"), "ab")
+        self.process = subprocess.Popen([fn.binary], env=penv, stdout=out, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.process.poll() is None
+
+
+class Function:
+    """One function: its invocation queue and its processes, each with its own Runtime
+    API. A process that dies is started again, and the invocation it held is delivered
+    again, as Lambda retries an asynchronous invocation whose function crashed."""
+
+    def __init__(self, name, arn, binary, env, concurrency, timeout, logs, chaos_file=None):
         self.name, self.arn, self.timeout = name, arn, timeout
+        self.binary, self.env, self.logs, self.chaos_file = binary, env, logs, chaos_file
         self.pending = queue.Queue()
         self.inflight = {}
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.processes = []
-        for i in range(concurrency):
-            penv = dict(os.environ, **env, AWS_LAMBDA_RUNTIME_API=self.address, AWS_LAMBDA_FUNCTION_NAME=arn.split(":")[-1],
-                        AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
-                        AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
-                        AWS_LAMBDA_LOG_STREAM_NAME=f"local/{i}")
-            out = open(os.path.join(logs, f"{name}-{i}.log"), "ab")
-            self.processes.append(subprocess.Popen([binary], env=penv, stdout=out, stderr=subprocess.STDOUT))
+        self.slots = [Slot(self, i) for i in range(concurrency)]
+        self.address = self.slots[0].address
+        threading.Thread(target=self.supervise, daemon=True).start()
 
-    def invoke(self, payload):
+    def invoke(self, payload, chaos=True):
         inv = Invocation(payload, self.timeout)
         with self.lock:
             self.inflight[inv.id] = inv
         self.pending.put(inv)
         log.info("invoke %s %s", self.name, inv.id)
+        if chaos and self.chaos("twice"):
+            log.warning("delivering %s %s twice at once", self.name, inv.id)
+            self.invoke(payload, chaos=False)
         return inv
 
-    def stop(self):
-        for p in self.processes:
-            p.terminate()
-        for p in self.processes:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        self.server.shutdown()
+    def chaos(self, action):
+        """The tests' chaos switch, a file "<action> <function> [<seconds>]": `kill`
+        kills the process that takes the function's next invocation after so many
+        seconds (SIGKILL); `twice` delivers its next invocation twice at once. One use.
+        Returns the seconds (or True) when it applies."""
+        if not self.chaos_file or not os.path.exists(self.chaos_file):
+            return None
+        words = open(self.chaos_file).read().split()
+        if len(words) < 2 or words[0] != action or words[1] != self.name:
+            return None
+        try:
+            os.remove(self.chaos_file)
+        except FileNotFoundError:
+            return None
+        return float(words[2]) if len(words) > 2 else True
 
-    def handler(self):
+    def supervise(self):
+        while True:
+            time.sleep(0.2)
+            for slot in self.slots:
+                if slot.alive() or getattr(self, "stopping", False):
+                    continue
+                held, slot.current = slot.current, None
+                log.warning("%s-%d exited (%s); starting it again", self.name, slot.index, slot.process.returncode)
+                if held is not None and not held.done.is_set():
+                    with self.lock:
+                        self.inflight.pop(held.id, None)
+                    log.warning("%s %s was in flight: delivering it again", self.name, held.id)
+                    self.invoke(held.payload)
+                slot.spawn()
+
+    def maybe_kill(self, slot):
+        seconds = self.chaos("kill")
+        if seconds is None:
+            return
+        process = slot.process
+        log.warning("killing %s-%d in %s s", self.name, slot.index, seconds)
+        threading.Timer(float(seconds), process.kill).start()
+
+    def stop(self):
+        self.stopping = True
+        for slot in self.slots:
+            slot.process.terminate()
+        for slot in self.slots:
+            try:
+                slot.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                slot.process.kill()
+            slot.server.shutdown()
+
+    def handler(self, slot):
         fn = self
 
         class RuntimeApi(BaseHTTPRequestHandler):
@@ -105,7 +168,19 @@ class Function:
             def do_GET(self):
                 if self.path != f"{PREFIX}/invocation/next":
                     return self.reply(404)
-                inv = fn.pending.get()
+                process = slot.process
+                while True:
+                    # Never hand an invocation to a process that is gone.
+                    if process.poll() is not None or slot.process is not process:
+                        self.close_connection = True
+                        return
+                    try:
+                        inv = fn.pending.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        continue
+                slot.current = inv
+                fn.maybe_kill(slot)
                 self.reply(200, json.dumps(inv.payload).encode(), {
                     "Content-Type": "application/json",
                     "Lambda-Runtime-Aws-Request-Id": inv.id,
@@ -134,6 +209,8 @@ class Function:
                     inv.error = json.loads(text) if text else {}
                     log.info("error %s %s: %s", fn.name, inv.id, text[:300])
                 inv.done.set()
+                if slot.current is inv:
+                    slot.current = None
                 self.reply(202)
 
         return RuntimeApi
@@ -197,6 +274,7 @@ def main():
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--inline-wait", default="20")
     p.add_argument("--poll-curve", default="2,2,3,5")
+    p.add_argument("--chaos-file", help="tests: \"kill <function> <seconds>\" or \"twice <function>\" (see Function.chaos)")
     p.add_argument("--aws-endpoint", help="the functions' AWS endpoint (default: the world's moto)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the functions' environment")
     args = p.parse_args()
@@ -218,7 +296,8 @@ def main():
         binary = os.path.join(args.bin, name)
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")
-        functions[name] = Function(name, world["functions"][name], binary, env, args.concurrency, 900, args.logs)
+        functions[name] = Function(name, world["functions"][name], binary, env, args.concurrency, 900, args.logs,
+                                   args.chaos_file)
     stop = threading.Event()
     with open(args.state + ".tmp", "w") as f:
         json.dump({"functions": {n: f.address for n, f in functions.items()}, "pid": os.getpid()}, f)

@@ -140,12 +140,23 @@ fn handed_off() -> Value {
 async fn the_fault_matrix() {
     let world = World::get();
     let proxy = FaultProxy::start(&world);
+    let chaos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/chaos");
+    let _ = std::fs::remove_file(&chaos);
     let _platform = Platform::start_with(&[
         "--aws-endpoint",
         &proxy.aws_endpoint,
         "--env",
         "KUBE_READ_TIMEOUT_SECONDS=4",
+        "--chaos-file",
+        &chaos.to_string_lossy(),
     ]);
+    let platform_log = || {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.local-world/logs/lambda-platform.log"),
+        )
+        .unwrap_or_default()
+    };
     let cell = Cell {
         world: &world,
         proxy: &proxy,
@@ -306,6 +317,54 @@ async fn the_fault_matrix() {
     );
     assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     kept_promises("success-500", &o);
+
+    // 7. The poller killed (SIGKILL) in the middle of a poll, its event delivered again.
+    let name = unique("f-poller-killed");
+    std::fs::write(&chaos, "kill poller 1").unwrap_or_else(|e| panic!("{e}"));
+    let o = cell
+        .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "target": "SendTaskHeartbeat", "delay": 3, "times": 1 }]))
+        .await;
+    println!(
+        "cell poller-killed: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    assert!(!chaos.exists(), "the kill switch was used");
+    assert!(
+        platform_log().contains("was in flight: delivering it again"),
+        "the killed poll was delivered again"
+    );
+    kept_promises("poller-killed", &o);
+
+    // 8. The same run-job event delivered twice at once; the same poll twice at once.
+    let name = unique("f-run-job-twice");
+    std::fs::write(&chaos, "twice run-job").unwrap_or_else(|e| panic!("{e}"));
+    let o = cell
+        .run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "2" }),
+            json!({}),
+            json!([]),
+        )
+        .await;
+    println!(
+        "cell run-job-twice: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!((o.status.as_str(), o.jobs), ("SUCCEEDED", 1), "{o:?}");
+    assert!(!chaos.exists(), "the duplicate switch was used");
+    kept_promises("run-job-twice", &o);
+
+    let name = unique("f-poll-twice");
+    std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
+    let o = cell.run(&name, long(), handed_off(), json!([])).await;
+    println!(
+        "cell poll-twice: {} {:?} jobs={} running={} schedules={} results={}",
+        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
+    );
+    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+    assert!(!chaos.exists(), "the duplicate switch was used");
+    kept_promises("poll-twice", &o);
 
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
     let name = unique("f-timed-out");
