@@ -183,36 +183,55 @@ def rss(pid, field):
     return 0.0
 
 
-def p4_logs_at_scale(world, world_dir, cli, pods, megabytes):
-    """A Job of `pods` pods x 2 containers x `megabytes` MB of log each, answered by the
-    real handler (the command line runs it) under /usr/bin/time -v."""
+def run_handler(world, cli, name, payload):
+    """Runs the run-job handler (the command line runs the Lambda's code) under
+    /usr/bin/time -v for a callback-pattern task of a waiting moto execution: `payload`
+    gets the task token. Returns (execution description, peak RSS MB, wall seconds, report)."""
     sfn = clients(world)
-    machine = waiting_machine(sfn, world, f"bench-p4-{int(time.time())}")
-    ex = sfn.start_execution(stateMachineArn=machine, name=f"p4-{int(time.time())}", input=json.dumps({"Job": {}}))["executionArn"]
+    machine = waiting_machine(sfn, world, f"bench-{name}-{int(time.time())}")
+    ex = sfn.start_execution(stateMachineArn=machine, name=f"{name}-{int(time.time())}", input=json.dumps({"Job": {}}))["executionArn"]
     for _ in range(100):
         h = sfn.get_execution_history(executionArn=ex)["events"]
         sched = [e for e in h if e["type"] == "TaskScheduled"]
         if sched:
             break
         time.sleep(0.1)
-    token = json.loads(sched[0]["taskScheduledEventDetails"]["parameters"])["Payload"]["TaskToken"]
-    payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"], "TaskToken": token, "LogOptions": {"RetrieveLogs": True},
-               "Job": job("p4", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000), "sim.eks-task-worker.io/run-seconds": "1"},
-                          ("main", "sidecar"), pods)}
+    payload = dict(payload, TaskToken=json.loads(sched[0]["taskScheduledEventDetails"]["parameters"])["Payload"]["TaskToken"])
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(payload, f)
-    served_before = open(os.path.join(world_dir, "logs/podsim.log")).read().count("log served")
     t0 = time.perf_counter()
     out = subprocess.run(["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=worker_env(world), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    d = wait_end(sfn, ex, 60)
+    return wait_end(sfn, ex, 60), round(peak_kb / 1024, 1), round(wall, 2), out.stdout.strip()[:200]
+
+
+def p4_logs_at_scale(world, world_dir, cli, pods, megabytes):
+    """A Job of `pods` pods x 2 containers x `megabytes` MB of log each, answered by the
+    real handler under /usr/bin/time -v."""
+    payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"], "LogOptions": {"RetrieveLogs": True},
+               "Job": job("p4", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000), "sim.eks-task-worker.io/run-seconds": "1"},
+                          ("main", "sidecar"), pods)}
+    served_before = open(os.path.join(world_dir, "logs/podsim.log")).read().count("log served")
+    d, peak, wall, report = run_handler(world, cli, "p4", payload)
     lines = open(os.path.join(world_dir, "logs/podsim.log")).read().split("\n")
     served = [l for l in lines if "log served" in l][served_before:]
     read = sum(int(re.search(r"(\d+) bytes", l).group(1)) for l in served if "/p4-" in l)
     return {"status": d["status"], "result_bytes": len(d.get("output", "")), "log_bytes_total": pods * 2 * megabytes * 1_000_000,
-            "bytes_read_from_api_server": read, "peak_rss_mb": round(peak_kb / 1024, 1), "wall_seconds": round(wall, 2),
-            "handler_report": out.stdout.strip()[:200]}
+            "bytes_read_from_api_server": read, "peak_rss_mb": peak, "wall_seconds": wall, "handler_report": report}
+
+
+def archive(world, cli, megabytes):
+    """One container logging `megabytes` MB, archived whole to moto's S3 (LogOptions
+    ArchiveUri) while the result keeps its tail: the handler's peak RSS."""
+    payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"],
+               "LogOptions": {"RetrieveLogs": True, "ArchiveUri": f"s3://{world['log_bucket']}/bench"},
+               "Job": job("archive", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000)})}
+    d, peak, wall, report = run_handler(world, cli, "archive", payload)
+    output = json.loads(d.get("output", "{}"))
+    entries = [c.get("archive", {}) for p in output.get("logs", {}).get("pods", {}).values() for c in p["containers"].values()]
+    return {"status": d["status"], "log_bytes": megabytes * 1_000_000, "archived_bytes": sum(e.get("bytes", 0) for e in entries),
+            "result_bytes": len(d.get("output", "")), "peak_rss_mb": peak, "wall_seconds": wall}
 
 
 def main():
@@ -223,7 +242,8 @@ def main():
     p.add_argument("--p3-runs", type=int, default=20)
     p.add_argument("--p4-pods", type=int, default=100)
     p.add_argument("--p4-mb", type=int, default=20)
-    p.add_argument("--only", default="sizes,p3,p4,p1,p2")
+    p.add_argument("--archive-mb", type=int, default=200)
+    p.add_argument("--only", default="sizes,p3,archive,p4,p1,p2")
     args = p.parse_args()
     world = json.load(open(args.world))
     world_dir = os.path.dirname(os.path.abspath(args.world))
@@ -238,6 +258,8 @@ def main():
             figures["arm64_binary_sizes_mb"] = arm
     if "p3" in only:
         figures["p3_cold_start"] = p3_cold_start(world, os.path.join(args.bin, "run-job"), args.p3_runs)
+    if "archive" in only:
+        figures["archive_200mb"] = archive(world, os.path.join(args.bin, "eks-task-worker"), args.archive_mb)
     if "p4" in only:  # before P1: the platform would take P4's task too
         figures["p4_logs_at_scale"] = p4_logs_at_scale(world, world_dir, os.path.join(args.bin, "eks-task-worker"), args.p4_pods, args.p4_mb)
     if "p1" in only or "p2" in only:
