@@ -99,7 +99,7 @@ impl Cell<'_> {
         for t in &tokens {
             results += proxy.results_sent(t).await;
         }
-        Outcome {
+        let o = Outcome {
             status,
             error,
             output: serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default(),
@@ -107,7 +107,18 @@ impl Cell<'_> {
             running_jobs,
             schedules,
             results,
-        }
+        };
+        println!(
+            "cell {}: {} {:?} jobs={} running={} schedules={} results={}",
+            name.rsplit_once('-').map_or(name, |(n, _)| n),
+            o.status,
+            o.error,
+            o.jobs,
+            o.running_jobs,
+            o.schedules,
+            o.results
+        );
+        o
     }
 }
 
@@ -117,6 +128,12 @@ fn kept_promises(cell: &str, o: &Outcome) {
     assert!(o.jobs <= 1, "{cell}: one Job per task: {o:?}");
     assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
     assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
+}
+
+/// The cell's execution succeeded, and the promises held.
+fn succeeded(cell: &str, o: &Outcome) {
+    assert_eq!(o.status, "SUCCEEDED", "{cell}: {o:?}");
+    kept_promises(cell, o);
 }
 
 fn status_body(code: u16, reason: &str, retry_after: Option<u64>) -> Value {
@@ -169,10 +186,6 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, json!({}), json!({}), json!([{ "id": name, "side": kube, "method": "POST", "path": jobs_path, "body": "{name}", "status": 500, "reply": status_body(500, "InternalError", None), "times": 2 }]))
         .await;
-    println!(
-        "cell create-500: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!(
         (o.status.as_str(), o.jobs),
         ("SUCCEEDED", 1),
@@ -185,22 +198,13 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 2 }]))
         .await;
-    println!(
-        "cell read-503: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     assert_eq!(proxy.fired(&name).await, 2);
-    kept_promises("read-503", &o);
+    succeeded("read-503", &o);
 
     let name = unique("f-log-500");
     let o = cell
         .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "/pods/{name}-[a-z0-9]+/log", "status": 500, "reply": status_body(500, "InternalError", None), "times": 0 }]))
         .await;
-    println!(
-        "cell log-500: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     let container = o.output["logs"]["pods"]
         .as_object()
@@ -218,35 +222,20 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 429, "headers": { "Retry-After": "2" }, "reply": status_body(429, "TooManyRequests", Some(2)), "times": 1 }]))
         .await;
-    println!(
-        "cell read-429: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
-    kept_promises("read-429", &o);
+    succeeded("read-429", &o);
 
     // 3. A read timeout, and a watch cut in the middle of the Job.
     let name = unique("f-watch-timeout");
     let o = cell
         .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "2" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "delay": 6, "times": 1 }]))
         .await;
-    println!(
-        "cell watch-timeout: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
-    kept_promises("watch-timeout", &o);
+    succeeded("watch-timeout", &o);
 
     let name = unique("f-watch-cut");
     let o = cell
         .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "3" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "cut_after": 200, "times": 0 }]))
         .await;
-    println!(
-        "cell watch-cut: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
-    kept_promises("watch-cut", &o);
+    succeeded("watch-cut", &o);
 
     // 4. STS unreachable while getting the credentials for the token (RoleArn).
     let name = unique("f-sts-reset");
@@ -257,10 +246,6 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, json!({}), json!({ "RoleArn": role }), json!([{ "id": name, "side": "aws", "target": "AssumeRole", "reset": true, "times": 0 }]))
         .await;
-    println!(
-        "cell sts-reset: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!(
         (o.status.as_str(), o.error.as_deref(), o.jobs),
         ("FAILED", Some("EksTaskWorker.CredentialsError"), 0),
@@ -275,48 +260,28 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 500, "reply": { "Message": "injected" }, "headers": { "x-amzn-ErrorType": "InternalServerException" }, "times": 1 }]))
         .await;
-    println!(
-        "cell schedule-500: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     assert_eq!(proxy.fired(&name).await, 1);
-    kept_promises("schedule-500", &o);
+    succeeded("schedule-500", &o);
 
     let name = unique("f-schedule-429");
     let o = cell
         .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 429, "reply": { "Message": "Rate exceeded" }, "headers": { "x-amzn-ErrorType": "ThrottlingException" }, "times": 2 }]))
         .await;
-    println!(
-        "cell schedule-429: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
-    kept_promises("schedule-429", &o);
+    succeeded("schedule-429", &o);
 
     // 6. SendTaskSuccess throttled, then failing with a 5xx.
     let name = unique("f-success-throttled");
     let o = cell
         .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 400, "reply": { "__type": "ThrottlingException", "message": "Rate exceeded" }, "times": 2 }]))
         .await;
-    println!(
-        "cell success-throttled: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     assert_eq!(proxy.fired(&name).await, 2);
-    kept_promises("success-throttled", &o);
+    succeeded("success-throttled", &o);
 
     let name = unique("f-success-500");
     let o = cell
         .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 500, "reply": { "__type": "InternalFailure", "message": "injected" }, "times": 1 }]))
         .await;
-    println!(
-        "cell success-500: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
-    kept_promises("success-500", &o);
+    succeeded("success-500", &o);
 
     // 7. The poller killed (SIGKILL) in the middle of a poll, its event delivered again.
     let name = unique("f-poller-killed");
@@ -324,10 +289,6 @@ async fn the_fault_matrix() {
     let o = cell
         .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "target": "SendTaskHeartbeat", "delay": 3, "times": 1 }]))
         .await;
-    println!(
-        "cell poller-killed: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     assert!(!chaos.exists(), "the kill switch was used");
     assert!(
@@ -347,10 +308,6 @@ async fn the_fault_matrix() {
             json!([]),
         )
         .await;
-    println!(
-        "cell run-job-twice: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!((o.status.as_str(), o.jobs), ("SUCCEEDED", 1), "{o:?}");
     assert!(!chaos.exists(), "the duplicate switch was used");
     kept_promises("run-job-twice", &o);
@@ -358,13 +315,8 @@ async fn the_fault_matrix() {
     let name = unique("f-poll-twice");
     std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
     let o = cell.run(&name, long(), handed_off(), json!([])).await;
-    println!(
-        "cell poll-twice: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
-    assert_eq!(o.status, "SUCCEEDED", "{o:?}");
     assert!(!chaos.exists(), "the duplicate switch was used");
-    kept_promises("poll-twice", &o);
+    succeeded("poll-twice", &o);
 
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
     let name = unique("f-timed-out");
@@ -376,10 +328,6 @@ async fn the_fault_matrix() {
             json!([]),
         )
         .await;
-    println!(
-        "cell timed-out: {} {:?} jobs={} running={} schedules={} results={}",
-        o.status, o.error, o.jobs, o.running_jobs, o.schedules, o.results
-    );
     assert_eq!(
         (o.status.as_str(), o.error.as_deref()),
         ("FAILED", Some("States.Timeout")),
