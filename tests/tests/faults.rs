@@ -318,6 +318,79 @@ async fn the_fault_matrix() {
     assert!(!chaos.exists(), "the duplicate switch was used");
     succeeded("poll-twice", &o);
 
+    // 9. The namespace deleted while the poller follows its Job (a namespace of its own,
+    // with the worker's Role and RoleBinding in it, as bootstrap makes them).
+    let ns = unique("f-ns");
+    let admin = world
+        .kube(
+            &world
+                .botocore_token("cluster_admin", &world.cluster(), None)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rules: Value =
+        serde_json::from_str(include_str!("../../shared/src/worker-role-rules.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces";
+    for (path, body) in [
+        (
+            "/api/v1/namespaces".to_owned(),
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
+        ),
+        (
+            format!("{rbac}/{ns}/roles"),
+            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": { "name": "eks-task-worker" }, "rules": rules }),
+        ),
+        (
+            format!("{rbac}/{ns}/rolebindings"),
+            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": { "name": "eks-task-worker" },
+            "subjects": [{ "kind": "User", "name": world.fact("/worker/arn"), "apiGroup": "rbac.authorization.k8s.io" }],
+            "roleRef": { "kind": "Role", "name": "eks-task-worker", "apiGroup": "rbac.authorization.k8s.io" } }),
+        ),
+    ] {
+        let r = send(
+            &admin,
+            world_tests::request(http::Method::POST, &path, Some(&body)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.status < 300, "{path}: {}", r.status);
+    }
+    let name = unique("f-ns-deleted");
+    let delete_namespace = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        send(
+            &admin,
+            world_tests::request(
+                http::Method::DELETE,
+                &format!("/api/v1/namespaces/{ns}"),
+                None,
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let (o, ()) = tokio::join!(
+        cell.run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "60" }),
+            json!({ "InlineWaitSeconds": 1, "Namespace": ns }),
+            json!([])
+        ),
+        delete_namespace
+    );
+    // The poller's next read meets the namespace going (its Job gone: JobVanished) or
+    // gone with the worker's RoleBinding (EKS.403): either way, one answer.
+    assert_eq!(o.status, "FAILED", "{o:?}");
+    assert!(
+        matches!(
+            o.error.as_deref(),
+            Some("EksTaskWorker.JobVanished" | "EKS.403")
+        ),
+        "{o:?}"
+    );
+    assert_eq!(o.results, 1, "{o:?}");
+
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
     let name = unique("f-timed-out");
     let o = cell
