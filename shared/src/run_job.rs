@@ -41,16 +41,15 @@ pub async fn handle(
     deps: &Deps,
     deadline: Option<SystemTime>,
 ) -> Result<Value, TaskError> {
-    let given = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or_default();
+    // Where the payload says, before it is checked: the span and the metrics of even a
+    // bad payload name what it names.
+    let (_, cluster, namespace) = telemetry::payload_context(&payload);
     let at = JobPlace {
-        cluster: given("ClusterName").to_owned(),
-        namespace: payload
-            .get("Namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_owned(),
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
         polls: 0,
     };
+    let span = telemetry::payload_span(&payload);
     async {
         match callback_token(&payload) {
             None => {
@@ -75,7 +74,7 @@ pub async fn handle(
             }
         }
     }
-    .instrument(telemetry::payload_span(&payload))
+    .instrument(span)
     .await
 }
 

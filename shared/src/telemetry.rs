@@ -36,8 +36,16 @@ pub fn task_span(execution: Option<&str>, cluster: &str, namespace: &str) -> tra
 /// operation's `Name`), `Namespace` (default `default`).
 #[must_use]
 pub fn payload_span(payload: &Value) -> tracing::Span {
+    let (execution, cluster, namespace) = payload_context(payload);
+    task_span(execution, cluster, namespace)
+}
+
+/// What a payload names, as given: its `ExecutionArn`, its cluster (`ClusterName`, or
+/// a cluster operation's `Name`) and its `Namespace` (default `default`).
+#[must_use]
+pub fn payload_context(payload: &Value) -> (Option<&str>, &str, &str) {
     let given = |k: &str| payload.get(k).and_then(Value::as_str);
-    task_span(
+    (
         given("ExecutionArn"),
         given("ClusterName")
             .or_else(|| given("Name"))
@@ -207,6 +215,18 @@ mod tests {
         );
         assert_eq!(doc["JobsSucceeded"], 1.0);
         assert_eq!(doc["CallbackLatency"], 250.0);
+    }
+
+    #[test]
+    fn a_payload_names_its_execution_cluster_and_namespace_as_given() {
+        let run_job = json!({ "ExecutionArn": "arn:aws:states:r:1:execution:m:e", "ClusterName": "c", "Namespace": "n" });
+        assert_eq!(
+            payload_context(&run_job),
+            (Some("arn:aws:states:r:1:execution:m:e"), "c", "n")
+        );
+        let cluster_op = json!({ "Operation": "createCluster", "Name": "new" });
+        assert_eq!(payload_context(&cluster_op), (None, "new", "default"));
+        assert_eq!(payload_context(&json!([1])), (None, "", "default"));
     }
 
     #[test]
