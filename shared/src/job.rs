@@ -423,8 +423,11 @@ pub async fn warning_events(
     pods: &[Value],
     limit: usize,
 ) -> Vec<Value> {
+    // One list of the namespace's Warning events, bounded (a busy namespace may hold
+    // thousands): the events of this Job and its pods are picked from it.
     let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/events"))
-        .param("fieldSelector", "type=Warning".to_owned());
+        .param("fieldSelector", "type=Warning".to_owned())
+        .param("limit", "500".to_owned());
     let read = async { kube.send(request, None).await?.ok()?.json() };
     let list: Value = match read.await {
         Ok(list) => list,
