@@ -204,6 +204,15 @@ impl World {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// A client of the local API server as the cluster's administrator (the IAM user
+    /// `cluster-admin`, bound to `cluster-admin` as EKS binds a cluster's creator).
+    ///
+    /// # Errors
+    /// When the token or client cannot be made.
+    pub fn admin_kube(&self) -> Result<KubeClient> {
+        self.kube(&self.botocore_token("cluster_admin", &self.cluster(), None)?)
+    }
+
     /// A client of the local API server as the worker (a botocore token).
     ///
     /// # Errors

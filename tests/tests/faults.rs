@@ -321,13 +321,7 @@ async fn the_fault_matrix() {
     // 9. The namespace deleted while the poller follows its Job (a namespace of its own,
     // with the worker's Role and RoleBinding in it, as bootstrap makes them).
     let ns = unique("f-ns");
-    let admin = world
-        .kube(
-            &world
-                .botocore_token("cluster_admin", &world.cluster(), None)
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
     let rules: Value =
         serde_json::from_str(include_str!("../../shared/src/worker-role-rules.json"))
             .unwrap_or_else(|e| panic!("{e}"));
