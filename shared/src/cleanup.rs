@@ -48,13 +48,11 @@ pub struct Options {
 }
 
 fn created_at(cluster: &Value) -> Option<SystemTime> {
-    let tag = cluster
+    if let Some(t) = cluster
         .pointer(&format!("/tags/{}", CREATED_TAG.replace('/', "~1")))
-        .and_then(Value::as_str);
-    if let Some(t) = tag.and_then(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    }) {
-        return Some(t.into());
+        .and_then(crate::clock::rfc3339)
+    {
+        return Some(t);
     }
     // EKS gives createdAt as epoch seconds.
     cluster

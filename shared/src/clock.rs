@@ -20,6 +20,17 @@ pub fn utc_seconds(t: SystemTime) -> String {
     )
 }
 
+/// An RFC 3339 timestamp (as Kubernetes and the worker's tags write them) held in a
+/// JSON string; `None` for anything else.
+#[must_use]
+pub fn rfc3339(v: &serde_json::Value) -> Option<SystemTime> {
+    v.as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(Into::into)
+}
+
 /// The time, as the worker sees it.
 pub trait Clock: Send + Sync {
     /// Now.

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::clock::rfc3339 as time_of;
 use crate::error::{names, TaskError};
 
 /// Container waiting reasons that mean the container cannot start.
@@ -48,14 +49,6 @@ pub struct Finding {
     /// Since when (the pod's creation, or the condition's transition).
     #[serde(skip)]
     pub since: Option<SystemTime>,
-}
-
-fn time_of(v: &Value) -> Option<SystemTime> {
-    v.as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(Into::into)
 }
 
 /// What holds each of `pods` (pods as the API lists them).

@@ -225,13 +225,7 @@ const WATCH_FAILURES: u32 = 5;
 /// turned true.
 #[must_use]
 pub fn finished_at(job: &Value) -> Option<std::time::SystemTime> {
-    let parse = |v: &Value| {
-        v.as_str()
-            .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .map(Into::into)
-    };
+    let parse = crate::clock::rfc3339;
     parse(&job["status"]["completionTime"]).or_else(|| {
         job.pointer("/status/conditions")
             .and_then(Value::as_array)?
