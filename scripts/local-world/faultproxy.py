@@ -5,15 +5,18 @@
 - --aws-port (HTTP): forwards to moto; the control API lives here too:
   POST /__faults {"rules": [...]} adds rules, DELETE /__faults removes them all,
   GET /__faults says how often each rule fired, GET /__calls lists the AWS calls seen
-  ({"target", "token", "status"}: Step Functions' X-Amz-Target or the path, the task
-  token of SendTask* calls, the status sent back).
+  ({"target", "token", "status", "injected"}: Step Functions' X-Amz-Target or the path,
+  the task token of SendTask* calls, the status sent back, and whether a rule answered
+  in the service's place).
 
 A rule: {"id", "side": "kube"|"aws", "method", "path" (regex on the path and query),
 "target" (regex on X-Amz-Target or the form Action), "body" (regex on the request body),
 "times" (how many requests it takes, default 1; 0 = every one), and one action:
 "status" (+ "headers", "reply" body), "delay" (seconds before forwarding), "reset"
 (close the connection without an answer), "cut_after" (forward, then cut the response
-after that many bytes)}.
+after that many bytes)}. With "forward_first": true, a "status" or "reset" rule first
+forwards the request and reads the upstream answer, then throws it away: the server
+did the work, the client never hears of it (an answer lost after the commit).
 """
 import argparse
 import http.client
@@ -123,6 +126,8 @@ def make_handler(side, faults, upstream):
             try:
                 if rule and rule.get("delay"):
                     time.sleep(float(rule["delay"]))
+                if rule and rule.get("forward_first"):
+                    self.forward_and_drop(body)
                 if rule and rule.get("reset"):
                     status = "reset"
                     return self.reset()
@@ -137,9 +142,24 @@ def make_handler(side, faults, upstream):
                     token = None
                     if target and target.startswith("AWSStepFunctions.SendTask"):
                         token = json.loads(body or b"{}").get("taskToken")
+                    # "injected": the proxy answered (or reset) in place of the service: the call
+                    # never reached it (unless forward_first), so it is no attempt to count.
+                    injected = bool(rule and (rule.get("status") or rule.get("reset")) and not rule.get("forward_first"))
                     with faults.lock:
                         faults.calls.append({"target": target or f"{self.command} {self.path}", "token": token,
-                                             "status": status})
+                                             "status": status, "injected": injected})
+
+        def forward_and_drop(self, body):
+            conn = upstream()
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
+            headers["Host"] = conn.host + (f":{conn.port}" if conn.port else "")
+            try:
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                conn.getresponse().read()
+            except OSError:
+                pass
+            finally:
+                conn.close()
 
         def forward(self, body, cut_after):
             conn = upstream()

@@ -171,7 +171,13 @@ say "granting $WORKER_ARN access to namespace $NAMESPACE (seed 004's preparation
 apply() { # path json
   local code
   code=$(admin_curl -o "$D/logs/apply.out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data "$2" "$API$1")
-  case "$code" in 201|200|409) ;; *) cat "$D/logs/apply.out" >&2; die "POST $1 answered $code";; esac
+  case "$code" in 201|200) ;;
+    409) # Already there (a world started before): replace it, so that changed rules apply.
+      local name
+      name=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["metadata"]["name"])' "$2")
+      code=$(admin_curl -o "$D/logs/apply.out" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' --data "$2" "$API$1/$name")
+      case "$code" in 200|201) ;; *) cat "$D/logs/apply.out" >&2; die "PUT $1/$name answered $code";; esac;;
+    *) cat "$D/logs/apply.out" >&2; die "POST $1 answered $code";; esac
 }
 apply /api/v1/namespaces "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$NAMESPACE\"}}"
 "$REPO/scripts/local-world/rbac.sh" "$NAMESPACE" "$WORKER_ARN" | while IFS= read -r line; do

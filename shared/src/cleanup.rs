@@ -157,7 +157,7 @@ pub async fn run(
             orphans.push(json!({ "cluster": name, "execution": owner, "why": why, "action": "would delete (dry run)" }));
             continue;
         }
-        let action = match advance_force_delete(eks, &name).await {
+        let action = match advance_force_delete(eks, &name, Some(&owner)).await {
             Ok(Progress::Done(_)) => "deleted".to_owned(),
             Ok(Progress::Pending(what)) => what,
             Err(e) => {

@@ -42,43 +42,65 @@ pub struct ClusterAccess {
 /// The EKS directory of clusters.
 #[async_trait]
 pub trait ClusterDirectory: Send + Sync {
-    /// Endpoint and CA of `name` in `region` (the function's region when `None`).
+    /// Endpoint and CA of `name` in `region` (the function's region when `None`), asked
+    /// as `role_arn` when given (the role a payload's `RoleArn` names), else as the
+    /// function.
     ///
     /// # Errors
-    /// `EksTaskWorker.EksApiError` when EKS fails or the cluster is not ACTIVE.
-    async fn describe(&self, name: &str, region: Option<&str>) -> Result<ClusterAccess, TaskError>;
+    /// `EksTaskWorker.EksApiError` when EKS fails or the cluster is not ACTIVE;
+    /// `EksTaskWorker.CredentialsError` when the role cannot be assumed.
+    async fn describe(
+        &self,
+        name: &str,
+        region: Option<&str>,
+        role_arn: Option<&str>,
+    ) -> Result<ClusterAccess, TaskError>;
 }
 
 /// [`ClusterDirectory`] over the EKS API.
-#[derive(Debug, Clone)]
 pub struct EksDirectory {
     config: aws_config::SdkConfig,
     client: aws_sdk_eks::Client,
+    credentials: Arc<dyn crate::credentials::CredentialSource>,
 }
 
 impl EksDirectory {
-    /// A directory using the SDK configuration loaded once at cold start.
+    /// A directory using the SDK configuration loaded once at cold start, and
+    /// `credentials` for the roles payloads name.
     #[must_use]
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        credentials: Arc<dyn crate::credentials::CredentialSource>,
+    ) -> Self {
         Self {
             config: config.clone(),
             client: aws_sdk_eks::Client::new(config),
+            credentials,
         }
     }
 }
 
 #[async_trait]
 impl ClusterDirectory for EksDirectory {
-    async fn describe(&self, name: &str, region: Option<&str>) -> Result<ClusterAccess, TaskError> {
-        let client = match region {
-            Some(r) if Some(r) != self.config.region().map(|x| x.as_ref()) => {
-                aws_sdk_eks::Client::from_conf(
-                    aws_sdk_eks::config::Builder::from(&self.config)
-                        .region(aws_config::Region::new(r.to_owned()))
-                        .build(),
-                )
+    async fn describe(
+        &self,
+        name: &str,
+        region: Option<&str>,
+        role_arn: Option<&str>,
+    ) -> Result<ClusterAccess, TaskError> {
+        let other_region = region.filter(|r| Some(*r) != self.config.region().map(|x| x.as_ref()));
+        let client = if other_region.is_none() && role_arn.is_none() {
+            self.client.clone()
+        } else {
+            let mut conf = aws_sdk_eks::config::Builder::from(&self.config);
+            if let Some(r) = other_region {
+                conf = conf.region(aws_config::Region::new(r.to_owned()));
             }
-            _ => self.client.clone(),
+            if let Some(role) = role_arn {
+                let assumed = self.credentials.credentials(Some(role)).await?;
+                conf = conf.credentials_provider(assumed);
+            }
+            aws_sdk_eks::Client::from_conf(conf.build())
         };
         let eks_error = |message: String| {
             TaskError::new(
@@ -129,54 +151,105 @@ pub trait Connector: Send + Sync {
     async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError>;
 }
 
+/// Whether two endpoints are the same server: scheme, host and port.
+#[must_use]
+pub fn same_server(a: &Url, b: &Url) -> bool {
+    a.origin() == b.origin()
+}
+
 /// The real [`Connector`]: DescribeCluster where needed, a cached bearer token, a
 /// kube client per (endpoint, CA, token), kept across warm invocations.
+///
+/// A bearer token goes only to the cluster's own endpoint: the one DescribeCluster
+/// reports for `ClusterName` (asked as the payload's `RoleArn` when it names one), or
+/// one of the deployment's `TRUSTED_ENDPOINTS`. A payload `Endpoint` that is neither is
+/// `EksTaskWorker.UntrustedEndpoint`, before any token is made.
 pub struct ClusterConnector {
     directory: Arc<dyn ClusterDirectory>,
     tokens: Arc<BearerTokens>,
     region: String,
     timeouts: Timeouts,
+    trusted: Vec<Url>,
     clients: Mutex<HashMap<(String, String), (String, KubeClient)>>,
-    described: Mutex<HashMap<(String, Option<String>), ClusterAccess>>,
+    described: Mutex<HashMap<DescribedKey, ClusterAccess>>,
 }
 
+/// A described cluster's key: its name, region and the role it was asked as.
+type DescribedKey = (String, Option<String>, Option<String>);
+
 impl ClusterConnector {
-    /// A connector for clusters in `region` unless a payload names another.
+    /// A connector for clusters in `region` unless a payload names another; `trusted`
+    /// are the endpoints a payload may name besides the cluster's own.
     pub fn new(
         directory: Arc<dyn ClusterDirectory>,
         tokens: Arc<BearerTokens>,
         region: String,
         timeouts: Timeouts,
+        trusted: Vec<Url>,
     ) -> Self {
         Self {
             directory,
             tokens,
             region,
             timeouts,
+            trusted,
             clients: Mutex::new(HashMap::new()),
             described: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
-        if let (Some(endpoint), Some(ca)) = (&cluster.endpoint, &cluster.certificate_authority) {
-            return Ok(ClusterAccess {
-                endpoint: endpoint.clone(),
-                certificate_authority: ca.clone(),
-            });
-        }
-        let key = (cluster.name.clone(), cluster.region.clone());
+    async fn described(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
+        let key = (
+            cluster.name.clone(),
+            cluster.region.clone(),
+            cluster.role_arn.clone(),
+        );
         let mut described = self.described.lock().await;
-        let found = match described.get(&key) {
-            Some(a) => a.clone(),
-            None => {
-                let a = self
-                    .directory
-                    .describe(&cluster.name, cluster.region.as_deref())
-                    .await?;
-                described.insert(key, a.clone());
-                a
+        if let Some(a) = described.get(&key) {
+            return Ok(a.clone());
+        }
+        let a = self
+            .directory
+            .describe(
+                &cluster.name,
+                cluster.region.as_deref(),
+                cluster.role_arn.as_deref(),
+            )
+            .await?;
+        described.insert(key, a.clone());
+        Ok(a)
+    }
+
+    async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
+        let listed = |e: &Url| self.trusted.iter().any(|t| same_server(t, e));
+        let found = match &cluster.endpoint {
+            // A listed endpoint (a cluster that is not EKS, the local world) with its CA
+            // needs no DescribeCluster.
+            Some(endpoint) if listed(endpoint) => match &cluster.certificate_authority {
+                Some(ca) => {
+                    return Ok(ClusterAccess {
+                        endpoint: endpoint.clone(),
+                        certificate_authority: ca.clone(),
+                    })
+                }
+                None => self.described(cluster).await?,
+            },
+            Some(endpoint) => {
+                let found = self.described(cluster).await?;
+                if !same_server(endpoint, &found.endpoint) {
+                    return Err(TaskError::new(
+                        names::UNTRUSTED_ENDPOINT,
+                        serde_json::json!({
+                            "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer token is sent to it", cluster.name, found.endpoint),
+                            "endpoint": endpoint.as_str(),
+                            "clusterEndpoint": found.endpoint.as_str(),
+                            "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is looked up), or add this endpoint to the deployment's TRUSTED_ENDPOINTS",
+                        }),
+                    ));
+                }
+                found
             }
+            None => self.described(cluster).await?,
         };
         Ok(ClusterAccess {
             endpoint: cluster.endpoint.clone().unwrap_or(found.endpoint),
@@ -212,5 +285,123 @@ impl Connector for ClusterConnector {
         let client = KubeClient::new(&access.endpoint, ders, &token.token, self.timeouts)?;
         clients.insert(key, (token.token, client.clone()));
         Ok(Arc::new(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::credentials::{CredentialSource, CredentialsError};
+
+    struct Directory {
+        endpoint: &'static str,
+        asked: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ClusterDirectory for Directory {
+        async fn describe(
+            &self,
+            _name: &str,
+            _region: Option<&str>,
+            _role_arn: Option<&str>,
+        ) -> Result<ClusterAccess, TaskError> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            Ok(ClusterAccess {
+                endpoint: Url::parse(self.endpoint).unwrap_or_else(|e| panic!("{e}")),
+                certificate_authority: "described CA".into(),
+            })
+        }
+    }
+
+    struct NoCredentials;
+
+    #[async_trait]
+    impl CredentialSource for NoCredentials {
+        async fn credentials(
+            &self,
+            _role_arn: Option<&str>,
+        ) -> Result<aws_credential_types::Credentials, CredentialsError> {
+            Err(CredentialsError::Load("not in this test".into()))
+        }
+    }
+
+    fn connector(trusted: &[&str]) -> (ClusterConnector, Arc<Directory>) {
+        let directory = Arc::new(Directory {
+            endpoint: "https://abc.gr7.us-east-1.eks.amazonaws.com",
+            asked: AtomicU32::new(0),
+        });
+        let tokens = Arc::new(BearerTokens::new(
+            Arc::new(NoCredentials),
+            Arc::new(crate::clock::SystemClock),
+        ));
+        let c = ClusterConnector::new(
+            directory.clone(),
+            tokens,
+            "us-east-1".into(),
+            Timeouts {
+                connect: std::time::Duration::from_secs(1),
+                read: std::time::Duration::from_secs(1),
+            },
+            trusted
+                .iter()
+                .map(|t| Url::parse(t).unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
+        );
+        (c, directory)
+    }
+
+    fn cluster(endpoint: Option<&str>) -> ClusterRef {
+        ClusterRef {
+            name: "c".into(),
+            endpoint: endpoint.map(|e| Url::parse(e).unwrap_or_else(|e| panic!("{e}"))),
+            certificate_authority: Some("payload CA".into()),
+            role_arn: None,
+            region: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_go_only_to_the_clusters_own_endpoint_or_a_listed_one() {
+        let (c, directory) = connector(&["https://proxy.internal:8443"]);
+        // The cluster's own endpoint, as EKS reports it (trailing slash or not).
+        let own = c
+            .access(&cluster(Some(
+                "https://ABC.gr7.us-east-1.eks.amazonaws.com/",
+            )))
+            .await;
+        assert!(own.is_ok(), "{own:?}");
+        // Another host, or the right host on another port: refused, named, explained.
+        for wrong in [
+            "https://attacker.example",
+            "https://abc.gr7.us-east-1.eks.amazonaws.com:8443",
+        ] {
+            let e = c.access(&cluster(Some(wrong))).await.err();
+            assert_eq!(
+                e.as_ref().map(|e| e.name.as_str()),
+                Some(names::UNTRUSTED_ENDPOINT),
+                "{wrong}: {e:?}"
+            );
+        }
+        // Described once per warm container.
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        // A listed endpoint with its CA needs no DescribeCluster.
+        let listed = c
+            .access(&cluster(Some("https://proxy.internal:8443")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.certificate_authority, "payload CA");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        // No Endpoint: the described one.
+        let looked_up = c
+            .access(&cluster(None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            looked_up.endpoint.as_str(),
+            "https://abc.gr7.us-east-1.eks.amazonaws.com/"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub const MANAGED_TAG: &str = "eks-task-worker.io/managed-by";
 pub const EXECUTION_TAG: &str = "eks-task-worker.io/execution";
 /// The tag with the creation time (RFC 3339).
 pub const CREATED_TAG: &str = "eks-task-worker.io/created-at";
+/// The ownership tag's value.
+pub const MANAGED_BY: &str = "eks-task-worker";
 /// A cluster with this tag is never cleaned up.
 pub const RETAIN_TAG: &str = "eks-task-worker.io/retain";
 /// How long an invocation follows an operation before handing it to the poller.
@@ -91,6 +93,10 @@ pub struct ClusterPoll {
     /// The poll curve.
     #[serde(default)]
     pub curve: PollCurve,
+    /// The execution the payload named (`ExecutionArn`): the resource must carry it in
+    /// its execution tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 impl ClusterPoll {
@@ -138,6 +144,8 @@ pub struct OpInput {
     pub force_delete_compute: bool,
     /// `TaskToken`.
     pub task_token: Option<String>,
+    /// `ExecutionArn`: tags what a create makes; a delete acts only on what it tagged.
+    pub execution: Option<String>,
 }
 
 /// Parses a cluster-operation payload: `Operation` plus the native request fields, and
@@ -183,18 +191,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         }
     };
     let task_token = callback_token(payload);
-    let execution = match fields.get("ExecutionArn") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.starts_with("arn:") && s.contains(":execution:") => {
-            Some(s.clone())
-        }
-        Some(_) => {
-            return Err(TaskError::invalid_input(
-                "ExecutionArn",
-                "must be an execution ARN: pass \"ExecutionArn.$\": \"$$.Execution.Id\"",
-            ))
-        }
-    };
+    let execution = crate::input::execution_arn(fields)?;
     let mut request: Map<String, Value> = fields
         .iter()
         .filter(|(k, _)| {
@@ -217,12 +214,12 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
             .as_object_mut()
             .filter(|t| t.values().all(Value::is_string))
             .ok_or_else(|| TaskError::invalid_input("Tags", "must be a map of string to string"))?;
-        tags.insert(MANAGED_TAG.into(), json!("eks-task-worker"));
+        tags.insert(MANAGED_TAG.into(), json!(MANAGED_BY));
         let created = time::OffsetDateTime::from(now)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         tags.insert(CREATED_TAG.into(), json!(created));
-        if let Some(e) = execution {
+        if let Some(e) = &execution {
             tags.insert(EXECUTION_TAG.into(), json!(e));
         }
     } else if let Some(k) = request.keys().next() {
@@ -239,7 +236,45 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         body: camel_case(&Value::Object(request)),
         force_delete_compute,
         task_token,
+        execution,
     })
+}
+
+/// The tags of a described resource (`cluster`, `nodegroup` or `fargateProfile`).
+fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
+    resource
+        .get("tags")
+        .and_then(|t| t.get(key))
+        .and_then(Value::as_str)
+}
+
+/// Whether the worker may delete or follow `resource` (as DescribeCluster,
+/// DescribeNodegroup or DescribeFargateProfile give it): it carries the worker's
+/// ownership tag and, when an execution is named, that execution's tag.
+///
+/// # Errors
+/// `EksTaskWorker.NotOwned`, saying what is missing.
+pub fn owned(resource: &Value, what: &str, execution: Option<&str>) -> Result<(), TaskError> {
+    let refuse = |why: String| {
+        Err(TaskError::new(
+            names::NOT_OWNED,
+            json!({ "message": format!("{what} {why}; the worker deletes and follows only what it created"), "resource": what, "tags": resource.get("tags").cloned().unwrap_or(Value::Null) }),
+        ))
+    };
+    if tag(resource, MANAGED_TAG) != Some(MANAGED_BY) {
+        return refuse(format!(
+            "was not created by eks-task-worker (no {MANAGED_TAG}={MANAGED_BY} tag)"
+        ));
+    }
+    if let Some(execution) = execution {
+        if tag(resource, EXECUTION_TAG) != Some(execution) {
+            return refuse(format!(
+                "was not created by the execution {execution} (its {EXECUTION_TAG} tag is {:?})",
+                tag(resource, EXECUTION_TAG).unwrap_or("missing")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The checks EKS would make late, made early with the field's name: role ARNs are IAM
@@ -306,7 +341,17 @@ fn eks_failure(op: &str) -> impl Fn(Result<EksError, TaskError>) -> TaskError + 
     }
 }
 
-/// Starts the operation: the EKS call, returning its response.
+/// How a resource is named in messages: `cluster c`, `nodegroup c/n`, `Fargate profile c/f`.
+fn describe_name(operation: Operation, cluster: &str, resource: Option<&str>) -> String {
+    match (operation.resource_field(), resource) {
+        ("nodegroup", Some(r)) => format!("the nodegroup {cluster}/{r}"),
+        ("fargateProfile", Some(r)) => format!("the Fargate profile {cluster}/{r}"),
+        _ => format!("the cluster {cluster}"),
+    }
+}
+
+/// Starts the operation: the EKS call, returning its response. A delete first checks
+/// that the worker owns the resource ([`owned`]).
 async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
     let (method, path, body) = match input.operation {
         Operation::CreateCluster => (
@@ -324,11 +369,19 @@ async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
             format!("/clusters/{}/fargate-profiles", input.cluster_name),
             Some(&input.body),
         ),
-        op => (
-            http::Method::DELETE,
-            resource_path(op, &input.cluster_name, input.resource_name.as_deref()),
-            None,
-        ),
+        op => {
+            let path = resource_path(op, &input.cluster_name, input.resource_name.as_deref());
+            let described = eks
+                .call(http::Method::GET, &path, None)
+                .await
+                .map_err(eks_failure(&format!("{op:?}")))?;
+            owned(
+                &described[op.resource_field()],
+                &describe_name(op, &input.cluster_name, input.resource_name.as_deref()),
+                input.execution.as_deref(),
+            )?;
+            (http::Method::DELETE, path, None)
+        }
     };
     eks.call(method, &path, body)
         .await
@@ -347,11 +400,17 @@ pub enum Progress {
 /// Moves a forced cluster deletion on, idempotently: nodegroups are deleted together,
 /// Fargate profiles one at a time, then the cluster. (The cluster is looked at first:
 /// besides saving calls, moto answers 500 to listing the nodegroups of a cluster that
-/// is gone.)
+/// is gone.) Nothing is deleted unless the cluster, and each nodegroup and Fargate
+/// profile in it, is the worker's ([`owned`]; of `execution` when one is named).
 ///
 /// # Errors
-/// EKS errors other than "already gone" or "already deleting".
-pub async fn advance_force_delete(eks: &dyn EksApi, cluster: &str) -> Result<Progress, TaskError> {
+/// `EksTaskWorker.NotOwned`; EKS errors other than "already gone" or "already
+/// deleting".
+pub async fn advance_force_delete(
+    eks: &dyn EksApi,
+    cluster: &str,
+    execution: Option<&str>,
+) -> Result<Progress, TaskError> {
     let fail = eks_failure("deleteCluster");
     let list = |path: String, field: &'static str| async move {
         match eks.call(http::Method::GET, &path, None).await {
@@ -372,10 +431,12 @@ pub async fn advance_force_delete(eks: &dyn EksApi, cluster: &str) -> Result<Pro
         .await
     {
         Err(Ok(e)) if e.is_not_found() => return Ok(gone()),
-        Ok(d) if d["cluster"]["status"] == "DELETING" => {
-            return Ok(Progress::Pending("the cluster is deleting".into()))
+        Ok(d) => {
+            owned(&d["cluster"], &format!("the cluster {cluster}"), execution)?;
+            if d["cluster"]["status"] == "DELETING" {
+                return Ok(Progress::Pending("the cluster is deleting".into()));
+            }
         }
-        Ok(_) => {}
         Err(e) => return Err(fail(e)),
     }
     let nodegroups = list(format!("/clusters/{cluster}/node-groups"), "nodegroups")
@@ -384,12 +445,20 @@ pub async fn advance_force_delete(eks: &dyn EksApi, cluster: &str) -> Result<Pro
     for ng in &nodegroups {
         let path = format!("/clusters/{cluster}/node-groups/{ng}");
         match eks.call(http::Method::GET, &path, None).await {
-            Ok(d) if d["nodegroup"]["status"] == "DELETING" => {}
-            Ok(_) => match eks.call(http::Method::DELETE, &path, None).await {
-                Ok(_) => {}
-                Err(Ok(e)) if e.is_not_found() || e.kind.contains("ResourceInUse") => {}
-                Err(e) => return Err(fail(e)),
-            },
+            Ok(d) => {
+                owned(
+                    &d["nodegroup"],
+                    &format!("the nodegroup {cluster}/{ng}"),
+                    None,
+                )?;
+                if d["nodegroup"]["status"] != "DELETING" {
+                    match eks.call(http::Method::DELETE, &path, None).await {
+                        Ok(_) => {}
+                        Err(Ok(e)) if e.is_not_found() || e.kind.contains("ResourceInUse") => {}
+                        Err(e) => return Err(fail(e)),
+                    }
+                }
+            }
             Err(Ok(e)) if e.is_not_found() => {}
             Err(e) => return Err(fail(e)),
         }
@@ -409,6 +478,13 @@ pub async fn advance_force_delete(eks: &dyn EksApi, cluster: &str) -> Result<Pro
                 None,
             )
             .await;
+        if let Ok(v) = &d {
+            owned(
+                &v["fargateProfile"],
+                &format!("the Fargate profile {cluster}/{fp}"),
+                None,
+            )?;
+        }
         if matches!(&d, Ok(v) if v["fargateProfile"]["status"] == "DELETING") {
             deleting_profile = true;
         }
@@ -451,7 +527,7 @@ pub async fn advance_force_delete(eks: &dyn EksApi, cluster: &str) -> Result<Pro
 /// `EksTaskWorker.ClusterOperationFailed`, EKS errors.
 pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
-        return advance_force_delete(eks, &poll.cluster_name).await;
+        return advance_force_delete(eks, &poll.cluster_name, poll.execution.as_deref()).await;
     }
     let field = poll.operation.resource_field();
     let path = resource_path(
@@ -469,6 +545,15 @@ pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, Tas
         )),
         Err(e) => Err(eks_failure("describe")(e)),
         Ok(d) => {
+            owned(
+                &d[field],
+                &describe_name(
+                    poll.operation,
+                    &poll.cluster_name,
+                    poll.resource_name.as_deref(),
+                ),
+                poll.execution.as_deref(),
+            )?;
             let status = d[field]["status"].as_str().unwrap_or_default().to_owned();
             match status.as_str() {
                 "ACTIVE" if poll.operation.is_create() => Ok(Progress::Done(d)),
@@ -554,6 +639,7 @@ async fn run(
         attempt: 0,
         next_delay_seconds: deps.settings.poll_curve.delay(0),
         curve: deps.settings.poll_curve.clone(),
+        execution: input.execution.clone(),
     };
     if input.task_token.is_none() && !forced {
         return Ok(Some(response));
@@ -577,12 +663,22 @@ async fn run(
 /// Only when neither an answer nor the next schedule could be arranged.
 pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<Value, TaskError> {
     use crate::callback::{with_retries, CallbackError};
+    state.check_bounds(deps)?;
+    // Looked at first: a poll state that names something the worker does not own is
+    // refused before anything is sent (no heartbeat, no answer, no delete).
+    let progress = check(eks, &state).await;
+    if let Err(e) = &progress {
+        if e.name == names::NOT_OWNED {
+            tracing::warn!(error = %e, "refused a cluster poll for a resource the worker does not own");
+            return Err(e.clone());
+        }
+    }
     if let Err(CallbackError::TaskGone { code, .. }) =
         with_retries(|| deps.callback.heartbeat(&state.task_token)).await
     {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
-    match check(eks, &state).await {
+    match progress {
         Ok(Progress::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             respond(deps, &state.task_token, Err(e)).await
@@ -600,6 +696,40 @@ pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<V
             deps.hand_off(&next.next_poll()?).await?;
             Ok(json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds } }))
         }
+    }
+}
+
+impl ClusterPoll {
+    /// Checks every field of a cluster poll state as a payload's would be checked: the
+    /// names, the token, the execution, the curve and the attempt.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` naming the field.
+    pub fn check_bounds(&self, deps: &Deps) -> Result<(), TaskError> {
+        let mut fields = Map::new();
+        fields.insert("ClusterName".into(), json!(self.cluster_name));
+        if let Some(e) = &self.execution {
+            fields.insert("ExecutionArn".into(), json!(e));
+        }
+        crate::input::cluster_ref(&fields)?;
+        crate::input::execution_arn(&fields)?;
+        if let Some(r) = &self.resource_name {
+            let mut named = Map::new();
+            named.insert("ClusterName".into(), json!(r));
+            crate::input::cluster_ref(&named).map_err(|_| {
+                TaskError::invalid_input(
+                    "ResourceName",
+                    "must be 1-100 characters of letters, digits, '-' and '_'",
+                )
+            })?;
+        }
+        crate::handoff::check_poll_bounds(
+            &self.task_token,
+            &self.curve,
+            self.attempt,
+            self.next_delay_seconds,
+            deps,
+        )
     }
 }
 
@@ -716,6 +846,11 @@ mod tests {
         }
     }
 
+    /// The tags of a resource the worker made.
+    fn ours() -> Value {
+        json!({ MANAGED_TAG: MANAGED_BY })
+    }
+
     fn not_found() -> Result<Value, EksError> {
         Err(EksError {
             status: 404,
@@ -762,6 +897,7 @@ mod tests {
             attempt: 0,
             next_delay_seconds: 60,
             curve: PollCurve::default(),
+            execution: None,
         }
     }
 
@@ -770,8 +906,8 @@ mod tests {
         let eks = Scripted::new(&[(
             "GET /clusters/c",
             vec![
-                Ok(json!({ "cluster": { "status": "CREATING" } })),
-                Ok(json!({ "cluster": { "status": "ACTIVE", "name": "c" } })),
+                Ok(json!({ "cluster": { "tags": ours(), "status": "CREATING" } })),
+                Ok(json!({ "cluster": { "tags": ours(), "status": "ACTIVE", "name": "c" } })),
             ],
         )]);
         let p = poll(Operation::CreateCluster, None);
@@ -782,7 +918,7 @@ mod tests {
         let failed = Scripted::new(&[(
             "GET /clusters/c/node-groups/n",
             vec![Ok(
-                json!({ "nodegroup": { "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
+                json!({ "nodegroup": { "tags": ours(), "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
             )],
         )]);
         let e = check(&failed, &poll(Operation::CreateNodegroup, Some("n")))
@@ -801,7 +937,7 @@ mod tests {
         let eks = Scripted::new(&[(
             "GET /clusters/c/fargate-profiles/f",
             vec![
-                Ok(json!({ "fargateProfile": { "status": "DELETING" } })),
+                Ok(json!({ "fargateProfile": { "tags": ours(), "status": "DELETING" } })),
                 not_found(),
             ],
         )]);
@@ -817,7 +953,9 @@ mod tests {
         let eks = Scripted::new(&[
             (
                 "GET /clusters/c",
-                vec![Ok(json!({ "cluster": { "status": "ACTIVE" } }))],
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
             ),
             (
                 "GET /clusters/c/node-groups",
@@ -828,11 +966,15 @@ mod tests {
             ),
             (
                 "GET /clusters/c/node-groups/a",
-                vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
+                vec![Ok(
+                    json!({ "nodegroup": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
             ),
             (
                 "GET /clusters/c/node-groups/b",
-                vec![Ok(json!({ "nodegroup": { "status": "DELETING" } }))],
+                vec![Ok(
+                    json!({ "nodegroup": { "tags": ours(), "status": "DELETING" } }),
+                )],
             ),
             ("DELETE /clusters/c/node-groups/a", vec![Ok(json!({}))]),
             (
@@ -845,13 +987,15 @@ mod tests {
             (
                 "GET /clusters/c/fargate-profiles/f1",
                 vec![
-                    Ok(json!({ "fargateProfile": { "status": "ACTIVE" } })),
-                    Ok(json!({ "fargateProfile": { "status": "DELETING" } })),
+                    Ok(json!({ "fargateProfile": { "tags": ours(), "status": "ACTIVE" } })),
+                    Ok(json!({ "fargateProfile": { "tags": ours(), "status": "DELETING" } })),
                 ],
             ),
             (
                 "GET /clusters/c/fargate-profiles/f2",
-                vec![Ok(json!({ "fargateProfile": { "status": "ACTIVE" } }))],
+                vec![Ok(
+                    json!({ "fargateProfile": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
             ),
             (
                 "DELETE /clusters/c/fargate-profiles/f1",
@@ -859,7 +1003,7 @@ mod tests {
             ),
         ]);
         assert!(matches!(
-            advance_force_delete(&eks, "c").await,
+            advance_force_delete(&eks, "c", None).await,
             Ok(Progress::Pending(_))
         ));
         let calls = eks.calls();
@@ -881,7 +1025,7 @@ mod tests {
         );
         // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
         assert!(matches!(
-            advance_force_delete(&eks, "c").await,
+            advance_force_delete(&eks, "c", None).await,
             Ok(Progress::Pending(_))
         ));
         let calls = eks.calls();
@@ -896,6 +1040,70 @@ mod tests {
         assert!(!calls.contains(&"DELETE /clusters/c".to_owned()));
     }
 
+    #[tokio::test]
+    async fn nothing_the_worker_did_not_make_is_deleted() {
+        let foreign =
+            || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
+        let eks = Scripted::new(&[("GET /clusters/c", vec![foreign()])]);
+        let e = advance_force_delete(&eks, "c", None)
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert_eq!(
+            eks.calls(),
+            vec!["GET /clusters/c".to_owned()],
+            "nothing but a look"
+        );
+        // A function's delete: refused before the DELETE.
+        let input = parse(
+            &json!({ "Operation": "deleteCluster", "Name": "c" }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = start(&eks, &input).await.err().map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
+        // Ours, but another execution's: refused when the payload names its execution.
+        let other = Scripted::new(&[(
+            "GET /clusters/c/node-groups/n",
+            vec![Ok(
+                json!({ "nodegroup": { "status": "ACTIVE", "tags": { MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: "arn:aws:states:us-east-1:1:execution:m:other" } } }),
+            )],
+        )]);
+        let input = parse(&json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n", "ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:mine" }), SystemTime::UNIX_EPOCH)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = start(&other, &input).await.err();
+        assert_eq!(
+            e.as_ref().map(|e| e.name.as_str()),
+            Some(names::NOT_OWNED),
+            "{e:?}"
+        );
+        // A nodegroup someone else put in the worker's cluster stops a forced delete.
+        let mixed = Scripted::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
+            ),
+            (
+                "GET /clusters/c/node-groups",
+                vec![Ok(json!({ "nodegroups": ["theirs"] }))],
+            ),
+            (
+                "GET /clusters/c/node-groups/theirs",
+                vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
+            ),
+        ]);
+        let e = advance_force_delete(&mixed, "c", None)
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert!(!mixed.calls().iter().any(|c| c.starts_with("DELETE")));
+    }
+
     #[test]
     fn cluster_polls_have_stable_schedule_keys() {
         let p = ClusterPoll {
@@ -907,6 +1115,7 @@ mod tests {
             attempt: 3,
             next_delay_seconds: 60,
             curve: PollCurve::default(),
+            execution: Some("arn:aws:states:us-east-1:1:execution:m:e".into()),
         };
         let a = p.next_poll().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.key, p.next_poll().map(|n| n.key).unwrap_or_default());

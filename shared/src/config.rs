@@ -79,6 +79,10 @@ pub struct Settings {
     /// `METRICS_NAMESPACE` (default `EksTaskWorker`; `off` or empty: no metrics): the
     /// CloudWatch namespace of the EMF metrics.
     pub metrics_namespace: Option<String>,
+    /// `TRUSTED_ENDPOINTS` (default none): comma-separated `https://host[:port]` a
+    /// payload's `Endpoint` may name besides the cluster's own (clusters that are not
+    /// EKS, proxies of one's own); see [`crate::cluster::ClusterConnector`].
+    pub trusted_endpoints: Vec<url::Url>,
     /// `LOG_ARCHIVE_URI` (default none): where whole logs are archived when a payload's
     /// `LogOptions` names no `ArchiveUri` (`s3://bucket/prefix`).
     pub log_archive: Option<crate::archive::ArchiveLocation>,
@@ -235,7 +239,21 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let trusted_endpoints = get("TRUSTED_ENDPOINTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                crate::input::endpoint_url(e).map_err(|_| SettingError {
+                    name: "TRUSTED_ENDPOINTS".into(),
+                    value: e.to_owned(),
+                    expected: "a comma-separated list of https://host[:port]".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
+            trusted_endpoints,
             metrics_namespace: match get("METRICS_NAMESPACE") {
                 None => Some(crate::telemetry::DEFAULT_NAMESPACE.to_owned()),
                 Some(v) if v.is_empty() || v == "off" => None,

@@ -80,12 +80,13 @@ impl Deps {
         let eks = EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone())
             .ok()
             .map(|e| Arc::new(e) as Arc<dyn EksApi>);
-        let tokens = Arc::new(BearerTokens::new(credentials, clock.clone()));
+        let tokens = Arc::new(BearerTokens::new(credentials.clone(), clock.clone()));
         let connector = Arc::new(ClusterConnector::new(
-            Arc::new(EksDirectory::new(sdk)),
+            Arc::new(EksDirectory::new(sdk, credentials)),
             tokens,
             settings.region.clone(),
             settings.timeouts,
+            settings.trusted_endpoints.clone(),
         ));
         let handoff = settings
             .schedule

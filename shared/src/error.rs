@@ -34,6 +34,13 @@ pub mod names {
     pub const CLUSTER_OPERATION_FAILED: &str = "EksTaskWorker.ClusterOperationFailed";
     /// Too many consecutive polls could not read the Job; the cause lists them.
     pub const POLL_FAILED: &str = "EksTaskWorker.PollFailed";
+    /// The worker refused to act on something it did not create: a cluster, nodegroup or
+    /// Fargate profile without its ownership tag (or made by another execution than the
+    /// one named), or a Job whose task label does not match the task.
+    pub const NOT_OWNED: &str = "EksTaskWorker.NotOwned";
+    /// The payload's `Endpoint` is not the one EKS reports for `ClusterName` and not in
+    /// `TRUSTED_ENDPOINTS`: no bearer token is sent to it.
+    pub const UNTRUSTED_ENDPOINT: &str = "EksTaskWorker.UntrustedEndpoint";
     /// A defect in the worker itself; the cause says what, please report it.
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
     /// A log could not be archived (reported beside the log; it never fails the task).

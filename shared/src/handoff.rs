@@ -160,6 +160,118 @@ impl PollState {
     }
 }
 
+/// The most polls a task is followed for (at five minutes a poll, about a year).
+pub const MAX_POLL_ATTEMPTS: u32 = 100_000;
+/// The most failures a poll state may carry, and the longest each may be.
+const MAX_FAILURES: usize = 64;
+const MAX_FAILURE_CHARS: usize = 1024;
+
+/// What every poll state (a Job's, a cluster operation's) must hold, checked before the
+/// poller acts on it: a task token as Step Functions issues them, a curve the
+/// deployment would accept, an attempt within [`MAX_POLL_ATTEMPTS`] and the delay the
+/// curve gives that attempt.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the field.
+pub fn check_poll_bounds(
+    task_token: &str,
+    curve: &PollCurve,
+    attempt: u32,
+    next_delay_seconds: u64,
+    deps: &crate::deps::Deps,
+) -> Result<(), TaskError> {
+    if task_token.is_empty() || task_token.chars().count() > input::MAX_TASK_TOKEN_CHARS {
+        return Err(TaskError::invalid_input(
+            "TaskToken",
+            format!("must be 1-{} characters", input::MAX_TASK_TOKEN_CHARS),
+        ));
+    }
+    PollCurve::new(curve.delays().to_vec(), deps.settings.poll_min_seconds)
+        .map_err(|m| TaskError::invalid_input("Curve", m))?;
+    if attempt > MAX_POLL_ATTEMPTS {
+        return Err(TaskError::invalid_input(
+            "Attempt",
+            format!("must be at most {MAX_POLL_ATTEMPTS}"),
+        ));
+    }
+    if next_delay_seconds != curve.delay(attempt) {
+        return Err(TaskError::invalid_input(
+            "NextDelaySeconds",
+            "is not the delay the curve gives this attempt",
+        ));
+    }
+    Ok(())
+}
+
+impl PollState {
+    /// Checks every field of the state as run-job checks its payload (one rule per
+    /// field: the cluster fields, the namespace, the execution go through the payload
+    /// parser's own checks), and the poll bounds ([`check_poll_bounds`]).
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` naming the field.
+    pub fn check_bounds(&self, deps: &crate::deps::Deps) -> Result<(), TaskError> {
+        let fields = serde_json::to_value(&self.cluster)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        input::cluster_ref(&fields)?;
+        let mut more = serde_json::Map::new();
+        more.insert("Namespace".into(), serde_json::json!(self.namespace));
+        if let Some(e) = &self.execution {
+            more.insert("ExecutionArn".into(), serde_json::json!(e));
+        }
+        input::namespace(&more)?;
+        input::execution_arn(&more)?;
+        let name_ok = !self.job_name.is_empty()
+            && self.job_name.len() <= 253
+            && self
+                .job_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !name_ok {
+            return Err(TaskError::invalid_input(
+                "JobName",
+                "must be a Kubernetes object name",
+            ));
+        }
+        let uid_ok = !self.job_uid.is_empty()
+            && self.job_uid.len() <= 64
+            && self
+                .job_uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !uid_ok {
+            return Err(TaskError::invalid_input(
+                "JobUid",
+                "must be a Kubernetes uid",
+            ));
+        }
+        if self.failures.len() > MAX_FAILURES
+            || self
+                .failures
+                .iter()
+                .any(|f| f.chars().count() > MAX_FAILURE_CHARS)
+        {
+            return Err(TaskError::invalid_input(
+                "Failures",
+                format!("at most {MAX_FAILURES}, each at most {MAX_FAILURE_CHARS} characters"),
+            ));
+        }
+        if let Some(uri) = &self.log_options.archive_uri {
+            crate::archive::ArchiveLocation::parse(uri)
+                .map_err(|m| TaskError::invalid_input("LogOptions.ArchiveUri", m))?;
+        }
+        check_poll_bounds(
+            &self.task_token,
+            &self.curve,
+            self.attempt,
+            self.next_delay_seconds,
+            deps,
+        )
+    }
+}
+
 fn is_off(p: &crate::diagnosis::StuckPolicy) -> bool {
     !p.is_active()
 }

@@ -265,6 +265,23 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// `Namespace`, default `default`: a DNS label.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on `Namespace`.
+pub fn namespace(fields: &Fields) -> Result<String, TaskError> {
+    match opt_string(fields, "Namespace")? {
+        None => Ok("default".to_owned()),
+        Some(ns) if is_dns_label(ns) => Ok(ns.to_owned()),
+        Some(ns) => Err(TaskError::invalid_input(
+            "Namespace",
+            format!(
+                "{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+            ),
+        )),
+    }
+}
+
 /// Parses and validates the cluster fields common to every payload.
 ///
 /// # Errors
@@ -676,18 +693,7 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
     ]);
     reject_unknown(fields, &allowed, "")?;
     let execution = execution_arn(fields)?;
-    let namespace = match opt_string(fields, "Namespace")? {
-        None => "default".to_owned(),
-        Some(ns) if is_dns_label(ns) => ns.to_owned(),
-        Some(ns) => {
-            return Err(TaskError::invalid_input(
-                "Namespace",
-                format!(
-                "{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
-            ),
-            ))
-        }
-    };
+    let namespace = namespace(fields)?;
     let inline_wait_seconds = match fields.get("InlineWaitSeconds") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().filter(|n| *n <= 900).ok_or_else(|| {

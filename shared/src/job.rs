@@ -31,9 +31,50 @@ pub fn task_label(task_token: &str) -> String {
     digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The manifest as sent: the user's Job with the worker's labels added.
+/// The characters the API server draws a `generateName` suffix from (no vowels, no
+/// look-alikes); the worker's derived suffix uses the same, so its names look alike.
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// The longest `generateName` prefix the API server keeps (63 minus the 5-character
+/// suffix).
+const MAX_PREFIX: usize = 58;
+
+/// The name a `generateName` Job gets from the worker: the prefix (cut to 58
+/// characters, as the API server cuts it) and five characters derived from the task's
+/// key. The same task always gets the same name, so a second create of it (a retry
+/// after a lost answer, a second delivery at the same time) is refused with 409 and
+/// the first Job is adopted, never run twice.
 #[must_use]
-pub fn prepare(job: &Value, task_token: Option<&str>) -> Value {
+pub fn derived_name(generate_name: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("generateName:{key}").as_bytes());
+    let prefix: String = generate_name.chars().take(MAX_PREFIX).collect();
+    let suffix: String = digest
+        .iter()
+        .take(5)
+        .map(|b| char::from(SUFFIX_ALPHABET[usize::from(*b) % SUFFIX_ALPHABET.len()]))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// A key for a create without a task token (request/response): unique to this
+/// invocation, so that its own retries recognise the Job they made.
+#[must_use]
+pub fn invocation_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digest = Sha256::digest(format!("{now}/{}/{n}", std::process::id()).as_bytes());
+    digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The manifest as sent: the user's Job with the worker's labels added (the task label
+/// holds the hash of `key`: the task token, or the invocation's key), and a
+/// `generateName` turned into the task's [`derived_name`].
+#[must_use]
+pub fn prepare(job: &Value, key: &str) -> Value {
     let mut job = job.clone();
     if let Some(meta) = job.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = meta
@@ -41,8 +82,17 @@ pub fn prepare(job: &Value, task_token: Option<&str>) -> Value {
             .or_insert_with(|| Value::Object(Map::new()));
         if let Some(labels) = labels.as_object_mut() {
             labels.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY));
-            if let Some(t) = task_token {
-                labels.insert(TASK_LABEL.into(), json!(task_label(t)));
+            labels.insert(TASK_LABEL.into(), json!(task_label(key)));
+        }
+        let named = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !named {
+            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+                let name = derived_name(prefix, key);
+                meta.remove("generateName");
+                meta.insert("name".into(), json!(name));
             }
         }
     }
@@ -53,58 +103,88 @@ fn name_of(job: &Value) -> Option<&str> {
     job.pointer("/metadata/name").and_then(Value::as_str)
 }
 
-/// Creates the Job in `namespace` and returns it as the API server returned it. With a
-/// task token, a Job already created for that token (a retried delivery) is adopted
-/// instead of created twice.
+fn label_of<'a>(job: &'a Value, label: &str) -> Option<&'a str> {
+    job.pointer(&format!("/metadata/labels/{}", label.replace('/', "~1")))
+        .and_then(Value::as_str)
+}
+
+/// Whether `job` was created for the task `key` (its task label says so).
+#[must_use]
+pub fn is_for_task(job: &Value, key: &str) -> bool {
+    label_of(job, TASK_LABEL) == Some(task_label(key).as_str())
+}
+
+/// Creates the Job in `namespace` and returns it as the API server returned it: exactly
+/// one Job per task, whatever answer is lost. The task's key is its token (callback)
+/// or a key of this invocation (request/response, `None`); the Job carries its hash as
+/// the task label, and a `generateName` becomes a name derived from it. A Job already
+/// created for the key is adopted instead of created again: looked up by the task label
+/// before the first try (a token's retried delivery) and before every later try, and
+/// read back by name when the create meets 409 (a lost answer, a delivery at the same
+/// time).
 ///
 /// # Errors
-/// `EKS.<status>` when the API server refuses, transport errors otherwise.
+/// `EKS.<status>` when the API server refuses (`EKS.409` when the name belongs to a
+/// Job of another task), transport errors otherwise.
 pub async fn create(
     kube: &dyn KubeApi,
     namespace: &str,
     job: &Value,
     task_token: Option<&str>,
 ) -> Result<Value, TaskError> {
-    let manifest = prepare(job, task_token);
-    if let Some(token) = task_token {
-        if let Some(existing) = find_by_task(kube, namespace, token).await? {
-            tracing::info!(
-                job = name_of(&existing).unwrap_or_default(),
-                namespace,
-                "adopted the job created by an earlier delivery"
-            );
-            return Ok(existing);
+    let key = task_token.map_or_else(invocation_key, str::to_owned);
+    let manifest = prepare(job, &key);
+    let adopted = |existing: &Value| {
+        tracing::info!(
+            job = name_of(existing).unwrap_or_default(),
+            namespace,
+            "adopted the job already created for this task"
+        );
+    };
+    let mut tries = 0_u32;
+    // A 5xx, a 429 or a lost connection is tried again; before each try after the first
+    // (and before the first, for a token's retried delivery) the task's Job is looked up.
+    let response = crate::retry::transient("creating the job", || {
+        tries += 1;
+        let look_first = tries > 1 || task_token.is_some();
+        let (manifest, key) = (&manifest, &key);
+        async move {
+            if look_first {
+                if let Some(existing) = find_by_task(kube, namespace, key).await? {
+                    return Ok(Created::Adopted(existing));
+                }
+            }
+            let r = kube
+                .send(
+                    KubeRequest::json(http::Method::POST, jobs_path(namespace), manifest),
+                    None,
+                )
+                .await?;
+            if r.status == 429 || r.status >= 500 {
+                return Err(r
+                    .ok()
+                    .err()
+                    .unwrap_or_else(|| TaskError::message(names::INTERNAL, "a failed status")));
+            }
+            Ok(Created::Answered(r))
         }
-    }
-    // A 5xx, a 429 or a lost connection is tried again: should the first try have
-    // created the Job after all, the 409 below adopts it by its task label.
-    let response = crate::retry::transient("creating the job", || async {
-        let r = kube
-            .send(
-                KubeRequest::json(http::Method::POST, jobs_path(namespace), &manifest),
-                None,
-            )
-            .await?;
-        if r.status == 429 || r.status >= 500 {
-            return Err(r
-                .ok()
-                .err()
-                .unwrap_or_else(|| TaskError::message(names::INTERNAL, "a failed status")));
-        }
-        Ok(r)
     })
     .await?;
+    let response = match response {
+        Created::Adopted(existing) => {
+            adopted(&existing);
+            return Ok(existing);
+        }
+        Created::Answered(r) => r,
+    };
     if response.status == 409 {
-        if let (Some(token), Some(name)) = (task_token, name_of(job)) {
-            let existing = get(kube, namespace, name).await?;
-            if existing
-                .pointer(&format!(
-                    "/metadata/labels/{}",
-                    TASK_LABEL.replace('/', "~1")
-                ))
-                .and_then(Value::as_str)
-                == Some(task_label(token).as_str())
-            {
+        if let Some(name) = name_of(&manifest) {
+            let existing = crate::retry::transient("reading the job", || async {
+                get(kube, namespace, name).await.map(with_create_shape)
+            })
+            .await?;
+            if is_for_task(&existing, &key) {
+                adopted(&existing);
                 return Ok(existing);
             }
         }
@@ -118,29 +198,35 @@ pub async fn create(
     Ok(created)
 }
 
+enum Created {
+    Answered(crate::kube_api::KubeResponse),
+    Adopted(Value),
+}
+
+/// A Job read back (a list item, a GET) in the shape a create answers with.
+fn with_create_shape(mut job: Value) -> Value {
+    if let Some(o) = job.as_object_mut() {
+        o.entry("kind").or_insert(json!("Job"));
+        o.entry("apiVersion").or_insert(json!("batch/v1"));
+    }
+    job
+}
+
 async fn find_by_task(
     kube: &dyn KubeApi,
     namespace: &str,
-    token: &str,
+    key: &str,
 ) -> Result<Option<Value>, TaskError> {
-    let request = KubeRequest::get(jobs_path(namespace)).param(
-        "labelSelector",
-        format!("{TASK_LABEL}={}", task_label(token)),
-    );
+    let request = KubeRequest::get(jobs_path(namespace))
+        .param("labelSelector", format!("{TASK_LABEL}={}", task_label(key)));
     let list = kube.send(request, None).await?.ok()?.json()?;
+    // List items carry no kind/apiVersion; give the adopted Job the create shape.
     Ok(list
         .get("items")
         .and_then(Value::as_array)
         .and_then(|items| items.first())
         .cloned()
-        .map(|mut job| {
-            // List items carry no kind/apiVersion; give the adopted Job the create shape.
-            if let Some(o) = job.as_object_mut() {
-                o.insert("kind".into(), json!("Job"));
-                o.insert("apiVersion".into(), json!("batch/v1"));
-            }
-            job
-        }))
+        .map(with_create_shape))
 }
 
 /// Reads the Job `name`.
@@ -247,6 +333,133 @@ pub enum Waited {
     Finished(Value),
     /// The window closed first: the Job as last seen.
     StillRunning(Value),
+}
+
+/// The annotation by which one delivery of a task takes the turn to answer it (a
+/// delivery twice at once: both see the Job finish): `<delivery> <unix seconds>`.
+pub const ANSWERING_ANNOTATION: &str = "eks-task-worker.io/answering";
+/// Set on the Job once its answer went out: `<delivery>`.
+pub const ANSWERED_ANNOTATION: &str = "eks-task-worker.io/answered";
+/// A turn not finished within this is its holder's no more (it died before answering),
+/// and another delivery takes it over.
+pub const TURN_SECONDS: u64 = 120;
+
+/// Whose turn it is to answer a finished Job's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// This delivery answers.
+    Mine,
+    /// Another delivery answered (or holds the turn while this one ran out of reasons
+    /// to wait): nothing is sent.
+    Answered(String),
+}
+
+fn annotation<'a>(job: &'a Value, key: &str) -> Option<&'a str> {
+    job.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
+        .and_then(Value::as_str)
+}
+
+fn merge_patch(namespace: &str, name: &str, patch: &Value) -> KubeRequest {
+    KubeRequest {
+        method: http::Method::PATCH,
+        path: format!("{}/{name}", jobs_path(namespace)),
+        query: Vec::new(),
+        body: Some((
+            patch.to_string().into_bytes(),
+            "application/merge-patch+json",
+        )),
+    }
+}
+
+/// Takes the turn to answer the task of the finished Job (`uid`) for the delivery `me`,
+/// so that two deliveries of the same event answer once: the turn is an annotation
+/// written with the Job's resourceVersion as precondition, so one write wins. A
+/// delivery that finds another's fresh turn waits (until `until`) for that answer to
+/// be marked sent, and takes the turn over once it is older than [`TURN_SECONDS`]
+/// (its holder died). Whatever cannot be coordinated (the Job unreadable, the
+/// annotation refused by RBAC, time out) is answered: Step Functions refuses a second
+/// answer, while a task nobody answers waits until its timeout.
+pub async fn take_turn(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    me: &str,
+    clock: &dyn crate::clock::Clock,
+    until: tokio::time::Instant,
+) -> Turn {
+    let mut other: Option<String> = None;
+    loop {
+        let job = match get(kube, namespace, name).await {
+            Ok(j) if j.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => j,
+            // Gone after another delivery took the turn: it went on to JOB_CLEANUP.
+            Ok(_) | Err(_) if other.is_some() => {
+                return Turn::Answered(other.unwrap_or_default());
+            }
+            _ => return Turn::Mine,
+        };
+        if let Some(by) = annotation(&job, ANSWERED_ANNOTATION) {
+            return Turn::Answered(by.to_owned());
+        }
+        let now = clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if let Some((holder, at)) = annotation(&job, ANSWERING_ANNOTATION)
+            .and_then(|a| a.split_once(' '))
+            .map(|(h, t)| (h.to_owned(), t.parse::<u64>().unwrap_or_default()))
+        {
+            if holder == me {
+                return Turn::Mine;
+            }
+            if now.saturating_sub(at) < TURN_SECONDS {
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(job = name, holder = %holder, "another delivery holds the turn to answer, and this one is out of time: answering too");
+                    return Turn::Mine;
+                }
+                other = Some(holder);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        }
+        let rv = job
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
+        match kube.send(merge_patch(namespace, name, &patch), None).await {
+            Ok(r) if r.is_success() => return Turn::Mine,
+            // Another write came first: look again.
+            Ok(r) if r.status == 409 => {}
+            Ok(r) => {
+                tracing::info!(
+                    job = name,
+                    status = r.status,
+                    "could not take the turn to answer; answering"
+                );
+                return Turn::Mine;
+            }
+            Err(e) => {
+                tracing::info!(job = name, error = %e, "could not take the turn to answer; answering");
+                return Turn::Mine;
+            }
+        }
+    }
+}
+
+/// Marks the Job's answer as sent by `me` (best effort: a Job already deleted is fine).
+pub async fn answered(kube: &dyn KubeApi, namespace: &str, name: &str, me: &str) {
+    let patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
+    match kube.send(merge_patch(namespace, name, &patch), None).await {
+        Ok(r) if r.is_success() || r.status == 404 => {}
+        Ok(r) => tracing::info!(
+            job = name,
+            status = r.status,
+            "could not mark the answer sent"
+        ),
+        Err(e) => tracing::info!(job = name, error = %e, "could not mark the answer sent"),
+    }
 }
 
 /// The error for a Job that disappeared while waited on.
@@ -509,15 +722,13 @@ mod tests {
     #[test]
     fn prepare_adds_labels_and_keeps_everything_else() {
         let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {"futureField": {"x": 1}}});
-        let p = prepare(&job, Some("token"));
+        let p = prepare(&job, "token");
         assert_eq!(p["metadata"]["labels"]["a"], "b");
         assert_eq!(p["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
         assert_eq!(p["metadata"]["labels"][TASK_LABEL], task_label("token"));
         assert_eq!(p["spec"]["futureField"]["x"], 1);
         assert_eq!(task_label("token").len(), 40);
-        assert!(prepare(&job, None)["metadata"]["labels"]
-            .get(TASK_LABEL)
-            .is_none());
+        assert_eq!(p["metadata"]["name"], "j", "a fixed name stays");
     }
 
     #[test]
@@ -564,5 +775,299 @@ mod tests {
         assert_eq!(s["failedPods"][0]["containers"][0]["exitCode"], 3);
         assert_eq!(s["conditions"][0]["reason"], "BackoffLimitExceeded");
         assert_eq!(s["message"], "the Job n/j failed");
+    }
+}
+
+#[cfg(test)]
+mod create_tests {
+    //! `create` against an in-memory API server that commits a create and can lose its
+    //! answer, as a dropped connection does.
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::kube_api::{KubeResponse, TransportError};
+
+    #[derive(Default)]
+    struct Server {
+        jobs: Mutex<Vec<Value>>,
+        /// Answers to lose after committing (creates that reach the store).
+        lose: Mutex<u32>,
+        posts: Mutex<u32>,
+    }
+
+    fn answer(status: u16, body: &Value) -> KubeResponse {
+        let body = body.to_string();
+        KubeResponse {
+            status,
+            reason: crate::kube_api::reason_phrase(status),
+            headers: vec![],
+            body_len: body.len() as u64,
+            body: body.into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl KubeApi for Server {
+        async fn send(
+            &self,
+            request: KubeRequest,
+            _keep_tail: Option<usize>,
+        ) -> Result<KubeResponse, TransportError> {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if request.method == http::Method::PATCH {
+                let patch: Value = request
+                    .body
+                    .as_ref()
+                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                let name = request.path.rsplit('/').next().unwrap_or_default();
+                let Some(job) = jobs.iter_mut().find(|j| name_of(j) == Some(name)) else {
+                    return Ok(answer(404, &json!({ "kind": "Status", "code": 404 })));
+                };
+                let rv = job["metadata"]["resourceVersion"].clone();
+                if let Some(want) = patch.pointer("/metadata/resourceVersion") {
+                    if *want != rv {
+                        return Ok(answer(
+                            409,
+                            &json!({ "kind": "Status", "reason": "Conflict", "code": 409 }),
+                        ));
+                    }
+                }
+                for (k, v) in patch["metadata"]["annotations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    job["metadata"]["annotations"][k] = v;
+                }
+                let next = rv
+                    .as_str()
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .unwrap_or_default()
+                    + 1;
+                job["metadata"]["resourceVersion"] = json!(next.to_string());
+                return Ok(answer(200, job));
+            }
+            if request.method == http::Method::POST {
+                *self
+                    .posts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+                let mut job: Value = request
+                    .body
+                    .as_ref()
+                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                let name = match name_of(&job) {
+                    Some(n) => n.to_owned(),
+                    // The server's own generateName: a fresh suffix each time.
+                    None => format!(
+                        "{}{}",
+                        job["metadata"]["generateName"].as_str().unwrap_or_default(),
+                        jobs.len()
+                    ),
+                };
+                if jobs.iter().any(|j| name_of(j) == Some(name.as_str())) {
+                    return Ok(answer(
+                        409,
+                        &json!({ "kind": "Status", "reason": "AlreadyExists", "code": 409 }),
+                    ));
+                }
+                job["metadata"]["name"] = json!(name);
+                job["metadata"]["uid"] = json!(format!("uid-{}", jobs.len()));
+                job["metadata"]["resourceVersion"] = json!("1");
+                jobs.push(job.clone());
+                let mut lose = self
+                    .lose
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *lose > 0 {
+                    *lose -= 1;
+                    return Err(TransportError::Unreachable {
+                        endpoint: "https://test".into(),
+                        message: "connection reset after the request was sent".into(),
+                    });
+                }
+                return Ok(answer(201, &job));
+            }
+            if let Some((_, selector)) = request.query.iter().find(|(k, _)| k == "labelSelector") {
+                let (label, value) = selector.split_once('=').unwrap_or_default();
+                let items: Vec<Value> = jobs
+                    .iter()
+                    .filter(|j| label_of(j, label) == Some(value))
+                    .cloned()
+                    .collect();
+                return Ok(answer(200, &json!({ "items": items })));
+            }
+            let name = request.path.rsplit('/').next().unwrap_or_default();
+            Ok(match jobs.iter().find(|j| name_of(j) == Some(name)) {
+                Some(j) => answer(200, j),
+                None => answer(404, &json!({ "kind": "Status", "code": 404 })),
+            })
+        }
+
+        async fn watch(
+            &self,
+            _request: KubeRequest,
+        ) -> Result<
+            Result<
+                futures::stream::BoxStream<'static, Result<Value, TransportError>>,
+                KubeResponse,
+            >,
+            TransportError,
+        > {
+            Ok(Err(answer(405, &json!({}))))
+        }
+    }
+
+    fn generated() -> Value {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "generateName": "work-" }, "spec": {} })
+    }
+
+    fn fixed() -> Value {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "work" }, "spec": {} })
+    }
+
+    async fn run(server: &Server, job: &Value, token: Option<&str>) -> Result<Value, TaskError> {
+        create(server, "ns", job, token).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_never_makes_a_second_job() {
+        for (job, token) in [
+            (generated(), Some("token")),
+            (generated(), None),
+            (fixed(), Some("token")),
+            (fixed(), None),
+        ] {
+            let server = Server::default();
+            *server
+                .lose
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+            let created = run(&server, &job, token)
+                .await
+                .unwrap_or_else(|e| panic!("{job} {token:?}: {e}"));
+            let jobs = server.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+            assert_eq!(jobs.len(), 1, "{job} {token:?}: {jobs:?}");
+            assert_eq!(created["metadata"]["uid"], "uid-0", "{job} {token:?}");
+            assert_eq!(created["kind"], "Job");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_delivery_adopts_the_first_job() {
+        let server = Server::default();
+        let first = run(&server, &generated(), Some("token")).await;
+        let second = run(&server, &generated(), Some("token")).await;
+        let uid =
+            |r: &Result<Value, TaskError>| r.as_ref().ok().map(|j| j["metadata"]["uid"].clone());
+        assert_eq!(uid(&first), Some(json!("uid-0")));
+        assert_eq!(uid(&second), uid(&first));
+        assert_eq!(server.jobs.lock().map(|j| j.len()).unwrap_or_default(), 1);
+        // Another task with the same generateName gets a Job of its own.
+        let other = run(&server, &generated(), Some("another token")).await;
+        assert_eq!(uid(&other), Some(json!("uid-1")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_taken_by_another_task_is_eks_409() {
+        let server = Server::default();
+        run(&server, &fixed(), Some("one"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = run(&server, &fixed(), Some("two"))
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some("EKS.409"));
+        let e = run(&server, &fixed(), None).await.err().map(|e| e.name);
+        assert_eq!(
+            e.as_deref(),
+            Some("EKS.409"),
+            "request/response is not adopted either"
+        );
+    }
+
+    #[test]
+    fn derived_names_look_generated_and_are_stable() {
+        let a = derived_name("work-", "t");
+        assert_eq!(a, derived_name("work-", "t"));
+        assert_ne!(a, derived_name("work-", "u"));
+        assert_eq!(a.len(), 10);
+        assert!(a[5..].bytes().all(|b| SUFFIX_ALPHABET.contains(&b)), "{a}");
+        assert_eq!(derived_name(&"x".repeat(80), "t").len(), 63);
+        let p = prepare(&generated(), "t");
+        assert_eq!(p["metadata"]["name"], json!(a));
+        assert!(p["metadata"].get("generateName").is_none());
+    }
+
+    /// A clock that moves with tokio's (paused) time.
+    struct TokioClock(tokio::time::Instant);
+
+    impl crate::clock::Clock for TokioClock {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + self.0.elapsed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_deliveries_at_once_answer_once() {
+        let server = Server::default();
+        let job = run(&server, &generated(), Some("token"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (name, uid) = (name_of(&job).unwrap_or_default().to_owned(), "uid-0");
+        let clock = TokioClock(tokio::time::Instant::now());
+        let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
+        let a = async {
+            let turn = take_turn(&server, "ns", &name, uid, "a", &clock, until).await;
+            // The answer takes a while (logs), then is marked sent.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            answered(&server, "ns", &name, "a").await;
+            turn
+        };
+        let b = async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            take_turn(&server, "ns", &name, uid, "b", &clock, until).await
+        };
+        let (a, b) = tokio::join!(a, b);
+        assert_eq!((a, b), (Turn::Mine, Turn::Answered("a".into())));
+        // A later delivery of the same event sees the answer sent.
+        let c = take_turn(&server, "ns", &name, uid, "c", &clock, until).await;
+        assert_eq!(c, Turn::Answered("a".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_whose_holder_died_is_taken_over() {
+        let server = Server::default();
+        let job = run(&server, &generated(), Some("token"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = name_of(&job).unwrap_or_default().to_owned();
+        let clock = TokioClock(tokio::time::Instant::now());
+        let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
+        // "dead" takes the turn and never answers.
+        assert_eq!(
+            take_turn(&server, "ns", &name, "uid-0", "dead", &clock, until).await,
+            Turn::Mine
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            take_turn(&server, "ns", &name, "uid-0", "next", &clock, until).await,
+            Turn::Mine
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(TURN_SECONDS),
+            "waited for the turn to lapse"
+        );
+        // A Job that cannot be coordinated on (gone) is answered.
+        assert_eq!(
+            take_turn(&server, "ns", "no-such-job", "uid-9", "x", &clock, until).await,
+            Turn::Mine
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::error::{names, TaskError};
 use crate::handoff::PollState;
 use crate::job::{self, Phase};
 use crate::kube_api::KubeApi;
-use crate::run_job::{answer_task, finish, respond, EndFacts, JobPlace};
+use crate::run_job::{answer_task, finish, respond, AnswerTurn, EndFacts, JobPlace};
 use crate::telemetry;
 use tracing::Instrument;
 
@@ -44,6 +44,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
+    state.check_bounds(deps)?;
     let span = telemetry::task_span(
         state.execution.as_deref(),
         &state.cluster.cluster_name,
@@ -69,7 +70,14 @@ async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, V
                 if j.pointer("/metadata/uid").and_then(Value::as_str)
                     == Some(state.job_uid.as_str()) =>
             {
-                Ok((kube, j))
+                if job::is_for_task(&j, &state.task_token) {
+                    Ok((kube, j))
+                } else {
+                    Err(TaskError::new(
+                        names::NOT_OWNED,
+                        json!({ "message": format!("the Job {}/{} was not created for this task (its {} label is not the hash of the poll state's task token); the poller refuses to act on it", state.namespace, state.job_name, job::TASK_LABEL), "namespace": state.namespace, "job": state.job_name }),
+                    ))
+                }
             }
             Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
             Err(e) if e.name == "EKS.404" => Err(job::vanished(&state.namespace, &state.job_name)),
@@ -88,6 +96,11 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     };
     let (kube, job) = match read_job(deps, state).await {
         Ok(found) => found,
+        // A forged or corrupted state: nothing is touched, nobody is answered.
+        Err(e) if e.name == names::NOT_OWNED || e.name == names::UNTRUSTED_ENDPOINT => {
+            tracing::warn!(error = %e, "refused a poll state");
+            return Err(e);
+        }
         Err(e) if is_transient(&e) => return failed_poll(state, deps, e).await,
         // The Job vanished, or the cluster refuses for good (403 after an RBAC change).
         Err(e) => return respond(deps, token, Err(e)).await,
@@ -119,9 +132,18 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         }
     }
     if phase != Phase::Running {
+        // One answer, also when this poll was delivered twice at once.
+        let turn = match AnswerTurn::take(kube.clone(), &state.namespace, &job, deps, None).await {
+            Ok(turn) => turn,
+            Err(by) => return Ok(json!({ "answered": "by another delivery", "delivery": by })),
+        };
         let options = (&state.log_options).into();
         let (answer, facts) = finish(kube, &state.namespace, &job, &options, deps).await;
-        return answer_task(deps, token, answer, facts, &at).await;
+        let report = answer_task(deps, token, answer, facts, &at).await;
+        if report.is_ok() {
+            turn.done().await;
+        }
+        return report;
     }
     schedule(deps, state.next(Vec::new())).await
 }

@@ -67,7 +67,16 @@ pub async fn handle(
                             json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
                         )
                     }
-                    Ok(Progress::Finished(answer, facts)) => (answer, facts),
+                    Ok(Progress::AnsweredElsewhere(by)) => {
+                        return Ok(json!({ "answered": "by another delivery", "delivery": by }))
+                    }
+                    Ok(Progress::Finished(answer, facts, turn)) => {
+                        let report = answer_task(deps, &token, answer, facts, &at).await;
+                        if let (Ok(_), Some(turn)) = (&report, turn) {
+                            turn.done().await;
+                        }
+                        return report;
+                    }
                     Err(e) => (Err(e), EndFacts::default()),
                 };
                 answer_task(deps, &token, answer, facts, &at).await
@@ -201,8 +210,69 @@ pub async fn respond(
 }
 
 enum Progress {
-    Finished(Result<Value, TaskError>, EndFacts),
+    Finished(Result<Value, TaskError>, EndFacts, Option<AnswerTurn>),
     HandedOff(Box<PollState>),
+    AnsweredElsewhere(String),
+}
+
+/// This delivery's turn to answer a finished Job's task ([`job::take_turn`]): once the
+/// answer is sent, [`AnswerTurn::done`] marks it on the Job.
+pub struct AnswerTurn {
+    kube: Arc<dyn KubeApi>,
+    namespace: String,
+    name: String,
+    me: String,
+}
+
+impl AnswerTurn {
+    /// Takes the turn to answer for the finished Job `done`: `Ok(turn)` when this
+    /// delivery answers, `Err(delivery)` when another one did. Waits at most until the
+    /// invocation's deadline (less the margin), and never longer than a turn lasts.
+    pub async fn take(
+        kube: Arc<dyn KubeApi>,
+        namespace: &str,
+        done: &Value,
+        deps: &Deps,
+        deadline: Option<SystemTime>,
+    ) -> Result<Self, String> {
+        let text = |p: &str| done.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
+        let me = job::invocation_key();
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.duration_since(deps.clock.now())
+                .unwrap_or_default()
+                .saturating_sub(deps.settings.lambda_margin)
+        });
+        let until =
+            tokio::time::Instant::now() + left.min(Duration::from_secs(job::TURN_SECONDS + 10));
+        match job::take_turn(
+            kube.as_ref(),
+            namespace,
+            name,
+            uid,
+            &me,
+            deps.clock.as_ref(),
+            until,
+        )
+        .await
+        {
+            job::Turn::Mine => Ok(Self {
+                kube,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                me,
+            }),
+            job::Turn::Answered(by) => {
+                tracing::info!(job = name, delivery = %by, "another delivery answers this task");
+                Err(by)
+            }
+        }
+    }
+
+    /// Marks the answer sent.
+    pub async fn done(self) {
+        job::answered(self.kube.as_ref(), &self.namespace, &self.name, &self.me).await;
+    }
 }
 
 async fn run_with_callback(
@@ -245,9 +315,14 @@ async fn run_with_callback(
     .await?
     {
         Waited::Finished(done) => {
-            let (answer, facts) =
-                finish(kube, &input.namespace, &done, &input.log_options, deps).await;
-            Ok(Progress::Finished(answer, facts))
+            match AnswerTurn::take(kube.clone(), &input.namespace, &done, deps, deadline).await {
+                Err(by) => Ok(Progress::AnsweredElsewhere(by)),
+                Ok(turn) => {
+                    let (answer, facts) =
+                        finish(kube, &input.namespace, &done, &input.log_options, deps).await;
+                    Ok(Progress::Finished(answer, facts, Some(turn)))
+                }
+            }
         }
         Waited::StillRunning(_) => {
             let state = PollState {

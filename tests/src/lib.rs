@@ -119,15 +119,17 @@ impl World {
     pub async fn deps(&self, settings: Settings) -> Result<Deps> {
         let sdk = self.sdk("worker").await;
         let mut deps = Deps::aws(&sdk, settings.clone())?;
+        let credentials = Arc::new(AwsCredentials::new(&sdk)?);
         let tokens = Arc::new(BearerTokens::new(
-            Arc::new(AwsCredentials::new(&sdk)?),
+            credentials.clone(),
             Arc::new(SystemClock),
         ));
         deps.connector = Arc::new(ClusterConnector::new(
-            Arc::new(EksDirectory::new(&sdk)),
+            Arc::new(EksDirectory::new(&sdk, credentials)),
             tokens,
             settings.region.clone(),
             settings.timeouts,
+            settings.trusted_endpoints.clone(),
         ));
         let credentials = Arc::new(AwsCredentials::new(&sdk)?);
         let eks = shared::eks_api::EksRest::new(
@@ -754,21 +756,27 @@ impl FaultProxy {
             .sum()
     }
 
-    /// `SendTaskSuccess`/`SendTaskFailure` calls Step Functions accepted for `token`.
-    pub async fn results_sent(&self, token: &str) -> usize {
-        self.control("GET", "/__calls", None).await["calls"]
+    /// The `SendTaskSuccess`/`SendTaskFailure` calls for `token` that reached Step
+    /// Functions (whatever it answered: a second answer is refused there, but it was
+    /// sent), and how many of them it accepted. Calls a fault rule answered in Step
+    /// Functions' place never reached it and are not counted.
+    pub async fn answers(&self, token: &str) -> (usize, usize) {
+        let calls = self.control("GET", "/__calls", None).await["calls"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let answers: Vec<&Value> = calls
             .iter()
             .filter(|c| {
                 c["token"] == token
-                    && c["status"] == 200
+                    && c["injected"] != true
                     && c["target"].as_str().is_some_and(|t| {
                         t.ends_with("SendTaskSuccess") || t.ends_with("SendTaskFailure")
                     })
             })
-            .count()
+            .collect();
+        let accepted = answers.iter().filter(|c| c["status"] == 200).count();
+        (answers.len(), accepted)
     }
 }
 

@@ -170,13 +170,23 @@ async fn forbidden_paths_are_eks_403() {
 async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
     let world = World::get();
     // The API server belongs to the local cluster; a token made for another name fails.
-    let e = call(
-        &world,
-        json!({ "ClusterName": "someone-elses", "Method": "GET", "Path": "/api" }),
-    )
-    .await
-    .err()
-    .unwrap_or_else(|| panic!("must be unauthorized"));
+    // (EKS knows no cluster "someone-elses", so its endpoint must be listed as trusted
+    // for the worker to send it a token at all.)
+    let settings = shared::config::Settings::from_lookup(|k| match k {
+        "AWS_REGION" => Some(world.fact("/region")),
+        "TRUSTED_ENDPOINTS" => Some(world.fact("/api_endpoint")),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut payload = world.cluster_fields();
+    payload["ClusterName"] = json!("someone-elses");
+    payload["Method"] = json!("GET");
+    payload["Path"] = json!("/api");
+    let e = shared::call::handle(payload, &deps)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("must be unauthorized"));
     assert_eq!(e.name, "EKS.401");
     assert_eq!(
         e.cause,
@@ -192,13 +202,22 @@ async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_cluster_unreachable() {
     let world = World::get();
-    let e = call(
-        &world,
-        json!({ "Endpoint": "https://127.0.0.1:1", "Method": "GET", "Path": "/api" }),
-    )
-    .await
-    .err()
-    .unwrap_or_else(|| panic!("nothing listens on port 1"));
+    // Listed as trusted (else it is refused before any connection: ownership.rs).
+    let settings = shared::config::Settings::from_lookup(|k| match k {
+        "AWS_REGION" => Some(world.fact("/region")),
+        "TRUSTED_ENDPOINTS" => Some("https://127.0.0.1:1".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut payload = world.cluster_fields();
+    payload["Endpoint"] = json!("https://127.0.0.1:1");
+    payload["Method"] = json!("GET");
+    payload["Path"] = json!("/api");
+    let e = shared::call::handle(payload, &deps)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("nothing listens on port 1"));
     assert_eq!(e.name, "EksTaskWorker.ClusterUnreachable");
     assert_eq!(e.cause["endpoint"], "https://127.0.0.1:1/");
 }

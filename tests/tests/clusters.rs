@@ -335,7 +335,8 @@ async fn the_poller_answers_a_handed_off_cluster_operation() {
         task_token: token,
         attempt: 2,
         next_delay_seconds: 1,
-        curve: shared::curve::PollCurve::default(),
+        curve: shared::curve::PollCurve::new(vec![1], 1).unwrap_or_else(|e| panic!("{e}")),
+        execution: None,
     };
     let input: Value =
         serde_json::from_str(&state.next_poll().unwrap_or_else(|e| panic!("{e}")).input)

@@ -374,6 +374,67 @@ async fn example_cluster(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The cluster example started with the name of a cluster someone else made (no worker
+/// tags, a nodegroup of theirs): createCluster fails, and the example's failure path
+/// deletes nothing (RELIABILITY.md, "Ownership and trust": the example on a foreign
+/// cluster).
+async fn example_cluster_on_someone_elses_cluster(world: &World) {
+    let deps = world
+        .deps(world.settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let name = unique("e2e-foreign-cluster");
+    let account = world.fact("/account");
+    let role = format!("arn:aws:iam::{account}:role/eks-task-worker-cluster");
+    for (path, body) in [
+        (
+            "/clusters".to_owned(),
+            json!({ "name": name, "roleArn": role, "resourcesVpcConfig": { "subnetIds": ["subnet-a"] } }),
+        ),
+        (
+            format!("/clusters/{name}/node-groups"),
+            json!({ "nodegroupName": "theirs", "nodeRole": role, "subnets": ["subnet-a"] }),
+        ),
+    ] {
+        eks.call(http::Method::POST, &path, Some(&body))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+    }
+    let input = json!({
+        "ClusterName": name,
+        "ClusterRoleArn": role,
+        "NodeRoleArn": role,
+        "SubnetIds": ["subnet-a", "subnet-b"]
+    });
+    let (_, status, _, error) = world
+        .run_state_machine(
+            &name,
+            &repo_file("statemachines/cluster.asl.json"),
+            &input,
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("ExampleFailed")),
+        "the example fails on a name that is taken"
+    );
+    for path in [
+        format!("/clusters/{name}"),
+        format!("/clusters/{name}/node-groups/theirs"),
+    ] {
+        let found = eks.call(http::Method::GET, &path, None).await;
+        assert!(
+            found
+                .as_ref()
+                .is_ok_and(|v| !v.to_string().contains("DELETING")),
+            "{path} was not the example's to delete: {found:?}"
+        );
+    }
+}
+
 /// Bytes of the archived log: 200 MB, as issue "Job insight" asks.
 const ARCHIVED_LOG_BYTES: u64 = 200_000_000;
 
@@ -611,6 +672,7 @@ async fn state_machines_run_through_the_real_binaries() {
         stopped_execution(&world),
         cluster_create_and_delete(&world),
         example_cluster(&world),
+        example_cluster_on_someone_elses_cluster(&world),
         archived_log(&world),
     );
     emitted_metrics(&world, started_ms);
