@@ -231,8 +231,13 @@ def dispatch(world, functions, stop):
     seen = set()
     while not stop.is_set():
         try:
-            for machine in sfn.list_state_machines()["stateMachines"]:
-                for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")["executions"]:
+            # Every page: past 100 state machines (a long test run makes more) the first page
+            # alone would leave new executions waiting forever.
+            machines = [m for page in sfn.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]]
+            for machine in machines:
+                running = [e for page in sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING") for e in page["executions"]]
+                for ex in running:
                     for event in sfn.get_execution_history(executionArn=ex["executionArn"])["events"]:
                         d = event.get("taskScheduledEventDetails")
                         key = (ex["executionArn"], event["id"])
@@ -243,7 +248,7 @@ def dispatch(world, functions, stop):
                         name = str(params.get("FunctionName", "")).split(":function:")[-1].split(":")[0]
                         if name in by_name:
                             by_name[name].invoke(params.get("Payload", {}))
-            for s in scheduler.list_schedules()["Schedules"]:
+            for s in [x for page in scheduler.get_paginator("list_schedules").paginate() for x in page["Schedules"]]:
                 got = scheduler.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
                 due = at_time(got.get("ScheduleExpression"))
                 target = got.get("Target", {})

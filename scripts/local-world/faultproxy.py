@@ -16,7 +16,8 @@ A rule: {"id", "side": "kube"|"aws", "method", "path" (regex on the path and que
 (close the connection without an answer), "cut_after" (forward, then cut the response
 after that many bytes)}. With "forward_first": true, a "status" or "reset" rule first
 forwards the request and reads the upstream answer, then throws it away: the server
-did the work, the client never hears of it (an answer lost after the commit).
+did the work, the client never hears of it (an answer lost after the commit); GET
+/__faults then also says what the upstream answered ("forwarded": {id: [status]}).
 """
 import argparse
 import http.client
@@ -39,6 +40,7 @@ class Faults:
         self.lock = threading.Lock()
         self.rules = []
         self.calls = []
+        self.forwarded = {}
 
     def add(self, rules):
         with self.lock:
@@ -92,7 +94,7 @@ def make_handler(side, faults, upstream):
                 return self.reply(200, {"ok": True})
             if self.path == "/__faults":
                 with faults.lock:
-                    return self.reply(200, {"rules": faults.rules})
+                    return self.reply(200, {"rules": faults.rules, "forwarded": faults.forwarded})
             if self.path == "/__calls":
                 with faults.lock:
                     return self.reply(200, {"calls": faults.calls})
@@ -127,7 +129,9 @@ def make_handler(side, faults, upstream):
                 if rule and rule.get("delay"):
                     time.sleep(float(rule["delay"]))
                 if rule and rule.get("forward_first"):
-                    self.forward_and_drop(body)
+                    forwarded = self.forward_and_drop(body)
+                    with faults.lock:
+                        faults.forwarded.setdefault(rule["id"], []).append(forwarded)
                 if rule and rule.get("reset"):
                     status = "reset"
                     return self.reset()
@@ -155,9 +159,11 @@ def make_handler(side, faults, upstream):
             headers["Host"] = conn.host + (f":{conn.port}" if conn.port else "")
             try:
                 conn.request(self.command, self.path, body=body or None, headers=headers)
-                conn.getresponse().read()
-            except OSError:
-                pass
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status
+            except OSError as e:
+                return f"upstream unreachable: {e}"
             finally:
                 conn.close()
 

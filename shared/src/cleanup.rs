@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::cluster_ops::{
-    advance_force_delete, Progress, CREATED_TAG, EXECUTION_TAG, MANAGED_TAG, RETAIN_TAG,
-};
+use crate::cluster_ops::{advance_force_delete, Progress, CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
 use crate::eks_api::EksApi;
 use crate::error::{error_chain, names, TaskError};
 
@@ -119,7 +117,7 @@ pub async fn run(
                 .map(str::to_owned)
         };
         let skip = |reason: &str| json!({ "cluster": name, "reason": reason });
-        if tag(MANAGED_TAG).is_none() {
+        if crate::cluster_ops::owned(cluster, &name, None).is_err() {
             skipped.push(skip("not tagged by eks-task-worker"));
             continue;
         }

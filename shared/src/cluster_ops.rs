@@ -478,15 +478,18 @@ pub async fn advance_force_delete(
                 None,
             )
             .await;
-        if let Ok(v) = &d {
-            owned(
-                &v["fargateProfile"],
-                &format!("the Fargate profile {cluster}/{fp}"),
-                None,
-            )?;
-        }
-        if matches!(&d, Ok(v) if v["fargateProfile"]["status"] == "DELETING") {
-            deleting_profile = true;
+        // Nothing is deleted that was not looked at and found the worker's.
+        match d {
+            Ok(v) => {
+                owned(
+                    &v["fargateProfile"],
+                    &format!("the Fargate profile {cluster}/{fp}"),
+                    None,
+                )?;
+                deleting_profile |= v["fargateProfile"]["status"] == "DELETING";
+            }
+            Err(Ok(e)) if e.is_not_found() => {}
+            Err(e) => return Err(fail(e)),
         }
     }
     if let (Some(fp), false) = (profiles.first(), deleting_profile) {
@@ -663,22 +666,23 @@ async fn run(
 /// Only when neither an answer nor the next schedule could be arranged.
 pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<Value, TaskError> {
     use crate::callback::{with_retries, CallbackError};
-    state.check_bounds(deps)?;
-    // Looked at first: a poll state that names something the worker does not own is
-    // refused before anything is sent (no heartbeat, no answer, no delete).
-    let progress = check(eks, &state).await;
-    if let Err(e) = &progress {
+    state.check_bounds()?;
+    // Looked at first, read only: a poll state that names something the worker does not
+    // own is refused before anything is sent (no heartbeat, no answer, no delete).
+    if let Err(e) = look_owned(eks, &state).await {
         if e.name == names::NOT_OWNED {
             tracing::warn!(error = %e, "refused a cluster poll for a resource the worker does not own");
-            return Err(e.clone());
+            return Err(e);
         }
     }
+    // Then the heartbeat: only a live task moves a deletion on (a forged state with a
+    // made-up token stops here).
     if let Err(CallbackError::TaskGone { code, .. }) =
         with_retries(|| deps.callback.heartbeat(&state.task_token)).await
     {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
-    match progress {
+    match check(eks, &state).await {
         Ok(Progress::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             respond(deps, &state.task_token, Err(e)).await
@@ -699,13 +703,44 @@ pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<V
     }
 }
 
+/// The resource a poll is about, described and checked ([`owned`]) without changing
+/// anything; a resource already gone is fine.
+async fn look_owned(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<(), TaskError> {
+    let operation = if poll.force_delete_compute {
+        Operation::DeleteCluster
+    } else {
+        poll.operation
+    };
+    let resource = if poll.force_delete_compute {
+        None
+    } else {
+        poll.resource_name.as_deref()
+    };
+    match eks
+        .call(
+            http::Method::GET,
+            &resource_path(operation, &poll.cluster_name, resource),
+            None,
+        )
+        .await
+    {
+        Ok(d) => owned(
+            &d[operation.resource_field()],
+            &describe_name(operation, &poll.cluster_name, resource),
+            poll.execution.as_deref(),
+        ),
+        Err(Ok(e)) if e.is_not_found() => Ok(()),
+        Err(e) => Err(eks_failure("describe")(e)),
+    }
+}
+
 impl ClusterPoll {
     /// Checks every field of a cluster poll state as a payload's would be checked: the
     /// names, the token, the execution, the curve and the attempt.
     ///
     /// # Errors
     /// `EksTaskWorker.InvalidInput` naming the field.
-    pub fn check_bounds(&self, deps: &Deps) -> Result<(), TaskError> {
+    pub fn check_bounds(&self) -> Result<(), TaskError> {
         let mut fields = Map::new();
         fields.insert("ClusterName".into(), json!(self.cluster_name));
         if let Some(e) = &self.execution {
@@ -728,7 +763,6 @@ impl ClusterPoll {
             &self.curve,
             self.attempt,
             self.next_delay_seconds,
-            deps,
         )
     }
 }

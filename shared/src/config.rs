@@ -239,6 +239,14 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let max_failed_polls: u32 = number(&get, "MAX_FAILED_POLLS", 5)?;
+        if max_failed_polls == 0 || max_failed_polls as usize > crate::handoff::MAX_FAILURES {
+            return Err(SettingError {
+                name: "MAX_FAILED_POLLS".into(),
+                value: max_failed_polls.to_string(),
+                expected: format!("from 1 to {}", crate::handoff::MAX_FAILURES),
+            });
+        }
         let trusted_endpoints = get("TRUSTED_ENDPOINTS")
             .unwrap_or_default()
             .split(',')
@@ -270,7 +278,7 @@ impl Settings {
             activity_poll: seconds(&get, "ACTIVITY_POLL_SECONDS", 240)?,
             poll_min_seconds,
             poll_curve,
-            max_failed_polls: number(&get, "MAX_FAILED_POLLS", 5)?,
+            max_failed_polls,
             job_cleanup,
             delete_job_when_stopped,
             schedule,

@@ -160,11 +160,13 @@ impl PollState {
     }
 }
 
-/// The most polls a task is followed for (at five minutes a poll, about a year).
-pub const MAX_POLL_ATTEMPTS: u32 = 100_000;
-/// The most failures a poll state may carry, and the longest each may be.
-const MAX_FAILURES: usize = 64;
-const MAX_FAILURE_CHARS: usize = 1024;
+/// The most polls a task is followed for (more than a year's, the longest a Step
+/// Functions execution runs, at one a minute).
+pub const MAX_POLL_ATTEMPTS: u32 = 1_000_000;
+/// The most failures a poll state may carry (`MAX_FAILED_POLLS` is at most this).
+pub const MAX_FAILURES: usize = 64;
+/// The longest a failure kept in a poll state may be (the poller cuts it to this).
+pub const MAX_FAILURE_CHARS: usize = 1024;
 
 /// What every poll state (a Job's, a cluster operation's) must hold, checked before the
 /// poller acts on it: a task token as Step Functions issues them, a curve the
@@ -178,7 +180,6 @@ pub fn check_poll_bounds(
     curve: &PollCurve,
     attempt: u32,
     next_delay_seconds: u64,
-    deps: &crate::deps::Deps,
 ) -> Result<(), TaskError> {
     if task_token.is_empty() || task_token.chars().count() > input::MAX_TASK_TOKEN_CHARS {
         return Err(TaskError::invalid_input(
@@ -186,8 +187,9 @@ pub fn check_poll_bounds(
             format!("must be 1-{} characters", input::MAX_TASK_TOKEN_CHARS),
         ));
     }
-    PollCurve::new(curve.delays().to_vec(), deps.settings.poll_min_seconds)
-        .map_err(|m| TaskError::invalid_input("Curve", m))?;
+    // The curve's shape (the deployment's POLL_MIN_SECONDS was applied when the curve was
+    // made; a state made under another setting still polls as it was told).
+    PollCurve::new(curve.delays().to_vec(), 1).map_err(|m| TaskError::invalid_input("Curve", m))?;
     if attempt > MAX_POLL_ATTEMPTS {
         return Err(TaskError::invalid_input(
             "Attempt",
@@ -210,7 +212,7 @@ impl PollState {
     ///
     /// # Errors
     /// `EksTaskWorker.InvalidInput` naming the field.
-    pub fn check_bounds(&self, deps: &crate::deps::Deps) -> Result<(), TaskError> {
+    pub fn check_bounds(&self) -> Result<(), TaskError> {
         let fields = serde_json::to_value(&self.cluster)
             .ok()
             .and_then(|v| v.as_object().cloned())
@@ -267,7 +269,6 @@ impl PollState {
             &self.curve,
             self.attempt,
             self.next_delay_seconds,
-            deps,
         )
     }
 }

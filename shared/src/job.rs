@@ -203,8 +203,10 @@ enum Created {
     Adopted(Value),
 }
 
-/// A Job read back (a list item, a GET) in the shape a create answers with.
-fn with_create_shape(mut job: Value) -> Value {
+/// A Job read back (a list item, a watch event) in the shape a create answers with:
+/// `kind` and `apiVersion` filled in.
+#[must_use]
+pub fn with_create_shape(mut job: Value) -> Value {
     if let Some(o) = job.as_object_mut() {
         o.entry("kind").or_insert(json!("Job"));
         o.entry("apiVersion").or_insert(json!("batch/v1"));
@@ -392,11 +394,19 @@ pub async fn take_turn(
     loop {
         let job = match get(kube, namespace, name).await {
             Ok(j) if j.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => j,
-            // Gone after another delivery took the turn: it went on to JOB_CLEANUP.
-            Ok(_) | Err(_) if other.is_some() => {
-                return Turn::Answered(other.unwrap_or_default());
+            // Gone: after another delivery took the turn, it went on (JOB_CLEANUP deletes
+            // the Job before the answer); else there is nothing to coordinate on.
+            Ok(_) => return other.map_or(Turn::Mine, Turn::Answered),
+            Err(e) if e.name == "EKS.404" => return other.map_or(Turn::Mine, Turn::Answered),
+            // Unreadable for now: look again while there is time, then answer.
+            Err(e) => {
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(job = name, error = %e.name, "could not read the job to take the turn to answer; answering");
+                    return Turn::Mine;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
             }
-            _ => return Turn::Mine,
         };
         if let Some(by) = annotation(&job, ANSWERED_ANNOTATION) {
             return Turn::Answered(by.to_owned());
@@ -445,6 +455,39 @@ pub async fn take_turn(
                 return Turn::Mine;
             }
         }
+    }
+}
+
+/// Renews `me`'s turn (its time), so that a long answer (logs archived for minutes) is
+/// not taken over; does nothing when the turn is no longer `me`'s.
+pub async fn renew_turn(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    me: &str,
+    clock: &dyn crate::clock::Clock,
+) {
+    let Ok(job) = get(kube, namespace, name).await else {
+        return;
+    };
+    let mine = annotation(&job, ANSWERING_ANNOTATION)
+        .and_then(|a| a.split_once(' '))
+        .is_some_and(|(holder, _)| holder == me);
+    if !mine {
+        return;
+    }
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let rv = job
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
+    if let Err(e) = kube.send(merge_patch(namespace, name, &patch), None).await {
+        tracing::info!(job = name, error = %e, "could not renew the turn to answer");
     }
 }
 

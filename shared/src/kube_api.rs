@@ -278,6 +278,11 @@ impl KubeClient {
         config.read_timeout = Some(timeouts.read);
         config.write_timeout = Some(timeouts.read);
         config.auth_info.token = Some(secrecy::SecretString::from(bearer.to_owned()));
+        // One retry policy: the worker's own (shared/src/retry.rs: capped, Retry-After
+        // honoured, a create looked up before it is tried again). kube's default retry
+        // (up to 15 tries on 429/503/504, POST included) would sit under it unseen, and
+        // hid the fault matrix's 503 and 429 from the worker's retry.
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| TransportError::Unreachable {
             endpoint: endpoint.to_string(),
             message: format!("cannot set up the client: {}", error_chain(&e)),

@@ -44,7 +44,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
-    state.check_bounds(deps)?;
+    state.check_bounds()?;
     let span = telemetry::task_span(
         state.execution.as_deref(),
         &state.cluster.cluster_name,
@@ -139,11 +139,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         };
         let options = (&state.log_options).into();
         let (answer, facts) = finish(kube, &state.namespace, &job, &options, deps).await;
-        let report = answer_task(deps, token, answer, facts, &at).await;
-        if report.is_ok() {
-            turn.done().await;
-        }
-        return report;
+        return turn.answer(deps, token, answer, facts, &at).await;
     }
     schedule(deps, state.next(Vec::new())).await
 }
@@ -168,12 +164,13 @@ async fn stopped(
 
 async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {
     let mut failures = state.failures.clone();
-    failures.push(format!(
-        "poll {}: {}: {}",
-        state.attempt + 1,
-        e.name,
-        e.cause
-    ));
+    // Kept short: the state travels in a schedule (8,192 characters at most).
+    failures.push(
+        format!("poll {}: {}: {}", state.attempt + 1, e.name, e.cause)
+            .chars()
+            .take(crate::handoff::MAX_FAILURE_CHARS)
+            .collect(),
+    );
     if failures.len() >= deps.settings.max_failed_polls as usize {
         let cause = json!({
             "message": format!("{} consecutive polls could not read the Job {}/{}", failures.len(), state.namespace, state.job_name),

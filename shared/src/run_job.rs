@@ -71,11 +71,7 @@ pub async fn handle(
                         return Ok(json!({ "answered": "by another delivery", "delivery": by }))
                     }
                     Ok(Progress::Finished(answer, facts, turn)) => {
-                        let report = answer_task(deps, &token, answer, facts, &at).await;
-                        if let (Ok(_), Some(turn)) = (&report, turn) {
-                            turn.done().await;
-                        }
-                        return report;
+                        return turn.answer(deps, &token, answer, facts, &at).await;
                     }
                     Err(e) => (Err(e), EndFacts::default()),
                 };
@@ -210,18 +206,36 @@ pub async fn respond(
 }
 
 enum Progress {
-    Finished(Result<Value, TaskError>, EndFacts, Option<AnswerTurn>),
+    Finished(Result<Value, TaskError>, EndFacts, AnswerTurn),
     HandedOff(Box<PollState>),
     AnsweredElsewhere(String),
 }
 
-/// This delivery's turn to answer a finished Job's task ([`job::take_turn`]): once the
-/// answer is sent, [`AnswerTurn::done`] marks it on the Job.
+/// How long an invocation may still work: until its deadline less the margin
+/// (unbounded without a deadline).
+fn time_left(deps: &Deps, deadline: Option<SystemTime>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| {
+        d.duration_since(deps.clock.now())
+            .unwrap_or_default()
+            .saturating_sub(deps.settings.lambda_margin)
+    })
+}
+
+/// This delivery's turn to answer a finished Job's task ([`job::take_turn`]), renewed
+/// while the answer is built; [`AnswerTurn::answer`] sends it and marks it sent on the
+/// Job.
 pub struct AnswerTurn {
     kube: Arc<dyn KubeApi>,
     namespace: String,
     name: String,
     me: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AnswerTurn {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 impl AnswerTurn {
@@ -238,14 +252,9 @@ impl AnswerTurn {
         let text = |p: &str| done.pointer(p).and_then(Value::as_str).unwrap_or_default();
         let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
         let me = job::invocation_key();
-        let left = deadline.map_or(Duration::MAX, |d| {
-            d.duration_since(deps.clock.now())
-                .unwrap_or_default()
-                .saturating_sub(deps.settings.lambda_margin)
-        });
-        let until =
-            tokio::time::Instant::now() + left.min(Duration::from_secs(job::TURN_SECONDS + 10));
-        match job::take_turn(
+        let until = tokio::time::Instant::now()
+            + time_left(deps, deadline).min(Duration::from_secs(job::TURN_SECONDS + 10));
+        let turn = job::take_turn(
             kube.as_ref(),
             namespace,
             name,
@@ -254,24 +263,49 @@ impl AnswerTurn {
             deps.clock.as_ref(),
             until,
         )
-        .await
-        {
-            job::Turn::Mine => Ok(Self {
-                kube,
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                me,
-            }),
-            job::Turn::Answered(by) => {
-                tracing::info!(job = name, delivery = %by, "another delivery answers this task");
-                Err(by)
-            }
+        .await;
+        if let job::Turn::Answered(by) = turn {
+            tracing::info!(job = name, delivery = %by, "another delivery answers this task");
+            return Err(by);
         }
+        let renewal = {
+            let (kube, clock) = (kube.clone(), deps.clock.clone());
+            let (namespace, name, me) = (namespace.to_owned(), name.to_owned(), me.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(job::TURN_SECONDS / 3)).await;
+                    job::renew_turn(kube.as_ref(), &namespace, &name, &me, clock.as_ref()).await;
+                }
+            })
+        };
+        Ok(Self {
+            kube,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            me,
+            renewal,
+        })
     }
 
-    /// Marks the answer sent.
-    pub async fn done(self) {
-        job::answered(self.kube.as_ref(), &self.namespace, &self.name, &self.me).await;
+    /// Sends the answer ([`answer_task`]) and, once Step Functions has it, marks it sent
+    /// on the Job, so that another delivery of the task sends nothing.
+    ///
+    /// # Errors
+    /// As [`answer_task`].
+    pub async fn answer(
+        self,
+        deps: &Deps,
+        token: &str,
+        answer: Result<Value, TaskError>,
+        facts: EndFacts,
+        at: &JobPlace,
+    ) -> Result<Value, TaskError> {
+        let report = answer_task(deps, token, answer, facts, at).await;
+        self.renewal.abort();
+        if report.is_ok() {
+            job::answered(self.kube.as_ref(), &self.namespace, &self.name, &self.me).await;
+        }
+        report
     }
 }
 
@@ -320,7 +354,7 @@ async fn run_with_callback(
                 Ok(turn) => {
                     let (answer, facts) =
                         finish(kube, &input.namespace, &done, &input.log_options, deps).await;
-                    Ok(Progress::Finished(answer, facts, Some(turn)))
+                    Ok(Progress::Finished(answer, facts, turn))
                 }
             }
         }
@@ -430,12 +464,7 @@ fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>)
     let wanted = input
         .inline_wait_seconds
         .map_or(deps.settings.inline_wait, Duration::from_secs);
-    let left = deadline.map_or(Duration::MAX, |d| {
-        d.duration_since(deps.clock.now())
-            .unwrap_or_default()
-            .saturating_sub(deps.settings.lambda_margin)
-    });
-    wanted.min(left)
+    wanted.min(time_left(deps, deadline))
 }
 
 /// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
@@ -489,12 +518,8 @@ async fn answer(
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let mut done = done.clone();
-    if let Some(o) = done.as_object_mut() {
-        // Watch events carry no kind/apiVersion; the result has the object's full shape.
-        o.entry("kind").or_insert(json!("Job"));
-        o.entry("apiVersion").or_insert(json!("batch/v1"));
-    }
+    // Watch events carry no kind/apiVersion; the result has the object's full shape.
+    let done = job::with_create_shape(done.clone());
     let phase = job::phase(&done);
     let location = options
         .archive

@@ -142,6 +142,38 @@ impl World {
         Ok(deps)
     }
 
+    /// Settings for tests in this world with `extra` variables set (say,
+    /// `TRUSTED_ENDPOINTS`).
+    #[must_use]
+    pub fn settings_with(&self, extra: &[(&str, String)]) -> Settings {
+        Settings::from_lookup(|k| {
+            if k == "AWS_REGION" {
+                return Some(self.fact("/region"));
+            }
+            extra.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The IAM role the tests create clusters, nodegroups and Fargate profiles with.
+    #[must_use]
+    pub fn cluster_role(&self) -> String {
+        format!(
+            "arn:aws:iam::{}:role/eks-task-worker-cluster",
+            self.fact("/account")
+        )
+    }
+
+    /// The real adapters with the poller configured (curve 1 s), for cluster operations.
+    ///
+    /// # Panics
+    /// When they cannot be built.
+    pub async fn cluster_deps(&self) -> Deps {
+        self.deps(self.poller_settings("1"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Default settings for tests in this world.
     #[must_use]
     pub fn settings(&self) -> Settings {
@@ -756,6 +788,14 @@ impl FaultProxy {
             .sum()
     }
 
+    /// What the upstream answered the requests a `forward_first` rule `id` forwarded.
+    pub async fn forwarded(&self, id: &str) -> Vec<Value> {
+        self.control("GET", "/__faults", None).await["forwarded"][id]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The `SendTaskSuccess`/`SendTaskFailure` calls for `token` that reached Step
     /// Functions (whatever it answered: a second answer is refused there, but it was
     /// sent), and how many of them it accepted. Calls a fault rule answered in Step
@@ -785,4 +825,16 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a cluster-operation payload through the handler with `deps`' EKS client.
+///
+/// # Errors
+/// The task error.
+///
+/// # Panics
+/// When `deps` has no EKS client.
+pub async fn cluster_op(deps: &Deps, payload: Value) -> Result<Value, shared::error::TaskError> {
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    shared::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
 }

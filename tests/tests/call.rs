@@ -172,12 +172,7 @@ async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
     // The API server belongs to the local cluster; a token made for another name fails.
     // (EKS knows no cluster "someone-elses", so its endpoint must be listed as trusted
     // for the worker to send it a token at all.)
-    let settings = shared::config::Settings::from_lookup(|k| match k {
-        "AWS_REGION" => Some(world.fact("/region")),
-        "TRUSTED_ENDPOINTS" => Some(world.fact("/api_endpoint")),
-        _ => None,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let settings = world.settings_with(&[("TRUSTED_ENDPOINTS", world.fact("/api_endpoint"))]);
     let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
     let mut payload = world.cluster_fields();
     payload["ClusterName"] = json!("someone-elses");

@@ -10,29 +10,10 @@ use serde_json::{json, Value};
 use shared::cleanup::Options;
 use shared::cluster_ops::{CREATED_TAG, EXECUTION_TAG, MANAGED_TAG};
 use shared::deps::Deps;
-use world_tests::{unique, World};
-
-async fn deps(world: &World) -> Deps {
-    world
-        .deps(world.poller_settings("1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn role(world: &World) -> String {
-    format!(
-        "arn:aws:iam::{}:role/eks-task-worker-cluster",
-        world.fact("/account")
-    )
-}
-
-async fn op(deps: &Deps, payload: Value) -> Result<Value, shared::error::TaskError> {
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
-    shared::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
-}
+use world_tests::{cluster_op, unique, World};
 
 fn create_cluster(world: &World, name: &str, extra: Value) -> Value {
-    let mut p = json!({ "Operation": "createCluster", "Name": name, "RoleArn": role(world), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a", "subnet-b"] } });
+    let mut p = json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a", "subnet-b"] } });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         p[k] = v;
     }
@@ -54,9 +35,9 @@ async fn exists(deps: &Deps, name: &str) -> bool {
 #[tokio::test]
 async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("cl");
-    let out = op(
+    let out = cluster_op(
         &deps,
         create_cluster(
             &world,
@@ -78,7 +59,7 @@ async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
     assert!(tags[CREATED_TAG]
         .as_str()
         .is_some_and(|t| t.starts_with("20")));
-    let again = op(&deps, create_cluster(&world, &name, json!({})))
+    let again = cluster_op(&deps, create_cluster(&world, &name, json!({})))
         .await
         .err()
         .unwrap_or_else(|| panic!("a second create must fail"));
@@ -93,13 +74,13 @@ async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
 #[tokio::test]
 async fn create_cluster_sync_answers_once_active() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("cl-sync");
     let (execution, token) = world
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let report = op(
+    let report = cluster_op(
         &deps,
         create_cluster(&world, &name, json!({ "TaskToken": token })),
     )
@@ -118,24 +99,24 @@ async fn create_cluster_sync_answers_once_active() {
 #[tokio::test]
 async fn delete_cluster_with_force_deletes_its_compute_first() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("cl-force");
-    op(&deps, create_cluster(&world, &name, json!({})))
+    cluster_op(&deps, create_cluster(&world, &name, json!({})))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for ng in ["ng-a", "ng-b"] {
-        let p = json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": ng, "NodeRole": role(&world), "Subnets": ["subnet-a"], "ScalingConfig": { "MinSize": 1, "MaxSize": 2, "DesiredSize": 1 }, "Labels": { "Tier": "batch" } });
-        let out = op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
+        let p = json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": ng, "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"], "ScalingConfig": { "MinSize": 1, "MaxSize": 2, "DesiredSize": 1 }, "Labels": { "Tier": "batch" } });
+        let out = cluster_op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             out["nodegroup"]["labels"]["Tier"], "batch",
             "labels keep their keys"
         );
     }
     for fp in ["fp-a", "fp-b"] {
-        let p = json!({ "Operation": "createFargateProfile", "ClusterName": name, "FargateProfileName": fp, "PodExecutionRoleArn": role(&world), "Subnets": ["subnet-a"], "Selectors": [{ "Namespace": "jobs" }] });
-        op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
+        let p = json!({ "Operation": "createFargateProfile", "ClusterName": name, "FargateProfileName": fp, "PodExecutionRoleArn": world.cluster_role(), "Subnets": ["subnet-a"], "Selectors": [{ "Namespace": "jobs" }] });
+        cluster_op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let plain = op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
+    let plain = cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
         .await
         .err()
         .unwrap_or_else(|| panic!("EKS refuses to delete a cluster with compute"));
@@ -149,7 +130,7 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let report = op(&deps, json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token })).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token })).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
     let (status, output, _) = world
         .execution_end(&execution, Duration::from_secs(10))
@@ -163,7 +144,7 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
 #[tokio::test]
 async fn cleanup_deletes_only_orphans_of_gone_executions() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
     let sfn = world.sfn().await;
     let gone = format!(
@@ -196,7 +177,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
         "SUCCEEDED"
     );
     let finished = unique("cl-finished");
-    op(
+    cluster_op(
         &deps,
         create_cluster(
             &world,
@@ -207,21 +188,21 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let orphan = unique("cl-orphan");
-    op(
+    cluster_op(
         &deps,
         create_cluster(&world, &orphan, json!({ "ExecutionArn": gone })),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let owned = unique("cl-owned");
-    op(
+    cluster_op(
         &deps,
         create_cluster(&world, &owned, json!({ "ExecutionArn": running })),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let retained = unique("cl-retained");
-    op(
+    cluster_op(
         &deps,
         create_cluster(
             &world,
@@ -232,7 +213,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let foreign = unique("cl-foreign");
-    let body = json!({ "name": foreign, "roleArn": role(&world), "resourcesVpcConfig": { "subnetIds": ["subnet-a"] }, "tags": { EXECUTION_TAG: gone } });
+    let body = json!({ "name": foreign, "roleArn": world.cluster_role(), "resourcesVpcConfig": { "subnetIds": ["subnet-a"] }, "tags": { EXECUTION_TAG: gone } });
     eks.call(http::Method::POST, "/clusters", Some(&body))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
@@ -318,9 +299,9 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
 #[tokio::test]
 async fn the_poller_answers_a_handed_off_cluster_operation() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("cl-poll");
-    op(&deps, create_cluster(&world, &name, json!({})))
+    cluster_op(&deps, create_cluster(&world, &name, json!({})))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (execution, token) = world

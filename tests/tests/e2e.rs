@@ -418,8 +418,8 @@ async fn example_cluster_on_someone_elses_cluster(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (status.as_str(), error.as_deref()),
-        ("FAILED", Some("ExampleFailed")),
-        "the example fails on a name that is taken"
+        ("FAILED", Some("ClusterNotCreated")),
+        "the example fails on a name that is taken, and says it made nothing"
     );
     for path in [
         format!("/clusters/{name}"),

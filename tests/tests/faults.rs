@@ -38,6 +38,22 @@ fn wanted(cell: &str) -> bool {
     std::env::var("FAULT_CELLS").map_or(true, |w| w.split(',').any(|c| c.trim() == cell))
 }
 
+/// Whether a function logged that it stood down for another delivery of the task of
+/// the Job `name` (the turn to answer).
+fn stood_down(name: &str) -> bool {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
+    let job = format!("\"job\":\"{name}");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .any(|text| {
+            text.lines()
+                .any(|l| l.contains("another delivery answers this task") && l.contains(&job))
+        })
+}
+
 impl Cell<'_> {
     /// Runs a Job named `name` (pod-simulator `annotations`, payload `extra`) through the
     /// proxy with `rules` injected (`{name}` in a rule stands for the Job's name). With
@@ -76,6 +92,7 @@ impl Cell<'_> {
             .await
             .unwrap_or_else(|e| panic!("{name}: the task was lost: {e}"));
         let tokens = world.task_tokens(&execution).await.unwrap_or_default();
+        assert!(!tokens.is_empty(), "{name}: the task got a token");
         // Give a late delivery (a retried poll, a second answer) time to show.
         tokio::time::sleep(Duration::from_secs(3)).await;
         // The task's Jobs: every Job carrying its task label, whatever its name.
@@ -178,13 +195,10 @@ impl Cell<'_> {
         let mut payload = world.job_payload(job);
         payload["Endpoint"] = json!(proxy.kube_endpoint);
         payload["CertificateAuthority"] = json!(world.fact("/certificate_authority"));
-        let settings = shared::config::Settings::from_lookup(|k| match k {
-            "AWS_REGION" => Some(world.fact("/region")),
-            "TRUSTED_ENDPOINTS" => Some(proxy.kube_endpoint.clone()),
-            "KUBE_READ_TIMEOUT_SECONDS" => Some("4".into()),
-            _ => None,
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let settings = world.settings_with(&[
+            ("TRUSTED_ENDPOINTS", proxy.kube_endpoint.clone()),
+            ("KUBE_READ_TIMEOUT_SECONDS", "4".into()),
+        ]);
         let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
         let result = shared::run_job::handle(payload, &deps, None).await;
         let jobs = self
@@ -297,6 +311,11 @@ async fn the_fault_matrix() {
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         assert_eq!(
+            proxy.forwarded(&name).await,
+            vec![json!(201)],
+            "the API server made the Job"
+        );
+        assert_eq!(
             (o.status.as_str(), o.jobs),
             ("SUCCEEDED", 1),
             "the made Job is adopted: {o:?}"
@@ -327,6 +346,11 @@ async fn the_fault_matrix() {
                 .await;
             assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
             assert_eq!(
+                proxy.forwarded(&name).await,
+                vec![json!(201)],
+                "{cell_name}: the API server made the Job"
+            );
+            assert_eq!(
                 (o.status.as_str(), o.jobs),
                 ("SUCCEEDED", 1),
                 "{cell_name}: {o:?}"
@@ -348,6 +372,11 @@ async fn the_fault_matrix() {
                 )
                 .await;
             assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
+            assert_eq!(
+                proxy.forwarded(&name).await,
+                vec![json!(201)],
+                "{cell_name}: the API server made the Job"
+            );
             let job = result.unwrap_or_else(|e| panic!("{cell_name}: not {e}"));
             assert_eq!(jobs, 1, "{cell_name}: one Job: {job}");
             assert!(
@@ -508,8 +537,12 @@ async fn the_fault_matrix() {
         assert_eq!((o.status.as_str(), o.jobs), ("SUCCEEDED", 1), "{o:?}");
         assert!(!chaos.exists(), "the duplicate switch was used");
         assert!(
-            platform_log().contains("twice at once"),
+            platform_log().contains("delivering run-job"),
             "the event was delivered twice"
+        );
+        assert!(
+            stood_down(&name),
+            "one delivery stood down: the other answered"
         );
         kept_promises("run-job-twice", &o);
     }
@@ -531,11 +564,16 @@ async fn the_fault_matrix() {
             .run(
                 &name,
                 json!({ "sim.eks-task-worker.io/run-seconds": "2" }),
-                handed_off(),
+                // The first poll 5 s after the hand-off: the 2 s Job is done by then.
+                json!({ "InlineWaitSeconds": 1, "PollCurveSeconds": [5] }),
                 json!([]),
             )
             .await;
         assert!(!chaos.exists(), "the duplicate switch was used");
+        assert!(
+            stood_down(&name),
+            "both polls saw the Job finished; one stood down"
+        );
         succeeded("poll-twice-finished", &o);
     }
 
@@ -548,14 +586,18 @@ async fn the_fault_matrix() {
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
     if wanted("timed-out") {
         let name = unique("f-timed-out");
+        // Rules with no action only count: the Job's create, and its delete.
+        let (made, deleted) = (format!("{name}-create"), format!("{name}-delete"));
         let o = cell
             .run(
                 &name,
                 json!({ "sim.eks-task-worker.io/run-seconds": "60" }),
                 json!({ "InlineWaitSeconds": 1, "TimeoutSeconds": 4 }),
-                json!([]),
+                json!([{ "id": made, "side": kube, "method": "POST", "path": format!("{jobs_path}$"), "body": "{name}", "times": 0 },
+                       { "id": deleted, "side": kube, "method": "DELETE", "path": format!("{jobs_path}/{{name}}$"), "times": 0 }]),
             )
             .await;
+        assert_eq!(proxy.fired(&made).await, 1, "the Job was made");
         assert_eq!(
             (o.status.as_str(), o.error.as_deref()),
             ("FAILED", Some("States.Timeout")),
@@ -571,6 +613,7 @@ async fn the_fault_matrix() {
         )
         .await
         .unwrap_or_else(|e| panic!("the next poll deletes the timed-out task's Job: {e}"));
+        assert!(proxy.fired(&deleted).await >= 1, "the worker deleted it");
         assert_eq!(
             (o.sent, o.accepted),
             (0, 0),
@@ -624,15 +667,17 @@ async fn ns_deleted(world: &World, cell: &Cell<'_>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     };
+    let made = format!("{name}-create");
     let (o, ()) = tokio::join!(
         cell.run(
             &name,
             json!({ "sim.eks-task-worker.io/run-seconds": "60" }),
             json!({ "InlineWaitSeconds": 1, "Namespace": ns }),
-            json!([])
+            json!([{ "id": made, "side": "kube", "method": "POST", "path": format!("/apis/batch/v1/namespaces/{ns}/jobs$"), "body": "{name}", "times": 0 }])
         ),
         delete_namespace
     );
+    assert_eq!(cell.proxy.fired(&made).await, 1, "the Job was made in {ns}");
     // The poller's next read meets the namespace going (its Job gone: JobVanished) or
     // gone with the worker's RoleBinding (EKS.403): either way, one answer. The Jobs are
     // counted in the cell's own namespace (where they were).

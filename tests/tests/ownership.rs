@@ -11,24 +11,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::deps::Deps;
 use shared::error::names;
-use world_tests::{request, send, sim_job, unique, until_job, World};
-
-async fn deps(world: &World) -> Deps {
-    world
-        .deps(world.poller_settings("1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn role(world: &World) -> String {
-    format!(
-        "arn:aws:iam::{}:role/eks-task-worker-cluster",
-        world.fact("/account")
-    )
-}
+use world_tests::{cluster_op, request, send, sim_job, unique, until_job, World};
 
 /// Someone else's cluster, made straight through the EKS API (no worker tags), with a
 /// nodegroup and a Fargate profile of theirs.
@@ -37,15 +23,15 @@ async fn foreign_cluster(world: &World, deps: &Deps, name: &str) {
     let made = [
         (
             "/clusters".to_owned(),
-            json!({ "name": name, "roleArn": role(world), "resourcesVpcConfig": { "subnetIds": ["subnet-a"] }, "tags": { "team": "other" } }),
+            json!({ "name": name, "roleArn": world.cluster_role(), "resourcesVpcConfig": { "subnetIds": ["subnet-a"] }, "tags": { "team": "other" } }),
         ),
         (
             format!("/clusters/{name}/node-groups"),
-            json!({ "nodegroupName": "theirs", "nodeRole": role(world), "subnets": ["subnet-a"], "tags": { "team": "other" } }),
+            json!({ "nodegroupName": "theirs", "nodeRole": world.cluster_role(), "subnets": ["subnet-a"], "tags": { "team": "other" } }),
         ),
         (
             format!("/clusters/{name}/fargate-profiles"),
-            json!({ "fargateProfileName": "theirs", "podExecutionRoleArn": role(world), "subnets": ["subnet-a"], "selectors": [{ "namespace": "x" }] }),
+            json!({ "fargateProfileName": "theirs", "podExecutionRoleArn": world.cluster_role(), "subnets": ["subnet-a"], "selectors": [{ "namespace": "x" }] }),
         ),
     ];
     for (path, body) in made {
@@ -71,30 +57,28 @@ async fn all_still_there(deps: &Deps, name: &str) -> bool {
     true
 }
 
-async fn op(deps: &Deps, payload: Value) -> Result<Value, shared::error::TaskError> {
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
-    shared::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
-}
-
 /// Cell "untagged cluster, every delete path": nothing of the foreign cluster goes.
 #[tokio::test]
 async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("foreign");
     foreign_cluster(&world, &deps, &name).await;
 
-    // The function, request/response: each delete refused, named.
+    // The function, request/response: each delete refused, named (the forced one first:
+    // it is the one that would take everything).
     for payload in [
-        json!({ "Operation": "deleteCluster", "Name": name }),
         json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true }),
+        json!({ "Operation": "deleteCluster", "Name": name }),
         json!({ "Operation": "deleteNodegroup", "ClusterName": name, "NodegroupName": "theirs" }),
         json!({ "Operation": "deleteFargateProfile", "ClusterName": name, "FargateProfileName": "theirs" }),
     ] {
-        let e = op(&deps, payload.clone())
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{payload}: must be refused"));
+        let refused = cluster_op(&deps, payload.clone()).await.err();
+        assert!(
+            all_still_there(&deps, &name).await,
+            "{payload}: someone else's cluster, nodegroup and profile are all still there"
+        );
+        let e = refused.unwrap_or_else(|| panic!("{payload}: must be refused"));
         assert_eq!(e.name, names::NOT_OWNED, "{payload}: {e}");
         assert!(
             e.cause["message"]
@@ -102,7 +86,6 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
                 .is_some_and(|m| m.contains("not created by eks-task-worker")),
             "{e}"
         );
-        assert!(all_still_there(&deps, &name).await, "{payload}");
     }
 
     // The function, .sync (callback): the task fails with the name; nothing deleted.
@@ -110,8 +93,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .waiting_execution(&unique("foreign-sync"), Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let report = op(
-        &deps,
+    let report = cluster_op(&deps,
         json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token }),
     )
     .await
@@ -150,8 +132,10 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     let report = shared::cleanup::run(
         eks.as_ref(),
         &sfn,
+        // A dry run: it reports what it would delete without deleting other tests'
+        // clusters.
         shared::cleanup::Options {
-            dry_run: false,
+            dry_run: true,
             grace: Duration::ZERO,
         },
         SystemTime::now() + Duration::from_secs(86_400),
@@ -167,7 +151,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
 #[tokio::test]
 async fn a_delete_naming_its_execution_spares_another_executions_cluster() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("theirs-exec");
     let account = world.fact("/account");
     let theirs = format!(
@@ -178,13 +162,12 @@ async fn a_delete_naming_its_execution_spares_another_executions_cluster() {
         "arn:aws:states:{}:{account}:execution:m:mine",
         world.fact("/region")
     );
-    op(
-        &deps,
-        json!({ "Operation": "createCluster", "Name": name, "RoleArn": role(&world), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": theirs }),
+    cluster_op(&deps,
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": theirs }),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let e = op(
+    let e = cluster_op(
         &deps,
         json!({ "Operation": "deleteCluster", "Name": name, "ExecutionArn": mine }),
     )
@@ -192,8 +175,15 @@ async fn a_delete_naming_its_execution_spares_another_executions_cluster() {
     .err()
     .unwrap_or_else(|| panic!("another execution's cluster must be spared"));
     assert_eq!(e.name, names::NOT_OWNED, "{e}");
+    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    assert!(
+        eks.call(http::Method::GET, &format!("/clusters/{name}"), None)
+            .await
+            .is_ok(),
+        "the refused delete left the cluster"
+    );
     // Its own execution may delete it.
-    op(
+    cluster_op(
         &deps,
         json!({ "Operation": "deleteCluster", "Name": name, "ExecutionArn": theirs }),
     )
@@ -207,7 +197,7 @@ async fn a_delete_naming_its_execution_spares_another_executions_cluster() {
 #[tokio::test]
 async fn a_forged_poll_state_cannot_touch_a_foreign_job() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let name = unique("not-yours");
     let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
     let ns = world.namespace();
@@ -266,7 +256,7 @@ async fn a_forged_poll_state_cannot_touch_a_foreign_job() {
 #[tokio::test]
 async fn no_token_goes_to_an_endpoint_that_is_not_the_clusters() {
     let world = World::get();
-    let deps = deps(&world).await;
+    let deps = world.cluster_deps().await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     listener
         .set_nonblocking(true)
