@@ -153,27 +153,34 @@ def make_handler(side, faults, upstream):
                         faults.calls.append({"target": target or f"{self.command} {self.path}", "token": token,
                                              "status": status, "injected": injected})
 
-        def forward_and_drop(self, body):
+        def send_upstream(self, body):
+            """The request, sent on to the upstream: (connection, response)."""
             conn = upstream()
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
             headers["Host"] = conn.host + (f":{conn.port}" if conn.port else "")
             try:
                 conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
+                return conn, conn.getresponse()
+            except OSError:
+                conn.close()
+                raise
+
+        def forward_and_drop(self, body):
+            try:
+                conn, resp = self.send_upstream(body)
+            except OSError as e:
+                return f"upstream unreachable: {e}"
+            try:
                 resp.read()
                 return resp.status
             except OSError as e:
-                return f"upstream unreachable: {e}"
+                return f"upstream cut: {e}"
             finally:
                 conn.close()
 
         def forward(self, body, cut_after):
-            conn = upstream()
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
-            headers["Host"] = conn.host + (f":{conn.port}" if conn.port else "")
             try:
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
+                conn, resp = self.send_upstream(body)
             except OSError:
                 self.reset()
                 return "upstream unreachable"
