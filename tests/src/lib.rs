@@ -788,6 +788,17 @@ impl FaultProxy {
             .sum()
     }
 
+    /// The AWS calls the proxy saw whose target (or method and path) contains `fragment`.
+    pub async fn calls_to(&self, fragment: &str) -> Vec<Value> {
+        self.control("GET", "/__calls", None).await["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["target"].as_str().is_some_and(|t| t.contains(fragment)))
+            .collect()
+    }
+
     /// What the upstream answered the requests a `forward_first` rule `id` forwarded.
     pub async fn forwarded(&self, id: &str) -> Vec<Value> {
         self.control("GET", "/__faults", None).await["forwarded"][id]

@@ -25,6 +25,8 @@ struct Outcome {
     sent: usize,
     /// Those Step Functions accepted.
     accepted: usize,
+    /// The uids of the task's Jobs.
+    uids: Vec<String>,
 }
 
 struct Cell<'a> {
@@ -131,6 +133,10 @@ impl Cell<'_> {
             schedules,
             sent,
             accepted,
+            uids: jobs
+                .iter()
+                .filter_map(|j| j["metadata"]["uid"].as_str().map(str::to_owned))
+                .collect(),
         };
         println!(
             "cell {}: {} {:?} jobs={} running={} schedules={} sent={} accepted={}",
@@ -553,6 +559,31 @@ async fn the_fault_matrix() {
         let o = cell.run(&name, long(), handed_off(), json!([])).await;
         assert!(!chaos.exists(), "the duplicate switch was used");
         succeeded("poll-twice", &o);
+        // Both deliveries asked for the next poll under the one deterministic name; the
+        // second met ConflictException: one next schedule.
+        let next = shared::handoff::schedule_name(o.uids.first().map_or("", String::as_str), 1);
+        let asked = proxy.calls_to(&next).await;
+        let made = asked.iter().filter(|c| c["status"] == 200).count();
+        let refused = asked
+            .iter()
+            .filter(|c| {
+                c["status"]
+                    .as_u64()
+                    .is_some_and(|s| (400..500).contains(&s))
+            })
+            .count();
+        assert_eq!(
+            asked.len(),
+            2,
+            "both deliveries scheduled the next poll: {asked:?}"
+        );
+        // (AWS answers the conflict with 409, moto with 400: the worker reads the error
+        // code, ConflictException, not the status.)
+        assert_eq!(
+            (made, refused),
+            (1, 1),
+            "one schedule made, the other refused as a conflict: {asked:?}"
+        );
     }
 
     // The poll that finds the Job finished, delivered twice at once: both see it done,
