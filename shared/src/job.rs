@@ -103,15 +103,16 @@ fn name_of(job: &Value) -> Option<&str> {
     job.pointer("/metadata/name").and_then(Value::as_str)
 }
 
-fn label_of<'a>(job: &'a Value, label: &str) -> Option<&'a str> {
-    job.pointer(&format!("/metadata/labels/{}", label.replace('/', "~1")))
+/// The value of `key` in the Job's `metadata.<map>` (`labels`, `annotations`).
+fn metadata_entry<'a>(job: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+    job.pointer(&format!("/metadata/{map}/{}", key.replace('/', "~1")))
         .and_then(Value::as_str)
 }
 
 /// Whether `job` was created for the task `key` (its task label says so).
 #[must_use]
 pub fn is_for_task(job: &Value, key: &str) -> bool {
-    label_of(job, TASK_LABEL) == Some(task_label(key).as_str())
+    metadata_entry(job, "labels", TASK_LABEL) == Some(task_label(key).as_str())
 }
 
 /// Creates the Job in `namespace` and returns it as the API server returned it: exactly
@@ -356,11 +357,6 @@ pub enum Turn {
     Answered(String),
 }
 
-fn annotation<'a>(job: &'a Value, key: &str) -> Option<&'a str> {
-    job.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
-        .and_then(Value::as_str)
-}
-
 fn merge_patch(namespace: &str, name: &str, patch: &Value) -> KubeRequest {
     KubeRequest {
         method: http::Method::PATCH,
@@ -408,7 +404,7 @@ pub async fn take_turn(
                 continue;
             }
         };
-        if let Some(by) = annotation(&job, ANSWERED_ANNOTATION) {
+        if let Some(by) = metadata_entry(&job, "annotations", ANSWERED_ANNOTATION) {
             return Turn::Answered(by.to_owned());
         }
         let now = clock
@@ -416,7 +412,7 @@ pub async fn take_turn(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        if let Some((holder, at)) = annotation(&job, ANSWERING_ANNOTATION)
+        if let Some((holder, at)) = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
             .and_then(|a| a.split_once(' '))
             .map(|(h, t)| (h.to_owned(), t.parse::<u64>().unwrap_or_default()))
         {
@@ -470,7 +466,7 @@ pub async fn renew_turn(
     let Ok(job) = get(kube, namespace, name).await else {
         return;
     };
-    let mine = annotation(&job, ANSWERING_ANNOTATION)
+    let mine = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
         .and_then(|a| a.split_once(' '))
         .is_some_and(|(holder, _)| holder == me);
     if !mine {
@@ -940,7 +936,7 @@ mod create_tests {
                 let (label, value) = selector.split_once('=').unwrap_or_default();
                 let items: Vec<Value> = jobs
                     .iter()
-                    .filter(|j| label_of(j, label) == Some(value))
+                    .filter(|j| metadata_entry(j, "labels", label) == Some(value))
                     .cloned()
                     .collect();
                 return Ok(answer(200, &json!({ "items": items })));
