@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prints, one per line as "<collection path> <json>", the Role and RoleBinding that let
 # an IAM identity (by ARN, the Kubernetes username EKS gives it) run the worker in one
-# namespace: the worker's rules (shared/src/worker-role-rules.json, the same ones
+# namespace: the worker's rules (shared/src/task/worker-role-rules.json, the same ones
 # `eks-task-worker bootstrap` grants), plus configmaps for the tests of `call`.
 set -euo pipefail
 NS=$1 ARN=$2
-RULES="$(cd "$(dirname "$0")/../.." && pwd)/shared/src/worker-role-rules.json"
+RULES="$(cd "$(dirname "$0")/../.." && pwd)/shared/src/task/worker-role-rules.json"
 python3 - "$NS" "$ARN" "$RULES" <<'PY'
 import json, sys
 ns, arn, rules_file = sys.argv[1:4]

@@ -1,36 +1,27 @@
 //! eks-task-worker: run AWS Step Functions tasks on Amazon EKS from Lambda, drop-in
 //! compatible with the native `eks:runJob`, `eks:runJob.sync` and `eks:call`
-//! integrations.
+//! integrations, plus cluster operations, activities, a poller and a cleanup.
 //!
-//! One module per concept; every outside system sits behind a small port trait:
-//! [`credentials::CredentialSource`], [`cluster::ClusterDirectory`],
-//! [`cluster::Connector`], [`kube_api::KubeApi`], [`callback::TaskCallback`],
-//! [`handoff::HandOff`], [`archive::LogArchive`] and [`clock::Clock`].
+//! The library is in layers; each imports only the layers above it in this list
+//! (`tests/layers.rs` fails the build on a wrong-way import):
+//!
+//! - [`contract`]: the native contract, pure (no IO): payloads, errors, the result
+//!   budget, the poll curve, poll states, tags.
+//! - [`config`]: the deployment's settings.
+//! - [`ports`]: the traits every outside system sits behind, with their value and error
+//!   types.
+//! - [`adapters`]: the ports' implementations on AWS and Kubernetes; the only code that
+//!   names the AWS SDK, SigV4, hyper or kube.
+//! - [`task`]: the worker's logic, one entry module per function and the services they
+//!   share.
+//! - [`wiring`]: the composition root that builds the real adapters (for the mains, the
+//!   CLI and tests).
 
-pub mod access;
-pub mod activity;
-pub mod archive;
-pub mod budget;
-pub mod call;
-pub mod callback;
-pub mod cleanup;
-pub mod clock;
-pub mod cluster;
-pub mod cluster_ops;
+pub mod adapters;
 pub mod config;
-pub mod credentials;
-pub mod curve;
-pub mod deps;
-pub mod diagnosis;
-pub mod eks_api;
-pub mod error;
-pub mod handoff;
-pub mod input;
-pub mod job;
-pub mod kube_api;
-pub mod logs;
-pub mod poller;
-pub mod retry;
-pub mod run_job;
-pub mod telemetry;
-pub mod token;
+pub mod contract;
+pub mod ports;
+pub mod task;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod wiring;

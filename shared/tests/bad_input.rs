@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::callback::{CallbackError, TaskCallback};
-use shared::clock::SystemClock;
-use shared::cluster::Connector;
 use shared::config::Settings;
-use shared::deps::Deps;
-use shared::error::{names, TaskError};
-use shared::input::ClusterRef;
-use shared::kube_api::KubeApi;
+use shared::contract::error::{names, TaskError};
+use shared::contract::payload::ClusterRef;
+use shared::ports::callback::{CallbackError, TaskCallback};
+use shared::ports::clock::SystemClock;
+use shared::ports::cluster::Connector;
+use shared::ports::kube::KubeApi;
+use shared::task::deps::Deps;
 
 #[derive(Default)]
 struct Recorder {
@@ -123,13 +123,13 @@ struct NoEks {
 }
 
 #[async_trait]
-impl shared::eks_api::EksApi for NoEks {
+impl shared::ports::eks::EksApi for NoEks {
     async fn call(
         &self,
         _method: http::Method,
         _path: &str,
         _body: Option<&Value>,
-    ) -> Result<Value, Result<shared::eks_api::EksError, TaskError>> {
+    ) -> Result<Value, Result<shared::ports::eks::EksError, TaskError>> {
         *self.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Err(Err(TaskError::message(
             names::EKS_API,
@@ -151,23 +151,23 @@ async fn run_case(
         let deps = deps.clone();
         let input = payload.as_str().unwrap_or_default().to_owned();
         async move {
-            let task = shared::activity::ActivityTask {
+            let task = shared::ports::activities::ActivityTask {
                 task_token: "activity-token".into(),
                 input,
             };
-            shared::activity::run_task(f, &task, &deps, None).await
+            shared::task::activity::run_task(f, &task, &deps, None).await
         }
     };
     let answered = match function {
         "run-job" | "call" => return handle(function, payload, &deps).await.err(),
-        "poller" => return shared::poller::handle(payload, &deps).await.err(),
+        "poller" => return shared::task::poller::handle(payload, &deps).await.err(),
         "cluster-ops" => {
-            return shared::cluster_ops::handle(payload, eks.as_ref(), &deps, None)
+            return shared::task::cluster_ops::handle(payload, eks.as_ref(), &deps, None)
                 .await
                 .err()
         }
-        "activity-run-job" => activity(shared::activity::Function::RunJob).await,
-        "activity-call" => activity(shared::activity::Function::Call).await,
+        "activity-run-job" => activity(shared::config::activities::Function::RunJob).await,
+        "activity-call" => activity(shared::config::activities::Function::Call).await,
         other => panic!("unknown function {other} in the corpus"),
     };
     // Activity tasks answer on their token: the error is what was sent.
@@ -243,8 +243,8 @@ async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() 
 
 async fn handle(function: &str, payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     match function {
-        "run-job" => shared::run_job::handle(payload, deps, None).await,
-        _ => shared::call::handle(payload, deps).await,
+        "run-job" => shared::task::run_job::handle(payload, deps, None).await,
+        _ => shared::task::call::handle(payload, deps).await,
     }
 }
 

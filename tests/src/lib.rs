@@ -16,13 +16,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
-use shared::cluster::{parse_certificates, ClusterConnector, EksDirectory};
+use shared::adapters::cluster_connector::ClusterConnector;
+use shared::adapters::credentials::AwsCredentials;
+use shared::adapters::eks_directory::EksDirectory;
+use shared::adapters::kube_client::KubeClient;
+use shared::adapters::token::BearerTokens;
+use shared::config::timeouts::Timeouts;
 use shared::config::Settings;
-use shared::credentials::AwsCredentials;
-use shared::deps::Deps;
-use shared::kube_api::{KubeApi, KubeClient, KubeRequest, KubeResponse, Timeouts};
-use shared::token::BearerTokens;
+use shared::contract::certificates::parse_certificates;
+use shared::ports::clock::SystemClock;
+use shared::ports::kube::{KubeApi, KubeRequest, KubeResponse};
+use shared::task::deps::Deps;
 
 /// The running local world.
 #[derive(Debug, Clone)]
@@ -132,7 +136,7 @@ impl World {
             settings.trusted_endpoints.clone(),
         ));
         let credentials = Arc::new(AwsCredentials::new(&sdk)?);
-        let eks = shared::eks_api::EksRest::new(
+        let eks = shared::adapters::eks_rest::EksRest::new(
             &self.fact("/region"),
             Some(self.fact("/aws_endpoint")),
             credentials,
@@ -845,7 +849,10 @@ impl Drop for FaultProxy {
 ///
 /// # Panics
 /// When `deps` has no EKS client.
-pub async fn cluster_op(deps: &Deps, payload: Value) -> Result<Value, shared::error::TaskError> {
+pub async fn cluster_op(
+    deps: &Deps,
+    payload: Value,
+) -> Result<Value, shared::contract::error::TaskError> {
     let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
-    shared::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
+    shared::task::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::kube_api::KubeRequest;
+use shared::ports::kube::KubeRequest;
 use world_tests::{request, send, sim_job, unique, until_job, World};
 
 fn cli() -> PathBuf {
@@ -165,7 +165,10 @@ async fn bootstrap_grants_a_new_identity_a_namespace_of_its_own() {
         &name,
         "after-bootstrap",
         Duration::from_secs(30),
-        |j| shared::job::phase(j.unwrap_or(&Value::Null)) == shared::job::Phase::Complete,
+        |j| {
+            shared::task::job::phase(j.unwrap_or(&Value::Null))
+                == shared::task::job::Phase::Complete
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));

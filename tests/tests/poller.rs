@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use shared::callback::{CallbackError, TaskCallback};
-use shared::deps::Deps;
-use shared::error::TaskError;
-use shared::input::ClusterRef;
-use shared::kube_api::{KubeApi, KubeRequest, KubeResponse, TransportError};
+use shared::contract::error::TaskError;
+use shared::contract::payload::ClusterRef;
+use shared::ports::callback::{CallbackError, TaskCallback};
+use shared::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
+use shared::task::deps::Deps;
 use world_tests::{send, sim_job, unique, until_job, Schedule, World};
 
 /// Counts heartbeats on the way to the real Step Functions.
@@ -64,7 +64,7 @@ async fn hand_off(
     annotations: Value,
     token: &str,
 ) -> String {
-    let report = shared::run_job::handle(
+    let report = shared::task::run_job::handle(
         payload(world, sim_job(name, &["main"], annotations, 1), token),
         deps,
         None,
@@ -113,7 +113,7 @@ async fn fire(world: &World, deps: &Deps, uid: &str) -> (Schedule, Value) {
         .delete_schedule(&s.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = shared::poller::handle(s.input.clone(), deps)
+    let out = shared::task::poller::handle(s.input.clone(), deps)
         .await
         .unwrap_or_else(|e| panic!("poller: {e}"));
     (s, out)
@@ -343,7 +343,7 @@ async fn a_job_deleted_by_hand_fails_the_execution_with_job_vanished() {
 
 /// A cluster whose API server answers 500 to everything while `failing` is set.
 struct Flaky {
-    inner: Arc<dyn shared::cluster::Connector>,
+    inner: Arc<dyn shared::ports::cluster::Connector>,
     failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -353,7 +353,7 @@ struct FlakyKube {
 }
 
 #[async_trait]
-impl shared::cluster::Connector for Flaky {
+impl shared::ports::cluster::Connector for Flaky {
     async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
         let inner = self.inner.connect(cluster).await?;
         Ok(Arc::new(FlakyKube {
@@ -498,8 +498,8 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = tokio::join!(
-        shared::poller::handle(s.input.clone(), &deps),
-        shared::poller::handle(s.input.clone(), &deps)
+        shared::task::poller::handle(s.input.clone(), &deps),
+        shared::task::poller::handle(s.input.clone(), &deps)
     );
     for out in [a, b] {
         assert_eq!(
@@ -516,7 +516,10 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         &world.namespace(),
         &name,
         Duration::from_secs(20),
-        |j| shared::job::phase(j.unwrap_or(&Value::Null)) == shared::job::Phase::Complete,
+        |j| {
+            shared::task::job::phase(j.unwrap_or(&Value::Null))
+                == shared::task::job::Phase::Complete
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -525,10 +528,10 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         .delete_schedule(&s.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let first = shared::poller::handle(s.input.clone(), &deps)
+    let first = shared::task::poller::handle(s.input.clone(), &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let second = shared::poller::handle(s.input.clone(), &deps)
+    let second = shared::task::poller::handle(s.input.clone(), &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first["answered"], "SendTaskSuccess", "{first}");

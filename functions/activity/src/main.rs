@@ -3,12 +3,12 @@
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::activity::StepFunctionsActivities;
+use shared::adapters::step_functions::activities::StepFunctionsActivities;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, sdk) = shared::deps::from_env().await?;
+    let (deps, sdk) = shared::wiring::from_env().await?;
     let source = StepFunctionsActivities::new(&sdk);
     let worker = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .unwrap_or_else(|_| "eks-task-worker-activity".into());
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
         let (deps, source, worker) = (&deps, &source, &worker);
         async move {
             let deadline = event.context.deadline();
-            shared::activity::handle(source, deps, worker, Some(deadline))
+            shared::task::activity::handle(source, deps, worker, Some(deadline))
                 .await
                 .map_err(lambda_runtime::Diagnostic::from)
         }

@@ -6,11 +6,11 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, _sdk) = shared::deps::from_env().await?;
+    let (deps, _sdk) = shared::wiring::from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deps = &deps;
         async move {
-            shared::call::handle(event.payload, deps)
+            shared::task::call::handle(event.payload, deps)
                 .await
                 .map_err(lambda_runtime::Diagnostic::from)
         }

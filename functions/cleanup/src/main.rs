@@ -5,12 +5,12 @@ use std::time::SystemTime;
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::cleanup::Options;
+use shared::task::cleanup::Options;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, sdk) = shared::deps::from_env().await?;
+    let (deps, sdk) = shared::wiring::from_env().await?;
     let options = Options {
         dry_run: deps.settings.cleanup_dry_run,
         grace: deps.settings.cleanup_grace,
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
         let (eks, sfn) = (eks.clone(), &sfn);
         async move {
-            shared::cleanup::run(eks.as_ref(), sfn, options, SystemTime::now())
+            shared::task::cleanup::run(eks.as_ref(), sfn, options, SystemTime::now())
                 .await
                 .map_err(lambda_runtime::Diagnostic::from)
         }

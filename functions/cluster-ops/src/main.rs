@@ -7,7 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, _sdk) = shared::deps::from_env().await?;
+    let (deps, _sdk) = shared::wiring::from_env().await?;
     let eks = deps
         .eks
         .clone()
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
         let (deps, eks) = (&deps, eks.clone());
         async move {
             let deadline = event.context.deadline();
-            shared::cluster_ops::handle(event.payload, eks.as_ref(), deps, Some(deadline))
+            shared::task::cluster_ops::handle(event.payload, eks.as_ref(), deps, Some(deadline))
                 .await
                 .map_err(lambda_runtime::Diagnostic::from)
         }

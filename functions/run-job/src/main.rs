@@ -6,12 +6,12 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, _sdk) = shared::deps::from_env().await?;
+    let (deps, _sdk) = shared::wiring::from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deps = &deps;
         async move {
             let deadline = event.context.deadline();
-            shared::run_job::handle(event.payload, deps, Some(deadline))
+            shared::task::run_job::handle(event.payload, deps, Some(deadline))
                 .await
                 .map_err(lambda_runtime::Diagnostic::from)
         }

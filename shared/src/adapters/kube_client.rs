@@ -1,0 +1,221 @@
+//! The Kubernetes client: kube's HTTP client with the worker's timeouts and no retry of
+//! its own.
+
+use crate::config::timeouts::Timeouts;
+use crate::contract::error::{error_chain, TaskError};
+use crate::ports::kube::reason_phrase;
+use crate::ports::kube::KubeApi;
+use crate::ports::kube::KubeRequest;
+use crate::ports::kube::KubeResponse;
+use crate::ports::kube::TransportError;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+/// [`KubeApi`] over a kube-rs client.
+#[derive(Clone)]
+pub struct KubeClient {
+    client: kube::Client,
+    endpoint: String,
+}
+
+impl KubeClient {
+    /// A client for `endpoint` that trusts only the CA certificates `ca_ders` and
+    /// authenticates with `bearer`.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` for an endpoint kube cannot use,
+    /// `EksTaskWorker.ClusterUnreachable` when the TLS stack cannot be set up.
+    pub fn new(
+        endpoint: &url::Url,
+        ca_ders: Vec<Vec<u8>>,
+        bearer: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, TaskError> {
+        let uri: http::Uri = endpoint
+            .as_str()
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| {
+                TaskError::invalid_input("Endpoint", format!("cannot be used as a URI: {e}"))
+            })?;
+        let mut config = kube::Config::new(uri);
+        config.root_cert = Some(ca_ders);
+        config.connect_timeout = Some(timeouts.connect);
+        config.read_timeout = Some(timeouts.read);
+        config.write_timeout = Some(timeouts.read);
+        config.auth_info.token = Some(secrecy::SecretString::from(bearer.to_owned()));
+        // One retry policy: the worker's own (shared/src/retry.rs: capped, Retry-After
+        // honoured, a create looked up before it is tried again). kube's default retry
+        // (up to 15 tries on 429/503/504, POST included) would sit under it unseen, and
+        // hid the fault matrix's 503 and 429 from the worker's retry.
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).map_err(|e| TransportError::Unreachable {
+            endpoint: endpoint.to_string(),
+            message: format!("cannot set up the client: {}", error_chain(&e)),
+        })?;
+        Ok(Self {
+            client,
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn unreachable(&self, e: &(dyn std::error::Error + 'static)) -> TransportError {
+        TransportError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            message: error_chain(e),
+        }
+    }
+
+    async fn start(
+        &self,
+        request: KubeRequest,
+    ) -> Result<http::Response<kube::client::Body>, TransportError> {
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(request.path_and_query());
+        let body = match request.body {
+            Some((bytes, content_type)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let req = builder
+            .body(kube::client::Body::from(body))
+            .map_err(|e| self.unreachable(&e))?;
+        self.client
+            .send(req)
+            .await
+            .map_err(|e| self.unreachable(&e))
+    }
+}
+
+fn headers_of(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl KubeApi for KubeClient {
+    async fn send(
+        &self,
+        request: KubeRequest,
+        keep_tail: Option<usize>,
+    ) -> Result<KubeResponse, TransportError> {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        let headers = headers_of(response.headers());
+        let mut body = response.into_body();
+        let mut kept = BytesMut::new();
+        let mut total: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.unreachable(&e))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len() as u64;
+                kept.extend_from_slice(&data);
+                if let Some(limit) = keep_tail {
+                    if kept.len() > limit {
+                        let drop = kept.len() - limit;
+                        let _ = kept.split_to(drop);
+                    }
+                }
+            }
+        }
+        Ok(KubeResponse {
+            status,
+            reason: reason_phrase(status),
+            headers,
+            body: kept.freeze(),
+            body_len: total,
+        })
+    }
+
+    async fn stream(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Bytes, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = headers_of(response.headers());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(&e))?
+                .to_bytes();
+            let body_len = body.len() as u64;
+            return Ok(Err(KubeResponse {
+                status,
+                reason: reason_phrase(status),
+                headers,
+                body,
+                body_len,
+            }));
+        }
+        let endpoint = self.endpoint.clone();
+        let frames = response
+            .into_body()
+            .into_data_stream()
+            .map(move |f| {
+                f.map_err(|e| TransportError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    message: error_chain(&e),
+                })
+            })
+            .boxed();
+        Ok(Ok(frames))
+    }
+
+    async fn watch(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        let frames = match self.stream(request).await? {
+            Ok(frames) => frames,
+            Err(response) => return Ok(Err(response)),
+        };
+        let events = futures::stream::unfold(
+            (frames, BytesMut::new()),
+            |(mut frames, mut buf)| async move {
+                loop {
+                    if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                        let line = buf.split_to(nl + 1);
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let event = serde_json::from_slice::<Value>(&line)
+                            .map_err(|e| TransportError::BadEvent(e.to_string()));
+                        return Some((event, (frames, buf)));
+                    }
+                    match frames.next().await {
+                        Some(Ok(data)) => buf.extend_from_slice(&data),
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(e),
+                                (futures::stream::empty().boxed(), BytesMut::new()),
+                            ));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(Ok(events.boxed()))
+    }
+}

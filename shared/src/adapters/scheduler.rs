@@ -1,0 +1,124 @@
+//! The hand-off to the poller through EventBridge Scheduler: one one-time schedule per
+//! poll, deleted after it fires.
+
+use crate::config::ScheduleSettings;
+use crate::contract::error::{error_chain, names, TaskError};
+use crate::contract::poll_state::at_expression;
+use crate::contract::poll_state::schedule_name;
+use crate::contract::poll_state::NextPoll;
+use crate::contract::poll_state::MAX_SCHEDULE_INPUT_CHARS;
+use crate::ports::clock::Clock;
+use crate::ports::handoff::HandOff;
+use async_trait::async_trait;
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, Target,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// [`HandOff`] through EventBridge Scheduler: a one-time schedule per poll that invokes
+/// the poller with the [`PollState`] as input and deletes itself after.
+pub struct SchedulerHandOff {
+    client: aws_sdk_scheduler::Client,
+    settings: ScheduleSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl SchedulerHandOff {
+    /// Schedules in `settings.group`, through the SDK configuration loaded at cold start.
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        settings: ScheduleSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client: aws_sdk_scheduler::Client::new(config),
+            settings,
+            clock,
+        }
+    }
+}
+
+fn schedule_error(message: String) -> TaskError {
+    TaskError::new(names::SCHEDULER, serde_json::json!({ "message": message }))
+}
+
+#[async_trait]
+impl HandOff for SchedulerHandOff {
+    async fn hand_off(&self, poll: &NextPoll) -> Result<(), TaskError> {
+        let input = poll.input.clone();
+        if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {
+            return Err(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count())));
+        }
+        let name = schedule_name(&poll.key, poll.attempt);
+        let mut target = Target::builder()
+            .arn(&self.settings.poller_arn)
+            .role_arn(&self.settings.role_arn)
+            .input(input)
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(self.settings.max_retries)
+                    .maximum_event_age_in_seconds(self.settings.max_event_age_seconds)
+                    .build(),
+            );
+        if let Some(dlq) = &self.settings.dead_letter_arn {
+            target = target.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
+        }
+        let target = target.build().map_err(|e| schedule_error(e.to_string()))?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| schedule_error(e.to_string()))?;
+        let mut delay = Duration::from_millis(200);
+        for round in 0..4 {
+            let sent = self
+                .client
+                .create_schedule()
+                .name(&name)
+                .group_name(&self.settings.group)
+                .schedule_expression(at_expression(
+                    self.clock.now(),
+                    Duration::from_secs(poll.delay_seconds),
+                ))
+                .schedule_expression_timezone("UTC")
+                .flexible_time_window(window.clone())
+                .action_after_completion(ActionAfterCompletion::Delete)
+                .target(target.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {
+                    tracing::info!(schedule = %name, delay = poll.delay_seconds, "next poll scheduled");
+                    return Ok(());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conflict_exception()) =>
+                {
+                    tracing::info!(schedule = %name, "already scheduled by an earlier delivery");
+                    return Ok(());
+                }
+                Err(e)
+                    if round < 3
+                        && e.as_service_error().is_none_or(|s| {
+                            s.is_throttling_exception() || s.is_internal_server_exception()
+                        }) =>
+                {
+                    tracing::warn!(schedule = %name, error = %error_chain(&e), "retrying CreateSchedule");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    return Err(schedule_error(format!(
+                        "CreateSchedule {name} failed: {}",
+                        error_chain(&e)
+                    )))
+                }
+            }
+        }
+        Err(schedule_error(format!(
+            "CreateSchedule {name} kept failing"
+        )))
+    }
+}

@@ -1,0 +1,284 @@
+//! A cluster operation's payload: `eks:createCluster`, `eks:deleteCluster`,
+//! `eks:createNodegroup`, `eks:deleteNodegroup`, `eks:createFargateProfile`,
+//! `eks:deleteFargateProfile` with the native (PascalCase) request fields, parsed and
+//! checked once, and turned into the EKS REST request.
+
+use crate::contract::tags::CREATED_TAG;
+use crate::contract::tags::EXECUTION_TAG;
+use crate::contract::tags::MANAGED_BY;
+use crate::contract::tags::MANAGED_TAG;
+
+use crate::contract::error::TaskError;
+
+use crate::contract::payload::callback_token;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::time::SystemTime;
+
+/// A cluster operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    /// `createCluster`.
+    CreateCluster,
+    /// `deleteCluster`.
+    DeleteCluster,
+    /// `createNodegroup`.
+    CreateNodegroup,
+    /// `deleteNodegroup`.
+    DeleteNodegroup,
+    /// `createFargateProfile`.
+    CreateFargateProfile,
+    /// `deleteFargateProfile`.
+    DeleteFargateProfile,
+}
+
+impl Operation {
+    /// The operation a payload's `Operation` names (`createCluster`, …).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+    /// Whether the operation creates a resource (and so tags it).
+    #[must_use]
+    pub fn is_create(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateCluster | Operation::CreateNodegroup | Operation::CreateFargateProfile
+        )
+    }
+    /// The field of the EKS response that holds the resource.
+    pub fn resource_field(self) -> &'static str {
+        match self {
+            Operation::CreateCluster | Operation::DeleteCluster => "cluster",
+            Operation::CreateNodegroup | Operation::DeleteNodegroup => "nodegroup",
+            Operation::CreateFargateProfile | Operation::DeleteFargateProfile => "fargateProfile",
+        }
+    }
+}
+
+fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, TaskError> {
+    match fields.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(TaskError::invalid_input(name, "must be a non-empty string")),
+        None => Err(TaskError::invalid_input(name, "is required")),
+    }
+}
+
+/// A parsed cluster-operation payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpInput {
+    /// The operation.
+    pub operation: Operation,
+    /// The cluster.
+    pub cluster_name: String,
+    /// The nodegroup or Fargate profile.
+    pub resource_name: Option<String>,
+    /// The EKS request body (camelCase), for creates.
+    pub body: Value,
+    /// `ForceDeleteCompute`.
+    pub force_delete_compute: bool,
+    /// `TaskToken`.
+    pub task_token: Option<String>,
+    /// `ExecutionArn`: tags what a create makes; a delete acts only on what it tagged.
+    pub execution: Option<String>,
+}
+
+/// Parses a cluster-operation payload: `Operation` plus the native request fields, and
+/// the worker's own `ExecutionArn` (owner tag), `ForceDeleteCompute` and `TaskToken`.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the field.
+pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
+    let fields = payload
+        .as_object()
+        .ok_or_else(|| TaskError::invalid_input("$", "must be a JSON object"))?;
+    let op_name = string_field(fields, "Operation")?;
+    let operation = Operation::parse(op_name).ok_or_else(|| {
+        TaskError::invalid_input("Operation", format!("{op_name:?} is not one of createCluster, deleteCluster, createNodegroup, deleteNodegroup, createFargateProfile, deleteFargateProfile"))
+    })?;
+    let (cluster_field, resource_field) = match operation {
+        Operation::CreateCluster | Operation::DeleteCluster => ("Name", None),
+        Operation::CreateNodegroup | Operation::DeleteNodegroup => {
+            ("ClusterName", Some("NodegroupName"))
+        }
+        Operation::CreateFargateProfile | Operation::DeleteFargateProfile => {
+            ("ClusterName", Some("FargateProfileName"))
+        }
+    };
+    let cluster_name = string_field(fields, cluster_field)?.to_owned();
+    let resource_name = resource_field
+        .map(|f| string_field(fields, f).map(str::to_owned))
+        .transpose()?;
+    let force_delete_compute = match fields.get("ForceDeleteCompute") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) if operation == Operation::DeleteCluster => *b,
+        Some(Value::Bool(_)) => {
+            return Err(TaskError::invalid_input(
+                "ForceDeleteCompute",
+                "applies to deleteCluster only",
+            ))
+        }
+        Some(_) => {
+            return Err(TaskError::invalid_input(
+                "ForceDeleteCompute",
+                "must be true or false",
+            ))
+        }
+    };
+    let task_token = callback_token(payload);
+    let execution = crate::contract::payload::execution_arn(fields)?;
+    let mut request: Map<String, Value> = fields
+        .iter()
+        .filter(|(k, _)| {
+            let own = [
+                "Operation",
+                "ForceDeleteCompute",
+                "TaskToken",
+                "ExecutionArn",
+                cluster_field,
+            ]
+            .contains(&k.as_str());
+            let named = !operation.is_create() && Some(k.as_str()) == resource_field;
+            (!own && !named) || (operation == Operation::CreateCluster && k.as_str() == "Name")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if operation.is_create() {
+        let tags = request.entry("Tags").or_insert_with(|| json!({}));
+        let tags = tags
+            .as_object_mut()
+            .filter(|t| t.values().all(Value::is_string))
+            .ok_or_else(|| TaskError::invalid_input("Tags", "must be a map of string to string"))?;
+        tags.insert(MANAGED_TAG.into(), json!(MANAGED_BY));
+        let created = time::OffsetDateTime::from(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        tags.insert(CREATED_TAG.into(), json!(created));
+        if let Some(e) = &execution {
+            tags.insert(EXECUTION_TAG.into(), json!(e));
+        }
+    } else if let Some(k) = request.keys().next() {
+        return Err(TaskError::invalid_input(
+            k,
+            format!("is not a parameter of {op_name}"),
+        ));
+    }
+    check_fields(&request)?;
+    Ok(OpInput {
+        operation,
+        cluster_name,
+        resource_name,
+        body: camel_case(&Value::Object(request)),
+        force_delete_compute,
+        task_token,
+        execution,
+    })
+}
+
+/// The checks EKS would make late, made early with the field's name: role ARNs are IAM
+/// role ARNs, subnet lists are non-empty lists of strings.
+fn check_fields(request: &Map<String, Value>) -> Result<(), TaskError> {
+    for role in ["RoleArn", "NodeRole", "PodExecutionRoleArn"] {
+        if let Some(v) = request.get(role) {
+            let ok = v.as_str().is_some_and(|a| {
+                a.starts_with("arn:aws")
+                    && a.split(':').nth(2) == Some("iam")
+                    && a.split(':')
+                        .nth(5)
+                        .is_some_and(|r| r.starts_with("role/") && r.len() > 5)
+            });
+            if !ok {
+                return Err(TaskError::invalid_input(
+                    role,
+                    "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>",
+                ));
+            }
+        }
+    }
+    let subnets = [
+        ("Subnets", request.get("Subnets")),
+        (
+            "ResourcesVpcConfig.SubnetIds",
+            request
+                .get("ResourcesVpcConfig")
+                .and_then(|c| c.get("SubnetIds")),
+        ),
+    ];
+    for (field, v) in subnets {
+        if let Some(v) = v {
+            let ok = v.as_array().is_some_and(|a| {
+                !a.is_empty() && a.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))
+            });
+            if !ok {
+                return Err(TaskError::invalid_input(
+                    field,
+                    "must be a non-empty list of subnet IDs",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The EKS REST path of the operation's resource (its collection for a create).
+#[must_use]
+pub fn resource_path(operation: Operation, cluster: &str, resource: Option<&str>) -> String {
+    match (operation, resource) {
+        (Operation::CreateNodegroup | Operation::DeleteNodegroup, Some(r)) => {
+            format!("/clusters/{cluster}/node-groups/{r}")
+        }
+        (Operation::CreateFargateProfile | Operation::DeleteFargateProfile, Some(r)) => {
+            format!("/clusters/{cluster}/fargate-profiles/{r}")
+        }
+        _ => format!("/clusters/{cluster}"),
+    }
+}
+
+/// Fields whose value is a map of user keys (kept as written).
+const MAP_FIELDS: [&str; 3] = ["tags", "labels", "configurationValues"];
+
+/// The native integration's PascalCase request fields in the API's camelCase
+/// (`ResourcesVpcConfig.SubnetIds` → `resourcesVpcConfig.subnetIds`), map values such
+/// as `Tags` and `Labels` kept as written.
+#[must_use]
+pub fn camel_case(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let key = lower_first(k);
+                    let value = if MAP_FIELDS.contains(&key.as_str()) {
+                        x.clone()
+                    } else {
+                        camel_case(x)
+                    };
+                    (key, value)
+                })
+                .collect::<Map<String, Value>>(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(camel_case).collect()),
+        other => other.clone(),
+    }
+}
+
+fn lower_first(k: &str) -> String {
+    let mut c = k.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pascal_case_fields_become_camel_case_but_tags_keep_their_keys() {
+        let native = json!({ "Name": "c", "ResourcesVpcConfig": { "SubnetIds": ["s"] }, "Tags": { "Team": "x" }, "Selectors": [{ "Namespace": "n", "Labels": { "App": "a" } }] });
+        assert_eq!(
+            camel_case(&native),
+            json!({ "name": "c", "resourcesVpcConfig": { "subnetIds": ["s"] }, "tags": { "Team": "x" }, "selectors": [{ "namespace": "n", "labels": { "App": "a" } }] })
+        );
+    }
+}

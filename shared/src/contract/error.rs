@@ -1,0 +1,172 @@
+//! The task error: the one shape every failure takes at the boundary, with a stable,
+//! documented name (CONTRACT §4) and a JSON cause a person can act on.
+//!
+//! Modules keep their own error enums; each converts into a [`TaskError`] here, so the
+//! mapping from "what went wrong" to "which name a state machine's `Catch` sees" lives in
+//! one place.
+
+use serde_json::{json, Value};
+
+/// Names of the errors the worker reports. `EKS.<status>` names are built by
+/// [`TaskError::kubernetes_status`]; the rest are constants here.
+pub mod names {
+    /// The payload is not valid: a field is missing, of the wrong type or malformed.
+    pub const INVALID_INPUT: &str = "EksTaskWorker.InvalidInput";
+    /// The Job finished with a `Failed` condition.
+    pub const JOB_FAILED: &str = "EksTaskWorker.JobFailed";
+    /// The Job's pods were held (image pull, unschedulable) longer than the stuck
+    /// policy allows.
+    pub const JOB_STUCK: &str = "EksTaskWorker.JobStuck";
+    /// The Job disappeared (deleted by someone else) while the worker waited on it.
+    pub const JOB_VANISHED: &str = "EksTaskWorker.JobVanished";
+    /// The cluster's API server could not be reached: DNS, connect, TLS or timeout.
+    pub const CLUSTER_UNREACHABLE: &str = "EksTaskWorker.ClusterUnreachable";
+    /// Credentials could not be loaded, or STS refused AssumeRole.
+    pub const CREDENTIALS: &str = "EksTaskWorker.CredentialsError";
+    /// The EKS API (DescribeCluster) failed.
+    pub const EKS_API: &str = "EksTaskWorker.EksApiError";
+    /// Step Functions refused the callback (SendTaskSuccess/SendTaskFailure).
+    pub const CALLBACK: &str = "EksTaskWorker.CallbackError";
+    /// EventBridge Scheduler refused the next poll's schedule.
+    pub const SCHEDULER: &str = "EksTaskWorker.SchedulerError";
+    /// A cluster, nodegroup or Fargate profile ended FAILED, CREATE_FAILED,
+    /// DELETE_FAILED or DEGRADED, or a forced deletion did not finish in time.
+    pub const CLUSTER_OPERATION_FAILED: &str = "EksTaskWorker.ClusterOperationFailed";
+    /// Too many consecutive polls could not read the Job; the cause lists them.
+    pub const POLL_FAILED: &str = "EksTaskWorker.PollFailed";
+    /// The worker refused to act on something it did not create: a cluster, nodegroup or
+    /// Fargate profile without its ownership tag (or made by another execution than the
+    /// one named), or a Job whose task label does not match the task.
+    pub const NOT_OWNED: &str = "EksTaskWorker.NotOwned";
+    /// The payload's `Endpoint` is not the one EKS reports for `ClusterName` and not in
+    /// `TRUSTED_ENDPOINTS`: no bearer token is sent to it.
+    pub const UNTRUSTED_ENDPOINT: &str = "EksTaskWorker.UntrustedEndpoint";
+    /// A defect in the worker itself; the cause says what, please report it.
+    pub const INTERNAL: &str = "EksTaskWorker.InternalError";
+    /// A log could not be archived (reported beside the log; it never fails the task).
+    pub const LOG_ARCHIVE: &str = "EksTaskWorker.LogArchiveError";
+}
+
+/// The most characters Step Functions accepts in `SendTaskFailure.error`.
+pub const MAX_ERROR_CHARS: usize = 256;
+/// The most characters Step Functions accepts in `SendTaskFailure.cause`.
+pub const MAX_CAUSE_CHARS: usize = 32_768;
+
+/// A failure as a state machine sees it: an error name and a JSON cause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskError {
+    /// The stable error name (`EKS.404`, `EksTaskWorker.InvalidInput`, …).
+    pub name: String,
+    /// What happened, as JSON.
+    pub cause: Value,
+}
+
+/// Results whose error is a [`TaskError`].
+pub type TaskResult<T> = std::result::Result<T, TaskError>;
+
+impl TaskError {
+    /// An error with a name and a JSON cause.
+    pub fn new(name: impl Into<String>, cause: Value) -> Self {
+        Self {
+            name: name.into(),
+            cause,
+        }
+    }
+
+    /// Invalid input: `field` names the payload field (a JSON path such as `Job.kind`),
+    /// `message` says what is wrong and what is expected.
+    pub fn invalid_input(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(
+            names::INVALID_INPUT,
+            json!({ "field": field, "message": message }),
+        )
+    }
+
+    /// The Kubernetes API answered with an error status: `EKS.<status>` with the native
+    /// cause shape `{"ResponseBody", "StatusCode", "StatusText"}`.
+    pub fn kubernetes_status(status: u16, status_text: &str, body: Value) -> Self {
+        Self::new(
+            format!("EKS.{status}"),
+            json!({ "ResponseBody": body, "StatusCode": status, "StatusText": status_text }),
+        )
+    }
+
+    /// An error with a message only.
+    pub fn message(name: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(name, json!({ "message": message }))
+    }
+
+    /// The cause as a string of at most [`MAX_CAUSE_CHARS`] characters that is still
+    /// valid JSON: long string values are cut from the front (keeping their end) until
+    /// it fits.
+    pub fn cause_string(&self) -> String {
+        crate::contract::budget::fit_value_chars(&self.cause, MAX_CAUSE_CHARS)
+    }
+
+    /// The name cut to [`MAX_ERROR_CHARS`] characters.
+    pub fn name_for_callback(&self) -> String {
+        self.name.chars().take(MAX_ERROR_CHARS).collect()
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.cause)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// An error with its whole chain of sources, on one line (SDK errors say little at
+/// the top level).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_status_has_the_native_cause_shape() {
+        let e = TaskError::kubernetes_status(401, "Unauthorized", json!({"kind": "Status"}));
+        assert_eq!(e.name, "EKS.401");
+        assert_eq!(
+            e.cause,
+            json!({"ResponseBody": {"kind": "Status"}, "StatusCode": 401, "StatusText": "Unauthorized"})
+        );
+    }
+
+    #[test]
+    fn no_name_starts_with_states() {
+        for n in [
+            names::INVALID_INPUT,
+            names::JOB_FAILED,
+            names::JOB_VANISHED,
+            names::JOB_STUCK,
+            names::CLUSTER_UNREACHABLE,
+            names::CREDENTIALS,
+            names::EKS_API,
+            names::CALLBACK,
+            names::SCHEDULER,
+            names::POLL_FAILED,
+            names::CLUSTER_OPERATION_FAILED,
+            names::INTERNAL,
+        ] {
+            assert!(!n.starts_with("States."), "{n}");
+            assert!(n.len() <= MAX_ERROR_CHARS);
+        }
+    }
+}

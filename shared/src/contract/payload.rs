@@ -1,0 +1,858 @@
+//! The payloads: native parameter names and meanings (CONTRACT §2), parsed once into
+//! typed inputs, with an `EksTaskWorker.InvalidInput` error naming the field and what
+//! to fix for anything malformed. The user's `Job` and `RequestBody` stay JSON values:
+//! they pass to the API server as written.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::contract::error::TaskError;
+
+/// The longest task token Step Functions issues.
+pub const MAX_TASK_TOKEN_CHARS: usize = 2048;
+
+type Fields = Map<String, Value>;
+
+/// Where the cluster is and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRef {
+    /// `ClusterName`: the EKS cluster, also the token's `x-k8s-aws-id`.
+    pub name: String,
+    /// `Endpoint`: the API server URL; looked up with DescribeCluster when absent.
+    pub endpoint: Option<Url>,
+    /// `CertificateAuthority`: the cluster CA as PEM; looked up when absent.
+    pub certificate_authority: Option<String>,
+    /// `RoleArn` (the worker's own): assume this role for the token.
+    pub role_arn: Option<String>,
+    /// `Region` (the worker's own): the cluster's region, if not the function's.
+    pub region: Option<String>,
+}
+
+/// `LogOptions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogOptions {
+    /// `RetrieveLogs`: read the Job's container logs when it finishes.
+    pub retrieve_logs: bool,
+    /// `RawLogs`: keep logs as text even when they parse as JSON.
+    pub raw_logs: bool,
+    /// `LogParameters`: query parameters for the read-log API.
+    pub log_parameters: Vec<(String, String)>,
+    /// `ArchiveUri` (the worker's own): archive every container's whole log here.
+    pub archive: Option<crate::contract::archive_location::ArchiveLocation>,
+}
+
+impl LogOptions {
+    /// The first value given for a log parameter.
+    #[must_use]
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.log_parameters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `ExecutionArn` (the worker's own, optional): the execution a task belongs to, for
+/// the log lines (`"ExecutionArn.$": "$$.Execution.Id"`).
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` when it is not an execution ARN.
+pub fn execution_arn(fields: &Fields) -> Result<Option<String>, TaskError> {
+    match opt_string(fields, "ExecutionArn")? {
+        None => Ok(None),
+        Some(a)
+            if a.starts_with("arn:")
+                && a.split(':').nth(5) == Some("execution")
+                && a.split(':').count() >= 8
+                && a.len() <= 2048 =>
+        {
+            Ok(Some(a.to_owned()))
+        }
+        Some(_) => Err(TaskError::invalid_input(
+            "ExecutionArn",
+            "must be an execution ARN: pass \"ExecutionArn.$\": \"$$.Execution.Id\"",
+        )),
+    }
+}
+
+/// The run-job payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunJobInput {
+    /// `ExecutionArn` (the worker's own): for the log lines.
+    pub execution: Option<String>,
+    /// The cluster.
+    pub cluster: ClusterRef,
+    /// `Namespace`, default `default`.
+    pub namespace: String,
+    /// `Job`: the batch/v1 Job manifest, as the user wrote it.
+    pub job: Value,
+    /// `LogOptions`.
+    pub log_options: LogOptions,
+    /// `TaskToken`: present in the callback pattern.
+    pub task_token: Option<String>,
+    /// `InlineWaitSeconds` (the worker's own): how long to watch the Job in this
+    /// invocation before handing it to the poller; the deployment's default otherwise.
+    pub inline_wait_seconds: Option<u64>,
+    /// `PollCurveSeconds` (the worker's own): the poll curve for this Job, checked
+    /// against the deployment's minimum when it is used.
+    pub poll_curve_seconds: Option<Vec<u64>>,
+    /// `StuckPolicy` (the worker's own): when a stuck Job fails its task.
+    pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
+}
+
+/// The HTTP methods `call` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// HEAD
+    Head,
+    /// PATCH
+    Patch,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// How a PATCH body is to be read by the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json` (the default).
+    Merge,
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply).
+    Apply,
+}
+
+impl PatchType {
+    /// The content type that selects this patch type.
+    #[must_use]
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PatchType::Merge => "application/merge-patch+json",
+            PatchType::Json => "application/json-patch+json",
+            PatchType::Strategic => "application/strategic-merge-patch+json",
+            PatchType::Apply => "application/apply-patch+yaml",
+        }
+    }
+}
+
+/// The call payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInput {
+    /// The cluster.
+    pub cluster: ClusterRef,
+    /// `Method`.
+    pub method: Method,
+    /// `Path`: starts with `/`, no query.
+    pub path: String,
+    /// `QueryParameters`, flattened to (name, value) pairs in order.
+    pub query: Vec<(String, String)>,
+    /// `RequestBody`: sent as JSON, or as written when it is a string.
+    pub body: Option<Value>,
+    /// `PatchType` (the worker's own): for PATCH, default merge.
+    pub patch_type: PatchType,
+    /// `TaskToken`: present in the callback pattern.
+    pub task_token: Option<String>,
+}
+
+const CLUSTER_FIELDS: [&str; 5] = [
+    "ClusterName",
+    "CertificateAuthority",
+    "Endpoint",
+    "RoleArn",
+    "Region",
+];
+
+fn object<'a>(v: &'a Value, field: &str) -> Result<&'a Fields, TaskError> {
+    v.as_object().ok_or_else(|| {
+        TaskError::invalid_input(field, format!("must be a JSON object, got {}", kind(v)))
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn reject_unknown(fields: &Fields, allowed: &[&str], at: &str) -> Result<(), TaskError> {
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(TaskError::invalid_input(
+            &join(at, k),
+            format!(
+                "is not a known parameter; the known ones are {}",
+                allowed.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn join(at: &str, k: &str) -> String {
+    if at.is_empty() {
+        k.to_owned()
+    } else {
+        format!("{at}.{k}")
+    }
+}
+
+fn opt_string<'a>(fields: &'a Fields, name: &str) -> Result<Option<&'a str>, TaskError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(TaskError::invalid_input(
+            name,
+            format!("must be a string, got {}", kind(other)),
+        )),
+    }
+}
+
+fn req_string<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, TaskError> {
+    match opt_string(fields, name)? {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        Some(_) => Err(TaskError::invalid_input(name, "must not be empty")),
+        None => Err(TaskError::invalid_input(name, "is required")),
+    }
+}
+
+fn opt_bool(fields: &Fields, name: &str, at: &str) -> Result<bool, TaskError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(TaskError::invalid_input(
+            &join(at, name),
+            format!("must be true or false, got {}", kind(other)),
+        )),
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// `Namespace`, default `default`: a DNS label.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on `Namespace`.
+pub fn namespace(fields: &Fields) -> Result<String, TaskError> {
+    match opt_string(fields, "Namespace")? {
+        None => Ok("default".to_owned()),
+        Some(ns) if is_dns_label(ns) => Ok(ns.to_owned()),
+        Some(ns) => Err(TaskError::invalid_input(
+            "Namespace",
+            format!(
+                "{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+            ),
+        )),
+    }
+}
+
+/// Parses and validates the cluster fields common to every payload.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the bad field.
+pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
+    let name = req_string(fields, "ClusterName")?;
+    if name.len() > 100
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err(TaskError::invalid_input(
+            "ClusterName",
+            "must be 1-100 characters of letters, digits, '-' and '_', starting with a letter or digit",
+        ));
+    }
+    let endpoint = opt_string(fields, "Endpoint")?
+        .map(endpoint_url)
+        .transpose()?;
+    let certificate_authority = opt_string(fields, "CertificateAuthority")?
+        .map(certificate_pem)
+        .transpose()?;
+    let role_arn = opt_string(fields, "RoleArn")?
+        .map(|arn| {
+            let ok = arn.starts_with("arn:aws")
+                && arn.split(':').nth(2) == Some("iam")
+                && arn
+                    .split(':')
+                    .nth(5)
+                    .is_some_and(|r| r.starts_with("role/") && r.len() > 5);
+            if ok {
+                Ok(arn.to_owned())
+            } else {
+                Err(TaskError::invalid_input(
+                    "RoleArn",
+                    "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>",
+                ))
+            }
+        })
+        .transpose()?;
+    let region = opt_string(fields, "Region")?
+        .map(|r| {
+            let ok = !r.is_empty()
+                && r.len() <= 32
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if ok {
+                Ok(r.to_owned())
+            } else {
+                Err(TaskError::invalid_input(
+                    "Region",
+                    "must be an AWS region name such as us-east-1",
+                ))
+            }
+        })
+        .transpose()?;
+    Ok(ClusterRef {
+        name: name.to_owned(),
+        endpoint,
+        certificate_authority,
+        role_arn,
+        region,
+    })
+}
+
+/// Validates an API server URL: https, a host, no query or fragment.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on `Endpoint`.
+pub fn endpoint_url(s: &str) -> Result<Url, TaskError> {
+    let url = Url::parse(s).map_err(|e| {
+        TaskError::invalid_input(
+            "Endpoint",
+            format!("is not a URL ({e}); expected https://<host>"),
+        )
+    })?;
+    if url.scheme() != "https" {
+        return Err(TaskError::invalid_input(
+            "Endpoint",
+            format!("must use https, not {}", url.scheme()),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(TaskError::invalid_input("Endpoint", "has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(TaskError::invalid_input(
+            "Endpoint",
+            "must be just https://<host>[:port][/path], without query, fragment or user",
+        ));
+    }
+    Ok(url)
+}
+
+/// Decodes `CertificateAuthority` (base64 of PEM, as DescribeCluster returns it, or PEM
+/// itself) and checks that it holds at least one X.509 certificate. Returns the PEM.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on `CertificateAuthority`.
+pub fn certificate_pem(s: &str) -> Result<String, TaskError> {
+    let field = "CertificateAuthority";
+    let pem = if s.trim_start().starts_with("-----BEGIN") {
+        s.to_owned()
+    } else {
+        let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&compact)
+            .map_err(|e| {
+                TaskError::invalid_input(
+                    field,
+                    format!(
+                        "is not base64 ({e}); expected the cluster's certificateAuthority.data"
+                    ),
+                )
+            })?;
+        String::from_utf8(bytes)
+            .map_err(|_| TaskError::invalid_input(field, "does not decode to PEM text"))?
+    };
+    let ders = crate::contract::certificates::parse_certificates(&pem)
+        .map_err(|m| TaskError::invalid_input(field, m))?;
+    if ders.is_empty() {
+        return Err(TaskError::invalid_input(
+            field,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(pem)
+}
+
+/// Parses a `map of string to list of strings` (`LogParameters`, `QueryParameters`)
+/// into ordered pairs. Scalars inside the lists are taken as their text.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on the field.
+pub fn string_lists(v: &Value, field: &str) -> Result<Vec<(String, String)>, TaskError> {
+    let mut out = Vec::new();
+    for (k, list) in object(v, field)? {
+        let at = join(field, k);
+        let items = list.as_array().ok_or_else(|| {
+            TaskError::invalid_input(
+                &at,
+                format!("must be a list of strings, got {}", kind(list)),
+            )
+        })?;
+        for (i, item) in items.iter().enumerate() {
+            let text = match item {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(TaskError::invalid_input(
+                        &format!("{at}[{i}]"),
+                        format!("must be a string, got {}", kind(other)),
+                    ))
+                }
+            };
+            out.push((k.clone(), text));
+        }
+    }
+    Ok(out)
+}
+
+const LOG_PARAMETERS: [&str; 9] = [
+    "container",
+    "tailLines",
+    "limitBytes",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "previous",
+    "pretty",
+    "insecureSkipTLSVerifyBackend",
+];
+
+fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(LogOptions::default());
+    };
+    let at = "LogOptions";
+    let fields = object(v, at)?;
+    reject_unknown(
+        fields,
+        &["RetrieveLogs", "RawLogs", "LogParameters", "ArchiveUri"],
+        at,
+    )?;
+    let archive = opt_string(fields, "ArchiveUri")?
+        .map(|u| {
+            crate::contract::archive_location::ArchiveLocation::parse(u)
+                .map_err(|m| TaskError::invalid_input("LogOptions.ArchiveUri", m))
+        })
+        .transpose()?;
+    let log_parameters = match fields.get("LogParameters") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(p) => string_lists(p, "LogOptions.LogParameters")?,
+    };
+    for (k, value) in &log_parameters {
+        let field = format!("LogOptions.LogParameters.{k}");
+        if k == "follow" {
+            return Err(TaskError::invalid_input(
+                &field,
+                "is not supported: logs are read once the Job has finished",
+            ));
+        }
+        if !LOG_PARAMETERS.contains(&k.as_str()) {
+            return Err(TaskError::invalid_input(
+                &field,
+                format!(
+                    "is not a read-log parameter; the known ones are {}",
+                    LOG_PARAMETERS.join(", ")
+                ),
+            ));
+        }
+        match k.as_str() {
+            "tailLines" | "limitBytes" | "sinceSeconds" => {
+                let n: i64 = value.parse().map_err(|_| {
+                    TaskError::invalid_input(
+                        &field,
+                        format!("must be a whole number, got {value:?}"),
+                    )
+                })?;
+                let min = if k == "tailLines" { 0 } else { 1 };
+                if n < min {
+                    return Err(TaskError::invalid_input(
+                        &field,
+                        format!("must be at least {min}, got {n}"),
+                    ));
+                }
+            }
+            "timestamps" | "previous" | "pretty" | "insecureSkipTLSVerifyBackend"
+                if value != "true" && value != "false" =>
+            {
+                return Err(TaskError::invalid_input(
+                    &field,
+                    format!("must be \"true\" or \"false\", got {value:?}"),
+                ));
+            }
+            "sinceTime"
+                if time::OffsetDateTime::parse(
+                    value,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .is_err() =>
+            {
+                return Err(TaskError::invalid_input(
+                    &field,
+                    format!("must be an RFC 3339 time, got {value:?}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if log_parameters
+        .iter()
+        .filter(|(k, _)| k != "container")
+        .map(|(k, _)| k)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        < log_parameters
+            .iter()
+            .filter(|(k, _)| k != "container")
+            .count()
+    {
+        return Err(TaskError::invalid_input(
+            "LogOptions.LogParameters",
+            "gives a parameter more than one value",
+        ));
+    }
+    Ok(LogOptions {
+        retrieve_logs: opt_bool(fields, "RetrieveLogs", at)?,
+        raw_logs: opt_bool(fields, "RawLogs", at)?,
+        log_parameters,
+        archive,
+    })
+}
+
+fn task_token(fields: &Fields) -> Result<Option<String>, TaskError> {
+    match opt_string(fields, "TaskToken")? {
+        None => Ok(None),
+        Some("") => Err(TaskError::invalid_input(
+            "TaskToken",
+            "must not be empty; pass \"TaskToken.$\": \"$$.Task.Token\"",
+        )),
+        Some(t) if t.chars().count() > MAX_TASK_TOKEN_CHARS => Err(TaskError::invalid_input(
+            "TaskToken",
+            format!("is longer than {MAX_TASK_TOKEN_CHARS} characters"),
+        )),
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+/// The largest Job manifest taken (bytes, serialized): the API server's request limit
+/// is larger, but a Job this big is a mistake, and its result could not be returned.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// The deepest nesting a Job manifest may have.
+pub const MAX_JOB_DEPTH: usize = 64;
+
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
+    let job = match v {
+        None | Some(Value::Null) => {
+            return Err(TaskError::invalid_input(
+                "Job",
+                "is required: a batch/v1 Job as JSON",
+            ))
+        }
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).map_err(|e| {
+            TaskError::invalid_input("Job", format!("is a string that is not JSON ({e})"))
+        })?,
+        Some(other) => other.clone(),
+    };
+    let size = crate::contract::budget::serialized_len(&job);
+    if size > MAX_JOB_BYTES {
+        return Err(TaskError::invalid_input(
+            "Job",
+            format!("is {size} bytes; a Job manifest may be at most {MAX_JOB_BYTES} (put data in a ConfigMap or S3)"),
+        ));
+    }
+    let depth = nesting(&job);
+    if depth > MAX_JOB_DEPTH {
+        return Err(TaskError::invalid_input(
+            "Job",
+            format!("nests {depth} levels deep; at most {MAX_JOB_DEPTH}"),
+        ));
+    }
+    let fields = object(&job, "Job")?;
+    match fields.get("apiVersion") {
+        Some(Value::String(s)) if s == "batch/v1" => {}
+        Some(other) => {
+            return Err(TaskError::invalid_input(
+                "Job.apiVersion",
+                format!("must be \"batch/v1\", got {other}"),
+            ))
+        }
+        None => {
+            return Err(TaskError::invalid_input(
+                "Job.apiVersion",
+                "is required: \"batch/v1\"",
+            ))
+        }
+    }
+    match fields.get("kind") {
+        Some(Value::String(s)) if s == "Job" => {}
+        Some(other) => {
+            return Err(TaskError::invalid_input(
+                "Job.kind",
+                format!("must be \"Job\", got {other}"),
+            ))
+        }
+        None => return Err(TaskError::invalid_input("Job.kind", "is required: \"Job\"")),
+    }
+    let meta = match fields.get("metadata") {
+        Some(m) => object(m, "Job.metadata")?,
+        None => {
+            return Err(TaskError::invalid_input(
+                "Job.metadata",
+                "is required, with a name or generateName",
+            ))
+        }
+    };
+    let named = |k: &str| {
+        meta.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    if !named("name") && !named("generateName") {
+        return Err(TaskError::invalid_input(
+            "Job.metadata",
+            "needs a name or a generateName",
+        ));
+    }
+    for k in ["labels", "annotations"] {
+        if let Some(m) = meta.get(k) {
+            object(m, &format!("Job.metadata.{k}"))?;
+        }
+    }
+    match fields.get("spec") {
+        Some(s) => {
+            object(s, "Job.spec")?;
+        }
+        None => return Err(TaskError::invalid_input("Job.spec", "is required")),
+    }
+    Ok(job)
+}
+
+/// Parses a run-job payload.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the bad field.
+pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
+    let fields = object(payload, "$")?;
+    let mut allowed = CLUSTER_FIELDS.to_vec();
+    allowed.extend([
+        "Namespace",
+        "Job",
+        "LogOptions",
+        "TaskToken",
+        "InlineWaitSeconds",
+        "PollCurveSeconds",
+        "StuckPolicy",
+        "ExecutionArn",
+    ]);
+    reject_unknown(fields, &allowed, "")?;
+    let execution = execution_arn(fields)?;
+    let namespace = namespace(fields)?;
+    let inline_wait_seconds = match fields.get("InlineWaitSeconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().filter(|n| *n <= 900).ok_or_else(|| {
+            TaskError::invalid_input(
+                "InlineWaitSeconds",
+                "must be a whole number of seconds from 0 to 900",
+            )
+        })?),
+    };
+    let poll_curve_seconds = match fields.get("PollCurveSeconds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if !items.is_empty() => Some(
+            items
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| {
+                    TaskError::invalid_input(
+                        "PollCurveSeconds",
+                        "must be a list of whole numbers of seconds",
+                    )
+                })?,
+        ),
+        Some(_) => {
+            return Err(TaskError::invalid_input(
+                "PollCurveSeconds",
+                "must be a non-empty list of whole numbers of seconds, e.g. [60, 120, 300]",
+            ))
+        }
+    };
+    let stuck_policy = match fields.get("StuckPolicy") {
+        None | Some(Value::Null) => crate::contract::stuck_policy::StuckPolicy::default(),
+        Some(p) => {
+            let p = object(p, "StuckPolicy")?;
+            reject_unknown(
+                p,
+                &["ImagePullSeconds", "UnschedulableSeconds"],
+                "StuckPolicy",
+            )?;
+            let limit = |k: &str| match p.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    TaskError::invalid_input(
+                        &format!("StuckPolicy.{k}"),
+                        "must be a whole number of seconds",
+                    )
+                }),
+            };
+            crate::contract::stuck_policy::StuckPolicy {
+                image_pull_seconds: limit("ImagePullSeconds")?,
+                unschedulable_seconds: limit("UnschedulableSeconds")?,
+            }
+        }
+    };
+    Ok(RunJobInput {
+        execution,
+        stuck_policy,
+        poll_curve_seconds,
+        cluster: cluster_ref(fields)?,
+        namespace,
+        job: job_manifest(fields.get("Job"))?,
+        log_options: log_options(fields.get("LogOptions"))?,
+        task_token: task_token(fields)?,
+        inline_wait_seconds,
+    })
+}
+
+/// Parses a call payload.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the bad field.
+pub fn call(payload: &Value) -> Result<CallInput, TaskError> {
+    let fields = object(payload, "$")?;
+    let mut allowed = CLUSTER_FIELDS.to_vec();
+    allowed.extend([
+        "Method",
+        "Path",
+        "QueryParameters",
+        "RequestBody",
+        "PatchType",
+        "TaskToken",
+        "ExecutionArn",
+    ]);
+    reject_unknown(fields, &allowed, "")?;
+    execution_arn(fields)?;
+    let method = match req_string(fields, "Method")?.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "HEAD" => Method::Head,
+        "PATCH" => Method::Patch,
+        other => {
+            return Err(TaskError::invalid_input(
+                "Method",
+                format!("{other:?} is not one of GET, POST, PUT, DELETE, HEAD, PATCH"),
+            ))
+        }
+    };
+    let path = req_string(fields, "Path")?;
+    if !path.starts_with('/') {
+        return Err(TaskError::invalid_input(
+            "Path",
+            format!("must start with '/', got {path:?}"),
+        ));
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TaskError::invalid_input(
+            "Path",
+            "must be a plain path: put query parameters in QueryParameters, no spaces",
+        ));
+    }
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(TaskError::invalid_input(
+            "Path",
+            "must not contain '.' or '..' segments",
+        ));
+    }
+    let query = match fields.get("QueryParameters") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(q) => string_lists(q, "QueryParameters")?,
+    };
+    let body = fields.get("RequestBody").filter(|b| !b.is_null()).cloned();
+    if body.is_some() && matches!(method, Method::Get | Method::Head) {
+        return Err(TaskError::invalid_input(
+            "RequestBody",
+            format!("is not allowed with {}", method.as_str()),
+        ));
+    }
+    let patch_type = match opt_string(fields, "PatchType")? {
+        None | Some("merge") => PatchType::Merge,
+        Some("json") => PatchType::Json,
+        Some("strategic") => PatchType::Strategic,
+        Some("apply") => PatchType::Apply,
+        Some(other) => {
+            return Err(TaskError::invalid_input(
+                "PatchType",
+                format!("{other:?} is not one of merge, json, strategic, apply"),
+            ))
+        }
+    };
+    Ok(CallInput {
+        cluster: cluster_ref(fields)?,
+        method,
+        path: path.to_owned(),
+        query,
+        body,
+        patch_type,
+        task_token: task_token(fields)?,
+    })
+}
+
+/// The task token when the payload carries a usable one: with it even an invalid
+/// payload is answered on the token rather than left to time out.
+#[must_use]
+pub fn callback_token(payload: &Value) -> Option<String> {
+    payload
+        .get("TaskToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.chars().count() <= MAX_TASK_TOKEN_CHARS)
+        .map(str::to_owned)
+}

@@ -1,0 +1,516 @@
+//! The poll states: what a one-time schedule hands the poller (a Job's or a cluster
+//! operation's state, the attempt, the curve), with their bounds, schedule names and
+//! `at()` expressions. Wire formats: changing a field breaks polls already scheduled.
+
+use crate::contract::cluster_op::Operation;
+use crate::contract::curve::PollCurve;
+use crate::contract::error::{names, TaskError};
+
+use crate::contract::payload;
+use crate::contract::payload::{ClusterRef, LogOptions};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// What a `.sync` cluster operation's poller needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterPoll {
+    /// The operation.
+    pub operation: Operation,
+    /// The cluster.
+    pub cluster_name: String,
+    /// The nodegroup or Fargate profile, for their operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    /// `ForceDeleteCompute`, for deleteCluster.
+    #[serde(default)]
+    pub force_delete_compute: bool,
+    /// The task token.
+    pub task_token: String,
+    /// Polls made so far.
+    pub attempt: u32,
+    /// Seconds until the next poll.
+    pub next_delay_seconds: u64,
+    /// The poll curve.
+    #[serde(default)]
+    pub curve: PollCurve,
+    /// The execution the payload named (`ExecutionArn`): the resource must carry it in
+    /// its execution tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+}
+
+impl ClusterPoll {
+    /// The poll this state asks for.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` when the state does not serialize.
+    pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
+        let input = serde_json::to_string(self)
+            .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
+        let digest = Sha256::digest(format!(
+            "{:?}/{}/{:?}/{}",
+            self.operation, self.cluster_name, self.resource_name, self.task_token
+        ));
+        let key = digest.iter().take(18).map(|b| format!("{b:02x}")).collect();
+        Ok(NextPoll {
+            key,
+            attempt: self.attempt,
+            delay_seconds: self.next_delay_seconds,
+            input,
+        })
+    }
+}
+
+impl ClusterPoll {
+    /// Checks every field of a cluster poll state as a payload's would be checked: the
+    /// names, the token, the execution, the curve and the attempt.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` naming the field.
+    pub fn check_bounds(&self) -> Result<(), TaskError> {
+        let mut fields = Map::new();
+        fields.insert("ClusterName".into(), json!(self.cluster_name));
+        if let Some(e) = &self.execution {
+            fields.insert("ExecutionArn".into(), json!(e));
+        }
+        crate::contract::payload::cluster_ref(&fields)?;
+        crate::contract::payload::execution_arn(&fields)?;
+        if let Some(r) = &self.resource_name {
+            let mut named = Map::new();
+            named.insert("ClusterName".into(), json!(r));
+            crate::contract::payload::cluster_ref(&named).map_err(|_| {
+                TaskError::invalid_input(
+                    "ResourceName",
+                    "must be 1-100 characters of letters, digits, '-' and '_'",
+                )
+            })?;
+        }
+        crate::contract::poll_state::check_poll_bounds(
+            &self.task_token,
+            &self.curve,
+            self.attempt,
+            self.next_delay_seconds,
+        )
+    }
+}
+
+/// The cluster, in the form it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterState {
+    /// `ClusterName`.
+    pub cluster_name: String,
+    /// `Endpoint`, when the payload gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `CertificateAuthority` (PEM), when the payload gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
+    /// `RoleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// `Region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl From<&ClusterRef> for ClusterState {
+    fn from(c: &ClusterRef) -> Self {
+        Self {
+            cluster_name: c.name.clone(),
+            endpoint: c.endpoint.as_ref().map(ToString::to_string),
+            certificate_authority: c.certificate_authority.clone(),
+            role_arn: c.role_arn.clone(),
+            region: c.region.clone(),
+        }
+    }
+}
+
+/// Log options, in the form they travel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogState {
+    /// `RetrieveLogs`.
+    pub retrieve_logs: bool,
+    /// `RawLogs`.
+    pub raw_logs: bool,
+    /// `LogParameters`, as pairs.
+    #[serde(default)]
+    pub log_parameters: Vec<(String, String)>,
+    /// `ArchiveUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_uri: Option<String>,
+}
+
+impl ClusterState {
+    /// The cluster reference a poll connects with.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` when a stored endpoint or CA no longer parses.
+    pub fn to_ref(&self) -> Result<ClusterRef, TaskError> {
+        Ok(ClusterRef {
+            name: self.cluster_name.clone(),
+            endpoint: self
+                .endpoint
+                .as_deref()
+                .map(payload::endpoint_url)
+                .transpose()?,
+            certificate_authority: self.certificate_authority.clone(),
+            role_arn: self.role_arn.clone(),
+            region: self.region.clone(),
+        })
+    }
+}
+
+impl From<&LogOptions> for LogState {
+    fn from(o: &LogOptions) -> Self {
+        Self {
+            retrieve_logs: o.retrieve_logs,
+            raw_logs: o.raw_logs,
+            log_parameters: o.log_parameters.clone(),
+            archive_uri: o
+                .archive
+                .as_ref()
+                .map(crate::contract::archive_location::ArchiveLocation::uri),
+        }
+    }
+}
+
+impl From<&LogState> for LogOptions {
+    fn from(s: &LogState) -> Self {
+        Self {
+            retrieve_logs: s.retrieve_logs,
+            raw_logs: s.raw_logs,
+            log_parameters: s.log_parameters.clone(),
+            // Stored from a parsed location: it parses again.
+            archive: s
+                .archive_uri
+                .as_deref()
+                .and_then(|u| crate::contract::archive_location::ArchiveLocation::parse(u).ok()),
+        }
+    }
+}
+
+/// All a poller needs to finish a Job's task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PollState {
+    /// The cluster.
+    pub cluster: ClusterState,
+    /// The Job's namespace.
+    pub namespace: String,
+    /// The Job's name.
+    pub job_name: String,
+    /// The Job's uid (a Job recreated under the same name is another Job).
+    pub job_uid: String,
+    /// The Step Functions task token.
+    pub task_token: String,
+    /// What to do with logs once it finishes.
+    pub log_options: LogState,
+    /// Polls made so far.
+    pub attempt: u32,
+    /// Seconds until the next poll.
+    pub next_delay_seconds: u64,
+    /// The poll curve.
+    #[serde(default)]
+    pub curve: PollCurve,
+    /// When a stuck Job fails its task.
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
+    /// Why the polls since the last good one failed (consecutive failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// The execution, where the payload gave it (log lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+}
+
+impl PollState {
+    /// The state for the poll after this one: `attempt + 1`, its delay from the curve.
+    #[must_use]
+    pub fn next(&self, failures: Vec<String>) -> Self {
+        let attempt = self.attempt + 1;
+        Self {
+            attempt,
+            next_delay_seconds: self.curve.delay(attempt),
+            failures,
+            ..self.clone()
+        }
+    }
+}
+
+/// The most polls a task is followed for (more than a year's, the longest a Step
+/// Functions execution runs, at one a minute).
+pub const MAX_POLL_ATTEMPTS: u32 = 1_000_000;
+/// The most failures a poll state may carry (`MAX_FAILED_POLLS` is at most this).
+pub const MAX_FAILURES: usize = 64;
+/// The longest a failure kept in a poll state may be (the poller cuts it to this).
+pub const MAX_FAILURE_CHARS: usize = 1024;
+
+/// What every poll state (a Job's, a cluster operation's) must hold, checked before the
+/// poller acts on it: a task token as Step Functions issues them, a curve the
+/// deployment would accept, an attempt within [`MAX_POLL_ATTEMPTS`] and the delay the
+/// curve gives that attempt.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the field.
+pub fn check_poll_bounds(
+    task_token: &str,
+    curve: &PollCurve,
+    attempt: u32,
+    next_delay_seconds: u64,
+) -> Result<(), TaskError> {
+    if task_token.is_empty() || task_token.chars().count() > payload::MAX_TASK_TOKEN_CHARS {
+        return Err(TaskError::invalid_input(
+            "TaskToken",
+            format!("must be 1-{} characters", payload::MAX_TASK_TOKEN_CHARS),
+        ));
+    }
+    // The curve's shape (the deployment's POLL_MIN_SECONDS was applied when the curve was
+    // made; a state made under another setting still polls as it was told).
+    PollCurve::new(curve.delays().to_vec(), 1).map_err(|m| TaskError::invalid_input("Curve", m))?;
+    if attempt > MAX_POLL_ATTEMPTS {
+        return Err(TaskError::invalid_input(
+            "Attempt",
+            format!("must be at most {MAX_POLL_ATTEMPTS}"),
+        ));
+    }
+    if next_delay_seconds != curve.delay(attempt) {
+        return Err(TaskError::invalid_input(
+            "NextDelaySeconds",
+            "is not the delay the curve gives this attempt",
+        ));
+    }
+    Ok(())
+}
+
+impl PollState {
+    /// Checks every field of the state as run-job checks its payload (one rule per
+    /// field: the cluster fields, the namespace, the execution go through the payload
+    /// parser's own checks), and the poll bounds ([`check_poll_bounds`]).
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` naming the field.
+    pub fn check_bounds(&self) -> Result<(), TaskError> {
+        let fields = serde_json::to_value(&self.cluster)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        payload::cluster_ref(&fields)?;
+        let mut more = serde_json::Map::new();
+        more.insert("Namespace".into(), serde_json::json!(self.namespace));
+        if let Some(e) = &self.execution {
+            more.insert("ExecutionArn".into(), serde_json::json!(e));
+        }
+        payload::namespace(&more)?;
+        payload::execution_arn(&more)?;
+        let name_ok = !self.job_name.is_empty()
+            && self.job_name.len() <= 253
+            && self
+                .job_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !name_ok {
+            return Err(TaskError::invalid_input(
+                "JobName",
+                "must be a Kubernetes object name",
+            ));
+        }
+        let uid_ok = !self.job_uid.is_empty()
+            && self.job_uid.len() <= 64
+            && self
+                .job_uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !uid_ok {
+            return Err(TaskError::invalid_input(
+                "JobUid",
+                "must be a Kubernetes uid",
+            ));
+        }
+        if self.failures.len() > MAX_FAILURES
+            || self
+                .failures
+                .iter()
+                .any(|f| f.chars().count() > MAX_FAILURE_CHARS)
+        {
+            return Err(TaskError::invalid_input(
+                "Failures",
+                format!("at most {MAX_FAILURES}, each at most {MAX_FAILURE_CHARS} characters"),
+            ));
+        }
+        if let Some(uri) = &self.log_options.archive_uri {
+            crate::contract::archive_location::ArchiveLocation::parse(uri)
+                .map_err(|m| TaskError::invalid_input("LogOptions.ArchiveUri", m))?;
+        }
+        check_poll_bounds(
+            &self.task_token,
+            &self.curve,
+            self.attempt,
+            self.next_delay_seconds,
+        )
+    }
+}
+
+fn is_off(p: &crate::contract::stuck_policy::StuckPolicy) -> bool {
+    !p.is_active()
+}
+
+/// The most characters a Scheduler target input may hold.
+pub const MAX_SCHEDULE_INPUT_CHARS: usize = 8192;
+
+/// The schedule's name for a Job's poll: deterministic per Job (uid) and attempt, so a
+/// retried create is harmless; 1-64 characters of `[0-9a-zA-Z-_.]`.
+#[must_use]
+pub fn schedule_name(job_uid: &str, attempt: u32) -> String {
+    let uid: String = job_uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!("ekstw-{uid}-{attempt}")
+}
+
+/// `at(yyyy-mm-ddThh:mm:ss)` in UTC, `delay` after `now`.
+#[must_use]
+pub fn at_expression(now: std::time::SystemTime, delay: Duration) -> String {
+    format!("at({})", crate::contract::time::utc_seconds(now + delay))
+}
+
+/// A poll to arrange: of what (`key`: a Job's uid, a cluster operation's id), which
+/// attempt, after how long, and the poller's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextPoll {
+    /// What is polled; with `attempt`, it names the schedule.
+    pub key: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Seconds from now.
+    pub delay_seconds: u64,
+    /// The poller's input (JSON).
+    pub input: String,
+}
+
+impl PollState {
+    /// The poll this state asks for.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` when the state does not serialize.
+    pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
+        let input = serde_json::to_string(self)
+            .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
+        Ok(NextPoll {
+            key: self.job_uid.clone(),
+            attempt: self.attempt,
+            delay_seconds: self.next_delay_seconds,
+            input,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(token: &str) -> PollState {
+        PollState {
+            cluster: ClusterState {
+                cluster_name: "a-cluster-with-a-long-name-for-good-measure".into(),
+                endpoint: Some(
+                    "https://ABCDEF0123456789ABCDEF0123456789.gr7.us-east-1.eks.amazonaws.com"
+                        .into(),
+                ),
+                certificate_authority: Some(format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    "M".repeat(1500)
+                )),
+                role_arn: Some("arn:aws:iam::123456789012:role/cross-account-eks-runner".into()),
+                region: Some("eu-central-1".into()),
+            },
+            namespace: "batch-jobs".into(),
+            job_name: "j".repeat(63),
+            job_uid: "3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3".into(),
+            task_token: token.into(),
+            log_options: LogState {
+                retrieve_logs: true,
+                raw_logs: false,
+                log_parameters: vec![("tailLines".into(), "1000".into())],
+                archive_uri: Some(
+                    "s3://a-log-archive-bucket-of-63-characters-for-good-measure-000/team/jobs"
+                        .into(),
+                ),
+            },
+            attempt: 7,
+            next_delay_seconds: 300,
+            curve: PollCurve::default(),
+            stuck_policy: crate::contract::stuck_policy::StuckPolicy {
+                image_pull_seconds: Some(600),
+                unschedulable_seconds: Some(1800),
+            },
+            failures: vec![],
+            execution: Some(format!(
+                "arn:aws:states:eu-central-1:123456789012:execution:{}:{}",
+                "m".repeat(80),
+                "e".repeat(80)
+            )),
+        }
+    }
+
+    #[test]
+    fn the_poll_state_round_trips_and_fits_a_schedule_with_a_full_size_token() {
+        let s = state(&"T".repeat(2048));
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        assert!(
+            text.len() <= MAX_SCHEDULE_INPUT_CHARS,
+            "{} characters",
+            text.len()
+        );
+        let back: PollState = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn next_follows_the_curve() {
+        let s = state("t");
+        let n = s.next(vec!["EKS.500".into()]);
+        assert_eq!(
+            (n.attempt, n.next_delay_seconds, n.failures.len()),
+            (8, 300, 1)
+        );
+        let first = PollState {
+            attempt: 0,
+            ..state("t")
+        }
+        .next(vec![]);
+        assert_eq!((first.attempt, first.next_delay_seconds), (1, 60));
+    }
+
+    #[test]
+    fn schedule_names_are_deterministic_and_valid() {
+        let n = schedule_name("3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3", 4_294_967_295);
+        assert!(
+            n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{n}"
+        );
+        assert_eq!(
+            n,
+            schedule_name("3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3", 4_294_967_295)
+        );
+        assert_ne!(schedule_name("u", 1), schedule_name("u", 2));
+    }
+
+    #[test]
+    fn at_expressions_are_utc_seconds() {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        assert_eq!(
+            at_expression(t, Duration::from_secs(60)),
+            "at(2025-11-24T16:01:00)"
+        );
+    }
+}

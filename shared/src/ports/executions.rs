@@ -1,0 +1,15 @@
+//! The executions port: whether a Step Functions execution still runs.
+
+use crate::contract::error::TaskError;
+use async_trait::async_trait;
+
+/// Whether an execution still runs.
+#[async_trait]
+pub trait Executions: Send + Sync {
+    /// `Some(status)` (`RUNNING`, `SUCCEEDED`, `ABORTED`, …), `None` when it does not
+    /// exist.
+    ///
+    /// # Errors
+    /// When Step Functions cannot say.
+    async fn status(&self, execution_arn: &str) -> Result<Option<String>, TaskError>;
+}

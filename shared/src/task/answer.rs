@@ -1,0 +1,232 @@
+//! Answering a task: on its token (callback) or as the invocation's result
+//! (request/response), once, with the turn that makes two deliveries answer once.
+
+use crate::contract::budget::serialized_len;
+use crate::contract::error::{names, TaskError};
+
+use crate::ports::callback::CallbackError;
+use crate::ports::kube::KubeApi;
+
+use crate::task::deps::Deps;
+use crate::task::job;
+use crate::task::telemetry;
+use crate::task::telemetry::Metric;
+use serde_json::json;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Tries a callback up to three times while it fails for a reason other than the
+/// task being gone (throttling, network), pausing 0.5 s, then 1 s.
+///
+/// # Errors
+/// The last failure.
+pub async fn with_retries<F, Fut>(mut call: F) -> Result<(), CallbackError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CallbackError>>,
+{
+    let mut pause = std::time::Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match call().await {
+            Err(CallbackError::Other(m)) if tries < 3 => {
+                tracing::warn!(error = %m, tries, "Step Functions call failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where a Job runs, for its metrics, and how many polls it took.
+#[derive(Debug, Clone)]
+pub struct JobPlace {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Polls the poller made (0 inline).
+    pub polls: u32,
+}
+
+/// What the end of a Job tells the metrics besides the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndFacts {
+    /// When the Job finished.
+    pub finished_at: Option<SystemTime>,
+    /// Bytes of log read but left out of the result.
+    pub log_bytes_cut: u64,
+}
+
+/// Answers the task with a Job's end and, once Step Functions took the answer, counts
+/// it: succeeded, failed or stuck, the callback latency, polls, result bytes and log
+/// bytes cut.
+///
+/// # Errors
+/// As [`respond`].
+pub async fn answer_task(
+    deps: &Deps,
+    token: &str,
+    answer: Result<Value, TaskError>,
+    facts: EndFacts,
+    at: &JobPlace,
+) -> Result<Value, TaskError> {
+    let outcome = match &answer {
+        Ok(_) => Some(Metric::JobsSucceeded),
+        Err(e) if e.name == names::JOB_FAILED => Some(Metric::JobsFailed),
+        Err(e) if e.name == names::JOB_STUCK => Some(Metric::JobsStuck),
+        Err(_) => None,
+    };
+    let result_bytes = answer.as_ref().ok().map(serialized_len);
+    let report = respond(deps, token, answer).await?;
+    tracing::info!(answered = %report["answered"], error = %report["error"], "task answered");
+    if let (Some(outcome), false) = (outcome, report["answered"] == "nobody") {
+        let mut values = vec![(outcome, 1.0)];
+        if let Some(t) = facts.finished_at {
+            values.push((
+                Metric::CallbackLatency,
+                telemetry::millis_between(t, deps.clock.now()),
+            ));
+        }
+        if at.polls > 0 {
+            values.push((Metric::PollsPerJob, f64::from(at.polls)));
+        }
+        if let Some(bytes) = result_bytes {
+            #[allow(clippy::cast_precision_loss)]
+            values.extend([
+                (Metric::ResultBytes, bytes as f64),
+                (Metric::LogBytesCut, facts.log_bytes_cut as f64),
+            ]);
+        }
+        telemetry::emit(
+            deps.settings.metrics_namespace.as_deref(),
+            &at.cluster,
+            &at.namespace,
+            &values,
+        );
+    }
+    Ok(report)
+}
+
+/// Sends the final answer on the token and says what was sent.
+///
+/// # Errors
+/// `EksTaskWorker.CallbackError` when Step Functions refused for a reason other than
+/// the task being gone.
+pub async fn respond(
+    deps: &Deps,
+    token: &str,
+    answer: Result<Value, TaskError>,
+) -> Result<Value, TaskError> {
+    let (sent, report) = match &answer {
+        Ok(result) => (
+            with_retries(|| deps.callback.succeed(token, result)).await,
+            json!({ "answered": "SendTaskSuccess", "bytes": serialized_len(result) }),
+        ),
+        Err(e) => (
+            with_retries(|| deps.callback.fail(token, e)).await,
+            json!({ "answered": "SendTaskFailure", "error": e.name }),
+        ),
+    };
+    match sent {
+        Ok(()) => Ok(report),
+        Err(CallbackError::TaskGone { code, message }) => {
+            tracing::warn!(code = %code, message = %message, "the task is gone; nobody waits for the answer");
+            Ok(json!({ "answered": "nobody", "taskGone": code }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// This delivery's turn to answer a finished Job's task ([`job::take_turn`]), renewed
+/// while the answer is built; [`AnswerTurn::answer`] sends it and marks it sent on the
+/// Job.
+pub struct AnswerTurn {
+    kube: Arc<dyn KubeApi>,
+    namespace: String,
+    name: String,
+    me: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AnswerTurn {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+impl AnswerTurn {
+    /// Takes the turn to answer for the finished Job `done`: `Ok(turn)` when this
+    /// delivery answers, `Err(delivery)` when another one did. Waits at most until the
+    /// invocation's deadline (less the margin), and never longer than a turn lasts.
+    pub async fn take(
+        kube: Arc<dyn KubeApi>,
+        namespace: &str,
+        done: &Value,
+        deps: &Deps,
+        deadline: Option<SystemTime>,
+    ) -> Result<Self, String> {
+        let text = |p: &str| done.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
+        let me = job::invocation_key();
+        let until = tokio::time::Instant::now()
+            + deps
+                .time_left(deadline)
+                .min(Duration::from_secs(job::TURN_SECONDS + 10));
+        let turn = job::take_turn(
+            kube.as_ref(),
+            namespace,
+            name,
+            uid,
+            &me,
+            deps.clock.as_ref(),
+            until,
+        )
+        .await;
+        if let job::Turn::Answered(by) = turn {
+            tracing::info!(job = name, delivery = %by, "another delivery answers this task");
+            return Err(by);
+        }
+        let renewal = {
+            let (kube, clock) = (kube.clone(), deps.clock.clone());
+            let (namespace, name, me) = (namespace.to_owned(), name.to_owned(), me.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(job::TURN_SECONDS / 3)).await;
+                    job::renew_turn(kube.as_ref(), &namespace, &name, &me, clock.as_ref()).await;
+                }
+            })
+        };
+        Ok(Self {
+            kube,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            me,
+            renewal,
+        })
+    }
+
+    /// Sends the answer ([`answer_task`]) and, once Step Functions has it, marks it sent
+    /// on the Job, so that another delivery of the task sends nothing.
+    ///
+    /// # Errors
+    /// As [`answer_task`].
+    pub async fn answer(
+        self,
+        deps: &Deps,
+        token: &str,
+        answer: Result<Value, TaskError>,
+        facts: EndFacts,
+        at: &JobPlace,
+    ) -> Result<Value, TaskError> {
+        let report = answer_task(deps, token, answer, facts, at).await;
+        self.renewal.abort();
+        if report.is_ok() {
+            job::answered(self.kube.as_ref(), &self.namespace, &self.name, &self.me).await;
+        }
+        report
+    }
+}

@@ -1,0 +1,94 @@
+//! The call function: `eks:call`, any Kubernetes REST request, answered as
+//! `{ResponseBody, StatusCode, StatusText, Headers}`; an error status is `EKS.<status>`
+//! with the native cause.
+
+use serde_json::{json, Map, Value};
+use tracing::Instrument;
+
+use crate::contract::budget::{serialized_len, RESULT_BUDGET};
+use crate::contract::error::TaskError;
+use crate::contract::payload;
+use crate::contract::payload::callback_token;
+use crate::contract::payload::{CallInput, Method};
+use crate::ports::kube::{KubeRequest, KubeResponse};
+use crate::task::answer::respond;
+use crate::task::deps::Deps;
+
+/// Handles one call payload: request/response returns the result; with `TaskToken`
+/// the result or error goes back on the token.
+///
+/// # Errors
+/// Request/response: the task error. Callback: only when Step Functions cannot be told.
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
+    async {
+        let answer = run(&payload, deps).await;
+        match callback_token(&payload) {
+            None => answer,
+            Some(token) => respond(deps, &token, answer).await,
+        }
+    }
+    .instrument(crate::task::telemetry::payload_span(&payload))
+    .await
+}
+
+async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {
+    let input = payload::call(payload)?;
+    let kube = deps.connector.connect(&input.cluster).await?;
+    let response = kube.send(request(&input), None).await?;
+    let response = response.ok()?;
+    Ok(result(&input, &response))
+}
+
+/// The HTTP request for a call: the body as JSON, or a string as written; PATCH with
+/// the content type of its patch type.
+#[must_use]
+pub fn request(input: &CallInput) -> KubeRequest {
+    let content_type = if input.method == Method::Patch {
+        input.patch_type.content_type()
+    } else {
+        "application/json"
+    };
+    let body = input.body.as_ref().map(|b| {
+        let bytes = match b {
+            Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        (bytes, content_type)
+    });
+    KubeRequest {
+        method: http::Method::from_bytes(input.method.as_str().as_bytes())
+            .unwrap_or(http::Method::GET),
+        path: input.path.clone(),
+        query: input.query.clone(),
+        body,
+    }
+}
+
+/// The native call result, plus `Headers`; a body that would not fit the result
+/// budget is cut (as text) to fit.
+#[must_use]
+pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
+    let body = if input.method == Method::Head {
+        Value::Null
+    } else {
+        response.body_value()
+    };
+    let headers: Map<String, Value> = response
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let doc = json!({ "ResponseBody": body, "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
+    if serialized_len(&doc) <= RESULT_BUDGET {
+        return doc;
+    }
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    let skeleton = json!({ "ResponseBody": "", "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
+    let room = RESULT_BUDGET.saturating_sub(serialized_len(&skeleton));
+    json!({
+        "ResponseBody": crate::contract::budget::keep_tail(&text, room, false),
+        "StatusCode": response.status,
+        "StatusText": response.reason,
+        "Headers": headers,
+    })
+}

@@ -1,0 +1,684 @@
+//! Cluster operations: `eks:createCluster`, `eks:deleteCluster`, `eks:createNodegroup`,
+//! `eks:deleteNodegroup`, `eks:createFargateProfile`, `eks:deleteFargateProfile`, with
+//! the native request fields, request/response or `.sync` (callback: answered once the
+//! resource is ACTIVE, or gone). What the worker creates carries ownership tags, so the
+//! cleanup function can find what an execution left behind. `deleteCluster` with
+//! `ForceDeleteCompute` first deletes the cluster's nodegroups (together) and Fargate
+//! profiles (one at a time: EKS refuses parallel Fargate deletes).
+
+use crate::contract::cluster_op::parse;
+use crate::contract::cluster_op::resource_path;
+use crate::contract::cluster_op::OpInput;
+use crate::contract::cluster_op::Operation;
+use crate::contract::error::{names, TaskError};
+use crate::contract::payload::callback_token;
+use crate::contract::poll_state::ClusterPoll;
+use crate::contract::tags::owned;
+use crate::ports::eks::eks_failure;
+use crate::ports::eks::EksApi;
+use crate::task::answer::respond;
+use crate::task::deps::Deps;
+use crate::task::force_delete::advance_force_delete;
+use crate::task::force_delete::Progress;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime};
+
+/// How long an invocation follows an operation before handing it to the poller.
+const INLINE_FOLLOW: Duration = Duration::from_secs(20);
+
+/// How a resource is named in messages: `cluster c`, `nodegroup c/n`, `Fargate profile c/f`.
+fn describe_name(operation: Operation, cluster: &str, resource: Option<&str>) -> String {
+    match (operation.resource_field(), resource) {
+        ("nodegroup", Some(r)) => format!("the nodegroup {cluster}/{r}"),
+        ("fargateProfile", Some(r)) => format!("the Fargate profile {cluster}/{r}"),
+        _ => format!("the cluster {cluster}"),
+    }
+}
+
+/// Starts the operation: the EKS call, returning its response. A delete first checks
+/// that the worker owns the resource ([`owned`]).
+async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
+    let (method, path, body) = match input.operation {
+        Operation::CreateCluster => (
+            http::Method::POST,
+            "/clusters".to_owned(),
+            Some(&input.body),
+        ),
+        Operation::CreateNodegroup => (
+            http::Method::POST,
+            format!("/clusters/{}/node-groups", input.cluster_name),
+            Some(&input.body),
+        ),
+        Operation::CreateFargateProfile => (
+            http::Method::POST,
+            format!("/clusters/{}/fargate-profiles", input.cluster_name),
+            Some(&input.body),
+        ),
+        op => {
+            let path = resource_path(op, &input.cluster_name, input.resource_name.as_deref());
+            let described = eks
+                .call(http::Method::GET, &path, None)
+                .await
+                .map_err(eks_failure(&format!("{op:?}")))?;
+            owned(
+                &described[op.resource_field()],
+                &describe_name(op, &input.cluster_name, input.resource_name.as_deref()),
+                input.execution.as_deref(),
+            )?;
+            (http::Method::DELETE, path, None)
+        }
+    };
+    eks.call(method, &path, body)
+        .await
+        .map_err(eks_failure(&format!("{:?}", input.operation)))
+}
+
+/// Where a `.sync` operation stands: ACTIVE for creates, gone for deletes; a failed
+/// resource is `EksTaskWorker.ClusterOperationFailed`.
+///
+/// # Errors
+/// `EksTaskWorker.ClusterOperationFailed`, EKS errors.
+pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, TaskError> {
+    if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
+        return advance_force_delete(eks, &poll.cluster_name, poll.execution.as_deref()).await;
+    }
+    let field = poll.operation.resource_field();
+    let path = resource_path(
+        poll.operation,
+        &poll.cluster_name,
+        poll.resource_name.as_deref(),
+    );
+    let name = poll
+        .resource_name
+        .clone()
+        .unwrap_or_else(|| poll.cluster_name.clone());
+    match eks.call(http::Method::GET, &path, None).await {
+        Err(Ok(e)) if e.is_not_found() && !poll.operation.is_create() => Ok(Progress::Done(
+            json!({ field: { "name": name, "status": "DELETED" } }),
+        )),
+        Err(e) => Err(eks_failure("describe")(e)),
+        Ok(d) => {
+            owned(
+                &d[field],
+                &describe_name(
+                    poll.operation,
+                    &poll.cluster_name,
+                    poll.resource_name.as_deref(),
+                ),
+                poll.execution.as_deref(),
+            )?;
+            let status = d[field]["status"].as_str().unwrap_or_default().to_owned();
+            match status.as_str() {
+                "ACTIVE" if poll.operation.is_create() => Ok(Progress::Done(d)),
+                "FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" => Err(TaskError::new(
+                    names::CLUSTER_OPERATION_FAILED,
+                    json!({ "message": format!("{name} is {status}"), "status": status, "health": d[field]["health"].clone(), field: d[field].clone() }),
+                )),
+                _ => Ok(Progress::Pending(format!("{name} is {status}"))),
+            }
+        }
+    }
+}
+
+/// Follows the operation for up to [`INLINE_FOLLOW`] (never past the deadline).
+async fn follow(
+    eks: &dyn EksApi,
+    poll: &ClusterPoll,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Progress, TaskError> {
+    let mut until = deps.clock.now() + INLINE_FOLLOW;
+    if let Some(d) = deadline {
+        until = until.min(d.checked_sub(deps.settings.lambda_margin).unwrap_or(until));
+    }
+    loop {
+        let progress = check(eks, poll).await?;
+        if matches!(progress, Progress::Done(_)) || deps.clock.now() >= until {
+            return Ok(progress);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Handles one cluster-operation payload.
+///
+/// # Errors
+/// Request/response: the task error. Callback: only when Step Functions cannot be told.
+pub async fn handle(
+    payload: Value,
+    eks: &dyn EksApi,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Value, TaskError> {
+    let span = crate::task::telemetry::payload_span(&payload);
+    tracing::Instrument::instrument(
+        async {
+            let token = callback_token(&payload);
+            let answer = run(&payload, eks, deps, deadline).await;
+            match (token, answer) {
+                (None, Ok(Some(v))) => Ok(v),
+                (None, Ok(None)) => Err(TaskError::message(names::INTERNAL, "no answer")),
+                (None, Err(e)) => Err(e),
+                (Some(t), Ok(Some(v))) => respond(deps, &t, Ok(v)).await,
+                (Some(_), Ok(None)) => Ok(json!({ "handedOff": true })),
+                (Some(t), Err(e)) => respond(deps, &t, Err(e)).await,
+            }
+        },
+        span,
+    )
+    .await
+}
+
+/// `Some(answer)`, or `None` when handed to the poller.
+async fn run(
+    payload: &Value,
+    eks: &dyn EksApi,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Option<Value>, TaskError> {
+    let input = parse(payload, deps.clock.now())?;
+    let forced = input.operation == Operation::DeleteCluster && input.force_delete_compute;
+    let response = if forced {
+        Value::Null
+    } else {
+        start(eks, &input).await?
+    };
+    let poll = ClusterPoll {
+        operation: input.operation,
+        cluster_name: input.cluster_name.clone(),
+        resource_name: input.resource_name.clone(),
+        force_delete_compute: input.force_delete_compute,
+        task_token: input.task_token.clone().unwrap_or_default(),
+        attempt: 0,
+        next_delay_seconds: deps.settings.poll_curve.delay(0),
+        curve: deps.settings.poll_curve.clone(),
+        execution: input.execution.clone(),
+    };
+    if input.task_token.is_none() && !forced {
+        return Ok(Some(response));
+    }
+    match follow(eks, &poll, deps, deadline).await? {
+        Progress::Done(v) => Ok(Some(if forced || input.operation.is_create() || !response.is_object() { v } else { response })),
+        Progress::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
+            names::CLUSTER_OPERATION_FAILED,
+            format!("deleting {} with ForceDeleteCompute did not finish within the invocation ({what}); use the callback pattern (.sync) for long deletions", input.cluster_name),
+        )),
+        Progress::Pending(_) => {
+            deps.hand_off(&poll.next_poll()?).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// One poll of a `.sync` cluster operation (called by the poller).
+///
+/// # Errors
+/// Only when neither an answer nor the next schedule could be arranged.
+pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<Value, TaskError> {
+    use crate::ports::callback::CallbackError;
+    use crate::task::answer::with_retries;
+    state.check_bounds()?;
+    // Looked at first, read only: a poll state that names something the worker does not
+    // own is refused before anything is sent (no heartbeat, no answer, no delete).
+    if let Err(e) = look_owned(eks, &state).await {
+        if e.name == names::NOT_OWNED {
+            tracing::warn!(error = %e, "refused a cluster poll for a resource the worker does not own");
+            return Err(e);
+        }
+    }
+    // Then the heartbeat: only a live task moves a deletion on (a forged state with a
+    // made-up token stops here).
+    if let Err(CallbackError::TaskGone { code, .. }) =
+        with_retries(|| deps.callback.heartbeat(&state.task_token)).await
+    {
+        return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
+    }
+    match check(eks, &state).await {
+        Ok(Progress::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
+        Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
+            respond(deps, &state.task_token, Err(e)).await
+        }
+        other => {
+            if let Err(e) = &other {
+                tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
+            }
+            let attempt = state.attempt + 1;
+            let next = ClusterPoll {
+                attempt,
+                next_delay_seconds: state.curve.delay(attempt),
+                ..state
+            };
+            deps.hand_off(&next.next_poll()?).await?;
+            Ok(json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds } }))
+        }
+    }
+}
+
+/// The resource a poll is about, described and checked ([`owned`]) without changing
+/// anything; a resource already gone is fine.
+async fn look_owned(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<(), TaskError> {
+    let operation = if poll.force_delete_compute {
+        Operation::DeleteCluster
+    } else {
+        poll.operation
+    };
+    let resource = if poll.force_delete_compute {
+        None
+    } else {
+        poll.resource_name.as_deref()
+    };
+    match eks
+        .call(
+            http::Method::GET,
+            &resource_path(operation, &poll.cluster_name, resource),
+            None,
+        )
+        .await
+    {
+        Ok(d) => owned(
+            &d[operation.resource_field()],
+            &describe_name(operation, &poll.cluster_name, resource),
+            poll.execution.as_deref(),
+        ),
+        Err(Ok(e)) if e.is_not_found() => Ok(()),
+        Err(e) => Err(eks_failure("describe")(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::curve::PollCurve;
+    use crate::contract::tags::CREATED_TAG;
+    use crate::contract::tags::EXECUTION_TAG;
+    use crate::contract::tags::MANAGED_BY;
+    use crate::contract::tags::MANAGED_TAG;
+    use crate::ports::eks::EksError;
+
+    #[test]
+    fn create_cluster_payloads_become_eks_requests_with_ownership_tags() {
+        let p = json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:role/r", "ResourcesVpcConfig": { "SubnetIds": ["s"] }, "Tags": { "Team": "x" }, "ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:e" });
+        let i = parse(&p, SystemTime::UNIX_EPOCH).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(i.body["name"], "c");
+        assert_eq!(i.body["resourcesVpcConfig"]["subnetIds"][0], "s");
+        assert_eq!(i.body["tags"]["Team"], "x");
+        assert_eq!(
+            i.body["tags"][EXECUTION_TAG],
+            "arn:aws:states:us-east-1:1:execution:m:e"
+        );
+        assert_eq!(i.body["tags"][CREATED_TAG], "1970-01-01T00:00:00Z");
+        assert_eq!(i.body["tags"][MANAGED_TAG], "eks-task-worker");
+    }
+
+    #[test]
+    fn bad_payloads_are_named() {
+        let field = |p: Value| {
+            parse(&p, SystemTime::UNIX_EPOCH)
+                .err()
+                .map(|e| e.cause["field"].clone())
+        };
+        assert_eq!(
+            field(json!({ "Operation": "makeCluster", "Name": "c" })),
+            Some(json!("Operation"))
+        );
+        assert_eq!(
+            field(json!({ "Operation": "createNodegroup", "ClusterName": "c" })),
+            Some(json!("NodegroupName"))
+        );
+        assert_eq!(
+            field(json!({ "Operation": "deleteCluster", "Name": "c", "Extra": 1 })),
+            Some(json!("Extra"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n" })
+            ),
+            None
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n", "ForceDeleteCompute": true })
+            ),
+            Some(json!("ForceDeleteCompute"))
+        );
+        assert_eq!(
+            field(json!({ "Operation": "createCluster", "Name": "c", "ExecutionArn": "x" })),
+            Some(json!("ExecutionArn"))
+        );
+        assert_eq!(
+            field(json!({ "Operation": "createCluster", "Name": "c", "Tags": [] })),
+            Some(json!("Tags"))
+        );
+        assert_eq!(
+            field(json!({ "Operation": "createCluster" })),
+            Some(json!("Name"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:user/u" })
+            ),
+            Some(json!("RoleArn"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createCluster", "Name": "c", "ResourcesVpcConfig": { "SubnetIds": [] } })
+            ),
+            Some(json!("ResourcesVpcConfig.SubnetIds"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createNodegroup", "ClusterName": "c", "NodegroupName": "n", "Subnets": [""] })
+            ),
+            Some(json!("Subnets"))
+        );
+        assert_eq!(
+            field(
+                json!({ "Operation": "createFargateProfile", "ClusterName": "c", "FargateProfileName": "f", "PodExecutionRoleArn": "nope" })
+            ),
+            Some(json!("PodExecutionRoleArn"))
+        );
+        assert_eq!(field(json!([])), Some(json!("$")));
+    }
+
+    /// An EKS double: each path answers from a script of responses, the last repeating;
+    /// every call is recorded.
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::HashMap<String, Vec<Result<Value, EksError>>>>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(script: &[(&str, Vec<Result<Value, EksError>>)]) -> Self {
+            Self {
+                answers: std::sync::Mutex::new(
+                    script
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                ),
+                calls: std::sync::Mutex::new(Vec::new()),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    /// The tags of a resource the worker made.
+    fn ours() -> Value {
+        json!({ MANAGED_TAG: MANAGED_BY })
+    }
+
+    fn not_found() -> Result<Value, EksError> {
+        Err(EksError {
+            status: 404,
+            kind: "ResourceNotFoundException".into(),
+            message: "gone".into(),
+        })
+    }
+
+    #[async_trait::async_trait]
+    impl EksApi for Scripted {
+        async fn call(
+            &self,
+            method: http::Method,
+            path: &str,
+            _body: Option<&Value>,
+        ) -> Result<Value, Result<EksError, TaskError>> {
+            let key = format!("{method} {path}");
+            if let Ok(mut c) = self.calls.lock() {
+                c.push(key.clone());
+            }
+            let mut answers = self
+                .answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let script = answers
+                .get_mut(&key)
+                .unwrap_or_else(|| panic!("unscripted {key}"));
+            let answer = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            };
+            answer.map_err(Ok)
+        }
+    }
+
+    fn poll(operation: Operation, resource: Option<&str>) -> ClusterPoll {
+        ClusterPoll {
+            operation,
+            cluster_name: "c".into(),
+            resource_name: resource.map(str::to_owned),
+            force_delete_compute: false,
+            task_token: "t".into(),
+            attempt: 0,
+            next_delay_seconds: 60,
+            curve: PollCurve::default(),
+            execution: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_is_pending_until_active_and_failed_is_an_error() {
+        let eks = Scripted::new(&[(
+            "GET /clusters/c",
+            vec![
+                Ok(json!({ "cluster": { "tags": ours(), "status": "CREATING" } })),
+                Ok(json!({ "cluster": { "tags": ours(), "status": "ACTIVE", "name": "c" } })),
+            ],
+        )]);
+        let p = poll(Operation::CreateCluster, None);
+        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
+        assert!(
+            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["cluster"]["name"] == "c")
+        );
+        let failed = Scripted::new(&[(
+            "GET /clusters/c/node-groups/n",
+            vec![Ok(
+                json!({ "nodegroup": { "tags": ours(), "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
+            )],
+        )]);
+        let e = check(&failed, &poll(Operation::CreateNodegroup, Some("n")))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("CREATE_FAILED is an error"));
+        assert_eq!(e.name, names::CLUSTER_OPERATION_FAILED);
+        assert_eq!(
+            e.cause["health"]["issues"][0]["code"],
+            "Ec2SubnetInvalidConfiguration"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_is_pending_until_gone() {
+        let eks = Scripted::new(&[(
+            "GET /clusters/c/fargate-profiles/f",
+            vec![
+                Ok(json!({ "fargateProfile": { "tags": ours(), "status": "DELETING" } })),
+                not_found(),
+            ],
+        )]);
+        let p = poll(Operation::DeleteFargateProfile, Some("f"));
+        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
+        assert!(
+            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_delete_takes_fargate_profiles_one_at_a_time() {
+        let eks = Scripted::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
+            ),
+            (
+                "GET /clusters/c/node-groups",
+                vec![
+                    Ok(json!({ "nodegroups": ["a", "b"] })),
+                    Ok(json!({ "nodegroups": [] })),
+                ],
+            ),
+            (
+                "GET /clusters/c/node-groups/a",
+                vec![Ok(
+                    json!({ "nodegroup": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
+            ),
+            (
+                "GET /clusters/c/node-groups/b",
+                vec![Ok(
+                    json!({ "nodegroup": { "tags": ours(), "status": "DELETING" } }),
+                )],
+            ),
+            ("DELETE /clusters/c/node-groups/a", vec![Ok(json!({}))]),
+            (
+                "GET /clusters/c/fargate-profiles",
+                vec![
+                    Ok(json!({ "fargateProfileNames": ["f1", "f2"] })),
+                    Ok(json!({ "fargateProfileNames": ["f1", "f2"] })),
+                ],
+            ),
+            (
+                "GET /clusters/c/fargate-profiles/f1",
+                vec![
+                    Ok(json!({ "fargateProfile": { "tags": ours(), "status": "ACTIVE" } })),
+                    Ok(json!({ "fargateProfile": { "tags": ours(), "status": "DELETING" } })),
+                ],
+            ),
+            (
+                "GET /clusters/c/fargate-profiles/f2",
+                vec![Ok(
+                    json!({ "fargateProfile": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
+            ),
+            (
+                "DELETE /clusters/c/fargate-profiles/f1",
+                vec![Ok(json!({}))],
+            ),
+        ]);
+        assert!(matches!(
+            advance_force_delete(&eks, "c", None).await,
+            Ok(Progress::Pending(_))
+        ));
+        let calls = eks.calls();
+        assert!(
+            calls.contains(&"DELETE /clusters/c/node-groups/a".to_owned()),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.contains(&"DELETE /clusters/c/node-groups/b".to_owned()),
+            "b is already deleting"
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("DELETE /clusters/c/fargate-profiles/"))
+                .count(),
+            1,
+            "one Fargate profile at a time"
+        );
+        // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
+        assert!(matches!(
+            advance_force_delete(&eks, "c", None).await,
+            Ok(Progress::Pending(_))
+        ));
+        let calls = eks.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("DELETE /clusters/c/fargate-profiles/"))
+                .count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(!calls.contains(&"DELETE /clusters/c".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn nothing_the_worker_did_not_make_is_deleted() {
+        let foreign =
+            || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
+        let eks = Scripted::new(&[("GET /clusters/c", vec![foreign()])]);
+        let e = advance_force_delete(&eks, "c", None)
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert_eq!(
+            eks.calls(),
+            vec!["GET /clusters/c".to_owned()],
+            "nothing but a look"
+        );
+        // A function's delete: refused before the DELETE.
+        let input = parse(
+            &json!({ "Operation": "deleteCluster", "Name": "c" }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = start(&eks, &input).await.err().map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
+        // Ours, but another execution's: refused when the payload names its execution.
+        let other = Scripted::new(&[(
+            "GET /clusters/c/node-groups/n",
+            vec![Ok(
+                json!({ "nodegroup": { "status": "ACTIVE", "tags": { MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: "arn:aws:states:us-east-1:1:execution:m:other" } } }),
+            )],
+        )]);
+        let input = parse(&json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n", "ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:mine" }), SystemTime::UNIX_EPOCH)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = start(&other, &input).await.err();
+        assert_eq!(
+            e.as_ref().map(|e| e.name.as_str()),
+            Some(names::NOT_OWNED),
+            "{e:?}"
+        );
+        // A nodegroup someone else put in the worker's cluster stops a forced delete.
+        let mixed = Scripted::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "ACTIVE" } }),
+                )],
+            ),
+            (
+                "GET /clusters/c/node-groups",
+                vec![Ok(json!({ "nodegroups": ["theirs"] }))],
+            ),
+            (
+                "GET /clusters/c/node-groups/theirs",
+                vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
+            ),
+        ]);
+        let e = advance_force_delete(&mixed, "c", None)
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
+        assert!(!mixed.calls().iter().any(|c| c.starts_with("DELETE")));
+    }
+
+    #[test]
+    fn cluster_polls_have_stable_schedule_keys() {
+        let p = ClusterPoll {
+            operation: Operation::DeleteCluster,
+            cluster_name: "c".into(),
+            resource_name: None,
+            force_delete_compute: true,
+            task_token: "t".repeat(2048),
+            attempt: 3,
+            next_delay_seconds: 60,
+            curve: PollCurve::default(),
+            execution: Some("arn:aws:states:us-east-1:1:execution:m:e".into()),
+        };
+        let a = p.next_poll().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.key, p.next_poll().map(|n| n.key).unwrap_or_default());
+        assert!(a.input.len() < crate::contract::poll_state::MAX_SCHEDULE_INPUT_CHARS);
+        let back: ClusterPoll = serde_json::from_str(&a.input).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, p);
+    }
+}

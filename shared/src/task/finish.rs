@@ -1,0 +1,200 @@
+//! A finished Job's answer: its result (with logs) or its failure, and the stuck check.
+
+use crate::config::Cleanup;
+use crate::contract::budget::serialized_len;
+use crate::contract::error::{names, TaskError};
+use crate::contract::payload::LogOptions;
+use crate::contract::stuck_policy::StuckPolicy;
+use crate::ports::kube::KubeApi;
+use crate::task::answer::EndFacts;
+use crate::task::deps::Deps;
+use crate::task::diagnosis;
+use crate::task::job;
+use crate::task::job::Phase;
+use crate::task::logs;
+use crate::task::logs::archive;
+use crate::task::logs::PlacedLog;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Bytes of log tail per failed container in a JobFailed cause.
+const FAILURE_LOG_BYTES: usize = 4096;
+/// Warning events named in a diagnosis or a failure cause.
+const WARNING_EVENTS: usize = 10;
+
+/// Reads the Job's pods, logs what holds them, and fails when the policy says stuck
+/// (deleting the Job first when `JOB_CLEANUP=always`).
+///
+/// # Errors
+/// `EksTaskWorker.JobStuck`, or an error reading the pods.
+pub async fn check_stuck(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    policy: StuckPolicy,
+    deps: &Deps,
+) -> Result<(), TaskError> {
+    let pods = job::pods(kube, namespace, uid).await?;
+    let found = diagnosis::findings(&pods);
+    let events = if found.is_empty() {
+        Vec::new()
+    } else {
+        job::warning_events(kube, namespace, name, &pods, WARNING_EVENTS).await
+    };
+    diagnosis::report(&found, &events);
+    match diagnosis::stuck(
+        &found,
+        policy,
+        deps.clock.now(),
+        &format!("{namespace}/{name}"),
+    ) {
+        None => Ok(()),
+        Some(mut e) => {
+            e.cause["warningEvents"] = Value::Array(events);
+            if deps.settings.job_cleanup == Cleanup::Always {
+                job::delete(kube, namespace, name, uid).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
+/// into the result budget; a Failed Job as `EksTaskWorker.JobFailed` (`Err`: or an error
+/// reading the pods). With an archive location (`LogOptions.ArchiveUri` or
+/// `LOG_ARCHIVE_URI`) every container's whole log is archived first, and each object's
+/// URI and size go beside its log. The Job is then deleted when `JOB_CLEANUP` says so
+/// (a failed deletion is logged, not fatal).
+pub async fn finish(
+    kube: Arc<dyn KubeApi>,
+    namespace: &str,
+    done: &Value,
+    options: &LogOptions,
+    deps: &Deps,
+) -> (Result<Value, TaskError>, EndFacts) {
+    let mut facts = EndFacts {
+        finished_at: job::finished_at(done),
+        log_bytes_cut: 0,
+    };
+    let answer = answer(kube.clone(), namespace, done, options, deps, &mut facts).await;
+    let delete = match deps.settings.job_cleanup {
+        Cleanup::Never => false,
+        Cleanup::OnSuccess => answer.is_ok(),
+        Cleanup::Always => true,
+    };
+    if delete {
+        let name = done
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let uid = done
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(e) = job::delete(kube.as_ref(), namespace, name, uid).await {
+            tracing::warn!(job = name, namespace, error = %e, "could not clean up the finished job");
+        }
+    }
+    (answer, facts)
+}
+
+async fn answer(
+    kube: Arc<dyn KubeApi>,
+    namespace: &str,
+    done: &Value,
+    options: &LogOptions,
+    deps: &Deps,
+    facts: &mut EndFacts,
+) -> Result<Value, TaskError> {
+    let uid = done
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // Watch events carry no kind/apiVersion; the result has the object's full shape.
+    let done = job::with_create_shape(done.clone());
+    let phase = job::phase(&done);
+    let location = options
+        .archive
+        .as_ref()
+        .or(deps.settings.log_archive.as_ref());
+    let pods = if options.retrieve_logs || phase == Phase::Failed || location.is_some() {
+        job::pods(kube.as_ref(), namespace, uid).await?
+    } else {
+        Vec::new()
+    };
+    let name = done
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let archived = match (location, &deps.archive) {
+        (Some(location), Some(archive)) => {
+            let id = archive::JobId {
+                namespace,
+                name: &name,
+                uid,
+            };
+            archive::archive_logs(kube.as_ref(), archive.clone(), location, id, &pods, options)
+                .await
+        }
+        (Some(_), None) => {
+            tracing::warn!("an archive location is set but this deployment has no archive client");
+            Vec::new()
+        }
+        (None, _) => Vec::new(),
+    };
+    if phase == Phase::Failed {
+        let mut cause = job::failure_summary(&done, &pods);
+        cause["warningEvents"] = Value::Array(
+            job::warning_events(kube.as_ref(), namespace, &name, &pods, WARNING_EVENTS).await,
+        );
+        if !archived.is_empty() {
+            cause["logArchive"] = Value::Array(
+                archived
+                    .iter()
+                    .map(|a| json!({ "pod": a.pod, "container": a.container, "archive": a.entry }))
+                    .collect(),
+            );
+        }
+        let failed: Vec<Value> = pods
+            .iter()
+            .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+            .take(8)
+            .cloned()
+            .collect();
+        let tails = logs::read(
+            kube.as_ref(),
+            namespace,
+            &failed,
+            &LogOptions {
+                raw_logs: true,
+                ..LogOptions::default()
+            },
+            crate::contract::budget::RESULT_BUDGET - FAILURE_LOG_BYTES * failed.len().max(1),
+        )
+        .await;
+        cause["logTails"] = logs_summary(&tails);
+        return Err(TaskError::new(names::JOB_FAILED, cause));
+    }
+    if !options.retrieve_logs {
+        return Ok(logs::result(&done, None, &archived));
+    }
+    let skeleton = serialized_len(&done);
+    let placed = logs::read(kube.as_ref(), namespace, &pods, options, skeleton).await;
+    let result = logs::result(&done, Some(&placed), &archived);
+    facts.log_bytes_cut = logs::bytes_cut(&placed, &result);
+    Ok(result)
+}
+
+fn logs_summary(tails: &[PlacedLog]) -> Value {
+    Value::Array(
+        tails
+            .iter()
+            .map(|t| match &t.log {
+                logs::ContainerLog::Text { text, .. } => json!({ "pod": t.pod, "container": t.container, "log": text }),
+                logs::ContainerLog::Failed { error, cause } => json!({ "pod": t.pod, "container": t.container, "error": error, "cause": cause }),
+            })
+            .collect(),
+    )
+}

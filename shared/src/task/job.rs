@@ -1,0 +1,1100 @@
+//! A Job run on the cluster: create it (adopting the one a retried delivery already
+//! created), watch it until it finishes or the window closes, and say how it ended.
+//! The user's manifest passes through as JSON; the worker only adds its own labels.
+
+use crate::contract::error::{names, TaskError};
+use crate::contract::tags::task_label;
+use crate::contract::tags::MANAGED_BY;
+use crate::contract::tags::MANAGED_BY_LABEL;
+use crate::contract::tags::TASK_LABEL;
+use crate::ports::kube::{KubeApi, KubeRequest};
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// The collection path of Jobs in a namespace.
+#[must_use]
+pub fn jobs_path(namespace: &str) -> String {
+    format!("/apis/batch/v1/namespaces/{namespace}/jobs")
+}
+
+/// The characters the API server draws a `generateName` suffix from (no vowels, no
+/// look-alikes); the worker's derived suffix uses the same, so its names look alike.
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// The longest `generateName` prefix the API server keeps (63 minus the 5-character
+/// suffix).
+const MAX_PREFIX: usize = 58;
+
+/// The name a `generateName` Job gets from the worker: the prefix (cut to 58
+/// characters, as the API server cuts it) and five characters derived from the task's
+/// key. The same task always gets the same name, so a second create of it (a retry
+/// after a lost answer, a second delivery at the same time) is refused with 409 and
+/// the first Job is adopted, never run twice.
+#[must_use]
+pub fn derived_name(generate_name: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("generateName:{key}").as_bytes());
+    let prefix: String = generate_name.chars().take(MAX_PREFIX).collect();
+    let suffix: String = digest
+        .iter()
+        .take(5)
+        .map(|b| char::from(SUFFIX_ALPHABET[usize::from(*b) % SUFFIX_ALPHABET.len()]))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// A key for a create without a task token (request/response): unique to this
+/// invocation, so that its own retries recognise the Job they made.
+#[must_use]
+pub fn invocation_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digest = Sha256::digest(format!("{now}/{}/{n}", std::process::id()).as_bytes());
+    digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The manifest as sent: the user's Job with the worker's labels added (the task label
+/// holds the hash of `key`: the task token, or the invocation's key), and a
+/// `generateName` turned into the task's [`derived_name`].
+#[must_use]
+pub fn prepare(job: &Value, key: &str) -> Value {
+    let mut job = job.clone();
+    if let Some(meta) = job.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY));
+            labels.insert(TASK_LABEL.into(), json!(task_label(key)));
+        }
+        let named = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !named {
+            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+                let name = derived_name(prefix, key);
+                meta.remove("generateName");
+                meta.insert("name".into(), json!(name));
+            }
+        }
+    }
+    job
+}
+
+fn name_of(job: &Value) -> Option<&str> {
+    job.pointer("/metadata/name").and_then(Value::as_str)
+}
+
+/// The value of `key` in the Job's `metadata.<map>` (`labels`, `annotations`).
+fn metadata_entry<'a>(job: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+    job.pointer(&format!("/metadata/{map}/{}", key.replace('/', "~1")))
+        .and_then(Value::as_str)
+}
+
+/// Whether `job` was created for the task `key` (its task label says so).
+#[must_use]
+pub fn is_for_task(job: &Value, key: &str) -> bool {
+    metadata_entry(job, "labels", TASK_LABEL) == Some(task_label(key).as_str())
+}
+
+/// Creates the Job in `namespace` and returns it as the API server returned it: exactly
+/// one Job per task, whatever answer is lost. The task's key is its token (callback)
+/// or a key of this invocation (request/response, `None`); the Job carries its hash as
+/// the task label, and a `generateName` becomes a name derived from it. A Job already
+/// created for the key is adopted instead of created again: looked up by the task label
+/// before the first try (a token's retried delivery) and before every later try, and
+/// read back by name when the create meets 409 (a lost answer, a delivery at the same
+/// time).
+///
+/// # Errors
+/// `EKS.<status>` when the API server refuses (`EKS.409` when the name belongs to a
+/// Job of another task), transport errors otherwise.
+pub async fn create(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    job: &Value,
+    task_token: Option<&str>,
+) -> Result<Value, TaskError> {
+    let key = task_token.map_or_else(invocation_key, str::to_owned);
+    let manifest = prepare(job, &key);
+    let adopted = |existing: &Value| {
+        tracing::info!(
+            job = name_of(existing).unwrap_or_default(),
+            namespace,
+            "adopted the job already created for this task"
+        );
+    };
+    let mut tries = 0_u32;
+    // A 5xx, a 429 or a lost connection is tried again; before each try after the first
+    // (and before the first, for a token's retried delivery) the task's Job is looked up.
+    let response = crate::task::retry::transient("creating the job", || {
+        tries += 1;
+        let look_first = tries > 1 || task_token.is_some();
+        let (manifest, key) = (&manifest, &key);
+        async move {
+            if look_first {
+                if let Some(existing) = find_by_task(kube, namespace, key).await? {
+                    return Ok(Created::Adopted(existing));
+                }
+            }
+            let r = kube
+                .send(
+                    KubeRequest::json(http::Method::POST, jobs_path(namespace), manifest),
+                    None,
+                )
+                .await?;
+            if r.status == 429 || r.status >= 500 {
+                return Err(r
+                    .ok()
+                    .err()
+                    .unwrap_or_else(|| TaskError::message(names::INTERNAL, "a failed status")));
+            }
+            Ok(Created::Answered(r))
+        }
+    })
+    .await?;
+    let response = match response {
+        Created::Adopted(existing) => {
+            adopted(&existing);
+            return Ok(existing);
+        }
+        Created::Answered(r) => r,
+    };
+    if response.status == 409 {
+        if let Some(name) = name_of(&manifest) {
+            let existing = crate::task::retry::transient("reading the job", || async {
+                get(kube, namespace, name).await.map(with_create_shape)
+            })
+            .await?;
+            if is_for_task(&existing, &key) {
+                adopted(&existing);
+                return Ok(existing);
+            }
+        }
+    }
+    let created = response.ok()?.json()?;
+    tracing::info!(
+        job = name_of(&created).unwrap_or_default(),
+        namespace,
+        "job created"
+    );
+    Ok(created)
+}
+
+enum Created {
+    Answered(crate::ports::kube::KubeResponse),
+    Adopted(Value),
+}
+
+/// A Job read back (a list item, a watch event) in the shape a create answers with:
+/// `kind` and `apiVersion` filled in.
+#[must_use]
+pub fn with_create_shape(mut job: Value) -> Value {
+    if let Some(o) = job.as_object_mut() {
+        o.entry("kind").or_insert(json!("Job"));
+        o.entry("apiVersion").or_insert(json!("batch/v1"));
+    }
+    job
+}
+
+async fn find_by_task(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<Value>, TaskError> {
+    let request = KubeRequest::get(jobs_path(namespace))
+        .param("labelSelector", format!("{TASK_LABEL}={}", task_label(key)));
+    let list = kube.send(request, None).await?.ok()?.json()?;
+    // List items carry no kind/apiVersion; give the adopted Job the create shape.
+    Ok(list
+        .get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| items.first())
+        .cloned()
+        .map(with_create_shape))
+}
+
+/// Reads the Job `name`.
+///
+/// # Errors
+/// `EKS.<status>` (`EKS.404` when it is gone), transport errors.
+pub async fn get(kube: &dyn KubeApi, namespace: &str, name: &str) -> Result<Value, TaskError> {
+    kube.send(
+        KubeRequest::get(format!("{}/{name}", jobs_path(namespace))),
+        None,
+    )
+    .await?
+    .ok()?
+    .json()
+}
+
+/// Deletes the Job (`Foreground`: its pods go first), only if it is still the Job
+/// with `uid`. A Job already gone is not an error.
+///
+/// # Errors
+/// `EKS.<status>` other than 404/409, transport errors.
+pub async fn delete(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), TaskError> {
+    let options = json!({ "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": { "uid": uid } });
+    let request = KubeRequest::json(
+        http::Method::DELETE,
+        format!("{}/{name}", jobs_path(namespace)),
+        &options,
+    );
+    let response = kube.send(request, None).await?;
+    match response.status {
+        404 | 409 => Ok(()),
+        _ => response
+            .ok()
+            .map(|_| tracing::info!(job = name, namespace, "job deleted")),
+    }
+}
+
+/// How a Job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Neither Complete nor Failed.
+    Running,
+    /// `Complete` condition is True.
+    Complete,
+    /// `Failed` condition is True.
+    Failed,
+}
+
+/// The phase of a Job object, from its conditions. Newer API servers set
+/// `FailureTarget` and `SuccessCriteriaMet` before `Failed` and `Complete` (while the
+/// last pods terminate): they are final too.
+#[must_use]
+pub fn phase(job: &Value) -> Phase {
+    let conditions = job
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let is_true = |kind: &str| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+    };
+    if is_true("Failed") || is_true("FailureTarget") {
+        Phase::Failed
+    } else if is_true("Complete") || is_true("SuccessCriteriaMet") {
+        Phase::Complete
+    } else {
+        Phase::Running
+    }
+}
+
+/// Watches in a row that may fail before [`wait`] leaves the Job to the poller.
+const WATCH_FAILURES: u32 = 5;
+
+/// When the Job finished: `status.completionTime`, else the time its final condition
+/// turned true.
+#[must_use]
+pub fn finished_at(job: &Value) -> Option<std::time::SystemTime> {
+    let parse = crate::contract::time::rfc3339;
+    parse(&job["status"]["completionTime"]).or_else(|| {
+        job.pointer("/status/conditions")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter(|c| {
+                c["status"] == "True"
+                    && ["Failed", "Complete", "FailureTarget", "SuccessCriteriaMet"]
+                        .iter()
+                        .any(|k| c["type"] == *k)
+            })
+            .find_map(|c| parse(&c["lastTransitionTime"]))
+    })
+}
+
+/// How waiting on a Job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Waited {
+    /// It finished (Complete or Failed): the Job as last seen.
+    Finished(Value),
+    /// The window closed first: the Job as last seen.
+    StillRunning(Value),
+}
+
+/// The annotation by which one delivery of a task takes the turn to answer it (a
+/// delivery twice at once: both see the Job finish): `<delivery> <unix seconds>`.
+pub const ANSWERING_ANNOTATION: &str = "eks-task-worker.io/answering";
+/// Set on the Job once its answer went out: `<delivery>`.
+pub const ANSWERED_ANNOTATION: &str = "eks-task-worker.io/answered";
+/// A turn not finished within this is its holder's no more (it died before answering),
+/// and another delivery takes it over.
+pub const TURN_SECONDS: u64 = 120;
+
+/// Whose turn it is to answer a finished Job's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// This delivery answers.
+    Mine,
+    /// Another delivery answered (or holds the turn while this one ran out of reasons
+    /// to wait): nothing is sent.
+    Answered(String),
+}
+
+fn merge_patch(namespace: &str, name: &str, patch: &Value) -> KubeRequest {
+    KubeRequest {
+        method: http::Method::PATCH,
+        path: format!("{}/{name}", jobs_path(namespace)),
+        query: Vec::new(),
+        body: Some((
+            patch.to_string().into_bytes(),
+            "application/merge-patch+json",
+        )),
+    }
+}
+
+/// Takes the turn to answer the task of the finished Job (`uid`) for the delivery `me`,
+/// so that two deliveries of the same event answer once: the turn is an annotation
+/// written with the Job's resourceVersion as precondition, so one write wins. A
+/// delivery that finds another's fresh turn waits (until `until`) for that answer to
+/// be marked sent, and takes the turn over once it is older than [`TURN_SECONDS`]
+/// (its holder died). Whatever cannot be coordinated (the Job unreadable, the
+/// annotation refused by RBAC, time out) is answered: Step Functions refuses a second
+/// answer, while a task nobody answers waits until its timeout.
+pub async fn take_turn(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    me: &str,
+    clock: &dyn crate::ports::clock::Clock,
+    until: tokio::time::Instant,
+) -> Turn {
+    let mut other: Option<String> = None;
+    loop {
+        let job = match get(kube, namespace, name).await {
+            Ok(j) if j.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => j,
+            // Gone: after another delivery took the turn, it went on (JOB_CLEANUP deletes
+            // the Job before the answer); else there is nothing to coordinate on.
+            Ok(_) => return other.map_or(Turn::Mine, Turn::Answered),
+            Err(e) if e.name == "EKS.404" => return other.map_or(Turn::Mine, Turn::Answered),
+            // Unreadable for now: look again while there is time, then answer.
+            Err(e) => {
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(job = name, error = %e.name, "could not read the job to take the turn to answer; answering");
+                    return Turn::Mine;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if let Some(by) = metadata_entry(&job, "annotations", ANSWERED_ANNOTATION) {
+            return Turn::Answered(by.to_owned());
+        }
+        let now = clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if let Some((holder, at)) = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
+            .and_then(|a| a.split_once(' '))
+            .map(|(h, t)| (h.to_owned(), t.parse::<u64>().unwrap_or_default()))
+        {
+            if holder == me {
+                return Turn::Mine;
+            }
+            if now.saturating_sub(at) < TURN_SECONDS {
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(job = name, holder = %holder, "another delivery holds the turn to answer, and this one is out of time: answering too");
+                    return Turn::Mine;
+                }
+                other = Some(holder);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        }
+        let rv = job
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
+        match kube.send(merge_patch(namespace, name, &patch), None).await {
+            Ok(r) if r.is_success() => return Turn::Mine,
+            // Another write came first: look again.
+            Ok(r) if r.status == 409 => {}
+            Ok(r) => {
+                tracing::info!(
+                    job = name,
+                    status = r.status,
+                    "could not take the turn to answer; answering"
+                );
+                return Turn::Mine;
+            }
+            Err(e) => {
+                tracing::info!(job = name, error = %e, "could not take the turn to answer; answering");
+                return Turn::Mine;
+            }
+        }
+    }
+}
+
+/// Renews `me`'s turn (its time), so that a long answer (logs archived for minutes) is
+/// not taken over; does nothing when the turn is no longer `me`'s.
+pub async fn renew_turn(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    me: &str,
+    clock: &dyn crate::ports::clock::Clock,
+) {
+    let Ok(job) = get(kube, namespace, name).await else {
+        return;
+    };
+    let mine = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
+        .and_then(|a| a.split_once(' '))
+        .is_some_and(|(holder, _)| holder == me);
+    if !mine {
+        return;
+    }
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let rv = job
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
+    if let Err(e) = kube.send(merge_patch(namespace, name, &patch), None).await {
+        tracing::info!(job = name, error = %e, "could not renew the turn to answer");
+    }
+}
+
+/// Marks the Job's answer as sent by `me` (best effort: a Job already deleted is fine).
+pub async fn answered(kube: &dyn KubeApi, namespace: &str, name: &str, me: &str) {
+    let patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
+    match kube.send(merge_patch(namespace, name, &patch), None).await {
+        Ok(r) if r.is_success() || r.status == 404 => {}
+        Ok(r) => tracing::info!(
+            job = name,
+            status = r.status,
+            "could not mark the answer sent"
+        ),
+        Err(e) => tracing::info!(job = name, error = %e, "could not mark the answer sent"),
+    }
+}
+
+/// The error for a Job that disappeared while waited on.
+#[must_use]
+pub fn vanished(namespace: &str, name: &str) -> TaskError {
+    TaskError::new(
+        names::JOB_VANISHED,
+        json!({ "message": format!("the Job {namespace}/{name} was deleted while the worker waited for it to finish"), "namespace": namespace, "job": name }),
+    )
+}
+
+/// Watches the Job until it finishes or `window` passes (the watch API, re-opened
+/// when the server ends it). A Job that disappears is `EksTaskWorker.JobVanished`.
+///
+/// # Errors
+/// `EksTaskWorker.JobVanished`, `EKS.<status>`, transport errors.
+pub async fn wait(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    window: Duration,
+) -> Result<Waited, TaskError> {
+    let deadline = Instant::now() + window;
+    let mut last = crate::task::retry::transient("reading the job", || {
+        read_or_vanished(kube, namespace, name, uid)
+    })
+    .await?;
+    // Watches that failed in a row (cut, timed out, refused for a while): the next
+    // watch resumes from the last version seen; past WATCH_FAILURES the Job is left to
+    // the poller (the caller hands it off) rather than failing a task time can mend.
+    let mut failures = 0;
+    loop {
+        if phase(&last) != Phase::Running {
+            return Ok(Waited::Finished(last));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Waited::StillRunning(last));
+        }
+        let rv = last
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // The server ends a watch after timeoutSeconds; keep it under the read timeout.
+        let seconds = left.as_secs().clamp(1, 25);
+        let request = KubeRequest::get(jobs_path(namespace))
+            .param("watch", "1")
+            .param("fieldSelector", format!("metadata.name={name}"))
+            .param("resourceVersion", rv)
+            .param("timeoutSeconds", seconds.to_string());
+        let started = match kube.watch(request).await {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(response)) if response.status == 410 => {
+                last = read_or_vanished(kube, namespace, name, uid).await?;
+                continue;
+            }
+            Ok(Err(response)) => Err(response
+                .ok()
+                .err()
+                .unwrap_or_else(|| TaskError::message(names::INTERNAL, "watch failed"))),
+            Err(transport) => Err(transport.into()),
+        };
+        let mut events = match started {
+            Ok(events) => events,
+            Err(e) if crate::task::retry::is_transient(&e) => {
+                failures += 1;
+                tracing::warn!(job = name, error = %e.name, failures, "watch failed; watching again");
+                if failures >= WATCH_FAILURES {
+                    return Ok(Waited::StillRunning(last));
+                }
+                tokio::time::sleep(Duration::from_millis(500) * failures).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let watch_end = tokio::time::sleep(left);
+        tokio::pin!(watch_end);
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                () = &mut watch_end => None,
+            };
+            let Some(event) = event else { break };
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    // Cut in the middle: watch again from the last version seen.
+                    failures += 1;
+                    tracing::warn!(job = name, error = %e, failures, "watch cut; watching again");
+                    if failures >= WATCH_FAILURES {
+                        return Ok(Waited::StillRunning(last));
+                    }
+                    break;
+                }
+            };
+            failures = 0;
+            let object = event.get("object").cloned().unwrap_or(Value::Null);
+            match event.get("type").and_then(Value::as_str) {
+                Some("ADDED" | "MODIFIED")
+                    if object.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) =>
+                {
+                    last = object;
+                    if phase(&last) != Phase::Running {
+                        break;
+                    }
+                }
+                Some("DELETED")
+                    if object.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) =>
+                {
+                    return Err(vanished(namespace, name));
+                }
+                Some("ERROR") => {
+                    // Usually 410 Gone: the resourceVersion is too old; re-read and go on.
+                    last = read_or_vanished(kube, namespace, name, uid).await?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn read_or_vanished(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<Value, TaskError> {
+    match get(kube, namespace, name).await {
+        Ok(job) if job.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => Ok(job),
+        Ok(_) => Err(vanished(namespace, name)),
+        Err(e) if e.name == "EKS.404" => Err(vanished(namespace, name)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pods of a Job (by its controller uid), as the API lists them.
+///
+/// # Errors
+/// `EKS.<status>`, transport errors.
+pub async fn pods(kube: &dyn KubeApi, namespace: &str, uid: &str) -> Result<Vec<Value>, TaskError> {
+    let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/pods"))
+        .param("labelSelector", format!("controller-uid={uid}"));
+    let list = kube.send(request, None).await?.ok()?.json()?;
+    let mut items = list
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    items.sort_by(|a, b| {
+        a.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .cmp(&b.pointer("/metadata/name").and_then(Value::as_str))
+    });
+    Ok(items)
+}
+
+/// Warning events the cluster recorded about the Job and its pods, newest first, at
+/// most `limit`: `{object, reason, message, count, lastSeen}`. Empty when events cannot
+/// be read (the worker's role may not grant them): they add to a diagnosis, never
+/// replace it.
+pub async fn warning_events(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    job: &str,
+    pods: &[Value],
+    limit: usize,
+) -> Vec<Value> {
+    // One list of the namespace's Warning events, bounded (a busy namespace may hold
+    // thousands): the events of this Job and its pods are picked from it.
+    let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/events"))
+        .param("fieldSelector", "type=Warning".to_owned())
+        .param("limit", "500".to_owned());
+    let read = async { kube.send(request, None).await?.ok()?.json() };
+    let list: Value = match read.await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::info!(error = %e.name, "warning events not read");
+            return Vec::new();
+        }
+    };
+    let names: Vec<&str> = std::iter::once(job)
+        .chain(
+            pods.iter()
+                .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str)),
+        )
+        .collect();
+    let mut events: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.pointer("/involvedObject/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.contains(&n))
+        })
+        .map(|e| {
+            json!({
+                "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
+                "reason": e["reason"], "message": e["message"], "count": e["count"],
+                "lastSeen": e.get("lastTimestamp").filter(|t| !t.is_null()).or_else(|| e.get("eventTime")).cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    events.sort_by(|a, b| b["lastSeen"].as_str().cmp(&a["lastSeen"].as_str()));
+    events.truncate(limit);
+    events
+}
+
+/// What a failed Job's cause says: its conditions and, per failed pod, each
+/// container's terminated reason and exit code.
+#[must_use]
+pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
+    let conditions = job
+        .pointer("/status/conditions")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let failed_pods: Vec<Value> = pods
+        .iter()
+        .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+        .map(|p| {
+            let containers: Vec<Value> = p
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    let t = c.pointer("/state/terminated");
+                    json!({
+                        "container": c["name"],
+                        "exitCode": t.and_then(|t| t.get("exitCode")).cloned().unwrap_or(Value::Null),
+                        "reason": t.and_then(|t| t.get("reason")).cloned().unwrap_or(Value::Null),
+                        "message": t.and_then(|t| t.get("message")).cloned().unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            json!({ "pod": p.pointer("/metadata/name").cloned().unwrap_or(Value::Null), "reason": p.pointer("/status/reason").cloned().unwrap_or(Value::Null), "containers": containers })
+        })
+        .collect();
+    json!({
+        "message": format!(
+            "the Job {}/{} failed",
+            job.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
+            job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        ),
+        "conditions": conditions,
+        "failedPods": failed_pods,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_adds_labels_and_keeps_everything_else() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {"futureField": {"x": 1}}});
+        let p = prepare(&job, "token");
+        assert_eq!(p["metadata"]["labels"]["a"], "b");
+        assert_eq!(p["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(p["metadata"]["labels"][TASK_LABEL], task_label("token"));
+        assert_eq!(p["spec"]["futureField"]["x"], 1);
+        assert_eq!(task_label("token").len(), 40);
+        assert_eq!(p["metadata"]["name"], "j", "a fixed name stays");
+    }
+
+    #[test]
+    fn failure_target_and_success_criteria_met_are_final() {
+        let with = |kind: &str| json!({"status": {"conditions": [{"type": kind, "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z"}]}});
+        assert_eq!(phase(&with("FailureTarget")), Phase::Failed);
+        assert_eq!(phase(&with("SuccessCriteriaMet")), Phase::Complete);
+        assert_eq!(
+            finished_at(&with("FailureTarget")),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(1_767_323_045))
+        );
+        let completed = json!({"status": {"completionTime": "1970-01-01T00:00:10Z", "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "1970-01-01T00:00:20Z"}]}});
+        assert_eq!(
+            finished_at(&completed),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert_eq!(finished_at(&json!({"status": {}})), None);
+    }
+
+    #[test]
+    fn phase_reads_conditions() {
+        assert_eq!(phase(&json!({"status": {}})), Phase::Running);
+        assert_eq!(
+            phase(&json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})),
+            Phase::Complete
+        );
+        assert_eq!(
+            phase(&json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}})),
+            Phase::Failed
+        );
+        assert_eq!(
+            phase(&json!({"status": {"conditions": [{"type": "Complete", "status": "False"}]}})),
+            Phase::Running
+        );
+    }
+
+    #[test]
+    fn failure_summary_names_failed_containers() {
+        let job = json!({"metadata": {"name": "j", "namespace": "n"}, "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}});
+        let pods = vec![
+            json!({"metadata": {"name": "j-1"}, "status": {"phase": "Failed", "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}}),
+        ];
+        let s = failure_summary(&job, &pods);
+        assert_eq!(s["failedPods"][0]["containers"][0]["exitCode"], 3);
+        assert_eq!(s["conditions"][0]["reason"], "BackoffLimitExceeded");
+        assert_eq!(s["message"], "the Job n/j failed");
+    }
+}
+
+#[cfg(test)]
+mod create_tests {
+    //! `create` against an in-memory API server that commits a create and can lose its
+    //! answer, as a dropped connection does.
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ports::kube::{KubeResponse, TransportError};
+
+    #[derive(Default)]
+    struct Server {
+        jobs: Mutex<Vec<Value>>,
+        /// Answers to lose after committing (creates that reach the store).
+        lose: Mutex<u32>,
+        posts: Mutex<u32>,
+    }
+
+    fn answer(status: u16, body: &Value) -> KubeResponse {
+        let body = body.to_string();
+        KubeResponse {
+            status,
+            reason: crate::ports::kube::reason_phrase(status),
+            headers: vec![],
+            body_len: body.len() as u64,
+            body: body.into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl KubeApi for Server {
+        async fn send(
+            &self,
+            request: KubeRequest,
+            _keep_tail: Option<usize>,
+        ) -> Result<KubeResponse, TransportError> {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if request.method == http::Method::PATCH {
+                let patch: Value = request
+                    .body
+                    .as_ref()
+                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                let name = request.path.rsplit('/').next().unwrap_or_default();
+                let Some(job) = jobs.iter_mut().find(|j| name_of(j) == Some(name)) else {
+                    return Ok(answer(404, &json!({ "kind": "Status", "code": 404 })));
+                };
+                let rv = job["metadata"]["resourceVersion"].clone();
+                if let Some(want) = patch.pointer("/metadata/resourceVersion") {
+                    if *want != rv {
+                        return Ok(answer(
+                            409,
+                            &json!({ "kind": "Status", "reason": "Conflict", "code": 409 }),
+                        ));
+                    }
+                }
+                for (k, v) in patch["metadata"]["annotations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    job["metadata"]["annotations"][k] = v;
+                }
+                let next = rv
+                    .as_str()
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .unwrap_or_default()
+                    + 1;
+                job["metadata"]["resourceVersion"] = json!(next.to_string());
+                return Ok(answer(200, job));
+            }
+            if request.method == http::Method::POST {
+                *self
+                    .posts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+                let mut job: Value = request
+                    .body
+                    .as_ref()
+                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                let name = match name_of(&job) {
+                    Some(n) => n.to_owned(),
+                    // The server's own generateName: a fresh suffix each time.
+                    None => format!(
+                        "{}{}",
+                        job["metadata"]["generateName"].as_str().unwrap_or_default(),
+                        jobs.len()
+                    ),
+                };
+                if jobs.iter().any(|j| name_of(j) == Some(name.as_str())) {
+                    return Ok(answer(
+                        409,
+                        &json!({ "kind": "Status", "reason": "AlreadyExists", "code": 409 }),
+                    ));
+                }
+                job["metadata"]["name"] = json!(name);
+                job["metadata"]["uid"] = json!(format!("uid-{}", jobs.len()));
+                job["metadata"]["resourceVersion"] = json!("1");
+                jobs.push(job.clone());
+                let mut lose = self
+                    .lose
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *lose > 0 {
+                    *lose -= 1;
+                    return Err(TransportError::Unreachable {
+                        endpoint: "https://test".into(),
+                        message: "connection reset after the request was sent".into(),
+                    });
+                }
+                return Ok(answer(201, &job));
+            }
+            if let Some((_, selector)) = request.query.iter().find(|(k, _)| k == "labelSelector") {
+                let (label, value) = selector.split_once('=').unwrap_or_default();
+                let items: Vec<Value> = jobs
+                    .iter()
+                    .filter(|j| metadata_entry(j, "labels", label) == Some(value))
+                    .cloned()
+                    .collect();
+                return Ok(answer(200, &json!({ "items": items })));
+            }
+            let name = request.path.rsplit('/').next().unwrap_or_default();
+            Ok(match jobs.iter().find(|j| name_of(j) == Some(name)) {
+                Some(j) => answer(200, j),
+                None => answer(404, &json!({ "kind": "Status", "code": 404 })),
+            })
+        }
+
+        async fn watch(
+            &self,
+            _request: KubeRequest,
+        ) -> Result<
+            Result<
+                futures::stream::BoxStream<'static, Result<Value, TransportError>>,
+                KubeResponse,
+            >,
+            TransportError,
+        > {
+            Ok(Err(answer(405, &json!({}))))
+        }
+    }
+
+    fn generated() -> Value {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "generateName": "work-" }, "spec": {} })
+    }
+
+    fn fixed() -> Value {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "work" }, "spec": {} })
+    }
+
+    async fn run(server: &Server, job: &Value, token: Option<&str>) -> Result<Value, TaskError> {
+        create(server, "ns", job, token).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_never_makes_a_second_job() {
+        for (job, token) in [
+            (generated(), Some("token")),
+            (generated(), None),
+            (fixed(), Some("token")),
+            (fixed(), None),
+        ] {
+            let server = Server::default();
+            *server
+                .lose
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+            let created = run(&server, &job, token)
+                .await
+                .unwrap_or_else(|e| panic!("{job} {token:?}: {e}"));
+            let jobs = server.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+            assert_eq!(jobs.len(), 1, "{job} {token:?}: {jobs:?}");
+            assert_eq!(created["metadata"]["uid"], "uid-0", "{job} {token:?}");
+            assert_eq!(created["kind"], "Job");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_delivery_adopts_the_first_job() {
+        let server = Server::default();
+        let first = run(&server, &generated(), Some("token")).await;
+        let second = run(&server, &generated(), Some("token")).await;
+        let uid =
+            |r: &Result<Value, TaskError>| r.as_ref().ok().map(|j| j["metadata"]["uid"].clone());
+        assert_eq!(uid(&first), Some(json!("uid-0")));
+        assert_eq!(uid(&second), uid(&first));
+        assert_eq!(server.jobs.lock().map(|j| j.len()).unwrap_or_default(), 1);
+        // Another task with the same generateName gets a Job of its own.
+        let other = run(&server, &generated(), Some("another token")).await;
+        assert_eq!(uid(&other), Some(json!("uid-1")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_taken_by_another_task_is_eks_409() {
+        let server = Server::default();
+        run(&server, &fixed(), Some("one"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = run(&server, &fixed(), Some("two"))
+            .await
+            .err()
+            .map(|e| e.name);
+        assert_eq!(e.as_deref(), Some("EKS.409"));
+        let e = run(&server, &fixed(), None).await.err().map(|e| e.name);
+        assert_eq!(
+            e.as_deref(),
+            Some("EKS.409"),
+            "request/response is not adopted either"
+        );
+    }
+
+    #[test]
+    fn derived_names_look_generated_and_are_stable() {
+        let a = derived_name("work-", "t");
+        assert_eq!(a, derived_name("work-", "t"));
+        assert_ne!(a, derived_name("work-", "u"));
+        assert_eq!(a.len(), 10);
+        assert!(a[5..].bytes().all(|b| SUFFIX_ALPHABET.contains(&b)), "{a}");
+        assert_eq!(derived_name(&"x".repeat(80), "t").len(), 63);
+        let p = prepare(&generated(), "t");
+        assert_eq!(p["metadata"]["name"], json!(a));
+        assert!(p["metadata"].get("generateName").is_none());
+    }
+
+    /// A clock that moves with tokio's (paused) time.
+    struct TokioClock(tokio::time::Instant);
+
+    impl crate::ports::clock::Clock for TokioClock {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + self.0.elapsed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_deliveries_at_once_answer_once() {
+        let server = Server::default();
+        let job = run(&server, &generated(), Some("token"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (name, uid) = (name_of(&job).unwrap_or_default().to_owned(), "uid-0");
+        let clock = TokioClock(tokio::time::Instant::now());
+        let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
+        let a = async {
+            let turn = take_turn(&server, "ns", &name, uid, "a", &clock, until).await;
+            // The answer takes a while (logs), then is marked sent.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            answered(&server, "ns", &name, "a").await;
+            turn
+        };
+        let b = async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            take_turn(&server, "ns", &name, uid, "b", &clock, until).await
+        };
+        let (a, b) = tokio::join!(a, b);
+        assert_eq!((a, b), (Turn::Mine, Turn::Answered("a".into())));
+        // A later delivery of the same event sees the answer sent.
+        let c = take_turn(&server, "ns", &name, uid, "c", &clock, until).await;
+        assert_eq!(c, Turn::Answered("a".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_whose_holder_died_is_taken_over() {
+        let server = Server::default();
+        let job = run(&server, &generated(), Some("token"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = name_of(&job).unwrap_or_default().to_owned();
+        let clock = TokioClock(tokio::time::Instant::now());
+        let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
+        // "dead" takes the turn and never answers.
+        assert_eq!(
+            take_turn(&server, "ns", &name, "uid-0", "dead", &clock, until).await,
+            Turn::Mine
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            take_turn(&server, "ns", &name, "uid-0", "next", &clock, until).await,
+            Turn::Mine
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(TURN_SECONDS),
+            "waited for the turn to lapse"
+        );
+        // A Job that cannot be coordinated on (gone) is answered.
+        assert_eq!(
+            take_turn(&server, "ns", "no-such-job", "uid-9", "x", &clock, until).await,
+            Turn::Mine
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The poller: invoked by a one-time schedule for a Job that outlived its run-job
+//! invocation. Each poll reads the Job with a fresh enough token, sends a heartbeat,
+//! and then answers the task (the Job finished or vanished), stops (the execution is
+//! gone: the Job is deleted), or schedules the next poll along the curve.
+//!
+//! Faults never lose a task: transient failures (the cluster unreachable, 5xx, 429,
+//! STS) are retried within the poll, then the next poll is scheduled with the failure
+//! counted; after `MAX_FAILED_POLLS` consecutive failures the task fails with
+//! `EksTaskWorker.PollFailed` listing them. A poll delivered twice answers once (Step
+//! Functions refuses a second answer, and a finished Job is never deleted for it) and
+//! leaves one next schedule (its name is deterministic).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::contract::error::{names, TaskError};
+use crate::contract::poll_state::PollState;
+use crate::contract::tags;
+use crate::ports::callback::CallbackError;
+use crate::ports::kube::KubeApi;
+use crate::task::answer::with_retries;
+use crate::task::answer::{answer_task, respond, AnswerTurn, EndFacts, JobPlace};
+use crate::task::deps::Deps;
+use crate::task::finish::finish;
+use crate::task::job;
+use crate::task::job::Phase;
+use crate::task::telemetry;
+use tracing::Instrument;
+
+/// Handles one poll.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` for an input that is not a poll state; otherwise only
+/// when neither an answer nor the next schedule could be arranged (the invocation then
+/// fails so that Lambda and Scheduler deliver it again).
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
+    if payload.get("Operation").is_some() {
+        let state: crate::contract::poll_state::ClusterPoll = serde_json::from_value(payload)
+            .map_err(|e| {
+                TaskError::invalid_input("$", format!("is not a cluster poll state: {e}"))
+            })?;
+        let eks = deps
+            .eks
+            .as_ref()
+            .ok_or_else(|| TaskError::message(names::INTERNAL, "the poller has no EKS client"))?;
+        return crate::task::cluster_ops::poll(state, eks.as_ref(), deps).await;
+    }
+    let state: PollState = serde_json::from_value(payload)
+        .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
+    state.check_bounds()?;
+    let span = telemetry::task_span(
+        state.execution.as_deref(),
+        &state.cluster.cluster_name,
+        &state.namespace,
+    );
+    async {
+        telemetry::record_job(&state.job_name, &state.job_uid);
+        telemetry::record_attempt(state.attempt + 1);
+        poll(&state, deps).await
+    }
+    .instrument(span)
+    .await
+}
+
+pub use crate::task::retry::is_transient;
+
+async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, Value), TaskError> {
+    let cluster = state.cluster.to_ref()?;
+    crate::task::retry::transient("reading the job", || async {
+        let kube = deps.connector.connect(&cluster).await?;
+        match job::get(kube.as_ref(), &state.namespace, &state.job_name).await {
+            Ok(j)
+                if j.pointer("/metadata/uid").and_then(Value::as_str)
+                    == Some(state.job_uid.as_str()) =>
+            {
+                if job::is_for_task(&j, &state.task_token) {
+                    Ok((kube, j))
+                } else {
+                    Err(TaskError::new(
+                        names::NOT_OWNED,
+                        json!({ "message": format!("the Job {}/{} was not created for this task (its {} label is not the hash of the poll state's task token); the poller refuses to act on it", state.namespace, state.job_name, tags::TASK_LABEL), "namespace": state.namespace, "job": state.job_name }),
+                    ))
+                }
+            }
+            Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
+            Err(e) if e.name == "EKS.404" => Err(job::vanished(&state.namespace, &state.job_name)),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
+async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
+    let token = state.task_token.as_str();
+    let at = JobPlace {
+        cluster: state.cluster.cluster_name.clone(),
+        namespace: state.namespace.clone(),
+        polls: state.attempt + 1,
+    };
+    let (kube, job) = match read_job(deps, state).await {
+        Ok(found) => found,
+        // A forged or corrupted state: nothing is touched, nobody is answered.
+        Err(e) if e.name == names::NOT_OWNED || e.name == names::UNTRUSTED_ENDPOINT => {
+            tracing::warn!(error = %e, "refused a poll state");
+            return Err(e);
+        }
+        Err(e) if is_transient(&e) => return failed_poll(state, deps, e).await,
+        // The Job vanished, or the cluster refuses for good (403 after an RBAC change).
+        Err(e) => return respond(deps, token, Err(e)).await,
+    };
+    let phase = job::phase(&job);
+    match with_retries(|| deps.callback.heartbeat(token)).await {
+        Err(CallbackError::TaskGone { code, .. }) => {
+            return stopped(state, deps, kube.as_ref(), phase, &code).await
+        }
+        Err(e) => tracing::warn!(error = %e, "heartbeat failed; going on"),
+        Ok(()) => {}
+    }
+    if phase == Phase::Running {
+        let check = crate::task::finish::check_stuck(
+            kube.as_ref(),
+            &state.namespace,
+            &state.job_name,
+            &state.job_uid,
+            state.stuck_policy,
+            deps,
+        )
+        .await;
+        match check {
+            Err(e) if e.name == names::JOB_STUCK => {
+                return answer_task(deps, token, Err(e), EndFacts::default(), &at).await
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
+            Ok(()) => {}
+        }
+    }
+    if phase != Phase::Running {
+        // One answer, also when this poll was delivered twice at once.
+        let turn = match AnswerTurn::take(kube.clone(), &state.namespace, &job, deps, None).await {
+            Ok(turn) => turn,
+            Err(by) => return Ok(json!({ "answered": "by another delivery", "delivery": by })),
+        };
+        let options = (&state.log_options).into();
+        let (answer, facts) = finish(kube, &state.namespace, &job, &options, deps).await;
+        return turn.answer(deps, token, answer, facts, &at).await;
+    }
+    schedule(deps, state.next(Vec::new())).await
+}
+
+/// The execution is gone (stopped, timed out, or the token is invalid): nobody waits.
+/// A running Job is deleted (unless the deployment keeps them); a finished one is left
+/// alone, for it may be this very task's answered Job seen by a duplicate delivery.
+async fn stopped(
+    state: &PollState,
+    deps: &Deps,
+    kube: &dyn KubeApi,
+    phase: Phase,
+    code: &str,
+) -> Result<Value, TaskError> {
+    let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
+    if deleted {
+        job::delete(kube, &state.namespace, &state.job_name, &state.job_uid).await?;
+    }
+    tracing::info!(job = %state.job_name, code, deleted, "the task is gone; polling stops");
+    Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": state.job_name }))
+}
+
+async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {
+    let mut failures = state.failures.clone();
+    // Kept short: the state travels in a schedule (8,192 characters at most).
+    failures.push(
+        format!("poll {}: {}: {}", state.attempt + 1, e.name, e.cause)
+            .chars()
+            .take(crate::contract::poll_state::MAX_FAILURE_CHARS)
+            .collect(),
+    );
+    if failures.len() >= deps.settings.max_failed_polls as usize {
+        let cause = json!({
+            "message": format!("{} consecutive polls could not read the Job {}/{}", failures.len(), state.namespace, state.job_name),
+            "failures": failures,
+        });
+        return respond(
+            deps,
+            &state.task_token,
+            Err(TaskError::new(names::POLL_FAILED, cause)),
+        )
+        .await;
+    }
+    tracing::warn!(error = %e.name, failed = failures.len(), "poll failed; the next one is scheduled");
+    schedule(deps, state.next(failures)).await
+}
+
+async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
+    deps.hand_off(&next.next_poll()?).await?;
+    Ok(
+        json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
+    )
+}

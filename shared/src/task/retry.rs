@@ -1,0 +1,138 @@
+//! What time can mend, tried again: the cluster unreachable, the API server's 5xx and
+//! 429 (after its `Retry-After`), EKS and credential hiccups. A few tries with a
+//! doubling pause, within one invocation; what still fails is the caller's to handle.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::contract::error::{names, TaskError};
+
+/// Tries per operation.
+pub const TRIES: u32 = 3;
+/// The first pause between tries; doubled each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether a failure may pass with time.
+#[must_use]
+pub fn is_transient(e: &TaskError) -> bool {
+    matches!(
+        e.name.as_str(),
+        names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API | "EKS.429"
+    ) || e
+        .name
+        .strip_prefix("EKS.5")
+        .is_some_and(|rest| rest.len() == 2)
+}
+
+/// The server's `Retry-After`: the header, else the Status body's
+/// `details.retryAfterSeconds`.
+#[must_use]
+pub fn retry_after(e: &TaskError) -> Option<Duration> {
+    e.cause
+        .get("RetryAfterSeconds")
+        .or_else(|| e.cause.pointer("/ResponseBody/details/retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or [`TRIES`] transient failures
+/// have passed; `what` names it in the log.
+///
+/// # Errors
+/// The last failure.
+pub async fn transient<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, TaskError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TaskError>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(e) if is_transient(&e) && tries < TRIES => {
+                tracing::warn!(error = %e.name, tries, what, "failed; trying again");
+                let wait = retry_after(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
+                tokio::time::sleep(wait).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn transient_failures_are_the_ones_time_can_mend() {
+        for name in [
+            names::CLUSTER_UNREACHABLE,
+            names::CREDENTIALS,
+            "EKS.500",
+            "EKS.503",
+            "EKS.429",
+            names::EKS_API,
+        ] {
+            assert!(is_transient(&TaskError::message(name, "x")), "{name}");
+        }
+        for name in [
+            "EKS.403",
+            "EKS.404",
+            names::JOB_VANISHED,
+            names::INVALID_INPUT,
+            "EKS.5000",
+        ] {
+            assert!(!is_transient(&TaskError::message(name, "x")), "{name}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_the_header_then_the_status_details() {
+        let header = TaskError::new(
+            "EKS.429",
+            json!({ "RetryAfterSeconds": 3, "ResponseBody": { "details": { "retryAfterSeconds": 9 } } }),
+        );
+        assert_eq!(retry_after(&header), Some(Duration::from_secs(3)));
+        let body = TaskError::new(
+            "EKS.429",
+            json!({ "ResponseBody": { "details": { "retryAfterSeconds": 9 } } }),
+        );
+        assert_eq!(retry_after(&body), Some(Duration::from_secs(9)));
+        assert_eq!(retry_after(&TaskError::message("EKS.429", "x")), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_tried_again_and_the_rest_are_not() {
+        let mut calls = 0;
+        let got: Result<u32, TaskError> = transient("x", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(TaskError::message("EKS.503", "busy"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(got.ok(), Some(3));
+        let mut calls = 0;
+        let got: Result<u32, TaskError> = transient("x", || {
+            calls += 1;
+            async { Err(TaskError::message("EKS.403", "no")) }
+        })
+        .await;
+        assert_eq!(
+            (got.err().map(|e| e.name), calls),
+            (Some("EKS.403".to_owned()), 1)
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The run-job function: `eks:runJob` (request/response: the created Job) and
+//! `eks:runJob.sync` (callback pattern: the finished Job and its logs, on the task
+//! token), handing Jobs that outlive the inline window to the poller.
+
+use crate::contract::curve::PollCurve;
+use crate::contract::error::{names, TaskError};
+use crate::contract::payload;
+use crate::contract::payload::callback_token;
+use crate::contract::payload::RunJobInput;
+use crate::contract::poll_state::PollState;
+use crate::contract::stuck_policy::StuckPolicy;
+use crate::ports::kube::KubeApi;
+use crate::task::answer::answer_task;
+use crate::task::answer::AnswerTurn;
+use crate::task::answer::EndFacts;
+use crate::task::answer::JobPlace;
+use crate::task::deps::Deps;
+use crate::task::finish::check_stuck;
+use crate::task::finish::finish;
+use crate::task::job;
+use crate::task::job::Waited;
+use crate::task::telemetry;
+use crate::task::telemetry::Metric;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime};
+use tracing::Instrument;
+
+/// Handles one run-job payload. Without `TaskToken` the result is the created Job (an
+/// error is a Lambda error named as in the README). With `TaskToken` the answer goes
+/// back on the token and the Lambda result only reports what was done.
+///
+/// # Errors
+/// Request/response: the task error. Callback: only when Step Functions cannot be
+/// told (so that the invocation is retried).
+pub async fn handle(
+    payload: Value,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+) -> Result<Value, TaskError> {
+    // Where the payload says, before it is checked: the span and the metrics of even a
+    // bad payload name what it names.
+    let (_, cluster, namespace) = telemetry::payload_context(&payload);
+    let at = JobPlace {
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
+        polls: 0,
+    };
+    let span = telemetry::payload_span(&payload);
+    async {
+        match callback_token(&payload) {
+            None => {
+                let input = payload::run_job(&payload)?;
+                let kube = deps.connector.connect(&input.cluster).await?;
+                let created =
+                    job::create(kube.as_ref(), &input.namespace, &input.job, None).await?;
+                started(deps, &at, &created);
+                Ok(created)
+            }
+            Some(token) => {
+                let (answer, facts) = match run_with_callback(&payload, deps, deadline, &at).await {
+                    Ok(Progress::HandedOff(state)) => {
+                        return Ok(
+                            json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
+                        )
+                    }
+                    Ok(Progress::AnsweredElsewhere(by)) => {
+                        return Ok(json!({ "answered": "by another delivery", "delivery": by }))
+                    }
+                    Ok(Progress::Finished(answer, facts, turn)) => {
+                        return turn.answer(deps, &token, answer, facts, &at).await;
+                    }
+                    Err(e) => (Err(e), EndFacts::default()),
+                };
+                answer_task(deps, &token, answer, facts, &at).await
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+enum Progress {
+    Finished(Result<Value, TaskError>, EndFacts, AnswerTurn),
+    HandedOff(Box<PollState>),
+    AnsweredElsewhere(String),
+}
+
+async fn run_with_callback(
+    payload: &Value,
+    deps: &Deps,
+    deadline: Option<SystemTime>,
+    at: &JobPlace,
+) -> Result<Progress, TaskError> {
+    let input = payload::run_job(payload)?;
+    let token = input.task_token.clone().unwrap_or_default();
+    let curve = match &input.poll_curve_seconds {
+        None => deps.settings.poll_curve.clone(),
+        Some(delays) => PollCurve::new(delays.clone(), deps.settings.poll_min_seconds)
+            .map_err(|m| TaskError::invalid_input("PollCurveSeconds", m))?,
+    };
+    let kube = deps.connector.connect(&input.cluster).await?;
+    let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
+    started(deps, at, &created);
+    let name = created
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let uid = created
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let policy = input.stuck_policy.or(deps.settings.stuck_policy);
+    let window = inline_window(deps, &input, deadline);
+    match watch_for_stuck(
+        kube.as_ref(),
+        &input.namespace,
+        &name,
+        &uid,
+        window,
+        policy,
+        deps,
+    )
+    .await?
+    {
+        Waited::Finished(done) => {
+            match AnswerTurn::take(kube.clone(), &input.namespace, &done, deps, deadline).await {
+                Err(by) => Ok(Progress::AnsweredElsewhere(by)),
+                Ok(turn) => {
+                    let (answer, facts) =
+                        finish(kube, &input.namespace, &done, &input.log_options, deps).await;
+                    Ok(Progress::Finished(answer, facts, turn))
+                }
+            }
+        }
+        Waited::StillRunning(_) => {
+            let state = PollState {
+                cluster: (&input.cluster).into(),
+                namespace: input.namespace.clone(),
+                job_name: name,
+                job_uid: uid,
+                task_token: token,
+                log_options: (&input.log_options).into(),
+                attempt: 0,
+                next_delay_seconds: curve.delay(0),
+                curve,
+                stuck_policy: policy,
+                failures: Vec::new(),
+                execution: input.execution.clone(),
+            };
+            match &deps.handoff {
+                Some(h) => {
+                    h.hand_off(&state.next_poll()?).await?;
+                    Ok(Progress::HandedOff(Box::new(state)))
+                }
+                None => Err(TaskError::new(
+                    names::INTERNAL,
+                    json!({ "message": format!("the Job {}/{} was still running when this invocation ran out of time, and no poller is configured to take it over", state.namespace, state.job_name), "job": state.job_name }),
+                )),
+            }
+        }
+    }
+}
+
+/// Watches the Job for `window`, in slices of ten seconds while a stuck policy is
+/// active, reading its pods after each slice: what holds them is logged, and a Job held
+/// past the policy is `EksTaskWorker.JobStuck`.
+async fn watch_for_stuck(
+    kube: &dyn KubeApi,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    window: Duration,
+    policy: StuckPolicy,
+    deps: &Deps,
+) -> Result<Waited, TaskError> {
+    if !policy.is_active() {
+        return job::wait(kube, namespace, name, uid, window).await;
+    }
+    let until = tokio::time::Instant::now() + window;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let waited = job::wait(
+            kube,
+            namespace,
+            name,
+            uid,
+            left.min(Duration::from_secs(10)),
+        )
+        .await?;
+        if matches!(waited, Waited::Finished(_)) || left <= Duration::from_secs(10) {
+            return Ok(waited);
+        }
+        check_stuck(kube, namespace, name, uid, policy, deps).await?;
+    }
+}
+
+/// How long this invocation watches its Job: the setting (or the payload's
+/// `InlineWaitSeconds`), never past the Lambda deadline minus the margin.
+fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>) -> Duration {
+    let wanted = input
+        .inline_wait_seconds
+        .map_or(deps.settings.inline_wait, Duration::from_secs);
+    wanted.min(deps.time_left(deadline))
+}
+
+fn started(deps: &Deps, at: &JobPlace, job: &Value) {
+    let text = |p: &str| job.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    telemetry::record_job(text("/metadata/name"), text("/metadata/uid"));
+    telemetry::emit(
+        deps.settings.metrics_namespace.as_deref(),
+        &at.cluster,
+        &at.namespace,
+        &[(Metric::JobsStarted, 1.0)],
+    );
+}

@@ -1,0 +1,98 @@
+//! The composition root: the only place that builds the real adapters (AWS SDK clients,
+//! the EKS REST client, the cluster connector) into a [`Deps`]. Only the functions' mains,
+//! the CLI and tests use it; the task logic never does. The Lambda boundary's error
+//! conversion lives here too.
+
+use crate::adapters::cluster_connector::ClusterConnector;
+use crate::adapters::credentials::AwsCredentials;
+use crate::adapters::eks_directory::EksDirectory;
+use crate::adapters::eks_rest::EksRest;
+use crate::adapters::s3::S3Archive;
+use crate::adapters::scheduler::SchedulerHandOff;
+use crate::adapters::step_functions::StepFunctions;
+use crate::adapters::token::BearerTokens;
+use crate::config::Settings;
+use crate::contract::error::TaskError;
+use crate::ports::clock::{Clock, SystemClock};
+use crate::ports::credentials::CredentialsError;
+use crate::ports::eks::EksApi;
+use crate::ports::handoff::HandOff;
+use crate::task::deps::Deps;
+use std::sync::Arc;
+
+impl From<TaskError> for lambda_runtime::Diagnostic {
+    fn from(e: TaskError) -> Self {
+        let error_message = e.cause_string();
+        lambda_runtime::Diagnostic {
+            error_type: e.name,
+            error_message,
+        }
+    }
+}
+
+/// What a function's `main` builds once per cold start: the deployment's settings read
+/// from the environment, the SDK configuration, and the real adapters.
+///
+/// # Errors
+/// A malformed setting, or no credentials.
+pub async fn from_env(
+) -> Result<(Deps, aws_config::SdkConfig), Box<dyn std::error::Error + Send + Sync>> {
+    let settings = Settings::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::aws(&sdk, settings)?;
+    Ok((deps, sdk))
+}
+
+impl Deps {
+    /// The real adapters, from the SDK configuration loaded once at cold start.
+    ///
+    /// # Errors
+    /// [`CredentialsError`] when the configuration has no credentials.
+    pub fn aws(sdk: &aws_config::SdkConfig, settings: Settings) -> Result<Self, CredentialsError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let credentials = Arc::new(AwsCredentials::new(sdk)?);
+        let region = sdk
+            .region()
+            .map_or_else(|| settings.region.clone(), ToString::to_string);
+        let eks = EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone())
+            .ok()
+            .map(|e| Arc::new(e) as Arc<dyn EksApi>);
+        let tokens = Arc::new(BearerTokens::new(credentials.clone(), clock.clone()));
+        let connector = Arc::new(ClusterConnector::new(
+            Arc::new(EksDirectory::new(sdk, credentials)),
+            tokens,
+            settings.region.clone(),
+            settings.timeouts,
+            settings.trusted_endpoints.clone(),
+        ));
+        let handoff = settings
+            .schedule
+            .clone()
+            .map(|s| Arc::new(SchedulerHandOff::new(sdk, s, clock.clone())) as Arc<dyn HandOff>);
+        Ok(Self {
+            settings,
+            connector,
+            callback: Arc::new(StepFunctions::new(sdk)),
+            handoff,
+            clock,
+            eks,
+            archive: Some(Arc::new(S3Archive::new(sdk))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::error::names;
+    use serde_json::Value;
+
+    #[test]
+    fn diagnostic_carries_name_and_json_cause() {
+        let d: lambda_runtime::Diagnostic =
+            TaskError::invalid_input("ClusterName", "is required").into();
+        assert_eq!(d.error_type, names::INVALID_INPUT);
+        let cause: Value = serde_json::from_str(&d.error_message).unwrap_or_default();
+        assert_eq!(cause["field"], "ClusterName");
+    }
+}
