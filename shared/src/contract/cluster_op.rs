@@ -10,7 +10,7 @@ use crate::contract::tags::MANAGED_TAG;
 
 use crate::contract::error::TaskError;
 
-use crate::contract::payload::callback_token;
+use crate::contract::payload::{self, callback_token};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
@@ -181,19 +181,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
 fn check_fields(request: &Map<String, Value>) -> Result<(), TaskError> {
     for role in ["RoleArn", "NodeRole", "PodExecutionRoleArn"] {
         if let Some(v) = request.get(role) {
-            let ok = v.as_str().is_some_and(|a| {
-                a.starts_with("arn:aws")
-                    && a.split(':').nth(2) == Some("iam")
-                    && a.split(':')
-                        .nth(5)
-                        .is_some_and(|r| r.starts_with("role/") && r.len() > 5)
-            });
-            if !ok {
-                return Err(TaskError::invalid_input(
-                    role,
-                    "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>",
-                ));
-            }
+            payload::role_arn(role, v.as_str().unwrap_or_default())?;
         }
     }
     let subnets = [

@@ -92,6 +92,16 @@ impl TaskError {
         )
     }
 
+    /// The status of an `EKS.<status>` error (the Kubernetes API's answer); `None` for
+    /// every other error.
+    #[must_use]
+    pub fn kubernetes_status_code(&self) -> Option<u16> {
+        self.name
+            .strip_prefix("EKS.")
+            .filter(|s| s.len() == 3)
+            .and_then(|s| s.parse().ok())
+    }
+
     /// An error with a message only.
     pub fn message(name: &str, message: impl Into<String>) -> Self {
         let message = message.into();
@@ -138,6 +148,15 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_eks_errors_have_a_kubernetes_status() {
+        let e = TaskError::kubernetes_status(404, "Not Found", Value::Null);
+        assert_eq!(e.kubernetes_status_code(), Some(404));
+        for name in ["EKS.5000", "EKS.", "EKS.abc", names::JOB_VANISHED] {
+            assert_eq!(TaskError::message(name, "x").kubernetes_status_code(), None);
+        }
+    }
 
     #[test]
     fn kubernetes_status_has_the_native_cause_shape() {

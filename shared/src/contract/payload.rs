@@ -12,6 +12,47 @@ use crate::contract::error::TaskError;
 /// The longest task token Step Functions issues.
 pub const MAX_TASK_TOKEN_CHARS: usize = 2048;
 
+/// Whether `t` can be a task token Step Functions issued: 1 to
+/// [`MAX_TASK_TOKEN_CHARS`] characters. The one rule for a token, wherever it arrives
+/// (a payload, a poll state).
+#[must_use]
+pub fn is_task_token(t: &str) -> bool {
+    !t.is_empty() && t.chars().count() <= MAX_TASK_TOKEN_CHARS
+}
+
+/// What a role field must be, said the same way for every field.
+pub const ROLE_ARN_FORMAT: &str = "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>";
+
+/// Whether `arn` is an IAM ARN (`arn:<partition>:iam::<account>:<kind>/<name>`) of one of
+/// `kinds` (`"role"`, `"user"`). The one rule for an IAM principal's ARN.
+#[must_use]
+pub fn is_iam_arn(arn: &str, kinds: &[&str]) -> bool {
+    let mut parts = arn.split(':');
+    parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some("iam")
+        && parts.nth(2).is_some_and(|resource| {
+            kinds.iter().any(|k| {
+                resource
+                    .strip_prefix(k)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|name| !name.is_empty())
+            })
+        })
+}
+
+/// A role field's value (`RoleArn`, `NodeRole`, `PodExecutionRoleArn`).
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming `field` when `arn` is not an IAM role ARN.
+pub fn role_arn(field: &str, arn: &str) -> Result<String, TaskError> {
+    if is_iam_arn(arn, &["role"]) {
+        Ok(arn.to_owned())
+    } else {
+        Err(TaskError::invalid_input(field, ROLE_ARN_FORMAT))
+    }
+}
+
 type Fields = Map<String, Value>;
 
 /// Where the cluster is and how to reach it.
@@ -306,22 +347,7 @@ pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
         .map(certificate_pem)
         .transpose()?;
     let role_arn = opt_string(fields, "RoleArn")?
-        .map(|arn| {
-            let ok = arn.starts_with("arn:aws")
-                && arn.split(':').nth(2) == Some("iam")
-                && arn
-                    .split(':')
-                    .nth(5)
-                    .is_some_and(|r| r.starts_with("role/") && r.len() > 5);
-            if ok {
-                Ok(arn.to_owned())
-            } else {
-                Err(TaskError::invalid_input(
-                    "RoleArn",
-                    "must be an IAM role ARN, arn:aws:iam::<account>:role/<name>",
-                ))
-            }
-        })
+        .map(|arn| role_arn("RoleArn", arn))
         .transpose()?;
     let region = opt_string(fields, "Region")?
         .map(|r| {
@@ -561,15 +587,15 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
 fn task_token(fields: &Fields) -> Result<Option<String>, TaskError> {
     match opt_string(fields, "TaskToken")? {
         None => Ok(None),
+        Some(t) if is_task_token(t) => Ok(Some(t.to_owned())),
         Some("") => Err(TaskError::invalid_input(
             "TaskToken",
             "must not be empty; pass \"TaskToken.$\": \"$$.Task.Token\"",
         )),
-        Some(t) if t.chars().count() > MAX_TASK_TOKEN_CHARS => Err(TaskError::invalid_input(
+        Some(_) => Err(TaskError::invalid_input(
             "TaskToken",
             format!("is longer than {MAX_TASK_TOKEN_CHARS} characters"),
         )),
-        Some(t) => Ok(Some(t.to_owned())),
     }
 }
 
@@ -853,6 +879,39 @@ pub fn callback_token(payload: &Value) -> Option<String> {
     payload
         .get("TaskToken")
         .and_then(Value::as_str)
-        .filter(|t| !t.is_empty() && t.chars().count() <= MAX_TASK_TOKEN_CHARS)
+        .filter(|t| is_task_token(t))
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_iam_arns_and_task_tokens() {
+        assert!(is_iam_arn("arn:aws:iam::123456789012:role/r", &["role"]));
+        assert!(is_iam_arn(
+            "arn:aws-cn:iam::123456789012:role/a/b",
+            &["role"]
+        ));
+        assert!(is_iam_arn(
+            "arn:aws:iam::123456789012:user/u",
+            &["role", "user"]
+        ));
+        assert!(!is_iam_arn("arn:aws:iam::123456789012:user/u", &["role"]));
+        assert!(!is_iam_arn("arn:aws:iam::123456789012:role/", &["role"]));
+        assert!(!is_iam_arn(
+            "arn:aws:sts::123456789012:assumed-role/r/s",
+            &["role"]
+        ));
+        assert!(!is_iam_arn("arn:aws:iam::123456789012:roles/r", &["role"]));
+        assert!(!is_iam_arn("role/r", &["role"]));
+        assert_eq!(
+            role_arn("NodeRole", "x").map_err(|e| e.cause["field"].clone()),
+            Err(Value::from("NodeRole"))
+        );
+        assert!(is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS)));
+        assert!(!is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS + 1)));
+        assert!(!is_task_token(""));
+    }
 }

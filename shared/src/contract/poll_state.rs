@@ -264,7 +264,7 @@ pub fn check_poll_bounds(
     attempt: u32,
     next_delay_seconds: u64,
 ) -> Result<(), TaskError> {
-    if task_token.is_empty() || task_token.chars().count() > payload::MAX_TASK_TOKEN_CHARS {
+    if !payload::is_task_token(task_token) {
         return Err(TaskError::invalid_input(
             "TaskToken",
             format!("must be 1-{} characters", payload::MAX_TASK_TOKEN_CHARS),

@@ -16,8 +16,10 @@ pub const MANAGED_BY: &str = "eks-task-worker";
 /// A cluster with this tag is never cleaned up.
 pub const RETAIN_TAG: &str = "eks-task-worker.io/retain";
 
-/// The tags of a described resource (`cluster`, `nodegroup` or `fargateProfile`).
-fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
+/// The value of the tag `key` of a described resource (`cluster`, `nodegroup` or
+/// `fargateProfile`).
+#[must_use]
+pub fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
     resource
         .get("tags")
         .and_then(|t| t.get(key))

@@ -8,6 +8,7 @@
 //! idempotently.
 
 use crate::contract::error::{names, TaskError};
+use crate::contract::payload;
 use crate::ports::eks::AccessEntries;
 use crate::ports::kube::{KubeApi, KubeRequest};
 use serde_json::{json, Value};
@@ -109,11 +110,7 @@ impl Step {
 /// `EksTaskWorker.InvalidInput` for a principal that is not an IAM role or user ARN, or
 /// a namespace that is not a name.
 pub fn plan(grant: &Grant, mode: AuthMode) -> Result<Vec<Step>, TaskError> {
-    let kind = grant.principal_arn.split(':').nth(5).unwrap_or_default();
-    if !(grant.principal_arn.starts_with("arn:aws")
-        && grant.principal_arn.split(':').nth(2) == Some("iam")
-        && (kind.starts_with("role/") || kind.starts_with("user/")))
-    {
+    if !payload::is_iam_arn(&grant.principal_arn, &["role", "user"]) {
         return Err(TaskError::invalid_input(
             "--role-arn",
             "must be an IAM role (or user) ARN, arn:aws:iam::<account>:role/<name>",

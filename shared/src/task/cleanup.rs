@@ -2,7 +2,7 @@
 //! worker, older than the grace period, their execution no longer running).
 
 use crate::contract::error::TaskError;
-use crate::contract::tags::{CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
+use crate::contract::tags::{self, CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
 use crate::ports::eks::EksApi;
 use crate::ports::executions::Executions;
 use crate::task::force_delete::{advance_force_delete, Progress};
@@ -19,9 +19,8 @@ pub struct Options {
 }
 
 fn created_at(cluster: &Value) -> Option<SystemTime> {
-    if let Some(t) = cluster
-        .pointer(&format!("/tags/{}", CREATED_TAG.replace('/', "~1")))
-        .and_then(crate::contract::time::rfc3339)
+    if let Some(t) = tags::tag(cluster, CREATED_TAG)
+        .and_then(|t| crate::contract::time::rfc3339(&Value::from(t)))
     {
         return Some(t);
     }
@@ -83,14 +82,9 @@ pub async fn run(
             }
         };
         let cluster = &described["cluster"];
-        let tag = |t: &str| {
-            cluster
-                .pointer(&format!("/tags/{}", t.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let tag = |t: &str| tags::tag(cluster, t).map(str::to_owned);
         let skip = |reason: &str| json!({ "cluster": name, "reason": reason });
-        if crate::contract::tags::owned(cluster, &name, None).is_err() {
+        if tags::owned(cluster, &name, None).is_err() {
             skipped.push(skip("not tagged by eks-task-worker"));
             continue;
         }

@@ -93,7 +93,9 @@ fn name_of(job: &Value) -> Option<&str> {
 
 /// The value of `key` in the Job's `metadata.<map>` (`labels`, `annotations`).
 fn metadata_entry<'a>(job: &'a Value, map: &str, key: &str) -> Option<&'a str> {
-    job.pointer(&format!("/metadata/{map}/{}", key.replace('/', "~1")))
+    job.get("metadata")
+        .and_then(|m| m.get(map))
+        .and_then(|m| m.get(key))
         .and_then(Value::as_str)
 }
 
@@ -381,7 +383,9 @@ pub async fn take_turn(
             // Gone: after another delivery took the turn, it went on (JOB_CLEANUP deletes
             // the Job before the answer); else there is nothing to coordinate on.
             Ok(_) => return other.map_or(Turn::Mine, Turn::Answered),
-            Err(e) if e.name == "EKS.404" => return other.map_or(Turn::Mine, Turn::Answered),
+            Err(e) if e.kubernetes_status_code() == Some(404) => {
+                return other.map_or(Turn::Mine, Turn::Answered)
+            }
             // Unreadable for now: look again while there is time, then answer.
             Err(e) => {
                 if tokio::time::Instant::now() >= until {

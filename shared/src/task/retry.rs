@@ -21,11 +21,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 pub fn is_transient(e: &TaskError) -> bool {
     matches!(
         e.name.as_str(),
-        names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API | "EKS.429"
-    ) || e
-        .name
-        .strip_prefix("EKS.5")
-        .is_some_and(|rest| rest.len() == 2)
+        names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API
+    ) || matches!(e.kubernetes_status_code(), Some(429 | 500..=599))
 }
 
 /// The server's `Retry-After`: the header, else the Status body's

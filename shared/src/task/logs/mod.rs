@@ -300,19 +300,13 @@ pub fn bytes_cut(placed: &[PlacedLog], result: &Value) -> u64 {
     let kept: usize = placed
         .iter()
         .filter_map(|l| {
-            result.pointer(&format!(
-                "/logs/pods/{}/containers/{}/log",
-                pointer_escape(&l.pod),
-                pointer_escape(&l.container)
-            ))
+            ["logs", "pods", &l.pod, "containers", &l.container, "log"]
+                .iter()
+                .try_fold(result, |v, key| v.get(key))
         })
         .map(|v| v.as_str().map_or_else(|| serialized_len(v), str::len))
         .sum();
     read.saturating_sub(kept) as u64
-}
-
-fn pointer_escape(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// The result of a finished Job: the Job object plus, when logs were read, `logs`,
