@@ -129,12 +129,11 @@ impl shared::ports::eks::EksApi for NoEks {
         _method: http::Method,
         _path: &str,
         _body: Option<&Value>,
-    ) -> Result<Value, Result<shared::ports::eks::EksError, TaskError>> {
+    ) -> Result<Value, shared::ports::eks::EksCallError> {
         *self.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Err(Err(TaskError::message(
-            names::EKS_API,
-            "test double: no EKS",
-        )))
+        Err(shared::ports::eks::EksCallError::Unreachable(
+            TaskError::message(names::EKS_API, "test double: no EKS"),
+        ))
     }
 }
 

@@ -20,9 +20,9 @@ fn every_sample_payload_parses() {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         let parsed = if name.starts_with("run-job") {
-            shared::contract::payload::run_job(&payload).map(|_| ())
+            shared::contract::payload::parse_run_job(&payload).map(|_| ())
         } else if name.starts_with("call") {
-            shared::contract::payload::call(&payload).map(|_| ())
+            shared::contract::payload::parse_call(&payload).map(|_| ())
         } else if name.starts_with("cluster-ops") {
             shared::contract::cluster_op::parse(&payload, std::time::SystemTime::now()).map(|_| ())
         } else if name.starts_with("poller") {

@@ -27,7 +27,7 @@ async fn exists(deps: &Deps, name: &str) -> bool {
         .await
     {
         Ok(_) => true,
-        Err(Ok(e)) if e.is_not_found() => false,
+        Err(e) if e.is_not_found() => false,
         Err(e) => panic!("{e:?}"),
     }
 }

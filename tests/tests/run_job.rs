@@ -194,7 +194,7 @@ async fn a_failed_jobs_cause_names_exit_codes_and_log_tails() -> anyhow::Result<
     .unwrap_or_default();
     let err = shared::task::finish::finish(
         kube,
-        &world.namespace(),
+        &shared::task::job::JobId::of(&done, &world.namespace()),
         &done,
         &shared::contract::payload::LogOptions::default(),
         &deps,

@@ -87,16 +87,14 @@ async fn the_cause_names_pod_container_and_reason() {
         .unwrap_or_default()
         .to_owned();
     let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    let id = shared::task::job::JobId::new(world.namespace(), &name, &uid);
     let policy = shared::contract::stuck_policy::StuckPolicy {
         image_pull_seconds: Some(0),
         unschedulable_seconds: None,
     };
     let mut err = None;
     for _ in 0..50 {
-        if let Err(e) =
-            shared::task::finish::check_stuck(&kube, &world.namespace(), &name, &uid, policy, &deps)
-                .await
-        {
+        if let Err(e) = shared::task::finish::check_stuck(&kube, &id, policy, &deps).await {
             err = Some(e);
             break;
         }

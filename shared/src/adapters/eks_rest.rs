@@ -3,7 +3,7 @@
 use crate::contract::error::{error_chain, names, TaskError};
 use crate::ports::credentials::CredentialSource;
 use crate::ports::eks::EksApi;
-use crate::ports::eks::EksError;
+use crate::ports::eks::{EksCallError, EksError};
 use async_trait::async_trait;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -74,9 +74,9 @@ impl EksApi for EksRest {
         method: http::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, Result<EksError, TaskError>> {
+    ) -> Result<Value, EksCallError> {
         let unreachable = |m: String| {
-            Err(TaskError::new(
+            EksCallError::Unreachable(TaskError::new(
                 names::EKS_API,
                 json!({ "message": m, "endpoint": self.endpoint }),
             ))
@@ -85,7 +85,7 @@ impl EksApi for EksRest {
             .credentials
             .credentials(None)
             .await
-            .map_err(|e| Err(e.into()))?;
+            .map_err(|e| EksCallError::Unreachable(e.into()))?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let url = format!("{}{path}", self.endpoint);
         let identity = creds.into();
@@ -151,7 +151,7 @@ impl EksApi for EksRest {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        Err(Ok(EksError {
+        Err(EksCallError::Refused(EksError {
             status,
             kind,
             message,

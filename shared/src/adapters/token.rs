@@ -1,6 +1,6 @@
-//! The EKS bearer token (CONTRACT §6): `k8s-aws-v1.` + base64url (no padding) of a
-//! presigned STS `GetCallerIdentity` URL whose signed headers include
-//! `x-k8s-aws-id: <cluster>`, exactly as `aws eks get-token` makes it.
+//! The EKS bearer token, as `aws eks get-token` makes it: `k8s-aws-v1.` + base64url (no
+//! padding) of a presigned STS `GetCallerIdentity` URL whose signed headers include
+//! `x-k8s-aws-id: <cluster>`.
 //!
 //! [`presign`] is the pure function; [`BearerTokens`] mints and caches tokens per
 //! cluster and role, renewing them well before the 15-minute window closes.

@@ -1,5 +1,5 @@
 //! The task error: the one shape every failure takes at the boundary, with a stable,
-//! documented name (CONTRACT §4) and a JSON cause a person can act on.
+//! documented name (the README's Errors table) and a JSON cause a person can act on.
 //!
 //! Modules keep their own error enums; each converts into a [`TaskError`] here, so the
 //! mapping from "what went wrong" to "which name a state machine's `Catch` sees" lives in

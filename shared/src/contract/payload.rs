@@ -1,5 +1,5 @@
-//! The payloads: native parameter names and meanings (CONTRACT §2), parsed once into
-//! typed inputs, with an `EksTaskWorker.InvalidInput` error naming the field and what
+//! The payloads: the native integrations' parameter names and meanings, parsed once
+//! into typed inputs, with an `EksTaskWorker.InvalidInput` error naming the field and what
 //! to fix for anything malformed. The user's `Job` and `RequestBody` stay JSON values:
 //! they pass to the API server as written.
 
@@ -144,7 +144,7 @@ pub struct RunJobInput {
 
 /// The HTTP methods `call` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub enum CallMethod {
     /// GET
     Get,
     /// POST
@@ -159,17 +159,17 @@ pub enum Method {
     Patch,
 }
 
-impl Method {
+impl CallMethod {
     /// The method's name on the wire.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-            Method::Head => "HEAD",
-            Method::Patch => "PATCH",
+            CallMethod::Get => "GET",
+            CallMethod::Post => "POST",
+            CallMethod::Put => "PUT",
+            CallMethod::Delete => "DELETE",
+            CallMethod::Head => "HEAD",
+            CallMethod::Patch => "PATCH",
         }
     }
 }
@@ -206,7 +206,7 @@ pub struct CallInput {
     /// The cluster.
     pub cluster: ClusterRef,
     /// `Method`.
-    pub method: Method,
+    pub method: CallMethod,
     /// `Path`: starts with `/`, no query.
     pub path: String,
     /// `QueryParameters`, flattened to (name, value) pairs in order.
@@ -704,7 +704,7 @@ fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
 ///
 /// # Errors
 /// `EksTaskWorker.InvalidInput` naming the bad field.
-pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
+pub fn parse_run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
     let fields = object(payload, "$")?;
     let mut allowed = CLUSTER_FIELDS.to_vec();
     allowed.extend([
@@ -791,7 +791,7 @@ pub fn run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
 ///
 /// # Errors
 /// `EksTaskWorker.InvalidInput` naming the bad field.
-pub fn call(payload: &Value) -> Result<CallInput, TaskError> {
+pub fn parse_call(payload: &Value) -> Result<CallInput, TaskError> {
     let fields = object(payload, "$")?;
     let mut allowed = CLUSTER_FIELDS.to_vec();
     allowed.extend([
@@ -806,12 +806,12 @@ pub fn call(payload: &Value) -> Result<CallInput, TaskError> {
     reject_unknown(fields, &allowed, "")?;
     execution_arn(fields)?;
     let method = match req_string(fields, "Method")?.to_ascii_uppercase().as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        "HEAD" => Method::Head,
-        "PATCH" => Method::Patch,
+        "GET" => CallMethod::Get,
+        "POST" => CallMethod::Post,
+        "PUT" => CallMethod::Put,
+        "DELETE" => CallMethod::Delete,
+        "HEAD" => CallMethod::Head,
+        "PATCH" => CallMethod::Patch,
         other => {
             return Err(TaskError::invalid_input(
                 "Method",
@@ -843,7 +843,7 @@ pub fn call(payload: &Value) -> Result<CallInput, TaskError> {
         Some(q) => string_lists(q, "QueryParameters")?,
     };
     let body = fields.get("RequestBody").filter(|b| !b.is_null()).cloned();
-    if body.is_some() && matches!(method, Method::Get | Method::Head) {
+    if body.is_some() && matches!(method, CallMethod::Get | CallMethod::Head) {
         return Err(TaskError::invalid_input(
             "RequestBody",
             format!("is not allowed with {}", method.as_str()),

@@ -32,29 +32,58 @@ impl EksError {
     }
 }
 
+/// Why an EKS call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EksCallError {
+    /// EKS answered with an error.
+    Refused(EksError),
+    /// EKS could not be reached, or the credentials failed.
+    Unreachable(TaskError),
+}
+
+impl EksCallError {
+    /// Whether EKS said the resource does not exist.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Refused(e) if e.is_not_found())
+    }
+
+    /// Whether EKS said the resource is busy (`ResourceInUseException`: being deleted
+    /// already, or in use by another resource).
+    #[must_use]
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, Self::Refused(e) if e.kind.contains("ResourceInUse"))
+    }
+
+    /// The task error for it, naming the operation: EKS's own error, or the transport's.
+    #[must_use]
+    pub fn task_error(self, operation: &str) -> TaskError {
+        match self {
+            Self::Refused(e) => e.task_error(operation),
+            Self::Unreachable(e) => e,
+        }
+    }
+}
+
 /// The EKS REST API.
 #[async_trait]
 pub trait EksApi: Send + Sync {
     /// Sends `method path` with a JSON body (camelCase, as the API takes it).
     ///
     /// # Errors
-    /// `Err(Ok(EksError))` when EKS answers with an error, `Err(Err(TaskError))` when it
-    /// cannot be reached or credentials fail.
+    /// [`EksCallError::Refused`] when EKS answers with an error,
+    /// [`EksCallError::Unreachable`] when it cannot be reached or the credentials fail.
     async fn call(
         &self,
         method: http::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, Result<EksError, TaskError>>;
+    ) -> Result<Value, EksCallError>;
 }
 
-/// The task error for a failed EKS call of operation `op`: EKS's own error named as
-/// the contract names it, or the transport's.
-pub fn eks_failure(op: &str) -> impl Fn(Result<EksError, TaskError>) -> TaskError + '_ {
-    move |e| match e {
-        Ok(eks) => eks.task_error(op),
-        Err(t) => t,
-    }
+/// The task error for a failed EKS call of operation `op` (for `map_err`).
+pub fn eks_failure(op: &str) -> impl Fn(EksCallError) -> TaskError + '_ {
+    move |e| e.task_error(op)
 }
 
 /// EKS access entries: the one EKS call the bootstrap makes.

@@ -8,7 +8,7 @@ use crate::ports::callback::CallbackError;
 use crate::ports::kube::KubeApi;
 
 use crate::task::deps::Deps;
-use crate::task::job;
+use crate::task::job::{self, JobId};
 use crate::task::telemetry;
 use crate::task::telemetry::Metric;
 use serde_json::json;
@@ -21,24 +21,13 @@ use std::time::{Duration, SystemTime};
 ///
 /// # Errors
 /// The last failure.
-pub async fn with_retries<F, Fut>(mut call: F) -> Result<(), CallbackError>
+pub async fn with_retries<F, Fut>(call: F) -> Result<(), CallbackError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), CallbackError>>,
 {
-    let mut pause = std::time::Duration::from_millis(500);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match call().await {
-            Err(CallbackError::Other(m)) if tries < 3 => {
-                tracing::warn!(error = %m, tries, "Step Functions call failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            other => return other,
-        }
-    }
+    let may_pass = |e: &CallbackError| matches!(e, CallbackError::Other(_));
+    crate::task::retry::retry("the Step Functions call", 3, may_pass, |_| None, call).await
 }
 
 /// Where a Job runs, for its metrics, and how many polls it took.
@@ -111,6 +100,22 @@ pub async fn answer_task(
     Ok(report)
 }
 
+/// Delivers a task's answer where the task waits for it: on its token (callback), or as
+/// the invocation's result when it has none (request/response).
+///
+/// # Errors
+/// Request/response: the task's error. Callback: as [`respond`].
+pub async fn deliver(
+    deps: &Deps,
+    token: Option<&str>,
+    answer: Result<Value, TaskError>,
+) -> Result<Value, TaskError> {
+    match token {
+        None => answer,
+        Some(token) => respond(deps, token, answer).await,
+    }
+}
+
 /// Sends the final answer on the token and says what was sent.
 ///
 /// # Errors
@@ -146,8 +151,7 @@ pub async fn respond(
 /// Job.
 pub struct AnswerTurn {
     kube: Arc<dyn KubeApi>,
-    namespace: String,
-    name: String,
+    job: JobId,
     me: String,
     renewal: tokio::task::JoinHandle<()>,
 }
@@ -159,51 +163,38 @@ impl Drop for AnswerTurn {
 }
 
 impl AnswerTurn {
-    /// Takes the turn to answer for the finished Job `done`: `Ok(turn)` when this
+    /// Takes the turn to answer for the finished Job `job`: `Ok(turn)` when this
     /// delivery answers, `Err(delivery)` when another one did. Waits at most until the
     /// invocation's deadline (less the margin), and never longer than a turn lasts.
     pub async fn take(
         kube: Arc<dyn KubeApi>,
-        namespace: &str,
-        done: &Value,
+        job: &JobId,
         deps: &Deps,
         deadline: Option<SystemTime>,
     ) -> Result<Self, String> {
-        let text = |p: &str| done.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
         let me = job::invocation_key();
         let until = tokio::time::Instant::now()
             + deps
                 .time_left(deadline)
                 .min(Duration::from_secs(job::TURN_SECONDS + 10));
-        let turn = job::take_turn(
-            kube.as_ref(),
-            namespace,
-            name,
-            uid,
-            &me,
-            deps.clock.as_ref(),
-            until,
-        )
-        .await;
+        let turn = job::take_turn(kube.as_ref(), job, &me, deps.clock.as_ref(), until).await;
         if let job::Turn::Answered(by) = turn {
-            tracing::info!(job = name, delivery = %by, "another delivery answers this task");
+            tracing::info!(job = job.name, delivery = %by, "another delivery answers this task");
             return Err(by);
         }
         let renewal = {
             let (kube, clock) = (kube.clone(), deps.clock.clone());
-            let (namespace, name, me) = (namespace.to_owned(), name.to_owned(), me.clone());
+            let (job, me) = (job.clone(), me.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(job::TURN_SECONDS / 3)).await;
-                    job::renew_turn(kube.as_ref(), &namespace, &name, &me, clock.as_ref()).await;
+                    job::renew_turn(kube.as_ref(), &job, &me, clock.as_ref()).await;
                 }
             })
         };
         Ok(Self {
             kube,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            job: job.clone(),
             me,
             renewal,
         })
@@ -225,7 +216,7 @@ impl AnswerTurn {
         let report = answer_task(deps, token, answer, facts, at).await;
         self.renewal.abort();
         if report.is_ok() {
-            job::answered(self.kube.as_ref(), &self.namespace, &self.name, &self.me).await;
+            job::answered(self.kube.as_ref(), &self.job, &self.me).await;
         }
         report
     }

@@ -1,5 +1,6 @@
-//! Granting the worker access to a cluster (`eks-task-worker bootstrap`): seed 004's
-//! preparation steps done for the worker in one go. The principal gets a Kubernetes
+//! Granting the worker access to a cluster (`eks-task-worker bootstrap`): the preparation
+//! steps of AWS Batch on EKS (a Kubernetes identity for the IAM role, a namespace, RBAC)
+//! done for the worker in one go. The principal gets a Kubernetes
 //! identity (an EKS access entry where the cluster's authentication mode has the API,
 //! else an `aws-auth` mapping), and a namespace with a least-privilege Role (the verbs
 //! on jobs, pods and pods/log the worker uses) bound to it.

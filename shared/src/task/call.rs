@@ -9,9 +9,9 @@ use crate::contract::budget::{serialized_len, RESULT_BUDGET};
 use crate::contract::error::TaskError;
 use crate::contract::payload;
 use crate::contract::payload::callback_token;
-use crate::contract::payload::{CallInput, Method};
+use crate::contract::payload::{CallInput, CallMethod};
 use crate::ports::kube::{KubeRequest, KubeResponse};
-use crate::task::answer::respond;
+use crate::task::answer::deliver;
 use crate::task::deps::Deps;
 
 /// Handles one call payload: request/response returns the result; with `TaskToken`
@@ -22,17 +22,14 @@ use crate::task::deps::Deps;
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     async {
         let answer = run(&payload, deps).await;
-        match callback_token(&payload) {
-            None => answer,
-            Some(token) => respond(deps, &token, answer).await,
-        }
+        deliver(deps, callback_token(&payload).as_deref(), answer).await
     }
     .instrument(crate::task::telemetry::payload_span(&payload))
     .await
 }
 
 async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {
-    let input = payload::call(payload)?;
+    let input = payload::parse_call(payload)?;
     let kube = deps.connector.connect(&input.cluster).await?;
     let response = kube.send(request(&input), None).await?;
     let response = response.ok()?;
@@ -43,7 +40,7 @@ async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {
 /// the content type of its patch type.
 #[must_use]
 pub fn request(input: &CallInput) -> KubeRequest {
-    let content_type = if input.method == Method::Patch {
+    let content_type = if input.method == CallMethod::Patch {
         input.patch_type.content_type()
     } else {
         "application/json"
@@ -68,7 +65,7 @@ pub fn request(input: &CallInput) -> KubeRequest {
 /// budget is cut (as text) to fit.
 #[must_use]
 pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
-    let body = if input.method == Method::Head {
+    let body = if input.method == CallMethod::Head {
         Value::Null
     } else {
         response.body_value()

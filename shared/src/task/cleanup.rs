@@ -5,7 +5,7 @@ use crate::contract::error::TaskError;
 use crate::contract::tags::{self, CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
 use crate::ports::eks::EksApi;
 use crate::ports::executions::Executions;
-use crate::task::force_delete::{advance_force_delete, Progress};
+use crate::task::force_delete::{advance_force_delete, Stage};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
@@ -51,10 +51,7 @@ pub async fn run(
         let page = eks
             .call(http::Method::GET, &path, None)
             .await
-            .map_err(|e| match e {
-                Ok(eks) => eks.task_error("ListClusters"),
-                Err(t) => t,
-            })?;
+            .map_err(|e| e.task_error("ListClusters"))?;
         names_seen.extend(
             page["clusters"]
                 .as_array()
@@ -75,7 +72,7 @@ pub async fn run(
             .await
         {
             Ok(d) => d,
-            Err(Ok(e)) if e.is_not_found() => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 errors.push(json!({ "cluster": name, "error": format!("{e:?}") }));
                 continue;
@@ -123,8 +120,8 @@ pub async fn run(
             continue;
         }
         let action = match advance_force_delete(eks, &name, Some(&owner)).await {
-            Ok(Progress::Done(_)) => "deleted".to_owned(),
-            Ok(Progress::Pending(what)) => what,
+            Ok(Stage::Done(_)) => "deleted".to_owned(),
+            Ok(Stage::Pending(what)) => what,
             Err(e) => {
                 errors.push(json!({ "cluster": name, "error": e.cause }));
                 continue;

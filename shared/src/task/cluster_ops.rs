@@ -16,10 +16,10 @@ use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::owned;
 use crate::ports::eks::eks_failure;
 use crate::ports::eks::EksApi;
-use crate::task::answer::respond;
+use crate::task::answer::{deliver, respond};
 use crate::task::deps::Deps;
 use crate::task::force_delete::advance_force_delete;
-use crate::task::force_delete::Progress;
+use crate::task::force_delete::Stage;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
@@ -78,7 +78,7 @@ async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
 ///
 /// # Errors
 /// `EksTaskWorker.ClusterOperationFailed`, EKS errors.
-pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, TaskError> {
+pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Stage, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
         return advance_force_delete(eks, &poll.cluster_name, poll.execution.as_deref()).await;
     }
@@ -93,7 +93,7 @@ pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, Tas
         .clone()
         .unwrap_or_else(|| poll.cluster_name.clone());
     match eks.call(http::Method::GET, &path, None).await {
-        Err(Ok(e)) if e.is_not_found() && !poll.operation.is_create() => Ok(Progress::Done(
+        Err(e) if e.is_not_found() && !poll.operation.is_create() => Ok(Stage::Done(
             json!({ field: { "name": name, "status": "DELETED" } }),
         )),
         Err(e) => Err(eks_failure("describe")(e)),
@@ -109,12 +109,12 @@ pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Progress, Tas
             )?;
             let status = d[field]["status"].as_str().unwrap_or_default().to_owned();
             match status.as_str() {
-                "ACTIVE" if poll.operation.is_create() => Ok(Progress::Done(d)),
+                "ACTIVE" if poll.operation.is_create() => Ok(Stage::Done(d)),
                 "FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" => Err(TaskError::new(
                     names::CLUSTER_OPERATION_FAILED,
                     json!({ "message": format!("{name} is {status}"), "status": status, "health": d[field]["health"].clone(), field: d[field].clone() }),
                 )),
-                _ => Ok(Progress::Pending(format!("{name} is {status}"))),
+                _ => Ok(Stage::Pending(format!("{name} is {status}"))),
             }
         }
     }
@@ -126,14 +126,14 @@ async fn follow(
     poll: &ClusterPoll,
     deps: &Deps,
     deadline: Option<SystemTime>,
-) -> Result<Progress, TaskError> {
+) -> Result<Stage, TaskError> {
     let mut until = deps.clock.now() + INLINE_FOLLOW;
     if let Some(d) = deadline {
         until = until.min(d.checked_sub(deps.settings.lambda_margin).unwrap_or(until));
     }
     loop {
         let progress = check(eks, poll).await?;
-        if matches!(progress, Progress::Done(_)) || deps.clock.now() >= until {
+        if matches!(progress, Stage::Done(_)) || deps.clock.now() >= until {
             return Ok(progress);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -154,15 +154,13 @@ pub async fn handle(
     tracing::Instrument::instrument(
         async {
             let token = callback_token(&payload);
-            let answer = run(&payload, eks, deps, deadline).await;
-            match (token, answer) {
-                (None, Ok(Some(v))) => Ok(v),
-                (None, Ok(None)) => Err(TaskError::message(names::INTERNAL, "no answer")),
-                (None, Err(e)) => Err(e),
-                (Some(t), Ok(Some(v))) => respond(deps, &t, Ok(v)).await,
-                (Some(_), Ok(None)) => Ok(json!({ "handedOff": true })),
-                (Some(t), Err(e)) => respond(deps, &t, Err(e)).await,
-            }
+            let answer = match run(&payload, eks, deps, deadline).await {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) if token.is_some() => return Ok(json!({ "handedOff": true })),
+                Ok(None) => Err(TaskError::message(names::INTERNAL, "no answer")),
+                Err(e) => Err(e),
+            };
+            deliver(deps, token.as_deref(), answer).await
         },
         span,
     )
@@ -198,12 +196,12 @@ async fn run(
         return Ok(Some(response));
     }
     match follow(eks, &poll, deps, deadline).await? {
-        Progress::Done(v) => Ok(Some(if forced || input.operation.is_create() || !response.is_object() { v } else { response })),
-        Progress::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
+        Stage::Done(v) => Ok(Some(if forced || input.operation.is_create() || !response.is_object() { v } else { response })),
+        Stage::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
             names::CLUSTER_OPERATION_FAILED,
             format!("deleting {} with ForceDeleteCompute did not finish within the invocation ({what}); use the callback pattern (.sync) for long deletions", input.cluster_name),
         )),
-        Progress::Pending(_) => {
+        Stage::Pending(_) => {
             deps.hand_off(&poll.next_poll()?).await?;
             Ok(None)
         }
@@ -234,7 +232,7 @@ pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<V
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
     match check(eks, &state).await {
-        Ok(Progress::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
+        Ok(Stage::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             respond(deps, &state.task_token, Err(e)).await
         }
@@ -280,7 +278,7 @@ async fn look_owned(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<(), TaskErro
             &describe_name(operation, &poll.cluster_name, resource),
             poll.execution.as_deref(),
         ),
-        Err(Ok(e)) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(eks_failure("describe")(e)),
     }
 }
@@ -293,7 +291,7 @@ mod tests {
     use crate::contract::tags::EXECUTION_TAG;
     use crate::contract::tags::MANAGED_BY;
     use crate::contract::tags::MANAGED_TAG;
-    use crate::ports::eks::EksError;
+    use crate::ports::eks::{EksCallError, EksError};
 
     #[test]
     fn create_cluster_payloads_become_eks_requests_with_ownership_tags() {
@@ -424,7 +422,7 @@ mod tests {
             method: http::Method,
             path: &str,
             _body: Option<&Value>,
-        ) -> Result<Value, Result<EksError, TaskError>> {
+        ) -> Result<Value, EksCallError> {
             let key = format!("{method} {path}");
             if let Ok(mut c) = self.calls.lock() {
                 c.push(key.clone());
@@ -441,7 +439,7 @@ mod tests {
             } else {
                 script[0].clone()
             };
-            answer.map_err(Ok)
+            answer.map_err(EksCallError::Refused)
         }
     }
 
@@ -469,10 +467,8 @@ mod tests {
             ],
         )]);
         let p = poll(Operation::CreateCluster, None);
-        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
-        assert!(
-            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["cluster"]["name"] == "c")
-        );
+        assert!(matches!(check(&eks, &p).await, Ok(Stage::Pending(_))));
+        assert!(matches!(check(&eks, &p).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c"));
         let failed = Scripted::new(&[(
             "GET /clusters/c/node-groups/n",
             vec![Ok(
@@ -500,9 +496,9 @@ mod tests {
             ],
         )]);
         let p = poll(Operation::DeleteFargateProfile, Some("f"));
-        assert!(matches!(check(&eks, &p).await, Ok(Progress::Pending(_))));
+        assert!(matches!(check(&eks, &p).await, Ok(Stage::Pending(_))));
         assert!(
-            matches!(check(&eks, &p).await, Ok(Progress::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+            matches!(check(&eks, &p).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
         );
     }
 
@@ -562,7 +558,7 @@ mod tests {
         ]);
         assert!(matches!(
             advance_force_delete(&eks, "c", None).await,
-            Ok(Progress::Pending(_))
+            Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
         assert!(
@@ -584,7 +580,7 @@ mod tests {
         // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
         assert!(matches!(
             advance_force_delete(&eks, "c", None).await,
-            Ok(Progress::Pending(_))
+            Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
         assert_eq!(

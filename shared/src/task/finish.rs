@@ -10,7 +10,7 @@ use crate::task::answer::EndFacts;
 use crate::task::deps::Deps;
 use crate::task::diagnosis;
 use crate::task::job;
-use crate::task::job::Phase;
+use crate::task::job::{JobId, Phase};
 use crate::task::logs;
 use crate::task::logs::archive;
 use crate::task::logs::PlacedLog;
@@ -29,31 +29,24 @@ const WARNING_EVENTS: usize = 10;
 /// `EksTaskWorker.JobStuck`, or an error reading the pods.
 pub async fn check_stuck(
     kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
+    id: &JobId,
     policy: StuckPolicy,
     deps: &Deps,
 ) -> Result<(), TaskError> {
-    let pods = job::pods(kube, namespace, uid).await?;
+    let pods = job::pods(kube, id).await?;
     let found = diagnosis::findings(&pods);
     let events = if found.is_empty() {
         Vec::new()
     } else {
-        job::warning_events(kube, namespace, name, &pods, WARNING_EVENTS).await
+        job::warning_events(kube, id, &pods, WARNING_EVENTS).await
     };
     diagnosis::report(&found, &events);
-    match diagnosis::stuck(
-        &found,
-        policy,
-        deps.clock.now(),
-        &format!("{namespace}/{name}"),
-    ) {
+    match diagnosis::stuck(&found, policy, deps.clock.now(), &id.display()) {
         None => Ok(()),
         Some(mut e) => {
             e.cause["warningEvents"] = Value::Array(events);
             if deps.settings.job_cleanup == Cleanup::Always {
-                job::delete(kube, namespace, name, uid).await?;
+                job::delete(kube, id).await?;
             }
             Err(e)
         }
@@ -68,7 +61,7 @@ pub async fn check_stuck(
 /// (a failed deletion is logged, not fatal).
 pub async fn finish(
     kube: Arc<dyn KubeApi>,
-    namespace: &str,
+    id: &JobId,
     done: &Value,
     options: &LogOptions,
     deps: &Deps,
@@ -77,23 +70,15 @@ pub async fn finish(
         finished_at: job::finished_at(done),
         log_bytes_cut: 0,
     };
-    let answer = answer(kube.clone(), namespace, done, options, deps, &mut facts).await;
+    let answer = answer(kube.clone(), id, done, options, deps, &mut facts).await;
     let delete = match deps.settings.job_cleanup {
         Cleanup::Never => false,
         Cleanup::OnSuccess => answer.is_ok(),
         Cleanup::Always => true,
     };
     if delete {
-        let name = done
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let uid = done
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Err(e) = job::delete(kube.as_ref(), namespace, name, uid).await {
-            tracing::warn!(job = name, namespace, error = %e, "could not clean up the finished job");
+        if let Err(e) = job::delete(kube.as_ref(), id).await {
+            tracing::warn!(job = id.name, namespace = id.namespace, error = %e, "could not clean up the finished job");
         }
     }
     (answer, facts)
@@ -101,16 +86,13 @@ pub async fn finish(
 
 async fn answer(
     kube: Arc<dyn KubeApi>,
-    namespace: &str,
+    id: &JobId,
     done: &Value,
     options: &LogOptions,
     deps: &Deps,
     facts: &mut EndFacts,
 ) -> Result<Value, TaskError> {
-    let uid = done
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let namespace = id.namespace.as_str();
     // Watch events carry no kind/apiVersion; the result has the object's full shape.
     let done = job::with_create_shape(done.clone());
     let phase = job::phase(&done);
@@ -119,22 +101,12 @@ async fn answer(
         .as_ref()
         .or(deps.settings.log_archive.as_ref());
     let pods = if options.retrieve_logs || phase == Phase::Failed || location.is_some() {
-        job::pods(kube.as_ref(), namespace, uid).await?
+        job::pods(kube.as_ref(), id).await?
     } else {
         Vec::new()
     };
-    let name = done
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
     let archived = match (location, &deps.archive) {
         (Some(location), Some(archive)) => {
-            let id = archive::JobId {
-                namespace,
-                name: &name,
-                uid,
-            };
             archive::archive_logs(kube.as_ref(), archive.clone(), location, id, &pods, options)
                 .await
         }
@@ -146,9 +118,8 @@ async fn answer(
     };
     if phase == Phase::Failed {
         let mut cause = job::failure_summary(&done, &pods);
-        cause["warningEvents"] = Value::Array(
-            job::warning_events(kube.as_ref(), namespace, &name, &pods, WARNING_EVENTS).await,
-        );
+        cause["warningEvents"] =
+            Value::Array(job::warning_events(kube.as_ref(), id, &pods, WARNING_EVENTS).await);
         if !archived.is_empty() {
             cause["logArchive"] = Value::Array(
                 archived

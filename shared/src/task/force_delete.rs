@@ -8,9 +8,9 @@ use crate::ports::eks::eks_failure;
 use crate::ports::eks::EksApi;
 use serde_json::{json, Value};
 
-/// How an operation stands.
+/// How a cluster operation stands.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Progress {
+pub enum Stage {
     /// Finished: the answer.
     Done(Value),
     /// Still going; what it waits for.
@@ -30,7 +30,7 @@ pub async fn advance_force_delete(
     eks: &dyn EksApi,
     cluster: &str,
     execution: Option<&str>,
-) -> Result<Progress, TaskError> {
+) -> Result<Stage, TaskError> {
     let fail = eks_failure("deleteCluster");
     let list = |path: String, field: &'static str| async move {
         match eks.call(http::Method::GET, &path, None).await {
@@ -41,20 +41,20 @@ pub async fn advance_force_delete(
                 .into_iter()
                 .filter_map(|x| x.as_str().map(str::to_owned))
                 .collect::<Vec<_>>()),
-            Err(Ok(e)) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     };
-    let gone = || Progress::Done(json!({ "cluster": { "name": cluster, "status": "DELETED" } }));
+    let gone = || Stage::Done(json!({ "cluster": { "name": cluster, "status": "DELETED" } }));
     match eks
         .call(http::Method::GET, &format!("/clusters/{cluster}"), None)
         .await
     {
-        Err(Ok(e)) if e.is_not_found() => return Ok(gone()),
+        Err(e) if e.is_not_found() => return Ok(gone()),
         Ok(d) => {
             owned(&d["cluster"], &format!("the cluster {cluster}"), execution)?;
             if d["cluster"]["status"] == "DELETING" {
-                return Ok(Progress::Pending("the cluster is deleting".into()));
+                return Ok(Stage::Pending("the cluster is deleting".into()));
             }
         }
         Err(e) => return Err(fail(e)),
@@ -74,12 +74,12 @@ pub async fn advance_force_delete(
                 if d["nodegroup"]["status"] != "DELETING" {
                     match eks.call(http::Method::DELETE, &path, None).await {
                         Ok(_) => {}
-                        Err(Ok(e)) if e.is_not_found() || e.kind.contains("ResourceInUse") => {}
+                        Err(e) if e.is_not_found() || e.is_in_use() => {}
                         Err(e) => return Err(fail(e)),
                     }
                 }
             }
-            Err(Ok(e)) if e.is_not_found() => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(fail(e)),
         }
     }
@@ -108,7 +108,7 @@ pub async fn advance_force_delete(
                 )?;
                 deleting_profile |= v["fargateProfile"]["status"] == "DELETING";
             }
-            Err(Ok(e)) if e.is_not_found() => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(fail(e)),
         }
     }
@@ -122,12 +122,12 @@ pub async fn advance_force_delete(
             .await
         {
             Ok(_) => {}
-            Err(Ok(e)) if e.is_not_found() || e.kind.contains("ResourceInUse") => {}
+            Err(e) if e.is_not_found() || e.is_in_use() => {}
             Err(e) => return Err(fail(e)),
         }
     }
     if !nodegroups.is_empty() || !profiles.is_empty() {
-        return Ok(Progress::Pending(format!(
+        return Ok(Stage::Pending(format!(
             "deleting {} nodegroup(s) and {} Fargate profile(s)",
             nodegroups.len(),
             profiles.len()
@@ -137,8 +137,8 @@ pub async fn advance_force_delete(
         .call(http::Method::DELETE, &format!("/clusters/{cluster}"), None)
         .await
     {
-        Ok(_) => Ok(Progress::Pending("the cluster is deleting".into())),
-        Err(Ok(e)) if e.is_not_found() => Ok(gone()),
+        Ok(_) => Ok(Stage::Pending("the cluster is deleting".into())),
+        Err(e) if e.is_not_found() => Ok(gone()),
         Err(e) => Err(fail(e)),
     }
 }

@@ -222,6 +222,99 @@ async fn find_by_task(
         .map(with_create_shape))
 }
 
+/// A Job once created, as the API server named it: its namespace, name and uid. Every
+/// read after the create goes through it, so that a Job deleted and made again under
+/// the same name is never taken for the task's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobId {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+}
+
+impl JobId {
+    /// The Job `name` with `uid` in `namespace`.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        uid: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
+    }
+
+    /// The identity of `job` as the API server returned it (created in `namespace`).
+    #[must_use]
+    pub fn of(job: &Value, namespace: &str) -> Self {
+        let meta = |k: &str| {
+            job.get("metadata")
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Self::new(namespace, meta("name"), meta("uid"))
+    }
+
+    /// Whether `job` is this Job (its uid, not only its name).
+    #[must_use]
+    pub fn is(&self, job: &Value) -> bool {
+        job.pointer("/metadata/uid").and_then(Value::as_str) == Some(self.uid.as_str())
+    }
+
+    /// `namespace/name`, as messages name it.
+    #[must_use]
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The error for this Job having disappeared while waited on.
+    #[must_use]
+    pub fn vanished(&self) -> TaskError {
+        TaskError::new(
+            names::JOB_VANISHED,
+            json!({ "message": format!("the Job {} was deleted while the worker waited for it to finish", self.display()), "namespace": self.namespace, "job": self.name }),
+        )
+    }
+
+    /// Reads this Job: gone, or replaced by another of the same name, is
+    /// `EksTaskWorker.JobVanished`.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.JobVanished`, `EKS.<status>`, transport errors.
+    pub async fn read(&self, kube: &dyn KubeApi) -> Result<Value, TaskError> {
+        match get(kube, &self.namespace, &self.name).await {
+            Ok(job) if self.is(&job) => Ok(job),
+            Ok(_) => Err(self.vanished()),
+            Err(e) if e.kubernetes_status_code() == Some(404) => Err(self.vanished()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads this Job and checks that it was created for the task `key` (its task label),
+    /// so that nothing acts on a Job of another task.
+    ///
+    /// # Errors
+    /// As [`JobId::read`]; `EksTaskWorker.NotOwned` for a Job of another task.
+    pub async fn read_for_task(&self, kube: &dyn KubeApi, key: &str) -> Result<Value, TaskError> {
+        let job = self.read(kube).await?;
+        if is_for_task(&job, key) {
+            Ok(job)
+        } else {
+            Err(TaskError::new(
+                names::NOT_OWNED,
+                json!({ "message": format!("the Job {} was not created for this task (its {TASK_LABEL} label is not the hash of the task's token); the worker refuses to act on it", self.display()), "namespace": self.namespace, "job": self.name }),
+            ))
+        }
+    }
+}
+
 /// Reads the Job `name`.
 ///
 /// # Errors
@@ -241,16 +334,11 @@ pub async fn get(kube: &dyn KubeApi, namespace: &str, name: &str) -> Result<Valu
 ///
 /// # Errors
 /// `EKS.<status>` other than 404/409, transport errors.
-pub async fn delete(
-    kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-) -> Result<(), TaskError> {
-    let options = json!({ "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": { "uid": uid } });
+pub async fn delete(kube: &dyn KubeApi, job: &JobId) -> Result<(), TaskError> {
+    let options = json!({ "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": { "uid": job.uid } });
     let request = KubeRequest::json(
         http::Method::DELETE,
-        format!("{}/{name}", jobs_path(namespace)),
+        format!("{}/{}", jobs_path(&job.namespace), job.name),
         &options,
     );
     let response = kube.send(request, None).await?;
@@ -258,7 +346,7 @@ pub async fn delete(
         404 | 409 => Ok(()),
         _ => response
             .ok()
-            .map(|_| tracing::info!(job = name, namespace, "job deleted")),
+            .map(|_| tracing::info!(job = job.name, namespace = job.namespace, "job deleted")),
     }
 }
 
@@ -347,10 +435,10 @@ pub enum Turn {
     Answered(String),
 }
 
-fn merge_patch(namespace: &str, name: &str, patch: &Value) -> KubeRequest {
+fn merge_patch(job: &JobId, patch: &Value) -> KubeRequest {
     KubeRequest {
         method: http::Method::PATCH,
-        path: format!("{}/{name}", jobs_path(namespace)),
+        path: format!("{}/{}", jobs_path(&job.namespace), job.name),
         query: Vec::new(),
         body: Some((
             patch.to_string().into_bytes(),
@@ -369,21 +457,19 @@ fn merge_patch(namespace: &str, name: &str, patch: &Value) -> KubeRequest {
 /// answer, while a task nobody answers waits until its timeout.
 pub async fn take_turn(
     kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
+    id: &JobId,
     me: &str,
     clock: &dyn crate::ports::clock::Clock,
     until: tokio::time::Instant,
 ) -> Turn {
+    let name = id.name.as_str();
     let mut other: Option<String> = None;
     loop {
-        let job = match get(kube, namespace, name).await {
-            Ok(j) if j.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => j,
+        let job = match id.read(kube).await {
+            Ok(j) => j,
             // Gone: after another delivery took the turn, it went on (JOB_CLEANUP deletes
             // the Job before the answer); else there is nothing to coordinate on.
-            Ok(_) => return other.map_or(Turn::Mine, Turn::Answered),
-            Err(e) if e.kubernetes_status_code() == Some(404) => {
+            Err(e) if e.name == names::JOB_VANISHED => {
                 return other.map_or(Turn::Mine, Turn::Answered)
             }
             // Unreadable for now: look again while there is time, then answer.
@@ -426,7 +512,7 @@ pub async fn take_turn(
             .cloned()
             .unwrap_or(Value::Null);
         let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
-        match kube.send(merge_patch(namespace, name, &patch), None).await {
+        match kube.send(merge_patch(id, &patch), None).await {
             Ok(r) if r.is_success() => return Turn::Mine,
             // Another write came first: look again.
             Ok(r) if r.status == 409 => {}
@@ -450,12 +536,11 @@ pub async fn take_turn(
 /// not taken over; does nothing when the turn is no longer `me`'s.
 pub async fn renew_turn(
     kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
+    id: &JobId,
     me: &str,
     clock: &dyn crate::ports::clock::Clock,
 ) {
-    let Ok(job) = get(kube, namespace, name).await else {
+    let Ok(job) = id.read(kube).await else {
         return;
     };
     let mine = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
@@ -474,32 +559,23 @@ pub async fn renew_turn(
         .cloned()
         .unwrap_or(Value::Null);
     let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
-    if let Err(e) = kube.send(merge_patch(namespace, name, &patch), None).await {
-        tracing::info!(job = name, error = %e, "could not renew the turn to answer");
+    if let Err(e) = kube.send(merge_patch(id, &patch), None).await {
+        tracing::info!(job = id.name, error = %e, "could not renew the turn to answer");
     }
 }
 
 /// Marks the Job's answer as sent by `me` (best effort: a Job already deleted is fine).
-pub async fn answered(kube: &dyn KubeApi, namespace: &str, name: &str, me: &str) {
+pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str) {
     let patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
-    match kube.send(merge_patch(namespace, name, &patch), None).await {
+    match kube.send(merge_patch(id, &patch), None).await {
         Ok(r) if r.is_success() || r.status == 404 => {}
         Ok(r) => tracing::info!(
-            job = name,
+            job = id.name,
             status = r.status,
             "could not mark the answer sent"
         ),
-        Err(e) => tracing::info!(job = name, error = %e, "could not mark the answer sent"),
+        Err(e) => tracing::info!(job = id.name, error = %e, "could not mark the answer sent"),
     }
-}
-
-/// The error for a Job that disappeared while waited on.
-#[must_use]
-pub fn vanished(namespace: &str, name: &str) -> TaskError {
-    TaskError::new(
-        names::JOB_VANISHED,
-        json!({ "message": format!("the Job {namespace}/{name} was deleted while the worker waited for it to finish"), "namespace": namespace, "job": name }),
-    )
 }
 
 /// Watches the Job until it finishes or `window` passes (the watch API, re-opened
@@ -507,18 +583,10 @@ pub fn vanished(namespace: &str, name: &str) -> TaskError {
 ///
 /// # Errors
 /// `EksTaskWorker.JobVanished`, `EKS.<status>`, transport errors.
-pub async fn wait(
-    kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-    window: Duration,
-) -> Result<Waited, TaskError> {
+pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Waited, TaskError> {
+    let name = id.name.as_str();
     let deadline = Instant::now() + window;
-    let mut last = crate::task::retry::transient("reading the job", || {
-        read_or_vanished(kube, namespace, name, uid)
-    })
-    .await?;
+    let mut last = crate::task::retry::transient("reading the job", || id.read(kube)).await?;
     // Watches that failed in a row (cut, timed out, refused for a while): the next
     // watch resumes from the last version seen; past WATCH_FAILURES the Job is left to
     // the poller (the caller hands it off) rather than failing a task time can mend.
@@ -538,7 +606,7 @@ pub async fn wait(
             .to_owned();
         // The server ends a watch after timeoutSeconds; keep it under the read timeout.
         let seconds = left.as_secs().clamp(1, 25);
-        let request = KubeRequest::get(jobs_path(namespace))
+        let request = KubeRequest::get(jobs_path(&id.namespace))
             .param("watch", "1")
             .param("fieldSelector", format!("metadata.name={name}"))
             .param("resourceVersion", rv)
@@ -546,7 +614,7 @@ pub async fn wait(
         let started = match kube.watch(request).await {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(response)) if response.status == 410 => {
-                last = read_or_vanished(kube, namespace, name, uid).await?;
+                last = id.read(kube).await?;
                 continue;
             }
             Ok(Err(response)) => Err(response
@@ -591,22 +659,16 @@ pub async fn wait(
             failures = 0;
             let object = event.get("object").cloned().unwrap_or(Value::Null);
             match event.get("type").and_then(Value::as_str) {
-                Some("ADDED" | "MODIFIED")
-                    if object.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) =>
-                {
+                Some("ADDED" | "MODIFIED") if id.is(&object) => {
                     last = object;
                     if phase(&last) != Phase::Running {
                         break;
                     }
                 }
-                Some("DELETED")
-                    if object.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) =>
-                {
-                    return Err(vanished(namespace, name));
-                }
+                Some("DELETED") if id.is(&object) => return Err(id.vanished()),
                 Some("ERROR") => {
                     // Usually 410 Gone: the resourceVersion is too old; re-read and go on.
-                    last = read_or_vanished(kube, namespace, name, uid).await?;
+                    last = id.read(kube).await?;
                     break;
                 }
                 _ => {}
@@ -615,27 +677,13 @@ pub async fn wait(
     }
 }
 
-async fn read_or_vanished(
-    kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-) -> Result<Value, TaskError> {
-    match get(kube, namespace, name).await {
-        Ok(job) if job.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid) => Ok(job),
-        Ok(_) => Err(vanished(namespace, name)),
-        Err(e) if e.name == "EKS.404" => Err(vanished(namespace, name)),
-        Err(e) => Err(e),
-    }
-}
-
 /// The pods of a Job (by its controller uid), as the API lists them.
 ///
 /// # Errors
 /// `EKS.<status>`, transport errors.
-pub async fn pods(kube: &dyn KubeApi, namespace: &str, uid: &str) -> Result<Vec<Value>, TaskError> {
-    let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/pods"))
-        .param("labelSelector", format!("controller-uid={uid}"));
+pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskError> {
+    let request = KubeRequest::get(format!("/api/v1/namespaces/{}/pods", job.namespace))
+        .param("labelSelector", format!("controller-uid={}", job.uid));
     let list = kube.send(request, None).await?.ok()?.json()?;
     let mut items = list
         .get("items")
@@ -656,11 +704,11 @@ pub async fn pods(kube: &dyn KubeApi, namespace: &str, uid: &str) -> Result<Vec<
 /// replace it.
 pub async fn warning_events(
     kube: &dyn KubeApi,
-    namespace: &str,
-    job: &str,
+    job: &JobId,
     pods: &[Value],
     limit: usize,
 ) -> Vec<Value> {
+    let namespace = job.namespace.as_str();
     // One list of the namespace's Warning events, bounded (a busy namespace may hold
     // thousands): the events of this Job and its pods are picked from it.
     let request = KubeRequest::get(format!("/api/v1/namespaces/{namespace}/events"))
@@ -674,7 +722,7 @@ pub async fn warning_events(
             return Vec::new();
         }
     };
-    let names: Vec<&str> = std::iter::once(job)
+    let names: Vec<&str> = std::iter::once(job.name.as_str())
         .chain(
             pods.iter()
                 .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str)),
@@ -1055,20 +1103,20 @@ mod create_tests {
         let clock = TokioClock(tokio::time::Instant::now());
         let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
         let a = async {
-            let turn = take_turn(&server, "ns", &name, uid, "a", &clock, until).await;
+            let turn = take_turn(&server, &JobId::new("ns", &name, uid), "a", &clock, until).await;
             // The answer takes a while (logs), then is marked sent.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            answered(&server, "ns", &name, "a").await;
+            answered(&server, &JobId::new("ns", &name, uid), "a").await;
             turn
         };
         let b = async {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            take_turn(&server, "ns", &name, uid, "b", &clock, until).await
+            take_turn(&server, &JobId::new("ns", &name, uid), "b", &clock, until).await
         };
         let (a, b) = tokio::join!(a, b);
         assert_eq!((a, b), (Turn::Mine, Turn::Answered("a".into())));
         // A later delivery of the same event sees the answer sent.
-        let c = take_turn(&server, "ns", &name, uid, "c", &clock, until).await;
+        let c = take_turn(&server, &JobId::new("ns", &name, uid), "c", &clock, until).await;
         assert_eq!(c, Turn::Answered("a".into()));
     }
 
@@ -1083,12 +1131,26 @@ mod create_tests {
         let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
         // "dead" takes the turn and never answers.
         assert_eq!(
-            take_turn(&server, "ns", &name, "uid-0", "dead", &clock, until).await,
+            take_turn(
+                &server,
+                &JobId::new("ns", &name, "uid-0"),
+                "dead",
+                &clock,
+                until
+            )
+            .await,
             Turn::Mine
         );
         let started = tokio::time::Instant::now();
         assert_eq!(
-            take_turn(&server, "ns", &name, "uid-0", "next", &clock, until).await,
+            take_turn(
+                &server,
+                &JobId::new("ns", &name, "uid-0"),
+                "next",
+                &clock,
+                until
+            )
+            .await,
             Turn::Mine
         );
         assert!(
@@ -1097,7 +1159,14 @@ mod create_tests {
         );
         // A Job that cannot be coordinated on (gone) is answered.
         assert_eq!(
-            take_turn(&server, "ns", "no-such-job", "uid-9", "x", &clock, until).await,
+            take_turn(
+                &server,
+                &JobId::new("ns", "no-such-job", "uid-9"),
+                "x",
+                &clock,
+                until
+            )
+            .await,
             Turn::Mine
         );
     }

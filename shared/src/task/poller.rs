@@ -16,15 +16,14 @@ use serde_json::{json, Value};
 
 use crate::contract::error::{names, TaskError};
 use crate::contract::poll_state::PollState;
-use crate::contract::tags;
 use crate::ports::callback::CallbackError;
 use crate::ports::kube::KubeApi;
 use crate::task::answer::with_retries;
 use crate::task::answer::{answer_task, respond, AnswerTurn, EndFacts, JobPlace};
 use crate::task::deps::Deps;
 use crate::task::finish::finish;
-use crate::task::job;
 use crate::task::job::Phase;
+use crate::task::job::{self, JobId};
 use crate::task::telemetry;
 use tracing::Instrument;
 
@@ -65,28 +64,18 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
 
 pub use crate::task::retry::is_transient;
 
+/// The Job a poll state names.
+fn job_id(state: &PollState) -> JobId {
+    JobId::new(&state.namespace, &state.job_name, &state.job_uid)
+}
+
 async fn read_job(deps: &Deps, state: &PollState) -> Result<(Arc<dyn KubeApi>, Value), TaskError> {
     let cluster = state.cluster.to_ref()?;
+    let id = job_id(state);
     crate::task::retry::transient("reading the job", || async {
         let kube = deps.connector.connect(&cluster).await?;
-        match job::get(kube.as_ref(), &state.namespace, &state.job_name).await {
-            Ok(j)
-                if j.pointer("/metadata/uid").and_then(Value::as_str)
-                    == Some(state.job_uid.as_str()) =>
-            {
-                if job::is_for_task(&j, &state.task_token) {
-                    Ok((kube, j))
-                } else {
-                    Err(TaskError::new(
-                        names::NOT_OWNED,
-                        json!({ "message": format!("the Job {}/{} was not created for this task (its {} label is not the hash of the poll state's task token); the poller refuses to act on it", state.namespace, state.job_name, tags::TASK_LABEL), "namespace": state.namespace, "job": state.job_name }),
-                    ))
-                }
-            }
-            Ok(_) => Err(job::vanished(&state.namespace, &state.job_name)),
-            Err(e) if e.name == "EKS.404" => Err(job::vanished(&state.namespace, &state.job_name)),
-            Err(e) => Err(e),
-        }
+        let job = id.read_for_task(kube.as_ref(), &state.task_token).await?;
+        Ok((kube, job))
     })
     .await
 }
@@ -120,9 +109,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     if phase == Phase::Running {
         let check = crate::task::finish::check_stuck(
             kube.as_ref(),
-            &state.namespace,
-            &state.job_name,
-            &state.job_uid,
+            &job_id(state),
             state.stuck_policy,
             deps,
         )
@@ -137,12 +124,12 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     }
     if phase != Phase::Running {
         // One answer, also when this poll was delivered twice at once.
-        let turn = match AnswerTurn::take(kube.clone(), &state.namespace, &job, deps, None).await {
+        let turn = match AnswerTurn::take(kube.clone(), &job_id(state), deps, None).await {
             Ok(turn) => turn,
             Err(by) => return Ok(json!({ "answered": "by another delivery", "delivery": by })),
         };
         let options = (&state.log_options).into();
-        let (answer, facts) = finish(kube, &state.namespace, &job, &options, deps).await;
+        let (answer, facts) = finish(kube, &job_id(state), &job, &options, deps).await;
         return turn.answer(deps, token, answer, facts, &at).await;
     }
     schedule(deps, state.next(Vec::new())).await
@@ -160,7 +147,7 @@ async fn stopped(
 ) -> Result<Value, TaskError> {
     let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
     if deleted {
-        job::delete(kube, &state.namespace, &state.job_name, &state.job_uid).await?;
+        job::delete(kube, &job_id(state)).await?;
     }
     tracing::info!(job = %state.job_name, code, deleted, "the task is gone; polling stops");
     Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": state.job_name }))

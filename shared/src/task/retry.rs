@@ -41,19 +41,40 @@ pub fn retry_after(e: &TaskError) -> Option<Duration> {
 ///
 /// # Errors
 /// The last failure.
-pub async fn transient<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, TaskError>
+pub async fn transient<T, F, Fut>(what: &str, attempt: F) -> Result<T, TaskError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TaskError>>,
 {
+    retry(what, TRIES, is_transient, retry_after, attempt).await
+}
+
+/// The one retry policy: runs `attempt` at most `tries` times while it fails in a way
+/// `may_pass` says time can mend, pausing half a second, then twice as long each time
+/// (or as long as the failure asks, `asked`, at most ten seconds).
+///
+/// # Errors
+/// The last failure.
+pub async fn retry<T, E, F, Fut>(
+    what: &str,
+    tries: u32,
+    may_pass: impl Fn(&E) -> bool,
+    asked: impl Fn(&E) -> Option<Duration>,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let mut pause = FIRST_PAUSE;
-    let mut tries = 0;
+    let mut tried = 0;
     loop {
-        tries += 1;
+        tried += 1;
         match attempt().await {
-            Err(e) if is_transient(&e) && tries < TRIES => {
-                tracing::warn!(error = %e.name, tries, what, "failed; trying again");
-                let wait = retry_after(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
+            Err(e) if may_pass(&e) && tried < tries => {
+                tracing::warn!(error = %e, tries = tried, what, "failed; trying again");
+                let wait = asked(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
                 tokio::time::sleep(wait).await;
                 pause *= 2;
             }

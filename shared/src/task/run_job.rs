@@ -18,7 +18,7 @@ use crate::task::deps::Deps;
 use crate::task::finish::check_stuck;
 use crate::task::finish::finish;
 use crate::task::job;
-use crate::task::job::Waited;
+use crate::task::job::{JobId, Waited};
 use crate::task::telemetry;
 use crate::task::telemetry::Metric;
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ pub async fn handle(
     async {
         match callback_token(&payload) {
             None => {
-                let input = payload::run_job(&payload)?;
+                let input = payload::parse_run_job(&payload)?;
                 let kube = deps.connector.connect(&input.cluster).await?;
                 let created =
                     job::create(kube.as_ref(), &input.namespace, &input.job, None).await?;
@@ -58,15 +58,15 @@ pub async fn handle(
             }
             Some(token) => {
                 let (answer, facts) = match run_with_callback(&payload, deps, deadline, &at).await {
-                    Ok(Progress::HandedOff(state)) => {
+                    Ok(Inline::HandedOff(state)) => {
                         return Ok(
                             json!({ "handedOff": { "job": state.job_name, "namespace": state.namespace, "nextPollSeconds": state.next_delay_seconds } }),
                         )
                     }
-                    Ok(Progress::AnsweredElsewhere(by)) => {
+                    Ok(Inline::AnsweredElsewhere(by)) => {
                         return Ok(json!({ "answered": "by another delivery", "delivery": by }))
                     }
-                    Ok(Progress::Finished(answer, facts, turn)) => {
+                    Ok(Inline::Finished(answer, facts, turn)) => {
                         return turn.answer(deps, &token, answer, facts, &at).await;
                     }
                     Err(e) => (Err(e), EndFacts::default()),
@@ -79,8 +79,9 @@ pub async fn handle(
     .await
 }
 
-enum Progress {
-    Finished(Result<Value, TaskError>, EndFacts, AnswerTurn),
+/// What the inline phase of a callback task came to.
+enum Inline {
+    Finished(Result<Value, TaskError>, EndFacts, Box<AnswerTurn>),
     HandedOff(Box<PollState>),
     AnsweredElsewhere(String),
 }
@@ -90,8 +91,8 @@ async fn run_with_callback(
     deps: &Deps,
     deadline: Option<SystemTime>,
     at: &JobPlace,
-) -> Result<Progress, TaskError> {
-    let input = payload::run_job(payload)?;
+) -> Result<Inline, TaskError> {
+    let input = payload::parse_run_job(payload)?;
     let token = input.task_token.clone().unwrap_or_default();
     let curve = match &input.poll_curve_seconds {
         None => deps.settings.poll_curve.clone(),
@@ -101,45 +102,23 @@ async fn run_with_callback(
     let kube = deps.connector.connect(&input.cluster).await?;
     let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
     started(deps, at, &created);
-    let name = created
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let uid = created
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let id = JobId::of(&created, &input.namespace);
     let policy = input.stuck_policy.or(deps.settings.stuck_policy);
     let window = inline_window(deps, &input, deadline);
-    match watch_for_stuck(
-        kube.as_ref(),
-        &input.namespace,
-        &name,
-        &uid,
-        window,
-        policy,
-        deps,
-    )
-    .await?
-    {
-        Waited::Finished(done) => {
-            match AnswerTurn::take(kube.clone(), &input.namespace, &done, deps, deadline).await {
-                Err(by) => Ok(Progress::AnsweredElsewhere(by)),
-                Ok(turn) => {
-                    let (answer, facts) =
-                        finish(kube, &input.namespace, &done, &input.log_options, deps).await;
-                    Ok(Progress::Finished(answer, facts, turn))
-                }
+    match watch_for_stuck(kube.as_ref(), &id, window, policy, deps).await? {
+        Waited::Finished(done) => match AnswerTurn::take(kube.clone(), &id, deps, deadline).await {
+            Err(by) => Ok(Inline::AnsweredElsewhere(by)),
+            Ok(turn) => {
+                let (answer, facts) = finish(kube, &id, &done, &input.log_options, deps).await;
+                Ok(Inline::Finished(answer, facts, Box::new(turn)))
             }
-        }
+        },
         Waited::StillRunning(_) => {
             let state = PollState {
                 cluster: (&input.cluster).into(),
-                namespace: input.namespace.clone(),
-                job_name: name,
-                job_uid: uid,
+                namespace: id.namespace,
+                job_name: id.name,
+                job_uid: id.uid,
                 task_token: token,
                 log_options: (&input.log_options).into(),
                 attempt: 0,
@@ -152,7 +131,7 @@ async fn run_with_callback(
             match &deps.handoff {
                 Some(h) => {
                     h.hand_off(&state.next_poll()?).await?;
-                    Ok(Progress::HandedOff(Box::new(state)))
+                    Ok(Inline::HandedOff(Box::new(state)))
                 }
                 None => Err(TaskError::new(
                     names::INTERNAL,
@@ -168,31 +147,22 @@ async fn run_with_callback(
 /// past the policy is `EksTaskWorker.JobStuck`.
 async fn watch_for_stuck(
     kube: &dyn KubeApi,
-    namespace: &str,
-    name: &str,
-    uid: &str,
+    id: &JobId,
     window: Duration,
     policy: StuckPolicy,
     deps: &Deps,
 ) -> Result<Waited, TaskError> {
     if !policy.is_active() {
-        return job::wait(kube, namespace, name, uid, window).await;
+        return job::wait(kube, id, window).await;
     }
     let until = tokio::time::Instant::now() + window;
     loop {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let waited = job::wait(
-            kube,
-            namespace,
-            name,
-            uid,
-            left.min(Duration::from_secs(10)),
-        )
-        .await?;
+        let waited = job::wait(kube, id, left.min(Duration::from_secs(10))).await?;
         if matches!(waited, Waited::Finished(_)) || left <= Duration::from_secs(10) {
             return Ok(waited);
         }
-        check_stuck(kube, namespace, name, uid, policy, deps).await?;
+        check_stuck(kube, id, policy, deps).await?;
     }
 }
 

@@ -4,6 +4,7 @@ use crate::contract::archive_location::ArchiveLocation;
 use crate::contract::error::{names, TaskError};
 use crate::ports::archive::LogArchive;
 use crate::ports::kube::{KubeApi, KubeRequest};
+use crate::task::job::JobId;
 use crate::task::logs;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -23,24 +24,13 @@ pub struct Archived {
     pub entry: Value,
 }
 
-/// What identifies the Job whose logs are archived.
-#[derive(Debug, Clone, Copy)]
-pub struct JobId<'a> {
-    /// Its namespace.
-    pub namespace: &'a str,
-    /// Its name.
-    pub name: &'a str,
-    /// Its uid.
-    pub uid: &'a str,
-}
-
 /// Streams every container's whole log (the targets the log options select) into
 /// the archive. A container that fails gets `{error, cause}` instead; the others go on.
 pub async fn archive_logs(
     kube: &dyn KubeApi,
     archive: Arc<dyn LogArchive>,
     location: &ArchiveLocation,
-    job: JobId<'_>,
+    job: &JobId,
     pods: &[Value],
     options: &crate::contract::payload::LogOptions,
 ) -> Vec<Archived> {
@@ -49,8 +39,8 @@ pub async fn archive_logs(
         .map(|(pod, container)| {
             let archive = archive.clone();
             async move {
-                let key = location.key(job.namespace, job.name, job.uid, &pod, &container);
-                let entry = match archive_one(kube, archive.as_ref(), location, job.namespace, &pod, &container, &key).await {
+                let key = location.key(&job.namespace, &job.name, &job.uid, &pod, &container);
+                let entry = match archive_one(kube, archive.as_ref(), location, &job.namespace, &pod, &container, &key).await {
                     Ok(bytes) => json!({ "uri": format!("s3://{}/{key}", location.bucket), "bytes": bytes }),
                     Err(e) => {
                         tracing::warn!(pod = %pod, container = %container, error = %e.name, "log not archived");
