@@ -7,6 +7,7 @@ use crate::adapters::cluster_connector::ClusterConnector;
 use crate::adapters::credentials::AwsCredentials;
 use crate::adapters::eks_directory::EksDirectory;
 use crate::adapters::eks_rest::EksRest;
+use crate::adapters::null::{NoEks, NoPoller};
 use crate::adapters::s3::S3Archive;
 use crate::adapters::scheduler::SchedulerHandOff;
 use crate::adapters::step_functions::StepFunctions;
@@ -54,9 +55,11 @@ impl Deps {
         let region = sdk
             .region()
             .map_or_else(|| settings.region.clone(), ToString::to_string);
-        let eks = EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone())
-            .ok()
-            .map(|e| Arc::new(e) as Arc<dyn EksApi>);
+        let eks: Arc<dyn EksApi> =
+            match EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone()) {
+                Ok(e) => Arc::new(e),
+                Err(e) => Arc::new(NoEks::new(e.to_string())),
+            };
         let tokens = Arc::new(BearerTokens::new(credentials.clone(), clock.clone()));
         let connector = Arc::new(ClusterConnector::new(
             Arc::new(EksDirectory::new(sdk, credentials)),
@@ -65,10 +68,10 @@ impl Deps {
             settings.timeouts,
             settings.trusted_endpoints.clone(),
         ));
-        let handoff = settings
-            .schedule
-            .clone()
-            .map(|s| Arc::new(SchedulerHandOff::new(sdk, s, clock.clone())) as Arc<dyn HandOff>);
+        let handoff: Arc<dyn HandOff> = match settings.schedule.clone() {
+            Some(s) => Arc::new(SchedulerHandOff::new(sdk, s, clock.clone())),
+            None => Arc::new(NoPoller),
+        };
         Ok(Self {
             settings,
             connector,
@@ -76,7 +79,7 @@ impl Deps {
             handoff,
             clock,
             eks,
-            archive: Some(Arc::new(S3Archive::new(sdk))),
+            archive: Arc::new(S3Archive::new(sdk)),
         })
     }
 }

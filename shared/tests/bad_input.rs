@@ -5,68 +5,35 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::config::Settings;
 use shared::contract::error::{names, TaskError};
-use shared::contract::payload::ClusterRef;
-use shared::ports::callback::{CallbackError, TaskCallback};
-use shared::ports::clock::SystemClock;
-use shared::ports::cluster::Connector;
-use shared::ports::kube::KubeApi;
 use shared::task::deps::Deps;
+use shared::testing::{NoCluster, RecordingCallback, ScriptedEks};
 
-#[derive(Default)]
-struct Recorder {
-    connects: Mutex<usize>,
-    failures: Mutex<Vec<(String, String)>>,
-    causes: Mutex<Vec<Value>>,
+/// The doubles a case runs against: a recording callback, a cluster nobody can reach,
+/// and an EKS with no script (any call fails the test).
+struct Doubles {
+    callback: Arc<RecordingCallback>,
+    cluster: Arc<NoCluster>,
+    eks: Arc<ScriptedEks>,
 }
 
-#[async_trait]
-impl Connector for Recorder {
-    async fn connect(&self, _cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
-        *self.connects.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Err(TaskError::message(
-            names::CLUSTER_UNREACHABLE,
-            "test double: no cluster",
-        ))
+impl Doubles {
+    fn new() -> Self {
+        Self {
+            callback: Arc::new(RecordingCallback::default()),
+            cluster: Arc::new(NoCluster::default()),
+            eks: Arc::new(ScriptedEks::new(&[])),
+        }
     }
-}
 
-#[async_trait]
-impl TaskCallback for Recorder {
-    async fn succeed(&self, _token: &str, _output: &Value) -> Result<(), CallbackError> {
-        Ok(())
-    }
-    async fn fail(&self, token: &str, error: &TaskError) -> Result<(), CallbackError> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((token.to_owned(), error.name.clone()));
-        self.causes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(error.cause.clone());
-        Ok(())
-    }
-    async fn heartbeat(&self, _token: &str) -> Result<(), CallbackError> {
-        Ok(())
-    }
-}
-
-fn deps(r: &Arc<Recorder>) -> Deps {
-    Deps {
-        settings: Settings::from_lookup(|_| None).unwrap_or_else(|e| panic!("{e}")),
-        connector: r.clone(),
-        callback: r.clone(),
-        handoff: None,
-        clock: Arc::new(SystemClock),
-        eks: None,
-        archive: None,
+    fn deps(&self) -> Deps {
+        let mut deps = Deps::test(self.cluster.clone(), self.callback.clone());
+        deps.eks = self.eks.clone();
+        deps
     }
 }
 
@@ -116,36 +83,9 @@ fn cases() -> Vec<(String, Value, String)> {
         .collect()
 }
 
-/// An EKS control plane that must not be called.
-#[derive(Default)]
-struct NoEks {
-    calls: Mutex<usize>,
-}
-
-#[async_trait]
-impl shared::ports::eks::EksApi for NoEks {
-    async fn call(
-        &self,
-        _method: http::Method,
-        _path: &str,
-        _body: Option<&Value>,
-    ) -> Result<Value, shared::ports::eks::EksCallError> {
-        *self.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Err(shared::ports::eks::EksCallError::Unreachable(
-            TaskError::message(names::EKS_API, "test double: no EKS"),
-        ))
-    }
-}
-
 /// Runs one corpus case through the function's real handler: the error it ended with.
-async fn run_case(
-    function: &str,
-    payload: Value,
-    r: &Arc<Recorder>,
-    eks: &Arc<NoEks>,
-) -> Option<TaskError> {
-    let mut deps = deps(r);
-    deps.eks = Some(eks.clone());
+async fn run_case(function: &str, payload: Value, doubles: &Doubles) -> Option<TaskError> {
+    let deps = doubles.deps();
     let activity = |f| {
         let deps = deps.clone();
         let input = payload.as_str().unwrap_or_default().to_owned();
@@ -161,7 +101,7 @@ async fn run_case(
         "run-job" | "call" => return handle(function, payload, &deps).await.err(),
         "poller" => return shared::task::poller::handle(payload, &deps).await.err(),
         "cluster-ops" => {
-            return shared::task::cluster_ops::handle(payload, eks.as_ref(), &deps, None)
+            return shared::task::cluster_ops::handle(payload, doubles.eks.as_ref(), &deps, None)
                 .await
                 .err()
         }
@@ -171,12 +111,9 @@ async fn run_case(
     };
     // Activity tasks answer on their token: the error is what was sent.
     answered.unwrap_or_else(|e| panic!("{e}"));
-    let failures = r.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let failures = doubles.callback.failed();
     assert_eq!(failures.len(), 1, "one answer per task: {failures:?}");
-    Some(TaskError::new(
-        &failures[0].1,
-        r.causes.lock().unwrap_or_else(|e| e.into_inner())[0].clone(),
-    ))
+    failures.into_iter().next().map(|(_, e)| e)
 }
 
 #[tokio::test]
@@ -207,9 +144,9 @@ async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() 
         ]
     );
     for (file, case) in corpus {
-        let (r, eks) = (Arc::new(Recorder::default()), Arc::new(NoEks::default()));
+        let doubles = Doubles::new();
         let function = case["function"].as_str().unwrap_or_default();
-        let e = run_case(function, case["payload"].clone(), &r, &eks)
+        let e = run_case(function, case["payload"].clone(), &doubles)
             .await
             .unwrap_or_else(|| panic!("{file}: accepted"));
         assert_eq!(
@@ -228,13 +165,13 @@ async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() 
             "{file}: the message says what to fix: {e}"
         );
         assert_eq!(
-            *r.connects.lock().unwrap_or_else(|e| e.into_inner()),
+            doubles.cluster.connects(),
             0,
             "{file}: a cluster was contacted"
         );
         assert_eq!(
-            *eks.calls.lock().unwrap_or_else(|e| e.into_inner()),
-            0,
+            doubles.eks.calls(),
+            Vec::<String>::new(),
             "{file}: EKS was called"
         );
     }
@@ -253,8 +190,8 @@ async fn every_bad_input_names_its_field() {
     assert!(cases.len() >= 25);
     for (function, payload, field) in cases {
         let (function, field) = (function.as_str(), field.as_str());
-        let r = Arc::new(Recorder::default());
-        let e = handle(function, payload.clone(), &deps(&r))
+        let doubles = Doubles::new();
+        let e = handle(function, payload.clone(), &doubles.deps())
             .await
             .err()
             .unwrap_or_else(|| panic!("{function} accepted {payload}"));
@@ -275,7 +212,7 @@ async fn every_bad_input_names_its_field() {
             .is_some_and(|m| m.contains("is not a known parameter"));
         assert_eq!(says_unknown, unknown.contains(&(function, field)), "{function} {payload}: the error must be the field's own, not an unknown parameter: {e}");
         assert_eq!(
-            *r.connects.lock().unwrap_or_else(|e| e.into_inner()),
+            doubles.cluster.connects(),
             0,
             "no cluster is contacted for bad input"
         );
@@ -290,12 +227,17 @@ async fn with_a_task_token_bad_input_fails_the_task() {
             continue;
         }
         payload["TaskToken"] = json!("token-1");
-        let r = Arc::new(Recorder::default());
-        let report = handle(function, payload.clone(), &deps(&r))
+        let doubles = Doubles::new();
+        let report = handle(function, payload.clone(), &doubles.deps())
             .await
             .unwrap_or_else(|e| panic!("{function} {payload}: {e}"));
         assert_eq!(report["answered"], "SendTaskFailure", "{payload}");
-        let failures = r.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let failures: Vec<(String, String)> = doubles
+            .callback
+            .failed()
+            .into_iter()
+            .map(|(token, e)| (token, e.name))
+            .collect();
         assert_eq!(
             failures,
             vec![("token-1".to_owned(), names::INVALID_INPUT.to_owned())],
@@ -345,9 +287,9 @@ proptest! {
     #[test]
     fn arbitrary_payloads_never_panic(payload in arbitrary_json()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        let r = Arc::new(Recorder::default());
+        let doubles = Doubles::new();
         for function in ["run-job", "call"] {
-            let out = rt.block_on(handle(function, payload.clone(), &deps(&r)));
+            let out = rt.block_on(handle(function, payload.clone(), &doubles.deps()));
             if let Err(e) = out {
                 prop_assert!(e.name == names::INVALID_INPUT || e.name == names::CLUSTER_UNREACHABLE, "{}", e);
             }

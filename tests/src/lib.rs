@@ -142,7 +142,7 @@ impl World {
             credentials,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        deps.eks = Some(Arc::new(eks));
+        deps.eks = Arc::new(eks);
         Ok(deps)
     }
 
@@ -853,6 +853,6 @@ pub async fn cluster_op(
     deps: &Deps,
     payload: Value,
 ) -> Result<Value, shared::contract::error::TaskError> {
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let eks = deps.eks.clone();
     shared::task::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
 }

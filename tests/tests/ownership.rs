@@ -19,7 +19,7 @@ use world_tests::{cluster_op, request, send, sim_job, unique, until_job, World};
 /// Someone else's cluster, made straight through the EKS API (no worker tags), with a
 /// nodegroup and a Fargate profile of theirs.
 async fn foreign_cluster(world: &World, deps: &Deps, name: &str) {
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let eks = deps.eks.clone();
     let made = [
         (
             "/clusters".to_owned(),
@@ -43,7 +43,7 @@ async fn foreign_cluster(world: &World, deps: &Deps, name: &str) {
 
 /// Whether the cluster, its nodegroup and its Fargate profile all still exist.
 async fn all_still_there(deps: &Deps, name: &str) -> bool {
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let eks = deps.eks.clone();
     for path in [
         format!("/clusters/{name}"),
         format!("/clusters/{name}/node-groups/theirs"),
@@ -127,7 +127,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     assert_eq!(status, "RUNNING", "the forged state's task is not answered");
 
     // The cleanup: an untagged cluster is never an orphan.
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let eks = deps.eks.clone();
     let sfn = world.sfn().await;
     let report = shared::task::cleanup::run(
         eks.as_ref(),
@@ -175,7 +175,7 @@ async fn a_delete_naming_its_execution_spares_another_executions_cluster() {
     .err()
     .unwrap_or_else(|| panic!("another execution's cluster must be spared"));
     assert_eq!(e.name, names::NOT_OWNED, "{e}");
-    let eks = deps.eks.clone().unwrap_or_else(|| panic!("no EKS client"));
+    let eks = deps.eks.clone();
     assert!(
         eks.call(http::Method::GET, &format!("/clusters/{name}"), None)
             .await

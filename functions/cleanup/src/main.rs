@@ -15,10 +15,7 @@ async fn main() -> Result<(), Error> {
         dry_run: deps.settings.cleanup_dry_run,
         grace: deps.settings.cleanup_grace,
     };
-    let eks = deps
-        .eks
-        .clone()
-        .ok_or("no EKS client: TLS roots could not be loaded")?;
+    let eks = deps.eks.clone();
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
         let (eks, sfn) = (eks.clone(), &sfn);

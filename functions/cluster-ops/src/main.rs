@@ -8,10 +8,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (deps, _sdk) = shared::wiring::from_env().await?;
-    let eks = deps
-        .eks
-        .clone()
-        .ok_or("no EKS client: TLS roots could not be loaded")?;
+    let eks = deps.eks.clone();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (deps, eks) = (&deps, eks.clone());
         async move {

@@ -7,6 +7,7 @@ pub mod eks_access;
 pub mod eks_directory;
 pub mod eks_rest;
 pub mod kube_client;
+pub mod null;
 pub mod s3;
 pub mod scheduler;
 pub mod step_functions;

@@ -8,7 +8,7 @@ use crate::contract::poll_state::schedule_name;
 use crate::contract::poll_state::NextPoll;
 use crate::contract::poll_state::MAX_SCHEDULE_INPUT_CHARS;
 use crate::ports::clock::Clock;
-use crate::ports::handoff::HandOff;
+use crate::ports::handoff::{HandOff, HandOffError};
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
@@ -46,10 +46,10 @@ fn schedule_error(message: String) -> TaskError {
 
 #[async_trait]
 impl HandOff for SchedulerHandOff {
-    async fn hand_off(&self, poll: &NextPoll) -> Result<(), TaskError> {
+    async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {
         let input = poll.input.clone();
         if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {
-            return Err(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count())));
+            return Err(HandOffError::Refused(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count()))));
         }
         let name = schedule_name(&poll.key, poll.attempt);
         let mut target = Target::builder()
@@ -65,60 +65,53 @@ impl HandOff for SchedulerHandOff {
         if let Some(dlq) = &self.settings.dead_letter_arn {
             target = target.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
         }
-        let target = target.build().map_err(|e| schedule_error(e.to_string()))?;
+        let refused = |e: aws_sdk_scheduler::error::BuildError| {
+            HandOffError::Refused(schedule_error(e.to_string()))
+        };
+        let target = target.build().map_err(refused)?;
         let window = FlexibleTimeWindow::builder()
             .mode(FlexibleTimeWindowMode::Off)
             .build()
-            .map_err(|e| schedule_error(e.to_string()))?;
-        let mut delay = Duration::from_millis(200);
-        for round in 0..4 {
-            let sent = self
-                .client
-                .create_schedule()
-                .name(&name)
-                .group_name(&self.settings.group)
-                .schedule_expression(at_expression(
-                    self.clock.now(),
-                    Duration::from_secs(poll.delay_seconds),
-                ))
-                .schedule_expression_timezone("UTC")
-                .flexible_time_window(window.clone())
-                .action_after_completion(ActionAfterCompletion::Delete)
-                .target(target.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => {
-                    tracing::info!(schedule = %name, delay = poll.delay_seconds, "next poll scheduled");
-                    return Ok(());
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conflict_exception()) =>
-                {
-                    tracing::info!(schedule = %name, "already scheduled by an earlier delivery");
-                    return Ok(());
-                }
-                Err(e)
-                    if round < 3
-                        && e.as_service_error().is_none_or(|s| {
-                            s.is_throttling_exception() || s.is_internal_server_exception()
-                        }) =>
-                {
-                    tracing::warn!(schedule = %name, error = %error_chain(&e), "retrying CreateSchedule");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => {
-                    return Err(schedule_error(format!(
-                        "CreateSchedule {name} failed: {}",
-                        error_chain(&e)
-                    )))
-                }
+            .map_err(refused)?;
+        let sent = self
+            .client
+            .create_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .schedule_expression(at_expression(
+                self.clock.now(),
+                Duration::from_secs(poll.delay_seconds),
+            ))
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .target(target)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::info!(schedule = %name, delay = poll.delay_seconds, "next poll scheduled");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conflict_exception()) =>
+            {
+                tracing::info!(schedule = %name, "already scheduled by an earlier delivery");
+                Ok(())
+            }
+            Err(e) => {
+                let busy = e.as_service_error().is_none_or(|s| {
+                    s.is_throttling_exception() || s.is_internal_server_exception()
+                });
+                let error =
+                    schedule_error(format!("CreateSchedule {name} failed: {}", error_chain(&e)));
+                Err(if busy {
+                    HandOffError::Busy(error)
+                } else {
+                    HandOffError::Refused(error)
+                })
             }
         }
-        Err(schedule_error(format!(
-            "CreateSchedule {name} kept failing"
-        )))
     }
 }

@@ -291,7 +291,8 @@ mod tests {
     use crate::contract::tags::EXECUTION_TAG;
     use crate::contract::tags::MANAGED_BY;
     use crate::contract::tags::MANAGED_TAG;
-    use crate::ports::eks::{EksCallError, EksError};
+    use crate::ports::eks::EksError;
+    use crate::testing::ScriptedEks;
 
     #[test]
     fn create_cluster_payloads_become_eks_requests_with_ownership_tags() {
@@ -378,30 +379,6 @@ mod tests {
         assert_eq!(field(json!([])), Some(json!("$")));
     }
 
-    /// An EKS double: each path answers from a script of responses, the last repeating;
-    /// every call is recorded.
-    struct Scripted {
-        answers: std::sync::Mutex<std::collections::HashMap<String, Vec<Result<Value, EksError>>>>,
-        calls: std::sync::Mutex<Vec<String>>,
-    }
-
-    impl Scripted {
-        fn new(script: &[(&str, Vec<Result<Value, EksError>>)]) -> Self {
-            Self {
-                answers: std::sync::Mutex::new(
-                    script
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                        .collect(),
-                ),
-                calls: std::sync::Mutex::new(Vec::new()),
-            }
-        }
-        fn calls(&self) -> Vec<String> {
-            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-        }
-    }
-
     /// The tags of a resource the worker made.
     fn ours() -> Value {
         json!({ MANAGED_TAG: MANAGED_BY })
@@ -413,34 +390,6 @@ mod tests {
             kind: "ResourceNotFoundException".into(),
             message: "gone".into(),
         })
-    }
-
-    #[async_trait::async_trait]
-    impl EksApi for Scripted {
-        async fn call(
-            &self,
-            method: http::Method,
-            path: &str,
-            _body: Option<&Value>,
-        ) -> Result<Value, EksCallError> {
-            let key = format!("{method} {path}");
-            if let Ok(mut c) = self.calls.lock() {
-                c.push(key.clone());
-            }
-            let mut answers = self
-                .answers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let script = answers
-                .get_mut(&key)
-                .unwrap_or_else(|| panic!("unscripted {key}"));
-            let answer = if script.len() > 1 {
-                script.remove(0)
-            } else {
-                script[0].clone()
-            };
-            answer.map_err(EksCallError::Refused)
-        }
     }
 
     fn poll(operation: Operation, resource: Option<&str>) -> ClusterPoll {
@@ -459,7 +408,7 @@ mod tests {
 
     #[tokio::test]
     async fn creating_is_pending_until_active_and_failed_is_an_error() {
-        let eks = Scripted::new(&[(
+        let eks = ScriptedEks::new(&[(
             "GET /clusters/c",
             vec![
                 Ok(json!({ "cluster": { "tags": ours(), "status": "CREATING" } })),
@@ -469,7 +418,7 @@ mod tests {
         let p = poll(Operation::CreateCluster, None);
         assert!(matches!(check(&eks, &p).await, Ok(Stage::Pending(_))));
         assert!(matches!(check(&eks, &p).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c"));
-        let failed = Scripted::new(&[(
+        let failed = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
             vec![Ok(
                 json!({ "nodegroup": { "tags": ours(), "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
@@ -488,7 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_is_pending_until_gone() {
-        let eks = Scripted::new(&[(
+        let eks = ScriptedEks::new(&[(
             "GET /clusters/c/fargate-profiles/f",
             vec![
                 Ok(json!({ "fargateProfile": { "tags": ours(), "status": "DELETING" } })),
@@ -504,7 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_forced_delete_takes_fargate_profiles_one_at_a_time() {
-        let eks = Scripted::new(&[
+        let eks = ScriptedEks::new(&[
             (
                 "GET /clusters/c",
                 vec![Ok(
@@ -598,7 +547,7 @@ mod tests {
     async fn nothing_the_worker_did_not_make_is_deleted() {
         let foreign =
             || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
-        let eks = Scripted::new(&[("GET /clusters/c", vec![foreign()])]);
+        let eks = ScriptedEks::new(&[("GET /clusters/c", vec![foreign()])]);
         let e = advance_force_delete(&eks, "c", None)
             .await
             .err()
@@ -619,7 +568,7 @@ mod tests {
         assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
         assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
         // Ours, but another execution's: refused when the payload names its execution.
-        let other = Scripted::new(&[(
+        let other = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
             vec![Ok(
                 json!({ "nodegroup": { "status": "ACTIVE", "tags": { MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: "arn:aws:states:us-east-1:1:execution:m:other" } } }),
@@ -634,7 +583,7 @@ mod tests {
             "{e:?}"
         );
         // A nodegroup someone else put in the worker's cluster stops a forced delete.
-        let mixed = Scripted::new(&[
+        let mixed = ScriptedEks::new(&[
             (
                 "GET /clusters/c",
                 vec![Ok(

@@ -6,7 +6,7 @@ use crate::ports::callback::TaskCallback;
 use crate::ports::clock::Clock;
 use crate::ports::cluster::Connector;
 use crate::ports::eks::EksApi;
-use crate::ports::handoff::HandOff;
+use crate::ports::handoff::{HandOff, HandOffError};
 use std::sync::Arc;
 
 /// The ports a handler uses.
@@ -18,16 +18,15 @@ pub struct Deps {
     pub connector: Arc<dyn Connector>,
     /// Answers callback-pattern tasks.
     pub callback: Arc<dyn TaskCallback>,
-    /// Hands running Jobs to the poller; `None` where no poller is configured
-    /// (`POLLER_ARN`, `SCHEDULER_ROLE_ARN`): a Job must then finish within the invocation.
-    pub handoff: Option<Arc<dyn HandOff>>,
+    /// Hands running Jobs to the poller (where no poller is configured, a null adapter
+    /// that refuses: a Job must then finish within the invocation).
+    pub handoff: Arc<dyn HandOff>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
-    /// The EKS control-plane API (cluster operations, cleanup); `None` in tests that do
-    /// not need it.
-    pub eks: Option<Arc<dyn EksApi>>,
-    /// Where whole logs are archived (S3); `None` in tests that do not need it.
-    pub archive: Option<Arc<dyn LogArchive>>,
+    /// The EKS control-plane API (cluster operations, cleanup).
+    pub eks: Arc<dyn EksApi>,
+    /// Where whole logs are archived (S3).
+    pub archive: Arc<dyn LogArchive>,
 }
 
 impl Deps {
@@ -42,21 +41,25 @@ impl Deps {
         })
     }
 
-    /// Hands a poll to the poller.
+    /// Hands a poll to the poller, trying again (four tries in all) while the scheduler
+    /// is busy.
     ///
     /// # Errors
-    /// `EksTaskWorker.InternalError` when this deployment has no poller (`POLLER_ARN`,
-    /// `SCHEDULER_ROLE_ARN`), else what the hand-off fails with.
+    /// What the hand-off fails with (`EksTaskWorker.InternalError` when this deployment
+    /// has no poller).
     pub async fn hand_off(
         &self,
         poll: &crate::contract::poll_state::NextPoll,
     ) -> Result<(), crate::contract::error::TaskError> {
-        let handoff = self.handoff.as_ref().ok_or_else(|| {
-            crate::contract::error::TaskError::message(
-                crate::contract::error::names::INTERNAL,
-                "no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)",
-            )
-        })?;
-        handoff.hand_off(poll).await
+        let busy = |e: &HandOffError| matches!(e, HandOffError::Busy(_));
+        crate::task::retry::retry(
+            "handing off the poll",
+            4,
+            busy,
+            |_| None,
+            || self.handoff.hand_off(poll),
+        )
+        .await
+        .map_err(Into::into)
     }
 }

@@ -105,16 +105,12 @@ async fn answer(
     } else {
         Vec::new()
     };
-    let archived = match (location, &deps.archive) {
-        (Some(location), Some(archive)) => {
-            archive::archive_logs(kube.as_ref(), archive.clone(), location, id, &pods, options)
-                .await
+    let archived = match location {
+        Some(location) => {
+            let archive = deps.archive.clone();
+            archive::archive_logs(kube.as_ref(), archive, location, id, &pods, options).await
         }
-        (Some(_), None) => {
-            tracing::warn!("an archive location is set but this deployment has no archive client");
-            Vec::new()
-        }
-        (None, _) => Vec::new(),
+        None => Vec::new(),
     };
     if phase == Phase::Failed {
         let mut cause = job::failure_summary(&done, &pods);

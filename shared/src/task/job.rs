@@ -87,12 +87,12 @@ pub fn prepare(job: &Value, key: &str) -> Value {
     job
 }
 
-fn name_of(job: &Value) -> Option<&str> {
+pub(crate) fn name_of(job: &Value) -> Option<&str> {
     job.pointer("/metadata/name").and_then(Value::as_str)
 }
 
 /// The value of `key` in the Job's `metadata.<map>` (`labels`, `annotations`).
-fn metadata_entry<'a>(job: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+pub(crate) fn metadata_entry<'a>(job: &'a Value, map: &str, key: &str) -> Option<&'a str> {
     job.get("metadata")
         .and_then(|m| m.get(map))
         .and_then(|m| m.get(key))
@@ -861,146 +861,8 @@ mod tests {
 mod create_tests {
     //! `create` against an in-memory API server that commits a create and can lose its
     //! answer, as a dropped connection does.
-    use std::sync::Mutex;
-
     use super::*;
-    use crate::ports::kube::{KubeResponse, TransportError};
-
-    #[derive(Default)]
-    struct Server {
-        jobs: Mutex<Vec<Value>>,
-        /// Answers to lose after committing (creates that reach the store).
-        lose: Mutex<u32>,
-        posts: Mutex<u32>,
-    }
-
-    fn answer(status: u16, body: &Value) -> KubeResponse {
-        let body = body.to_string();
-        KubeResponse {
-            status,
-            reason: crate::ports::kube::reason_phrase(status),
-            headers: vec![],
-            body_len: body.len() as u64,
-            body: body.into(),
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl KubeApi for Server {
-        async fn send(
-            &self,
-            request: KubeRequest,
-            _keep_tail: Option<usize>,
-        ) -> Result<KubeResponse, TransportError> {
-            let mut jobs = self
-                .jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if request.method == http::Method::PATCH {
-                let patch: Value = request
-                    .body
-                    .as_ref()
-                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                let name = request.path.rsplit('/').next().unwrap_or_default();
-                let Some(job) = jobs.iter_mut().find(|j| name_of(j) == Some(name)) else {
-                    return Ok(answer(404, &json!({ "kind": "Status", "code": 404 })));
-                };
-                let rv = job["metadata"]["resourceVersion"].clone();
-                if let Some(want) = patch.pointer("/metadata/resourceVersion") {
-                    if *want != rv {
-                        return Ok(answer(
-                            409,
-                            &json!({ "kind": "Status", "reason": "Conflict", "code": 409 }),
-                        ));
-                    }
-                }
-                for (k, v) in patch["metadata"]["annotations"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default()
-                {
-                    job["metadata"]["annotations"][k] = v;
-                }
-                let next = rv
-                    .as_str()
-                    .and_then(|r| r.parse::<u64>().ok())
-                    .unwrap_or_default()
-                    + 1;
-                job["metadata"]["resourceVersion"] = json!(next.to_string());
-                return Ok(answer(200, job));
-            }
-            if request.method == http::Method::POST {
-                *self
-                    .posts
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
-                let mut job: Value = request
-                    .body
-                    .as_ref()
-                    .and_then(|(b, _)| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                let name = match name_of(&job) {
-                    Some(n) => n.to_owned(),
-                    // The server's own generateName: a fresh suffix each time.
-                    None => format!(
-                        "{}{}",
-                        job["metadata"]["generateName"].as_str().unwrap_or_default(),
-                        jobs.len()
-                    ),
-                };
-                if jobs.iter().any(|j| name_of(j) == Some(name.as_str())) {
-                    return Ok(answer(
-                        409,
-                        &json!({ "kind": "Status", "reason": "AlreadyExists", "code": 409 }),
-                    ));
-                }
-                job["metadata"]["name"] = json!(name);
-                job["metadata"]["uid"] = json!(format!("uid-{}", jobs.len()));
-                job["metadata"]["resourceVersion"] = json!("1");
-                jobs.push(job.clone());
-                let mut lose = self
-                    .lose
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if *lose > 0 {
-                    *lose -= 1;
-                    return Err(TransportError::Unreachable {
-                        endpoint: "https://test".into(),
-                        message: "connection reset after the request was sent".into(),
-                    });
-                }
-                return Ok(answer(201, &job));
-            }
-            if let Some((_, selector)) = request.query.iter().find(|(k, _)| k == "labelSelector") {
-                let (label, value) = selector.split_once('=').unwrap_or_default();
-                let items: Vec<Value> = jobs
-                    .iter()
-                    .filter(|j| metadata_entry(j, "labels", label) == Some(value))
-                    .cloned()
-                    .collect();
-                return Ok(answer(200, &json!({ "items": items })));
-            }
-            let name = request.path.rsplit('/').next().unwrap_or_default();
-            Ok(match jobs.iter().find(|j| name_of(j) == Some(name)) {
-                Some(j) => answer(200, j),
-                None => answer(404, &json!({ "kind": "Status", "code": 404 })),
-            })
-        }
-
-        async fn watch(
-            &self,
-            _request: KubeRequest,
-        ) -> Result<
-            Result<
-                futures::stream::BoxStream<'static, Result<Value, TransportError>>,
-                KubeResponse,
-            >,
-            TransportError,
-        > {
-            Ok(Err(answer(405, &json!({}))))
-        }
-    }
+    use crate::testing::{FakeKube, TokioClock};
 
     fn generated() -> Value {
         json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "generateName": "work-" }, "spec": {} })
@@ -1010,7 +872,7 @@ mod create_tests {
         json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "work" }, "spec": {} })
     }
 
-    async fn run(server: &Server, job: &Value, token: Option<&str>) -> Result<Value, TaskError> {
+    async fn run(server: &FakeKube, job: &Value, token: Option<&str>) -> Result<Value, TaskError> {
         create(server, "ns", job, token).await
     }
 
@@ -1022,15 +884,12 @@ mod create_tests {
             (fixed(), Some("token")),
             (fixed(), None),
         ] {
-            let server = Server::default();
-            *server
-                .lose
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+            let server = FakeKube::default();
+            server.lose_answers(1);
             let created = run(&server, &job, token)
                 .await
                 .unwrap_or_else(|e| panic!("{job} {token:?}: {e}"));
-            let jobs = server.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+            let jobs = server.jobs();
             assert_eq!(jobs.len(), 1, "{job} {token:?}: {jobs:?}");
             assert_eq!(created["metadata"]["uid"], "uid-0", "{job} {token:?}");
             assert_eq!(created["kind"], "Job");
@@ -1039,14 +898,14 @@ mod create_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_second_delivery_adopts_the_first_job() {
-        let server = Server::default();
+        let server = FakeKube::default();
         let first = run(&server, &generated(), Some("token")).await;
         let second = run(&server, &generated(), Some("token")).await;
         let uid =
             |r: &Result<Value, TaskError>| r.as_ref().ok().map(|j| j["metadata"]["uid"].clone());
         assert_eq!(uid(&first), Some(json!("uid-0")));
         assert_eq!(uid(&second), uid(&first));
-        assert_eq!(server.jobs.lock().map(|j| j.len()).unwrap_or_default(), 1);
+        assert_eq!(server.jobs().len(), 1);
         // Another task with the same generateName gets a Job of its own.
         let other = run(&server, &generated(), Some("another token")).await;
         assert_eq!(uid(&other), Some(json!("uid-1")));
@@ -1054,7 +913,7 @@ mod create_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_name_taken_by_another_task_is_eks_409() {
-        let server = Server::default();
+        let server = FakeKube::default();
         run(&server, &fixed(), Some("one"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -1084,23 +943,14 @@ mod create_tests {
         assert!(p["metadata"].get("generateName").is_none());
     }
 
-    /// A clock that moves with tokio's (paused) time.
-    struct TokioClock(tokio::time::Instant);
-
-    impl crate::ports::clock::Clock for TokioClock {
-        fn now(&self) -> std::time::SystemTime {
-            std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + self.0.elapsed()
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn two_deliveries_at_once_answer_once() {
-        let server = Server::default();
+        let server = FakeKube::default();
         let job = run(&server, &generated(), Some("token"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let (name, uid) = (name_of(&job).unwrap_or_default().to_owned(), "uid-0");
-        let clock = TokioClock(tokio::time::Instant::now());
+        let clock = TokioClock::start();
         let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
         let a = async {
             let turn = take_turn(&server, &JobId::new("ns", &name, uid), "a", &clock, until).await;
@@ -1122,12 +972,12 @@ mod create_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_turn_whose_holder_died_is_taken_over() {
-        let server = Server::default();
+        let server = FakeKube::default();
         let job = run(&server, &generated(), Some("token"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let name = name_of(&job).unwrap_or_default().to_owned();
-        let clock = TokioClock(tokio::time::Instant::now());
+        let clock = TokioClock::start();
         let until = tokio::time::Instant::now() + Duration::from_secs(TURN_SECONDS + 10);
         // "dead" takes the turn and never answers.
         assert_eq!(

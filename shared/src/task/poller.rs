@@ -39,11 +39,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
             .map_err(|e| {
                 TaskError::invalid_input("$", format!("is not a cluster poll state: {e}"))
             })?;
-        let eks = deps
-            .eks
-            .as_ref()
-            .ok_or_else(|| TaskError::message(names::INTERNAL, "the poller has no EKS client"))?;
-        return crate::task::cluster_ops::poll(state, eks.as_ref(), deps).await;
+        return crate::task::cluster_ops::poll(state, deps.eks.as_ref(), deps).await;
     }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;

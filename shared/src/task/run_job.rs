@@ -3,7 +3,7 @@
 //! token), handing Jobs that outlive the inline window to the poller.
 
 use crate::contract::curve::PollCurve;
-use crate::contract::error::{names, TaskError};
+use crate::contract::error::TaskError;
 use crate::contract::payload;
 use crate::contract::payload::callback_token;
 use crate::contract::payload::RunJobInput;
@@ -128,16 +128,8 @@ async fn run_with_callback(
                 failures: Vec::new(),
                 execution: input.execution.clone(),
             };
-            match &deps.handoff {
-                Some(h) => {
-                    h.hand_off(&state.next_poll()?).await?;
-                    Ok(Inline::HandedOff(Box::new(state)))
-                }
-                None => Err(TaskError::new(
-                    names::INTERNAL,
-                    json!({ "message": format!("the Job {}/{} was still running when this invocation ran out of time, and no poller is configured to take it over", state.namespace, state.job_name), "job": state.job_name }),
-                )),
-            }
+            deps.hand_off(&state.next_poll()?).await?;
+            Ok(Inline::HandedOff(Box::new(state)))
         }
     }
 }

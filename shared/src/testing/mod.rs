@@ -1,9 +1,33 @@
-//! Test doubles shared by the library's unit tests and the integration tests (feature
-//! `test-util`).
+//! The test doubles, one set for the library's unit tests and the integration tests
+//! (feature `test-util`): a fake Kubernetes API server for Jobs ([`FakeKube`]), a
+//! scripted EKS ([`ScriptedEks`]), a recording callback ([`RecordingCallback`]), a
+//! cluster nobody can reach ([`NoCluster`]), clocks that move only when told
+//! ([`ManualClock`], [`TokioClock`]) and [`Deps::test`].
 
-use crate::ports::clock::Clock;
-use std::sync::Mutex;
+// A double fails the test by panicking (an unscripted call, say).
+#![allow(clippy::panic)]
+
+mod eks;
+mod kube;
+
+pub use eks::ScriptedEks;
+pub use kube::{answer, FakeKube};
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::adapters::null::{NoArchive, NoEks, NoPoller};
+use crate::config::Settings;
+use crate::contract::error::{names, TaskError};
+use crate::contract::payload::ClusterRef;
+use crate::ports::callback::{CallbackError, TaskCallback};
+use crate::ports::clock::{Clock, SystemClock};
+use crate::ports::cluster::Connector;
+use crate::ports::kube::KubeApi;
+use crate::task::deps::Deps;
 
 /// A clock that stands still until moved; for tests.
 #[derive(Debug)]
@@ -27,5 +51,122 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         self.0.lock().map_or(SystemTime::UNIX_EPOCH, |t| *t)
+    }
+}
+
+/// A clock that moves with tokio's time (paused in tests), from a fixed instant.
+#[derive(Debug)]
+pub struct TokioClock(tokio::time::Instant);
+
+impl TokioClock {
+    /// A clock starting now (tokio's now).
+    #[must_use]
+    pub fn start() -> Self {
+        Self(tokio::time::Instant::now())
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + self.0.elapsed()
+    }
+}
+
+/// A callback that records what it is told and always succeeds.
+#[derive(Debug, Default)]
+pub struct RecordingCallback {
+    succeeded: Mutex<Vec<(String, Value)>>,
+    failed: Mutex<Vec<(String, TaskError)>>,
+    heartbeats: Mutex<usize>,
+}
+
+impl RecordingCallback {
+    /// The successes sent: `(token, output)`.
+    #[must_use]
+    pub fn succeeded(&self) -> Vec<(String, Value)> {
+        self.succeeded.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The failures sent: `(token, error)`.
+    #[must_use]
+    pub fn failed(&self) -> Vec<(String, TaskError)> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The heartbeats sent.
+    #[must_use]
+    pub fn heartbeats(&self) -> usize {
+        self.heartbeats.lock().map(|h| *h).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl TaskCallback for RecordingCallback {
+    async fn succeed(&self, token: &str, output: &Value) -> Result<(), CallbackError> {
+        if let Ok(mut s) = self.succeeded.lock() {
+            s.push((token.to_owned(), output.clone()));
+        }
+        Ok(())
+    }
+    async fn fail(&self, token: &str, error: &TaskError) -> Result<(), CallbackError> {
+        if let Ok(mut f) = self.failed.lock() {
+            f.push((token.to_owned(), error.clone()));
+        }
+        Ok(())
+    }
+    async fn heartbeat(&self, _token: &str) -> Result<(), CallbackError> {
+        if let Ok(mut h) = self.heartbeats.lock() {
+            *h += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A cluster nobody can reach: every connect is counted and refused
+/// (`EksTaskWorker.ClusterUnreachable`).
+#[derive(Debug, Default)]
+pub struct NoCluster {
+    connects: Mutex<usize>,
+}
+
+impl NoCluster {
+    /// How many connects were tried.
+    #[must_use]
+    pub fn connects(&self) -> usize {
+        self.connects.lock().map(|c| *c).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Connector for NoCluster {
+    async fn connect(&self, _cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
+        if let Ok(mut c) = self.connects.lock() {
+            *c += 1;
+        }
+        Err(TaskError::message(
+            names::CLUSTER_UNREACHABLE,
+            "test double: no cluster",
+        ))
+    }
+}
+
+impl Deps {
+    /// The ports for a test: default settings, `connector` and `callback` as given, the
+    /// system clock, and the null poller, EKS and archive.
+    ///
+    /// # Panics
+    /// Never: the default settings are valid.
+    #[must_use]
+    pub fn test(connector: Arc<dyn Connector>, callback: Arc<dyn TaskCallback>) -> Self {
+        let settings = Settings::from_lookup(|_| None).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            settings,
+            connector,
+            callback,
+            handoff: Arc::new(NoPoller),
+            clock: Arc::new(SystemClock),
+            eks: Arc::new(NoEks::new("a test without EKS")),
+            archive: Arc::new(NoArchive),
+        }
     }
 }
