@@ -14,9 +14,10 @@ build: ## build every crate (debug)
 TOOLS := $(HOME)/.cache/eks-task-worker/tools-venv/bin
 ASL_VALIDATOR := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules/.bin/asl-validator
 
-lint: ## rustfmt, clippy, cfn-lint, sam validate --lint and the ASL validator, as CI runs them
+lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint and the ASL validator, as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p shared --no-deps
 	scripts/install-tools.sh
 	$(TOOLS)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/sam validate --lint --region us-east-1

@@ -1,7 +1,11 @@
-//! The composition root: the only place that builds the real adapters (AWS SDK clients,
-//! the EKS REST client, the cluster connector) into a [`Deps`]. Only the functions' mains,
-//! the CLI and tests use it; the task logic never does. The Lambda boundary's error
-//! conversion lives here too.
+//! The composition root of the functions: the one place that builds the real adapters
+//! (AWS SDK clients, the EKS REST client, the cluster connector, the Scheduler hand-off,
+//! the S3 archive, activities and executions) and puts them in a [`Deps`]. The task
+//! logic never builds an adapter; the functions' mains only call this and hand the
+//! result to a handler. The Lambda boundary's error conversion lives here too. (The CLI
+//! builds the few clients its commands need itself.)
+
+use std::sync::Arc;
 
 use crate::adapters::cluster_connector::ClusterConnector;
 use crate::adapters::credentials::AwsCredentials;
@@ -10,6 +14,7 @@ use crate::adapters::eks_rest::EksRest;
 use crate::adapters::null::{NoEks, NoPoller};
 use crate::adapters::s3::S3Archive;
 use crate::adapters::scheduler::SchedulerHandOff;
+use crate::adapters::step_functions::activities::StepFunctionsActivities;
 use crate::adapters::step_functions::StepFunctions;
 use crate::adapters::token::BearerTokens;
 use crate::config::Settings;
@@ -17,9 +22,21 @@ use crate::contract::error::TaskError;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::credentials::CredentialsError;
 use crate::ports::eks::EksApi;
+use crate::ports::executions::Executions;
 use crate::ports::handoff::HandOff;
 use crate::task::deps::Deps;
-use std::sync::Arc;
+
+/// The Step Functions activities the activity function polls.
+#[must_use]
+pub fn activities(sdk: &aws_config::SdkConfig) -> StepFunctionsActivities {
+    StepFunctionsActivities::new(sdk)
+}
+
+/// Step Functions executions, which the cleanup function asks whether they still run.
+#[must_use]
+pub fn executions(sdk: &aws_config::SdkConfig) -> Arc<dyn Executions> {
+    Arc::new(aws_sdk_sfn::Client::new(sdk))
+}
 
 impl From<TaskError> for lambda_runtime::Diagnostic {
     fn from(e: TaskError) -> Self {

@@ -101,7 +101,7 @@ async fn run_case(function: &str, payload: Value, doubles: &Doubles) -> Option<T
         "run-job" | "call" => return handle(function, payload, &deps).await.err(),
         "poller" => return shared::task::poller::handle(payload, &deps).await.err(),
         "cluster-ops" => {
-            return shared::task::cluster_ops::handle(payload, doubles.eks.as_ref(), &deps, None)
+            return shared::task::cluster_ops::handle(payload, &deps, None)
                 .await
                 .err()
         }

@@ -846,13 +846,9 @@ impl Drop for FaultProxy {
 ///
 /// # Errors
 /// The task error.
-///
-/// # Panics
-/// When `deps` has no EKS client.
 pub async fn cluster_op(
     deps: &Deps,
     payload: Value,
 ) -> Result<Value, shared::contract::error::TaskError> {
-    let eks = deps.eks.clone();
-    shared::task::cluster_ops::handle(payload, eks.as_ref(), deps, None).await
+    shared::task::cluster_ops::handle(payload, deps, None).await
 }

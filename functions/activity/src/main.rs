@@ -3,23 +3,18 @@
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::adapters::step_functions::activities::StepFunctionsActivities;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (deps, sdk) = shared::wiring::from_env().await?;
-    let source = StepFunctionsActivities::new(&sdk);
+    let source = shared::wiring::activities(&sdk);
     let worker = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .unwrap_or_else(|_| "eks-task-worker-activity".into());
+    let (deps, source, worker) = (&deps, &source, worker.as_str());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (deps, source, worker) = (&deps, &source, &worker);
-        async move {
-            let deadline = event.context.deadline();
-            shared::task::activity::handle(source, deps, worker, Some(deadline))
-                .await
-                .map_err(lambda_runtime::Diagnostic::from)
-        }
+        let deadline = Some(event.context.deadline());
+        shared::task::activity::handle(source, deps, worker, deadline)
     }))
     .await
 }

@@ -7,13 +7,9 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (deps, _sdk) = shared::wiring::from_env().await?;
+    let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let deps = &deps;
-        async move {
-            shared::task::call::handle(event.payload, deps)
-                .await
-                .map_err(lambda_runtime::Diagnostic::from)
-        }
+        shared::task::call::handle(event.payload, deps)
     }))
     .await
 }

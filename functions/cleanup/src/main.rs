@@ -15,15 +15,10 @@ async fn main() -> Result<(), Error> {
         dry_run: deps.settings.cleanup_dry_run,
         grace: deps.settings.cleanup_grace,
     };
-    let eks = deps.eks.clone();
-    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let executions = shared::wiring::executions(&sdk);
+    let (eks, executions) = (deps.eks.as_ref(), executions.as_ref());
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
-        let (eks, sfn) = (eks.clone(), &sfn);
-        async move {
-            shared::task::cleanup::run(eks.as_ref(), sfn, options, SystemTime::now())
-                .await
-                .map_err(lambda_runtime::Diagnostic::from)
-        }
+        shared::task::cleanup::run(eks, executions, options, SystemTime::now())
     }))
     .await
 }

@@ -8,15 +8,10 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (deps, _sdk) = shared::wiring::from_env().await?;
-    let eks = deps.eks.clone();
+    let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (deps, eks) = (&deps, eks.clone());
-        async move {
-            let deadline = event.context.deadline();
-            shared::task::cluster_ops::handle(event.payload, eks.as_ref(), deps, Some(deadline))
-                .await
-                .map_err(lambda_runtime::Diagnostic::from)
-        }
+        let deadline = Some(event.context.deadline());
+        shared::task::cluster_ops::handle(event.payload, deps, deadline)
     }))
     .await
 }

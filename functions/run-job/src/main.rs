@@ -7,14 +7,10 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (deps, _sdk) = shared::wiring::from_env().await?;
+    let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let deps = &deps;
-        async move {
-            let deadline = event.context.deadline();
-            shared::task::run_job::handle(event.payload, deps, Some(deadline))
-                .await
-                .map_err(lambda_runtime::Diagnostic::from)
-        }
+        let deadline = Some(event.context.deadline());
+        shared::task::run_job::handle(event.payload, deps, deadline)
     }))
     .await
 }

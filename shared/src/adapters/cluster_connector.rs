@@ -1,21 +1,21 @@
 //! The cluster connector: a Kubernetes client per cluster with a fresh bearer token, only
 //! for the cluster's own endpoint (or one the deployment trusts).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use url::Url;
+
 use crate::adapters::kube_client::KubeClient;
 use crate::adapters::token::BearerTokens;
 use crate::config::timeouts::Timeouts;
 use crate::contract::certificates::parse_certificates;
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
-use crate::ports::cluster::ClusterAccess;
-use crate::ports::cluster::ClusterDirectory;
-use crate::ports::cluster::Connector;
+use crate::ports::cluster::{ClusterAccess, ClusterDirectory, Connector};
 use crate::ports::kube::KubeApi;
-use async_trait::async_trait;
-use std::collections::HashMap;
-use std::sync::Arc;
-use tokio::sync::Mutex;
-use url::Url;
 
 /// Whether two endpoints are the same server: scheme, host and port.
 #[must_use]
@@ -159,7 +159,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::ports::credentials::{CredentialSource, CredentialsError};
+    use crate::testing::FakeCredentials;
 
     struct Directory {
         endpoint: &'static str,
@@ -182,25 +182,13 @@ mod tests {
         }
     }
 
-    struct NoCredentials;
-
-    #[async_trait]
-    impl CredentialSource for NoCredentials {
-        async fn credentials(
-            &self,
-            _role_arn: Option<&str>,
-        ) -> Result<aws_credential_types::Credentials, CredentialsError> {
-            Err(CredentialsError::Load("not in this test".into()))
-        }
-    }
-
     fn connector(trusted: &[&str]) -> (ClusterConnector, Arc<Directory>) {
         let directory = Arc::new(Directory {
             endpoint: "https://abc.gr7.us-east-1.eks.amazonaws.com",
             asked: AtomicU32::new(0),
         });
         let tokens = Arc::new(BearerTokens::new(
-            Arc::new(NoCredentials),
+            Arc::new(FakeCredentials::none()),
             Arc::new(crate::ports::clock::SystemClock),
         ));
         let c = ClusterConnector::new(

@@ -1,14 +1,15 @@
 //! AWS credentials from the SDK's provider chain, or a role assumed with STS.
 
-use crate::contract::error::error_chain;
-use crate::ports::credentials::CredentialSource;
-use crate::ports::credentials::CredentialsError;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
 use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
+
+use crate::contract::error::error_chain;
+use crate::ports::credentials::{CredentialSource, CredentialsError};
 
 /// Assumed-role credentials are renewed this long before they expire.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);

@@ -1,12 +1,13 @@
 //! The cluster directory on EKS `DescribeCluster`, asked with the task's role when one is
 //! given.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
 use crate::contract::error::{error_chain, names, TaskError};
 use crate::contract::payload;
-use crate::ports::cluster::ClusterAccess;
-use crate::ports::cluster::ClusterDirectory;
-use async_trait::async_trait;
-use std::sync::Arc;
+use crate::ports::cluster::{ClusterAccess, ClusterDirectory};
 
 /// [`ClusterDirectory`] over the EKS API.
 pub struct EksDirectory {

@@ -1,16 +1,17 @@
 //! The EKS REST API, SigV4-signed over HTTPS.
 
-use crate::contract::error::{error_chain, names, TaskError};
-use crate::ports::credentials::CredentialSource;
-use crate::ports::eks::EksApi;
-use crate::ports::eks::{EksCallError, EksError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use async_trait::async_trait;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+
+use crate::contract::error::{error_chain, names, TaskError};
+use crate::ports::credentials::CredentialSource;
+use crate::ports::eks::{EksApi, EksCallError, EksError};
 
 type HttpsClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,

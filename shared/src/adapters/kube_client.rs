@@ -1,19 +1,16 @@
 //! The Kubernetes client: kube's HTTP client with the worker's timeouts and no retry of
 //! its own.
 
-use crate::config::timeouts::Timeouts;
-use crate::contract::error::{error_chain, TaskError};
-use crate::ports::kube::reason_phrase;
-use crate::ports::kube::KubeApi;
-use crate::ports::kube::KubeRequest;
-use crate::ports::kube::KubeResponse;
-use crate::ports::kube::TransportError;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::Value;
+
+use crate::config::timeouts::Timeouts;
+use crate::contract::error::{error_chain, TaskError};
+use crate::ports::kube::{reason_phrase, KubeApi, KubeRequest, KubeResponse, TransportError};
 
 /// [`KubeApi`] over a kube-rs client.
 #[derive(Clone)]

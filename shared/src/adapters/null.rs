@@ -20,15 +20,13 @@ pub struct NoPoller;
 
 #[async_trait]
 impl HandOff for NoPoller {
-    async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {
-        Err(HandOffError::Refused(TaskError::new(
-            names::INTERNAL,
-            json!({ "message": "the work was still running when this invocation ran out of time, and no poller is configured to take it over (POLLER_ARN, SCHEDULER_ROLE_ARN)", "poll": poll.key }),
-        )))
+    async fn hand_off(&self, _poll: &NextPoll) -> Result<(), HandOffError> {
+        Err(HandOffError::NoPoller)
     }
 }
 
-/// No EKS client (it could not be built: `why`).
+/// No EKS client (it could not be built: `why`). Every call is an
+/// `EksTaskWorker.InternalError`, which nothing retries.
 #[derive(Debug)]
 pub struct NoEks {
     why: String,
@@ -51,7 +49,7 @@ impl EksApi for NoEks {
         _body: Option<&Value>,
     ) -> Result<Value, EksCallError> {
         Err(EksCallError::Unreachable(TaskError::new(
-            names::EKS_API,
+            names::INTERNAL,
             json!({ "message": format!("no EKS client: {}", self.why), "path": path }),
         )))
     }

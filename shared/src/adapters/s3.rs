@@ -1,12 +1,13 @@
 //! The log archive on S3: each container's log streamed in multipart uploads.
 
-use crate::contract::error::{names, TaskError};
-use crate::ports::archive::LogArchive;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::json;
+
+use crate::contract::error::{names, TaskError};
+use crate::ports::archive::LogArchive;
 
 /// The size of a multipart part (S3 wants at least 5 MiB for all but the last).
 pub const PART_BYTES: usize = 8 * 1024 * 1024;

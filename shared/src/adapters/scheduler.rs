@@ -1,24 +1,25 @@
 //! The hand-off to the poller through EventBridge Scheduler: one one-time schedule per
 //! poll, deleted after it fires.
 
-use crate::config::ScheduleSettings;
-use crate::contract::error::{error_chain, names, TaskError};
-use crate::contract::poll_state::at_expression;
-use crate::contract::poll_state::schedule_name;
-use crate::contract::poll_state::NextPoll;
-use crate::contract::poll_state::MAX_SCHEDULE_INPUT_CHARS;
-use crate::ports::clock::Clock;
-use crate::ports::handoff::{HandOff, HandOffError};
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, Target,
 };
-use std::sync::Arc;
-use std::time::Duration;
+
+use crate::config::ScheduleSettings;
+use crate::contract::error::{error_chain, names, TaskError};
+use crate::contract::poll_state::{
+    at_expression, schedule_name, NextPoll, MAX_SCHEDULE_INPUT_CHARS,
+};
+use crate::ports::clock::Clock;
+use crate::ports::handoff::{HandOff, HandOffError};
 
 /// [`HandOff`] through EventBridge Scheduler: a one-time schedule per poll that invokes
-/// the poller with the [`PollState`] as input and deletes itself after.
+/// the poller with the [`PollState`](crate::contract::poll_state::PollState) as input and deletes itself after.
 pub struct SchedulerHandOff {
     client: aws_sdk_scheduler::Client,
     settings: ScheduleSettings,

@@ -243,9 +243,7 @@ pub fn decode(token: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::ManualClock;
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::testing::{FakeCredentials, ManualClock};
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
@@ -319,19 +317,9 @@ mod tests {
         assert!(!format!("{t:?}").contains("k8s-aws-v1"));
     }
 
-    struct Counting(AtomicUsize);
-
-    #[async_trait]
-    impl CredentialSource for Counting {
-        async fn credentials(&self, _role: Option<&str>) -> Result<Credentials, CredentialsError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(creds(None))
-        }
-    }
-
     #[tokio::test]
     async fn tokens_are_reused_then_renewed_before_expiry() {
-        let source = Arc::new(Counting(AtomicUsize::new(0)));
+        let source = Arc::new(FakeCredentials::fixed(creds(None)));
         let clock = Arc::new(ManualClock::new(at(1_714_564_800)));
         let tokens = BearerTokens::new(source.clone(), clock.clone());
         let first = tokens
@@ -346,7 +334,7 @@ mod tests {
             .map(|t| t.token)
             .unwrap_or_default();
         assert_eq!(first, again);
-        assert_eq!(source.0.load(Ordering::SeqCst), 1);
+        assert_eq!(source.asked(), 1);
         clock.advance(Duration::from_secs(60));
         let renewed = tokens
             .token("us-east-1", "c", None)
@@ -354,7 +342,7 @@ mod tests {
             .map(|t| t.token)
             .unwrap_or_default();
         assert_ne!(first, renewed);
-        assert_eq!(source.0.load(Ordering::SeqCst), 2);
+        assert_eq!(source.asked(), 2);
         let other = tokens
             .token("us-east-1", "other", None)
             .await

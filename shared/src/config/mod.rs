@@ -55,7 +55,7 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// `POLL_MIN_SECONDS` (default 60): the shortest delay a curve may hold.
     pub poll_min_seconds: u64,
-    /// `POLL_CURVE_SECONDS` (default `60,60,60,120,180,240,300`): see [`crate::curve`].
+    /// `POLL_CURVE_SECONDS` (default `60,60,60,120,180,240,300`): see [`crate::contract::curve`].
     pub poll_curve: PollCurve,
     /// `MAX_FAILED_POLLS` (default 5): consecutive polls that could not read the Job
     /// before the task is failed.

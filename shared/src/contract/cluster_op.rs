@@ -3,17 +3,14 @@
 //! `eks:deleteFargateProfile` with the native (PascalCase) request fields, parsed and
 //! checked once, and turned into the EKS REST request.
 
-use crate::contract::tags::CREATED_TAG;
-use crate::contract::tags::EXECUTION_TAG;
-use crate::contract::tags::MANAGED_BY;
-use crate::contract::tags::MANAGED_TAG;
+use std::time::SystemTime;
 
-use crate::contract::error::TaskError;
-
-use crate::contract::payload::{self, callback_token};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::time::SystemTime;
+
+use crate::contract::error::TaskError;
+use crate::contract::payload::{self, callback_token};
+use crate::contract::tags::{CREATED_TAG, EXECUTION_TAG, MANAGED_BY, MANAGED_TAG};
 
 /// A cluster operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,9 +1,9 @@
 //! The task error: the one shape every failure takes at the boundary, with a stable,
 //! documented name (the README's Errors table) and a JSON cause a person can act on.
 //!
-//! Modules keep their own error enums; each converts into a [`TaskError`] here, so the
-//! mapping from "what went wrong" to "which name a state machine's `Catch` sees" lives in
-//! one place.
+//! The names a state machine's `Catch` sees are all in [`names`]. Ports keep their own
+//! error enums (callback, credentials, Kubernetes transport, hand-off, EKS calls); each
+//! converts into a [`TaskError`] with one of these names, beside its enum.
 
 use serde_json::{json, Value};
 

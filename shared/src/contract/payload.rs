@@ -297,7 +297,10 @@ fn opt_bool(fields: &Fields, name: &str, at: &str) -> Result<bool, TaskError> {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// Whether `s` is a DNS label (RFC 1123), as Kubernetes names namespaces: 1 to 63
+/// lowercase letters, digits and '-', not starting or ending with '-'.
+#[must_use]
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

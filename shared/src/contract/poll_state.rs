@@ -2,17 +2,17 @@
 //! operation's state, the attempt, the curve), with their bounds, schedule names and
 //! `at()` expressions. Wire formats: changing a field breaks polls already scheduled.
 
-use crate::contract::cluster_op::Operation;
-use crate::contract::curve::PollCurve;
-use crate::contract::error::{names, TaskError};
-
-use crate::contract::payload;
-use crate::contract::payload::{ClusterRef, LogOptions};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+
+use crate::contract::cluster_op::Operation;
+use crate::contract::curve::PollCurve;
+use crate::contract::error::{names, TaskError};
+use crate::contract::payload;
+use crate::contract::payload::{ClusterRef, LogOptions};
 
 /// What a `.sync` cluster operation's poller needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,9 +1,10 @@
 //! The marks the worker puts on what it creates, and the ownership rule that reads them:
 //! the task label on Jobs, the managed-by and execution tags on EKS resources.
 
-use crate::contract::error::{names, TaskError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+use crate::contract::error::{names, TaskError};
 
 /// The tag that marks what the worker created.
 pub const MANAGED_TAG: &str = "eks-task-worker.io/managed-by";

@@ -1,7 +1,8 @@
 //! The activity port: tasks taken from Step Functions activities.
 
-use crate::contract::error::TaskError;
 use async_trait::async_trait;
+
+use crate::contract::error::TaskError;
 
 /// A task handed out by `GetActivityTask`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! The log archive port: a container's whole log, streamed to durable storage.
 
-use crate::contract::error::TaskError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+
+use crate::contract::error::TaskError;
 
 /// Somewhere to keep whole logs.
 #[async_trait]

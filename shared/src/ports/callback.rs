@@ -1,8 +1,9 @@
 //! The callback port: how a task's answer reaches Step Functions.
 
-use crate::contract::error::{names, TaskError};
 use async_trait::async_trait;
 use serde_json::Value;
+
+use crate::contract::error::{names, TaskError};
 
 /// Errors answering a task.
 #[derive(Debug, thiserror::Error)]

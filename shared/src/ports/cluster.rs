@@ -1,12 +1,14 @@
 //! The cluster ports: where a cluster is (its endpoint and CA, from EKS) and a Kubernetes
 //! client connected to it with a bearer token.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use url::Url;
+
 use crate::contract::error::TaskError;
 use crate::contract::payload::ClusterRef;
 use crate::ports::kube::KubeApi;
-use async_trait::async_trait;
-use std::sync::Arc;
-use url::Url;
 
 /// What `eks:DescribeCluster` tells about a cluster.
 #[derive(Debug, Clone, PartialEq)]

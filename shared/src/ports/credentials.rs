@@ -1,8 +1,9 @@
 //! The credentials port: AWS credentials, the function's own or a role's.
 
-use crate::contract::error::{names, TaskError};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
+
+use crate::contract::error::{names, TaskError};
 
 /// Errors getting credentials.
 #[derive(Debug, thiserror::Error)]

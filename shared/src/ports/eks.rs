@@ -1,8 +1,10 @@
-//! The EKS API port: a REST call and its error.
+//! The EKS API ports: a REST call and its error ([`EksApi`], [`EksCallError`]), and the
+//! access entries the bootstrap creates ([`AccessEntries`]).
 
-use crate::contract::error::{names, TaskError};
 use async_trait::async_trait;
 use serde_json::{json, Value};
+
+use crate::contract::error::{names, TaskError};
 
 /// An answer of the EKS API that is not a success.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,8 @@
 //! The executions port: whether a Step Functions execution still runs.
 
-use crate::contract::error::TaskError;
 use async_trait::async_trait;
+
+use crate::contract::error::TaskError;
 
 /// Whether an execution still runs.
 #[async_trait]

@@ -15,12 +15,19 @@ pub enum HandOffError {
     /// The scheduler refused the poll for good.
     #[error("{0}")]
     Refused(TaskError),
+    /// This deployment has no poller (`POLLER_ARN`, `SCHEDULER_ROLE_ARN` unset).
+    #[error("no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)")]
+    NoPoller,
 }
 
 impl From<HandOffError> for TaskError {
     fn from(e: HandOffError) -> Self {
         match e {
             HandOffError::Busy(e) | HandOffError::Refused(e) => e,
+            HandOffError::NoPoller => TaskError::message(
+                crate::contract::error::names::INTERNAL,
+                "no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)",
+            ),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The Kubernetes API port: a request, its response and the transport's errors.
 
-use crate::contract::error::{names, TaskError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::Value;
+
+use crate::contract::error::{names, TaskError};
 
 /// A request to the API server.
 #[derive(Debug, Clone, PartialEq)]

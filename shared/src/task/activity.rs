@@ -1,14 +1,14 @@
 //! The activity function: takes tasks from Step Functions activities and runs each as
 //! run-job or call would, answering on its token.
 
-use crate::config::activities::Activity;
-use crate::config::activities::Function;
-use crate::contract::error::{names, TaskError};
-use crate::ports::activities::ActivitySource;
-use crate::ports::activities::ActivityTask;
-use crate::task::deps::Deps;
-use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::config::activities::{Activity, Function};
+use crate::contract::error::{names, TaskError};
+use crate::ports::activities::{ActivitySource, ActivityTask};
+use crate::task::deps::Deps;
 
 /// The payload an activity task runs with: its input, with its task token.
 fn payload(task: &ActivityTask) -> Result<Value, TaskError> {
@@ -68,7 +68,7 @@ pub async fn run_task(
             Function::RunJob => crate::task::run_job::handle(p, deps, deadline).await,
             Function::Call => crate::task::call::handle(p, deps).await,
         },
-        Err(e) => crate::task::answer::respond(deps, &task.task_token, Err(e)).await,
+        Err(e) => crate::task::answer::send_answer(deps, &task.task_token, Err(e)).await,
     }
 }
 

@@ -1,20 +1,20 @@
 //! Answering a task: on its token (callback) or as the invocation's result
 //! (request/response), once, with the turn that makes two deliveries answer once.
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use serde_json::Value;
+
 use crate::contract::budget::serialized_len;
 use crate::contract::error::{names, TaskError};
-
 use crate::ports::callback::CallbackError;
 use crate::ports::kube::KubeApi;
-
 use crate::task::deps::Deps;
 use crate::task::job::{self, JobId};
 use crate::task::telemetry;
 use crate::task::telemetry::Metric;
-use serde_json::json;
-use serde_json::Value;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 /// Tries a callback up to three times while it fails for a reason other than the
 /// task being gone (throttling, network), pausing 0.5 s, then 1 s.
@@ -27,7 +27,8 @@ where
     Fut: std::future::Future<Output = Result<(), CallbackError>>,
 {
     let may_pass = |e: &CallbackError| matches!(e, CallbackError::Other(_));
-    crate::task::retry::retry("the Step Functions call", 3, may_pass, |_| None, call).await
+    let policy = crate::task::retry::Policy::default();
+    crate::task::retry::retry("the Step Functions call", policy, may_pass, |_| None, call).await
 }
 
 /// Where a Job runs, for its metrics, and how many polls it took.
@@ -55,8 +56,8 @@ pub struct EndFacts {
 /// bytes cut.
 ///
 /// # Errors
-/// As [`respond`].
-pub async fn answer_task(
+/// As [`send_answer`].
+pub async fn send_job_answer(
     deps: &Deps,
     token: &str,
     answer: Result<Value, TaskError>,
@@ -70,7 +71,7 @@ pub async fn answer_task(
         Err(_) => None,
     };
     let result_bytes = answer.as_ref().ok().map(serialized_len);
-    let report = respond(deps, token, answer).await?;
+    let report = send_answer(deps, token, answer).await?;
     tracing::info!(answered = %report["answered"], error = %report["error"], "task answered");
     if let (Some(outcome), false) = (outcome, report["answered"] == "nobody") {
         let mut values = vec![(outcome, 1.0)];
@@ -104,7 +105,7 @@ pub async fn answer_task(
 /// the invocation's result when it has none (request/response).
 ///
 /// # Errors
-/// Request/response: the task's error. Callback: as [`respond`].
+/// Request/response: the task's error. Callback: as [`send_answer`].
 pub async fn deliver(
     deps: &Deps,
     token: Option<&str>,
@@ -112,7 +113,7 @@ pub async fn deliver(
 ) -> Result<Value, TaskError> {
     match token {
         None => answer,
-        Some(token) => respond(deps, token, answer).await,
+        Some(token) => send_answer(deps, token, answer).await,
     }
 }
 
@@ -121,7 +122,7 @@ pub async fn deliver(
 /// # Errors
 /// `EksTaskWorker.CallbackError` when Step Functions refused for a reason other than
 /// the task being gone.
-pub async fn respond(
+pub async fn send_answer(
     deps: &Deps,
     token: &str,
     answer: Result<Value, TaskError>,
@@ -147,7 +148,7 @@ pub async fn respond(
 }
 
 /// This delivery's turn to answer a finished Job's task ([`job::take_turn`]), renewed
-/// while the answer is built; [`AnswerTurn::answer`] sends it and marks it sent on the
+/// while the answer is built; [`AnswerTurn::send`] sends it and marks it sent on the
 /// Job.
 pub struct AnswerTurn {
     kube: Arc<dyn KubeApi>,
@@ -200,12 +201,12 @@ impl AnswerTurn {
         })
     }
 
-    /// Sends the answer ([`answer_task`]) and, once Step Functions has it, marks it sent
+    /// Sends the answer ([`send_job_answer`]) and, once Step Functions has it, marks it sent
     /// on the Job, so that another delivery of the task sends nothing.
     ///
     /// # Errors
-    /// As [`answer_task`].
-    pub async fn answer(
+    /// As [`send_job_answer`].
+    pub async fn send(
         self,
         deps: &Deps,
         token: &str,
@@ -213,7 +214,7 @@ impl AnswerTurn {
         facts: EndFacts,
         at: &JobPlace,
     ) -> Result<Value, TaskError> {
-        let report = answer_task(deps, token, answer, facts, at).await;
+        let report = send_job_answer(deps, token, answer, facts, at).await;
         self.renewal.abort();
         if report.is_ok() {
             job::answered(self.kube.as_ref(), &self.job, &self.me).await;

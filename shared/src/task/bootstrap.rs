@@ -8,11 +8,12 @@
 //! [`plan`] says what will be done (and is what `--dry-run` prints); [`apply`] does it,
 //! idempotently.
 
+use serde_json::{json, Value};
+
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload;
 use crate::ports::eks::AccessEntries;
 use crate::ports::kube::{KubeApi, KubeRequest};
-use serde_json::{json, Value};
 
 /// The rules of the worker's Role, one source for the command and the docs.
 pub const ROLE_RULES: &str = include_str!("worker-role-rules.json");
@@ -117,13 +118,7 @@ pub fn plan(grant: &Grant, mode: AuthMode) -> Result<Vec<Step>, TaskError> {
             "must be an IAM role (or user) ARN, arn:aws:iam::<account>:role/<name>",
         ));
     }
-    if grant.namespace.is_empty()
-        || grant.namespace.len() > 63
-        || !grant
-            .namespace
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !payload::is_dns_label(&grant.namespace) {
         return Err(TaskError::invalid_input(
             "--namespace",
             "must be a namespace name (lowercase letters, digits and '-')",

@@ -1,13 +1,15 @@
 //! The cleanup function: deletes the clusters an execution left behind (tagged by the
 //! worker, older than the grace period, their execution no longer running).
 
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
 use crate::contract::error::TaskError;
 use crate::contract::tags::{self, CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
 use crate::ports::eks::EksApi;
 use crate::ports::executions::Executions;
 use crate::task::force_delete::{advance_force_delete, Stage};
-use serde_json::{json, Value};
-use std::time::{Duration, SystemTime};
 
 /// What one cleanup run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +76,8 @@ pub async fn run(
             Ok(d) => d,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
-                errors.push(json!({ "cluster": name, "error": format!("{e:?}") }));
+                let e = e.task_error("DescribeCluster");
+                errors.push(json!({ "cluster": name, "error": e.name, "cause": e.cause }));
                 continue;
             }
         };

@@ -1,27 +1,22 @@
-//! Cluster operations: `eks:createCluster`, `eks:deleteCluster`, `eks:createNodegroup`,
-//! `eks:deleteNodegroup`, `eks:createFargateProfile`, `eks:deleteFargateProfile`, with
-//! the native request fields, request/response or `.sync` (callback: answered once the
-//! resource is ACTIVE, or gone). What the worker creates carries ownership tags, so the
-//! cleanup function can find what an execution left behind. `deleteCluster` with
-//! `ForceDeleteCompute` first deletes the cluster's nodegroups (together) and Fargate
-//! profiles (one at a time: EKS refuses parallel Fargate deletes).
+//! The cluster-operations function: starts the operation a payload names (parsed and
+//! tagged in `contract::cluster_op`), then answers request/response at once, or `.sync`
+//! once the resource is ACTIVE or gone: followed within the invocation for a while,
+//! then by the poller ([`poll`]). A forced `deleteCluster` is moved on by
+//! `task::force_delete`. Nothing is followed or deleted that the worker did not make.
 
-use crate::contract::cluster_op::parse;
-use crate::contract::cluster_op::resource_path;
-use crate::contract::cluster_op::OpInput;
-use crate::contract::cluster_op::Operation;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::contract::cluster_op::{parse, resource_path, OpInput, Operation};
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
 use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::owned;
-use crate::ports::eks::eks_failure;
-use crate::ports::eks::EksApi;
-use crate::task::answer::{deliver, respond};
+use crate::ports::eks::{eks_failure, EksApi};
+use crate::task::answer::{deliver, send_answer};
 use crate::task::deps::Deps;
-use crate::task::force_delete::advance_force_delete;
-use crate::task::force_delete::Stage;
-use serde_json::{json, Value};
-use std::time::{Duration, SystemTime};
+use crate::task::force_delete::{advance_force_delete, Stage};
 
 /// How long an invocation follows an operation before handing it to the poller.
 const INLINE_FOLLOW: Duration = Duration::from_secs(20);
@@ -146,7 +141,6 @@ async fn follow(
 /// Request/response: the task error. Callback: only when Step Functions cannot be told.
 pub async fn handle(
     payload: Value,
-    eks: &dyn EksApi,
     deps: &Deps,
     deadline: Option<SystemTime>,
 ) -> Result<Value, TaskError> {
@@ -154,7 +148,7 @@ pub async fn handle(
     tracing::Instrument::instrument(
         async {
             let token = callback_token(&payload);
-            let answer = match run(&payload, eks, deps, deadline).await {
+            let answer = match run(&payload, deps.eks.as_ref(), deps, deadline).await {
                 Ok(Some(v)) => Ok(v),
                 Ok(None) if token.is_some() => return Ok(json!({ "handedOff": true })),
                 Ok(None) => Err(TaskError::message(names::INTERNAL, "no answer")),
@@ -212,9 +206,10 @@ async fn run(
 ///
 /// # Errors
 /// Only when neither an answer nor the next schedule could be arranged.
-pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<Value, TaskError> {
+pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     use crate::ports::callback::CallbackError;
     use crate::task::answer::with_retries;
+    let eks = deps.eks.as_ref();
     state.check_bounds()?;
     // Looked at first, read only: a poll state that names something the worker does not
     // own is refused before anything is sent (no heartbeat, no answer, no delete).
@@ -232,10 +227,12 @@ pub async fn poll(state: ClusterPoll, eks: &dyn EksApi, deps: &Deps) -> Result<V
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
     match check(eks, &state).await {
-        Ok(Stage::Done(v)) => respond(deps, &state.task_token, Ok(v)).await,
+        Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(v)).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
-            respond(deps, &state.task_token, Err(e)).await
+            send_answer(deps, &state.task_token, Err(e)).await
         }
+        // No EKS client in this deployment: the invocation fails (nothing to poll with).
+        Err(e) if e.name == names::INTERNAL => Err(e),
         other => {
             if let Err(e) = &other {
                 tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");

@@ -1,5 +1,7 @@
 //! What the task logic works with: the deployment's settings and one of each port.
 
+use std::sync::Arc;
+
 use crate::config::Settings;
 use crate::ports::archive::LogArchive;
 use crate::ports::callback::TaskCallback;
@@ -7,7 +9,6 @@ use crate::ports::clock::Clock;
 use crate::ports::cluster::Connector;
 use crate::ports::eks::EksApi;
 use crate::ports::handoff::{HandOff, HandOffError};
-use std::sync::Arc;
 
 /// The ports a handler uses.
 #[derive(Clone)]
@@ -41,25 +42,93 @@ impl Deps {
         })
     }
 
-    /// Hands a poll to the poller, trying again (four tries in all) while the scheduler
-    /// is busy.
+    /// Hands a poll to the poller, trying again (four tries in all, pausing 0.2 s, then
+    /// twice as long each time) while the scheduler is busy.
     ///
     /// # Errors
-    /// What the hand-off fails with (`EksTaskWorker.InternalError` when this deployment
+    /// What the last try failed with ([`HandOffError::NoPoller`] when this deployment
     /// has no poller).
     pub async fn hand_off(
         &self,
         poll: &crate::contract::poll_state::NextPoll,
-    ) -> Result<(), crate::contract::error::TaskError> {
+    ) -> Result<(), HandOffError> {
         let busy = |e: &HandOffError| matches!(e, HandOffError::Busy(_));
+        let policy = crate::task::retry::Policy {
+            tries: 4,
+            first_pause: std::time::Duration::from_millis(200),
+        };
         crate::task::retry::retry(
             "handing off the poll",
-            4,
+            policy,
             busy,
             |_| None,
             || self.handoff.hand_off(poll),
         )
         .await
-        .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::contract::error::{names, TaskError};
+    use crate::contract::poll_state::NextPoll;
+    use crate::testing::{NoCluster, RecordingCallback, RecordingHandOff};
+
+    fn poll() -> NextPoll {
+        NextPoll {
+            key: "uid".into(),
+            attempt: 1,
+            delay_seconds: 60,
+            input: "{}".into(),
+        }
+    }
+
+    fn deps(handoff: &Arc<RecordingHandOff>) -> Deps {
+        let mut deps = Deps::test(
+            Arc::new(NoCluster::default()),
+            Arc::new(RecordingCallback::default()),
+        );
+        deps.handoff = handoff.clone();
+        deps
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_scheduler_is_tried_again_and_a_refusal_is_not() {
+        let busy = || HandOffError::Busy(TaskError::message(names::SCHEDULER, "throttled"));
+        let handoff = Arc::new(RecordingHandOff::answering(vec![
+            Err(busy()),
+            Err(busy()),
+            Ok(()),
+        ]));
+        let started = tokio::time::Instant::now();
+        assert_eq!(deps(&handoff).hand_off(&poll()).await, Ok(()));
+        assert_eq!(handoff.polls().len(), 3);
+        // 0.2 s, then 0.4 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(600));
+
+        let handoff = Arc::new(RecordingHandOff::answering(vec![Err(busy())]));
+        assert_eq!(deps(&handoff).hand_off(&poll()).await, Err(busy()));
+        assert_eq!(handoff.polls().len(), 4, "four tries in all");
+
+        let refused = HandOffError::Refused(TaskError::message(names::SCHEDULER, "invalid"));
+        let handoff = Arc::new(RecordingHandOff::answering(vec![Err(refused.clone())]));
+        assert_eq!(deps(&handoff).hand_off(&poll()).await, Err(refused));
+        assert_eq!(handoff.polls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_poller_the_hand_off_says_so() {
+        let deps = Deps::test(
+            Arc::new(NoCluster::default()),
+            Arc::new(RecordingCallback::default()),
+        );
+        let e = deps.hand_off(&poll()).await;
+        assert_eq!(e, Err(HandOffError::NoPoller));
+        let e: TaskError = HandOffError::NoPoller.into();
+        assert_eq!(e.name, names::INTERNAL);
     }
 }

@@ -1,12 +1,14 @@
 //! Why a Job does not progress: pods that cannot pull their image or be scheduled,
 //! reported and, by the stuck policy, failed.
 
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
 use crate::contract::error::{names, TaskError};
 use crate::contract::stuck_policy::StuckPolicy;
 use crate::contract::time::rfc3339 as time_of;
-use serde::Serialize;
-use serde_json::{json, Value};
-use std::time::{Duration, SystemTime};
 
 /// Container waiting reasons that mean the container cannot start.
 const START_FAILURES: [&str; 6] = [

@@ -1,5 +1,9 @@
 //! A finished Job's answer: its result (with logs) or its failure, and the stuck check.
 
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
 use crate::config::Cleanup;
 use crate::contract::budget::serialized_len;
 use crate::contract::error::{names, TaskError};
@@ -8,14 +12,9 @@ use crate::contract::stuck_policy::StuckPolicy;
 use crate::ports::kube::KubeApi;
 use crate::task::answer::EndFacts;
 use crate::task::deps::Deps;
-use crate::task::diagnosis;
-use crate::task::job;
 use crate::task::job::{JobId, Phase};
-use crate::task::logs;
-use crate::task::logs::archive;
-use crate::task::logs::PlacedLog;
-use serde_json::{json, Value};
-use std::sync::Arc;
+use crate::task::logs::{archive, PlacedLog};
+use crate::task::{diagnosis, job, logs};
 
 /// Bytes of log tail per failed container in a JobFailed cause.
 const FAILURE_LOG_BYTES: usize = 4096;
@@ -70,7 +69,7 @@ pub async fn finish(
         finished_at: job::finished_at(done),
         log_bytes_cut: 0,
     };
-    let answer = answer(kube.clone(), id, done, options, deps, &mut facts).await;
+    let answer = job_answer(kube.clone(), id, done, options, deps, &mut facts).await;
     let delete = match deps.settings.job_cleanup {
         Cleanup::Never => false,
         Cleanup::OnSuccess => answer.is_ok(),
@@ -84,7 +83,7 @@ pub async fn finish(
     (answer, facts)
 }
 
-async fn answer(
+async fn job_answer(
     kube: Arc<dyn KubeApi>,
     id: &JobId,
     done: &Value,

@@ -2,11 +2,11 @@
 //! then its Fargate profiles (one at a time: EKS refuses parallel Fargate deletes), then
 //! the cluster; only what the worker made.
 
+use serde_json::{json, Value};
+
 use crate::contract::error::TaskError;
 use crate::contract::tags::owned;
-use crate::ports::eks::eks_failure;
-use crate::ports::eks::EksApi;
-use serde_json::{json, Value};
+use crate::ports::eks::{eks_failure, EksApi};
 
 /// How a cluster operation stands.
 #[derive(Debug, Clone, PartialEq)]

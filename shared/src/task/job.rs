@@ -1,17 +1,18 @@
 //! A Job run on the cluster: create it (adopting the one a retried delivery already
-//! created), watch it until it finishes or the window closes, and say how it ended.
-//! The user's manifest passes through as JSON; the worker only adds its own labels.
+//! created), know it after that by its [`JobId`], watch it until it finishes or the
+//! window closes, say how it ended (its pods, warning events and failure summary), and
+//! take the turn to answer its task so that two deliveries answer once. The user's
+//! manifest passes through as JSON; the worker only adds its own labels.
 
-use crate::contract::error::{names, TaskError};
-use crate::contract::tags::task_label;
-use crate::contract::tags::MANAGED_BY;
-use crate::contract::tags::MANAGED_BY_LABEL;
-use crate::contract::tags::TASK_LABEL;
-use crate::ports::kube::{KubeApi, KubeRequest};
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
+
+use crate::contract::error::{names, TaskError};
+use crate::contract::tags::{task_label, MANAGED_BY, MANAGED_BY_LABEL, TASK_LABEL};
+use crate::ports::kube::{KubeApi, KubeRequest};
 
 /// The collection path of Jobs in a namespace.
 #[must_use]
@@ -309,7 +310,7 @@ impl JobId {
         } else {
             Err(TaskError::new(
                 names::NOT_OWNED,
-                json!({ "message": format!("the Job {} was not created for this task (its {TASK_LABEL} label is not the hash of the task's token); the worker refuses to act on it", self.display()), "namespace": self.namespace, "job": self.name }),
+                json!({ "message": format!("the Job {} was not created for this task (its {TASK_LABEL} label is not the hash of the poll state's task token); the poller refuses to act on it", self.display()), "namespace": self.namespace, "job": self.name }),
             ))
         }
     }
@@ -447,6 +448,26 @@ fn merge_patch(job: &JobId, patch: &Value) -> KubeRequest {
     }
 }
 
+/// The clock's time in whole seconds since the epoch, as the turn records it.
+fn unix_seconds(clock: &dyn crate::ports::clock::Clock) -> u64 {
+    clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The write that gives `me` the turn at `now`: the answering annotation, on condition
+/// that `job` (as read) has not changed since.
+fn turn_patch(id: &JobId, job: &Value, me: &str, now: u64) -> KubeRequest {
+    let rv = job
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
+    merge_patch(id, &patch)
+}
+
 /// Takes the turn to answer the task of the finished Job (`uid`) for the delivery `me`,
 /// so that two deliveries of the same event answer once: the turn is an annotation
 /// written with the Job's resourceVersion as precondition, so one write wins. A
@@ -485,11 +506,7 @@ pub async fn take_turn(
         if let Some(by) = metadata_entry(&job, "annotations", ANSWERED_ANNOTATION) {
             return Turn::Answered(by.to_owned());
         }
-        let now = clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = unix_seconds(clock);
         if let Some((holder, at)) = metadata_entry(&job, "annotations", ANSWERING_ANNOTATION)
             .and_then(|a| a.split_once(' '))
             .map(|(h, t)| (h.to_owned(), t.parse::<u64>().unwrap_or_default()))
@@ -507,12 +524,7 @@ pub async fn take_turn(
                 continue;
             }
         }
-        let rv = job
-            .pointer("/metadata/resourceVersion")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
-        match kube.send(merge_patch(id, &patch), None).await {
+        match kube.send(turn_patch(id, &job, me, now), None).await {
             Ok(r) if r.is_success() => return Turn::Mine,
             // Another write came first: look again.
             Ok(r) if r.status == 409 => {}
@@ -549,17 +561,8 @@ pub async fn renew_turn(
     if !mine {
         return;
     }
-    let now = clock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let rv = job
-        .pointer("/metadata/resourceVersion")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let patch = json!({ "metadata": { "resourceVersion": rv, "annotations": { ANSWERING_ANNOTATION: format!("{me} {now}") } } });
-    if let Err(e) = kube.send(merge_patch(id, &patch), None).await {
+    let now = unix_seconds(clock);
+    if let Err(e) = kube.send(turn_patch(id, &job, me, now), None).await {
         tracing::info!(job = id.name, error = %e, "could not renew the turn to answer");
     }
 }

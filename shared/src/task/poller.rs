@@ -1,5 +1,5 @@
 //! The poller: invoked by a one-time schedule for a Job that outlived its run-job
-//! invocation. Each poll reads the Job with a fresh enough token, sends a heartbeat,
+//! invocation (a cluster operation's poll state goes to `cluster_ops::poll`). Each poll reads the Job with a fresh enough token, sends a heartbeat,
 //! and then answers the task (the Job finished or vanished), stops (the execution is
 //! gone: the Job is deleted), or schedules the next poll along the curve.
 //!
@@ -13,19 +13,19 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::contract::error::{names, TaskError};
 use crate::contract::poll_state::PollState;
 use crate::ports::callback::CallbackError;
 use crate::ports::kube::KubeApi;
-use crate::task::answer::with_retries;
-use crate::task::answer::{answer_task, respond, AnswerTurn, EndFacts, JobPlace};
+use crate::task::answer::{
+    send_answer, send_job_answer, with_retries, AnswerTurn, EndFacts, JobPlace,
+};
 use crate::task::deps::Deps;
 use crate::task::finish::finish;
-use crate::task::job::Phase;
-use crate::task::job::{self, JobId};
+use crate::task::job::{self, JobId, Phase};
 use crate::task::telemetry;
-use tracing::Instrument;
 
 /// Handles one poll.
 ///
@@ -39,7 +39,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
             .map_err(|e| {
                 TaskError::invalid_input("$", format!("is not a cluster poll state: {e}"))
             })?;
-        return crate::task::cluster_ops::poll(state, deps.eks.as_ref(), deps).await;
+        return crate::task::cluster_ops::poll(state, deps).await;
     }
     let state: PollState = serde_json::from_value(payload)
         .map_err(|e| TaskError::invalid_input("$", format!("is not a poll state: {e}")))?;
@@ -92,7 +92,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         }
         Err(e) if is_transient(&e) => return failed_poll(state, deps, e).await,
         // The Job vanished, or the cluster refuses for good (403 after an RBAC change).
-        Err(e) => return respond(deps, token, Err(e)).await,
+        Err(e) => return send_answer(deps, token, Err(e)).await,
     };
     let phase = job::phase(&job);
     match with_retries(|| deps.callback.heartbeat(token)).await {
@@ -112,7 +112,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         .await;
         match check {
             Err(e) if e.name == names::JOB_STUCK => {
-                return answer_task(deps, token, Err(e), EndFacts::default(), &at).await
+                return send_job_answer(deps, token, Err(e), EndFacts::default(), &at).await
             }
             Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
             Ok(()) => {}
@@ -126,7 +126,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         };
         let options = (&state.log_options).into();
         let (answer, facts) = finish(kube, &job_id(state), &job, &options, deps).await;
-        return turn.answer(deps, token, answer, facts, &at).await;
+        return turn.send(deps, token, answer, facts, &at).await;
     }
     schedule(deps, state.next(Vec::new())).await
 }
@@ -163,7 +163,7 @@ async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Val
             "message": format!("{} consecutive polls could not read the Job {}/{}", failures.len(), state.namespace, state.job_name),
             "failures": failures,
         });
-        return respond(
+        return send_answer(
             deps,
             &state.task_token,
             Err(TaskError::new(names::POLL_FAILED, cause)),

@@ -1,6 +1,8 @@
-//! What time can mend, tried again: the cluster unreachable, the API server's 5xx and
-//! 429 (after its `Retry-After`), EKS and credential hiccups. A few tries with a
-//! doubling pause, within one invocation; what still fails is the caller's to handle.
+//! What time can mend, tried again, under one policy ([`retry`]): the cluster
+//! unreachable, the API server's 5xx and 429 (after its `Retry-After`), EKS and
+//! credential hiccups ([`transient`]), Step Functions callbacks and the Scheduler
+//! hand-off. A few tries with a doubling pause, within one invocation; what still fails
+//! is the caller's to handle.
 
 use std::future::Future;
 use std::time::Duration;
@@ -46,18 +48,37 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TaskError>>,
 {
-    retry(what, TRIES, is_transient, retry_after, attempt).await
+    retry(what, Policy::default(), is_transient, retry_after, attempt).await
 }
 
-/// The one retry policy: runs `attempt` at most `tries` times while it fails in a way
-/// `may_pass` says time can mend, pausing half a second, then twice as long each time
-/// (or as long as the failure asks, `asked`, at most ten seconds).
+/// How many tries, and the first pause between them.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Tries in all.
+    pub tries: u32,
+    /// The pause after the first failure; each next pause is twice as long.
+    pub first_pause: Duration,
+}
+
+impl Default for Policy {
+    /// [`TRIES`] tries, half a second first.
+    fn default() -> Self {
+        Self {
+            tries: TRIES,
+            first_pause: FIRST_PAUSE,
+        }
+    }
+}
+
+/// The one retry policy: runs `attempt` at most `policy.tries` times while it fails in
+/// a way `may_pass` says time can mend, pausing `policy.first_pause`, then twice as long
+/// each time (or as long as the failure asks, `asked`, at most ten seconds).
 ///
 /// # Errors
 /// The last failure.
 pub async fn retry<T, E, F, Fut>(
     what: &str,
-    tries: u32,
+    policy: Policy,
     may_pass: impl Fn(&E) -> bool,
     asked: impl Fn(&E) -> Option<Duration>,
     mut attempt: F,
@@ -67,12 +88,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut pause = FIRST_PAUSE;
+    let mut pause = policy.first_pause;
     let mut tried = 0;
     loop {
         tried += 1;
         match attempt().await {
-            Err(e) if may_pass(&e) && tried < tries => {
+            Err(e) if may_pass(&e) && tried < policy.tries => {
                 tracing::warn!(error = %e, tries = tried, what, "failed; trying again");
                 let wait = asked(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
                 tokio::time::sleep(wait).await;

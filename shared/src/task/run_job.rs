@@ -2,28 +2,25 @@
 //! `eks:runJob.sync` (callback pattern: the finished Job and its logs, on the task
 //! token), handing Jobs that outlive the inline window to the poller.
 
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tracing::Instrument;
+
 use crate::contract::curve::PollCurve;
-use crate::contract::error::TaskError;
+use crate::contract::error::{names, TaskError};
 use crate::contract::payload;
-use crate::contract::payload::callback_token;
-use crate::contract::payload::RunJobInput;
+use crate::contract::payload::{callback_token, RunJobInput};
 use crate::contract::poll_state::PollState;
 use crate::contract::stuck_policy::StuckPolicy;
+use crate::ports::handoff::HandOffError;
 use crate::ports::kube::KubeApi;
-use crate::task::answer::answer_task;
-use crate::task::answer::AnswerTurn;
-use crate::task::answer::EndFacts;
-use crate::task::answer::JobPlace;
+use crate::task::answer::{send_job_answer, AnswerTurn, EndFacts, JobPlace};
 use crate::task::deps::Deps;
-use crate::task::finish::check_stuck;
-use crate::task::finish::finish;
-use crate::task::job;
+use crate::task::finish::{check_stuck, finish};
 use crate::task::job::{JobId, Waited};
-use crate::task::telemetry;
 use crate::task::telemetry::Metric;
-use serde_json::{json, Value};
-use std::time::{Duration, SystemTime};
-use tracing::Instrument;
+use crate::task::{job, telemetry};
 
 /// Handles one run-job payload. Without `TaskToken` the result is the created Job (an
 /// error is a Lambda error named as in the README). With `TaskToken` the answer goes
@@ -67,11 +64,11 @@ pub async fn handle(
                         return Ok(json!({ "answered": "by another delivery", "delivery": by }))
                     }
                     Ok(Inline::Finished(answer, facts, turn)) => {
-                        return turn.answer(deps, &token, answer, facts, &at).await;
+                        return turn.send(deps, &token, answer, facts, &at).await;
                     }
                     Err(e) => (Err(e), EndFacts::default()),
                 };
-                answer_task(deps, &token, answer, facts, &at).await
+                send_job_answer(deps, &token, answer, facts, &at).await
             }
         }
     }
@@ -128,8 +125,14 @@ async fn run_with_callback(
                 failures: Vec::new(),
                 execution: input.execution.clone(),
             };
-            deps.hand_off(&state.next_poll()?).await?;
-            Ok(Inline::HandedOff(Box::new(state)))
+            match deps.hand_off(&state.next_poll()?).await {
+                Ok(()) => Ok(Inline::HandedOff(Box::new(state))),
+                Err(HandOffError::NoPoller) => Err(TaskError::new(
+                    names::INTERNAL,
+                    json!({ "message": format!("the Job {}/{} was still running when this invocation ran out of time, and no poller is configured to take it over", state.namespace, state.job_name), "job": state.job_name }),
+                )),
+                Err(e) => Err(e.into()),
+            }
         }
     }
 }
@@ -168,8 +171,8 @@ fn inline_window(deps: &Deps, input: &RunJobInput, deadline: Option<SystemTime>)
 }
 
 fn started(deps: &Deps, at: &JobPlace, job: &Value) {
-    let text = |p: &str| job.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    telemetry::record_job(text("/metadata/name"), text("/metadata/uid"));
+    let id = JobId::of(job, &at.namespace);
+    telemetry::record_job(&id.name, &id.uid);
     telemetry::emit(
         deps.settings.metrics_namespace.as_deref(),
         &at.cluster,

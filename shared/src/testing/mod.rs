@@ -1,8 +1,9 @@
 //! The test doubles, one set for the library's unit tests and the integration tests
 //! (feature `test-util`): a fake Kubernetes API server for Jobs ([`FakeKube`]), a
 //! scripted EKS ([`ScriptedEks`]), a recording callback ([`RecordingCallback`]), a
-//! cluster nobody can reach ([`NoCluster`]), clocks that move only when told
-//! ([`ManualClock`], [`TokioClock`]) and [`Deps::test`].
+//! cluster nobody can reach ([`NoCluster`]), a recording hand-off
+//! ([`RecordingHandOff`]), fixed credentials ([`FakeCredentials`]), clocks that move
+//! only when told ([`ManualClock`], [`TokioClock`]) and [`Deps::test`].
 
 // A double fails the test by panicking (an unscripted call, say).
 #![allow(clippy::panic)]
@@ -23,9 +24,12 @@ use crate::adapters::null::{NoArchive, NoEks, NoPoller};
 use crate::config::Settings;
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
+use crate::contract::poll_state::NextPoll;
 use crate::ports::callback::{CallbackError, TaskCallback};
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::cluster::Connector;
+use crate::ports::credentials::{CredentialSource, CredentialsError};
+use crate::ports::handoff::{HandOff, HandOffError};
 use crate::ports::kube::KubeApi;
 use crate::task::deps::Deps;
 
@@ -147,6 +151,97 @@ impl Connector for NoCluster {
             names::CLUSTER_UNREACHABLE,
             "test double: no cluster",
         ))
+    }
+}
+
+/// Credentials from a test: fixed ones (or none), each ask counted.
+#[derive(Debug)]
+pub struct FakeCredentials {
+    credentials: Option<aws_credential_types::Credentials>,
+    asked: Mutex<usize>,
+}
+
+impl FakeCredentials {
+    /// Always `credentials`.
+    #[must_use]
+    pub fn fixed(credentials: aws_credential_types::Credentials) -> Self {
+        Self {
+            credentials: Some(credentials),
+            asked: Mutex::new(0),
+        }
+    }
+
+    /// Never any: every ask is `CredentialsError::Load`.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            credentials: None,
+            asked: Mutex::new(0),
+        }
+    }
+
+    /// How many times credentials were asked for.
+    #[must_use]
+    pub fn asked(&self) -> usize {
+        self.asked.lock().map(|a| *a).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl CredentialSource for FakeCredentials {
+    async fn credentials(
+        &self,
+        _role_arn: Option<&str>,
+    ) -> Result<aws_credential_types::Credentials, CredentialsError> {
+        if let Ok(mut a) = self.asked.lock() {
+            *a += 1;
+        }
+        self.credentials
+            .clone()
+            .ok_or_else(|| CredentialsError::Load("no credentials in this test".into()))
+    }
+}
+
+/// A hand-off that records each poll and answers from a script (the last answer
+/// repeating; `Ok` when the script is empty).
+#[derive(Debug, Default)]
+pub struct RecordingHandOff {
+    script: Mutex<Vec<Result<(), HandOffError>>>,
+    polls: Mutex<Vec<NextPoll>>,
+}
+
+impl RecordingHandOff {
+    /// A hand-off answering from `script`.
+    #[must_use]
+    pub fn answering(script: Vec<Result<(), HandOffError>>) -> Self {
+        Self {
+            script: Mutex::new(script),
+            polls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The polls handed off (every try).
+    #[must_use]
+    pub fn polls(&self) -> Vec<NextPoll> {
+        self.polls.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl HandOff for RecordingHandOff {
+    async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {
+        if let Ok(mut p) = self.polls.lock() {
+            p.push(poll.clone());
+        }
+        let mut script = self
+            .script
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match script.len() {
+            0 => Ok(()),
+            1 => script[0].clone(),
+            _ => script.remove(0),
+        }
     }
 }
 

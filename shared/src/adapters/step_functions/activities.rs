@@ -1,10 +1,11 @@
 //! Step Functions activities: `GetActivityTask` long polls.
 
-use crate::contract::error::{error_chain, names, TaskError};
-use crate::ports::activities::ActivitySource;
-use crate::ports::activities::ActivityTask;
-use async_trait::async_trait;
 use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::contract::error::{error_chain, names, TaskError};
+use crate::ports::activities::{ActivitySource, ActivityTask};
 
 /// [`ActivitySource`] over the Step Functions API.
 #[derive(Debug, Clone)]

@@ -1,8 +1,9 @@
 //! Step Functions executions: `DescribeExecution`.
 
+use async_trait::async_trait;
+
 use crate::contract::error::{error_chain, names, TaskError};
 use crate::ports::executions::Executions;
-use async_trait::async_trait;
 
 #[async_trait]
 impl Executions for aws_sdk_sfn::Client {

@@ -4,12 +4,12 @@
 pub mod activities;
 pub mod executions;
 
-use crate::contract::budget::{fit_value_chars, serialized_len, RESULT_BUDGET};
-use crate::contract::error::{error_chain, TaskError};
-use crate::ports::callback::CallbackError;
-use crate::ports::callback::TaskCallback;
 use async_trait::async_trait;
 use serde_json::Value;
+
+use crate::contract::budget::{fit_value_chars, serialized_len, RESULT_BUDGET};
+use crate::contract::error::{error_chain, TaskError};
+use crate::ports::callback::{CallbackError, TaskCallback};
 
 /// [`TaskCallback`] over the Step Functions API.
 #[derive(Debug, Clone)]

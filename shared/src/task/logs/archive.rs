@@ -1,28 +1,19 @@
 //! Whole logs to the archive, each container's stream straight from the API server.
 
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
 use crate::contract::archive_location::ArchiveLocation;
 use crate::contract::error::{names, TaskError};
 use crate::ports::archive::LogArchive;
 use crate::ports::kube::{KubeApi, KubeRequest};
 use crate::task::job::JobId;
-use crate::task::logs;
-use futures::StreamExt;
-use serde_json::{json, Value};
-use std::sync::Arc;
+use crate::task::logs::{self, Archived};
 
 /// Containers archived at once.
 const PARALLEL: usize = 2;
-
-/// One container's archived log: `{uri, bytes}` or `{error, cause}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Archived {
-    /// The pod.
-    pub pod: String,
-    /// The container.
-    pub container: String,
-    /// What to put beside its log in the result.
-    pub entry: Value,
-}
 
 /// Streams every container's whole log (the targets the log options select) into
 /// the archive. A container that fails gets `{error, cause}` instead; the others go on.

@@ -17,7 +17,6 @@ use crate::contract::budget::{
 use crate::contract::error::TaskError;
 use crate::contract::payload::LogOptions;
 use crate::ports::kube::{KubeApi, KubeRequest};
-use crate::task::logs::archive::Archived;
 
 /// Container reads in flight at once.
 const PARALLEL_READS: usize = 8;
@@ -375,6 +374,17 @@ fn fit_job(job: &Value) -> Value {
     } else {
         serde_json::from_str(&budget::fit_value_chars(&slim, RESULT_BUDGET)).unwrap_or(Value::Null)
     }
+}
+
+/// One container's archived log: `{uri, bytes}` or `{error, cause}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archived {
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// What to put beside its log in the result.
+    pub entry: Value,
 }
 
 #[cfg(test)]
