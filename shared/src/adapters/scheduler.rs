@@ -33,8 +33,18 @@ impl SchedulerHandOff {
         settings: ScheduleSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::from_client(aws_sdk_scheduler::Client::new(config), settings, clock)
+    }
+
+    /// Schedules in `settings.group` through `client`.
+    #[must_use]
+    pub fn from_client(
+        client: aws_sdk_scheduler::Client,
+        settings: ScheduleSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
-            client: aws_sdk_scheduler::Client::new(config),
+            client,
             settings,
             clock,
         }
@@ -114,5 +124,142 @@ impl HandOff for SchedulerHandOff {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The adapter against a mocked Scheduler client (`aws-smithy-mocks`): what it sends,
+    //! and how each answer is classified.
+    use aws_sdk_scheduler::operation::create_schedule::{
+        CreateScheduleError, CreateScheduleOutput,
+    };
+    use aws_sdk_scheduler::types::error::{
+        ConflictException, InternalServerException, ThrottlingException, ValidationException,
+    };
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    use super::*;
+    use crate::testing::ManualClock;
+
+    fn settings() -> ScheduleSettings {
+        ScheduleSettings {
+            poller_arn: "arn:aws:lambda:us-east-1:123456789012:function:poller".into(),
+            role_arn: "arn:aws:iam::123456789012:role/scheduler".into(),
+            group: "eks-task-worker".into(),
+            max_retries: 2,
+            max_event_age_seconds: 3600,
+            dead_letter_arn: None,
+        }
+    }
+
+    fn poll() -> NextPoll {
+        NextPoll {
+            key: "0f4c2a1e-uid".into(),
+            attempt: 3,
+            delay_seconds: 120,
+            input: "{\"poll\":1}".into(),
+        }
+    }
+
+    fn handoff(rule: &Rule) -> SchedulerHandOff {
+        let client = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [rule], |c| c
+            .retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled()));
+        let clock = Arc::new(ManualClock::new(
+            std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ));
+        SchedulerHandOff::from_client(client, settings(), clock)
+    }
+
+    #[tokio::test]
+    async fn a_poll_becomes_one_self_deleting_schedule_named_after_it() {
+        let name = schedule_name("0f4c2a1e-uid", 3);
+        let expected = name.clone();
+        let rule = mock!(aws_sdk_scheduler::Client::create_schedule)
+            .match_requests(move |r| {
+                r.name() == Some(expected.as_str())
+                    && r.group_name() == Some("eks-task-worker")
+                    && r.action_after_completion() == Some(&ActionAfterCompletion::Delete)
+                    && r.schedule_expression() == Some("at(2027-01-15T08:02:00)")
+                    && r.target().is_some_and(|t| {
+                        t.input() == Some("{\"poll\":1}")
+                            && t.arn().ends_with(":function:poller")
+                            && t.retry_policy().and_then(|p| p.maximum_retry_attempts()) == Some(2)
+                    })
+            })
+            .then_output(|| {
+                CreateScheduleOutput::builder()
+                    .schedule_arn("arn:aws:scheduler:us-east-1:123456789012:schedule/x")
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}"))
+            });
+        assert_eq!(handoff(&rule).hand_off(&poll()).await, Ok(()));
+        assert_eq!(rule.num_calls(), 1, "{name}");
+    }
+
+    #[tokio::test]
+    async fn a_schedule_an_earlier_delivery_made_is_fine() {
+        let rule = mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+            CreateScheduleError::ConflictException(
+                ConflictException::builder()
+                    .message("exists")
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+        assert_eq!(handoff(&rule).hand_off(&poll()).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn throttling_and_server_errors_are_busy_the_rest_refused() {
+        let throttled = mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+            CreateScheduleError::ThrottlingException(
+                ThrottlingException::builder()
+                    .message("slow down")
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+        let failing = mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+            CreateScheduleError::InternalServerException(
+                InternalServerException::builder()
+                    .message("oops")
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+        let invalid = mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+            CreateScheduleError::ValidationException(
+                ValidationException::builder()
+                    .message("bad target")
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+        for (rule, busy) in [(&throttled, true), (&failing, true), (&invalid, false)] {
+            let e = handoff(rule).hand_off(&poll()).await;
+            match e {
+                Err(HandOffError::Busy(e)) if busy => assert_eq!(e.name, names::SCHEDULER),
+                Err(HandOffError::Refused(e)) if !busy => assert_eq!(e.name, names::SCHEDULER),
+                other => panic!("busy {busy}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_too_big_for_a_schedule_is_refused_unsent() {
+        let rule = mock!(aws_sdk_scheduler::Client::create_schedule).then_output(|| {
+            CreateScheduleOutput::builder()
+                .schedule_arn("arn")
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
+        let mut big = poll();
+        big.input = "x".repeat(MAX_SCHEDULE_INPUT_CHARS + 1);
+        assert!(matches!(
+            handoff(&rule).hand_off(&big).await,
+            Err(HandOffError::Refused(_))
+        ));
+        assert_eq!(rule.num_calls(), 0);
     }
 }
