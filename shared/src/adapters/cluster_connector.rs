@@ -106,10 +106,14 @@ impl ClusterConnector {
                     return Err(TaskError::new(
                         names::UNTRUSTED_ENDPOINT,
                         serde_json::json!({
-                            "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer token is sent to it", cluster.name, found.endpoint),
+                            "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the \
+                                cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer \
+                                token is sent to it", cluster.name, found.endpoint),
                             "endpoint": endpoint.as_str(),
                             "clusterEndpoint": found.endpoint.as_str(),
-                            "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is looked up), or add this endpoint to the deployment's TRUSTED_ENDPOINTS",
+                            "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is \
+                                looked up), or add this endpoint to the deployment's \
+                                TRUSTED_ENDPOINTS",
                         }),
                     ));
                 }

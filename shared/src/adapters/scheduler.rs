@@ -60,7 +60,11 @@ impl HandOff for SchedulerHandOff {
     async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {
         let input = poll.input.clone();
         if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {
-            return Err(HandOffError::Refused(schedule_error(format!("the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule can carry", input.chars().count()))));
+            return Err(HandOffError::Refused(schedule_error(format!(
+                "the poll state is {} characters, over the {MAX_SCHEDULE_INPUT_CHARS} a schedule \
+                can carry",
+                input.chars().count()
+            ))));
         }
         let name = schedule_name(&poll.key, poll.attempt);
         let mut target = Target::builder()

@@ -92,7 +92,13 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         .ok_or_else(|| TaskError::invalid_input("$", "must be a JSON object"))?;
     let op_name = string_field(fields, "Operation")?;
     let operation = Operation::parse(op_name).ok_or_else(|| {
-        TaskError::invalid_input("Operation", format!("{op_name:?} is not one of createCluster, deleteCluster, createNodegroup, deleteNodegroup, createFargateProfile, deleteFargateProfile"))
+        TaskError::invalid_input(
+            "Operation",
+            format!(
+                "{op_name:?} is not one of createCluster, deleteCluster, createNodegroup, \
+            deleteNodegroup, createFargateProfile, deleteFargateProfile"
+            ),
+        )
     })?;
     let (cluster_field, resource_field) = match operation {
         Operation::CreateCluster | Operation::DeleteCluster => ("Name", None),

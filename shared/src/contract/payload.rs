@@ -340,7 +340,8 @@ pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
     {
         return Err(TaskError::invalid_input(
             "ClusterName",
-            "must be 1-100 characters of letters, digits, '-' and '_', starting with a letter or digit",
+            "must be 1-100 characters of letters, digits, '-' and '_', starting with a \
+                letter or digit",
         ));
     }
     let endpoint = opt_string(fields, "Endpoint")?
@@ -633,7 +634,10 @@ fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
     if size > MAX_JOB_BYTES {
         return Err(TaskError::invalid_input(
             "Job",
-            format!("is {size} bytes; a Job manifest may be at most {MAX_JOB_BYTES} (put data in a ConfigMap or S3)"),
+            format!(
+                "is {size} bytes; a Job manifest may be at most {MAX_JOB_BYTES} (put data in a \
+                ConfigMap or S3)"
+            ),
         ));
     }
     let depth = nesting(&job);

@@ -26,7 +26,8 @@ impl From<CredentialsError> for TaskError {
         let hint = match &e {
             CredentialsError::Load(_) => "check the function's execution role",
             CredentialsError::AssumeRole { .. } => {
-                "the role's trust policy must allow the worker's execution role to call sts:AssumeRole"
+                "the role's trust policy must allow the worker's execution role to call \
+                    sts:AssumeRole"
             }
         };
         TaskError::new(

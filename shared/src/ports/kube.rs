@@ -166,7 +166,9 @@ impl From<TransportError> for TaskError {
                 serde_json::json!({
                     "endpoint": endpoint,
                     "message": message,
-                    "hint": "check Endpoint and CertificateAuthority, that the cluster's endpoint is reachable from the function (private endpoints need the function in the cluster's VPC), and its security groups",
+                    "hint": "check Endpoint and CertificateAuthority, that the cluster's endpoint is \
+                        reachable from the function (private endpoints need the function in the \
+                        cluster's VPC), and its security groups",
                 }),
             ),
             TransportError::BadEvent(_) => TaskError::message(names::INTERNAL, e.to_string()),

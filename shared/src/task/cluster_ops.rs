@@ -190,10 +190,20 @@ async fn run(
         return Ok(Some(response));
     }
     match follow(eks, &poll, deps, deadline).await? {
-        Stage::Done(v) => Ok(Some(if forced || input.operation.is_create() || !response.is_object() { v } else { response })),
+        Stage::Done(v) => Ok(Some(
+            if forced || input.operation.is_create() || !response.is_object() {
+                v
+            } else {
+                response
+            },
+        )),
         Stage::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
             names::CLUSTER_OPERATION_FAILED,
-            format!("deleting {} with ForceDeleteCompute did not finish within the invocation ({what}); use the callback pattern (.sync) for long deletions", input.cluster_name),
+            format!(
+                "deleting {} with ForceDeleteCompute did not finish within the invocation \
+                ({what}); use the callback pattern (.sync) for long deletions",
+                input.cluster_name
+            ),
         )),
         Stage::Pending(_) => {
             deps.hand_off(&poll.next_poll()?).await?;

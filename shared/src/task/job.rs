@@ -310,7 +310,8 @@ impl JobId {
         } else {
             Err(TaskError::new(
                 names::NOT_OWNED,
-                json!({ "message": format!("the Job {} was not created for this task (its {TASK_LABEL} label is not the hash of the poll state's task token); the poller refuses to act on it", self.display()), "namespace": self.namespace, "job": self.name }),
+                json!({ "message": format!("the Job {} was not created for this task (its {TASK_LABEL} label is not the \
+                    hash of the poll state's task token); the poller refuses to act on it", self.display()), "namespace": self.namespace, "job": self.name }),
             ))
         }
     }
@@ -516,7 +517,8 @@ pub async fn take_turn(
             }
             if now.saturating_sub(at) < TURN_SECONDS {
                 if tokio::time::Instant::now() >= until {
-                    tracing::warn!(job = name, holder = %holder, "another delivery holds the turn to answer, and this one is out of time: answering too");
+                    tracing::warn!(job = name, holder = %holder, "another delivery holds the turn to answer, and this one is out of time: \
+                        answering too");
                     return Turn::Mine;
                 }
                 other = Some(holder);
