@@ -17,7 +17,7 @@ ASL_VALIDATOR := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules/.bin/asl-
 lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint and the ASL validator, as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p shared --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p worker --no-deps
 	scripts/install-tools.sh
 	$(TOOLS)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/sam validate --lint --region us-east-1
@@ -36,7 +36,7 @@ test: lint ## everything: lint, unit tests, integration tests against the local 
 	scripts/with-world.sh $(CARGO) test --workspace
 
 bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the local world (release build; see BENCHMARKS.md)
-	$(CARGO) bench -p shared --bench budget_and_token
+	$(CARGO) bench -p worker --bench budget_and_token
 	$(CARGO) build --release --bins -p run-job -p call -p poller -p activity -p cluster-ops -p cleanup -p eks-task-worker
 	mkdir -p target/bench
 	scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/bench.py --world .local-world/world.json --bin target/release | tee target/bench/figures.json

@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use shared::adapters::credentials::AwsCredentials;
-use shared::adapters::token::{BearerTokens, TOKEN_LIFETIME};
-use shared::config::Settings;
-use shared::ports::clock::{Clock, SystemClock};
-use shared::task::deps::Deps;
+use worker::adapters::credentials::AwsCredentials;
+use worker::adapters::token::{BearerTokens, TOKEN_LIFETIME};
+use worker::config::Settings;
+use worker::ports::clock::{Clock, SystemClock};
+use worker::task::deps::Deps;
 
 const USAGE: &str = "usage:
   eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
@@ -55,7 +55,7 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
         "kind": "ExecCredential",
         "apiVersion": "client.authentication.k8s.io/v1beta1",
         "spec": {},
-        "status": { "expirationTimestamp": format!("{}Z", shared::contract::time::utc_seconds(expires)), "token": t.token },
+        "status": { "expirationTimestamp": format!("{}Z", worker::contract::time::utc_seconds(expires)), "token": t.token },
     });
     print_out(&out.to_string());
     Ok(())
@@ -71,8 +71,8 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     let deps = Deps::aws(&sdk, Settings::from_env()?)?;
     let deadline = SystemTime::now() + Duration::from_secs(900);
     let result = match function {
-        "run-job" => shared::task::run_job::handle(payload, &deps, Some(deadline)).await,
-        "call" => shared::task::call::handle(payload, &deps).await,
+        "run-job" => worker::task::run_job::handle(payload, &deps, Some(deadline)).await,
+        "call" => worker::task::call::handle(payload, &deps).await,
         other => bail!("unknown function {other:?}: run-job or call\n{USAGE}"),
     };
     match result {
@@ -91,7 +91,7 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
 }
 
 async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
-    use shared::task::bootstrap::{apply, plan, AuthMode, Grant};
+    use worker::task::bootstrap::{apply, plan, AuthMode, Grant};
     let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
     let grant = Grant {
         cluster: cluster.clone(),
@@ -131,7 +131,7 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
         settings.region = r.to_string();
     }
     let deps = Deps::aws(&sdk, settings)?;
-    let cluster_ref = shared::contract::payload::cluster_ref(&serde_json::Map::from_iter([(
+    let cluster_ref = worker::contract::payload::cluster_ref(&serde_json::Map::from_iter([(
         "ClusterName".to_owned(),
         json!(cluster),
     )]))

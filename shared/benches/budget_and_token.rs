@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use shared::task::logs::{result, ContainerLog, PlacedLog};
+use worker::task::logs::{result, ContainerLog, PlacedLog};
 
 fn logs(pods: usize, bytes: usize) -> Vec<PlacedLog> {
     let line = "2026-11-25T13:00:00Z INFO worker processed item 1234567 in 12 ms\n";
@@ -55,7 +55,7 @@ fn token(c: &mut Criterion) {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_564_800);
     c.bench_function("token: presign GetCallerIdentity", |b| {
         b.iter(|| {
-            shared::adapters::token::presign(black_box(&creds), "us-east-1", "my-cluster", at)
+            worker::adapters::token::presign(black_box(&creds), "us-east-1", "my-cluster", at)
         })
     });
 }

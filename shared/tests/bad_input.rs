@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::contract::error::{names, TaskError};
-use shared::task::deps::Deps;
-use shared::testing::{NoCluster, RecordingCallback, ScriptedEks};
+use worker::contract::error::{names, TaskError};
+use worker::task::deps::Deps;
+use worker::testing::{NoCluster, RecordingCallback, ScriptedEks};
 
 /// The doubles a case runs against: a recording callback, a cluster nobody can reach,
 /// and an EKS with no script (any call fails the test).
@@ -90,23 +90,23 @@ async fn run_case(function: &str, payload: Value, doubles: &Doubles) -> Option<T
         let deps = deps.clone();
         let input = payload.as_str().unwrap_or_default().to_owned();
         async move {
-            let task = shared::ports::activities::ActivityTask {
+            let task = worker::ports::activities::ActivityTask {
                 task_token: "activity-token".into(),
                 input,
             };
-            shared::task::activity::run_task(f, &task, &deps, None).await
+            worker::task::activity::run_task(f, &task, &deps, None).await
         }
     };
     let answered = match function {
         "run-job" | "call" => return handle(function, payload, &deps).await.err(),
-        "poller" => return shared::task::poller::handle(payload, &deps).await.err(),
+        "poller" => return worker::task::poller::handle(payload, &deps).await.err(),
         "cluster-ops" => {
-            return shared::task::cluster_ops::handle(payload, &deps, None)
+            return worker::task::cluster_ops::handle(payload, &deps, None)
                 .await
                 .err()
         }
-        "activity-run-job" => activity(shared::config::activities::Function::RunJob).await,
-        "activity-call" => activity(shared::config::activities::Function::Call).await,
+        "activity-run-job" => activity(worker::config::activities::Function::RunJob).await,
+        "activity-call" => activity(worker::config::activities::Function::Call).await,
         other => panic!("unknown function {other} in the corpus"),
     };
     // Activity tasks answer on their token: the error is what was sent.
@@ -179,8 +179,8 @@ async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() 
 
 async fn handle(function: &str, payload: Value, deps: &Deps) -> Result<Value, TaskError> {
     match function {
-        "run-job" => shared::task::run_job::handle(payload, deps, None).await,
-        _ => shared::task::call::handle(payload, deps).await,
+        "run-job" => worker::task::run_job::handle(payload, deps, None).await,
+        _ => worker::task::call::handle(payload, deps).await,
     }
 }
 

@@ -20,15 +20,15 @@ fn every_sample_payload_parses() {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         let parsed = if name.starts_with("run-job") {
-            shared::contract::payload::parse_run_job(&payload).map(|_| ())
+            worker::contract::payload::parse_run_job(&payload).map(|_| ())
         } else if name.starts_with("call") {
-            shared::contract::payload::parse_call(&payload).map(|_| ())
+            worker::contract::payload::parse_call(&payload).map(|_| ())
         } else if name.starts_with("cluster-ops") {
-            shared::contract::cluster_op::parse(&payload, std::time::SystemTime::now()).map(|_| ())
+            worker::contract::cluster_op::parse(&payload, std::time::SystemTime::now()).map(|_| ())
         } else if name.starts_with("poller") {
-            serde_json::from_value::<shared::contract::poll_state::PollState>(payload.clone())
+            serde_json::from_value::<worker::contract::poll_state::PollState>(payload.clone())
                 .map(|_| ())
-                .map_err(|e| shared::contract::error::TaskError::invalid_input("$", e.to_string()))
+                .map_err(|e| worker::contract::error::TaskError::invalid_input("$", e.to_string()))
         } else {
             panic!("{name}: an event file is named after its function");
         };

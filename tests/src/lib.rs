@@ -16,17 +16,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use serde_json::{json, Value};
-use shared::adapters::cluster_connector::ClusterConnector;
-use shared::adapters::credentials::AwsCredentials;
-use shared::adapters::eks_directory::EksDirectory;
-use shared::adapters::kube_client::KubeClient;
-use shared::adapters::token::BearerTokens;
-use shared::config::timeouts::Timeouts;
-use shared::config::Settings;
-use shared::contract::certificates::parse_certificates;
-use shared::ports::clock::SystemClock;
-use shared::ports::kube::{KubeApi, KubeRequest, KubeResponse};
-use shared::task::deps::Deps;
+use worker::adapters::cluster_connector::ClusterConnector;
+use worker::adapters::credentials::AwsCredentials;
+use worker::adapters::eks_directory::EksDirectory;
+use worker::adapters::kube_client::KubeClient;
+use worker::adapters::token::BearerTokens;
+use worker::config::timeouts::Timeouts;
+use worker::config::Settings;
+use worker::contract::certificates::parse_certificates;
+use worker::ports::clock::SystemClock;
+use worker::ports::kube::{KubeApi, KubeRequest, KubeResponse};
+use worker::task::deps::Deps;
 
 /// The running local world.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ impl World {
             settings.trusted_endpoints.clone(),
         ));
         let credentials = Arc::new(AwsCredentials::new(&sdk)?);
-        let eks = shared::adapters::eks_rest::EksRest::new(
+        let eks = worker::adapters::eks_rest::EksRest::new(
             &self.fact("/region"),
             Some(self.fact("/aws_endpoint")),
             credentials,
@@ -849,6 +849,6 @@ impl Drop for FaultProxy {
 pub async fn cluster_op(
     deps: &Deps,
     payload: Value,
-) -> Result<Value, shared::contract::error::TaskError> {
-    shared::task::cluster_ops::handle(payload, deps, None).await
+) -> Result<Value, worker::contract::error::TaskError> {
+    worker::task::cluster_ops::handle(payload, deps, None).await
 }

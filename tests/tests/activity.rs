@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use shared::adapters::step_functions::activities::StepFunctionsActivities;
-use shared::adapters::step_functions::StepFunctions;
-use shared::config::activities::{Activity, Function};
+use worker::adapters::step_functions::activities::StepFunctionsActivities;
+use worker::adapters::step_functions::StepFunctions;
+use worker::config::activities::{Activity, Function};
 use world_tests::{sim_job, unique, World};
 
 async fn localstack(world: &World) -> aws_config::SdkConfig {
@@ -99,7 +99,7 @@ async fn serve_once(world: &World, activity: &str, ls: &aws_config::SdkConfig) -
         arn: activity.to_owned(),
     }];
     // poll_until now: one round, whose first poll finds the waiting task.
-    shared::task::activity::serve(
+    worker::task::activity::serve(
         &activities,
         &source,
         &deps,

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::ports::kube::KubeRequest;
+use worker::ports::kube::KubeRequest;
 use world_tests::{request, send, sim_job, unique, until_job, World};
 
 fn cli() -> PathBuf {
@@ -166,8 +166,8 @@ async fn bootstrap_grants_a_new_identity_a_namespace_of_its_own() {
         "after-bootstrap",
         Duration::from_secs(30),
         |j| {
-            shared::task::job::phase(j.unwrap_or(&Value::Null))
-                == shared::task::job::Phase::Complete
+            worker::task::job::phase(j.unwrap_or(&Value::Null))
+                == worker::task::job::Phase::Complete
         },
     )
     .await

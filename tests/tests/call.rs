@@ -5,7 +5,7 @@
 #![allow(clippy::panic)]
 
 use serde_json::{json, Value};
-use shared::contract::error::TaskError;
+use worker::contract::error::TaskError;
 use world_tests::{sim_job, unique, World};
 
 async fn call(world: &World, fields: Value) -> Result<Value, TaskError> {
@@ -17,7 +17,7 @@ async fn call(world: &World, fields: Value) -> Result<Value, TaskError> {
     if let (Some(p), Some(f)) = (p.as_object_mut(), fields.as_object()) {
         p.extend(f.clone());
     }
-    shared::task::call::handle(p, &deps).await
+    worker::task::call::handle(p, &deps).await
 }
 
 fn ok(r: Result<Value, TaskError>) -> Value {
@@ -124,7 +124,7 @@ async fn list_a_jobs_pods_then_delete_it_in_the_foreground() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = json!({ "ClusterName": world.cluster(), "Namespace": ns, "Job": sim_job(&name, &["main"], json!({ "sim.eks-task-worker.io/run-seconds": "30" }), 1) });
-    ok(shared::task::run_job::handle(run, &deps, None).await);
+    ok(worker::task::run_job::handle(run, &deps, None).await);
     let mut pods = Value::Null;
     for _ in 0..50 {
         pods = ok(call(&world, json!({ "Method": "GET", "Path": format!("/api/v1/namespaces/{ns}/pods"), "QueryParameters": { "labelSelector": [format!("job-name={name}")] } })).await);
@@ -178,7 +178,7 @@ async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
     payload["ClusterName"] = json!("someone-elses");
     payload["Method"] = json!("GET");
     payload["Path"] = json!("/api");
-    let e = shared::task::call::handle(payload, &deps)
+    let e = worker::task::call::handle(payload, &deps)
         .await
         .err()
         .unwrap_or_else(|| panic!("must be unauthorized"));
@@ -198,7 +198,7 @@ async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
 async fn an_unreachable_endpoint_is_cluster_unreachable() {
     let world = World::get();
     // Listed as trusted (else it is refused before any connection: ownership.rs).
-    let settings = shared::config::Settings::from_lookup(|k| match k {
+    let settings = worker::config::Settings::from_lookup(|k| match k {
         "AWS_REGION" => Some(world.fact("/region")),
         "TRUSTED_ENDPOINTS" => Some("https://127.0.0.1:1".into()),
         _ => None,
@@ -209,7 +209,7 @@ async fn an_unreachable_endpoint_is_cluster_unreachable() {
     payload["Endpoint"] = json!("https://127.0.0.1:1");
     payload["Method"] = json!("GET");
     payload["Path"] = json!("/api");
-    let e = shared::task::call::handle(payload, &deps)
+    let e = worker::task::call::handle(payload, &deps)
         .await
         .err()
         .unwrap_or_else(|| panic!("nothing listens on port 1"));

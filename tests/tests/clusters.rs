@@ -7,9 +7,9 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use shared::contract::tags::{CREATED_TAG, EXECUTION_TAG, MANAGED_TAG};
-use shared::task::cleanup::Options;
-use shared::task::deps::Deps;
+use worker::contract::tags::{CREATED_TAG, EXECUTION_TAG, MANAGED_TAG};
+use worker::task::cleanup::Options;
+use worker::task::deps::Deps;
 use world_tests::{cluster_op, unique, World};
 
 fn create_cluster(world: &World, name: &str, extra: Value) -> Value {
@@ -223,7 +223,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
             .as_array()
             .and_then(|a| a.iter().find(|x| x["cluster"] == name).cloned())
     };
-    let young = shared::task::cleanup::run(
+    let young = worker::task::cleanup::run(
         eks.as_ref(),
         &sfn,
         Options {
@@ -239,7 +239,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
         Some(json!("younger than the grace period"))
     );
 
-    let dry = shared::task::cleanup::run(
+    let dry = worker::task::cleanup::run(
         eks.as_ref(),
         &sfn,
         Options {
@@ -257,7 +257,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
     );
     assert!(exists(&deps, &orphan).await, "a dry run deletes nothing");
 
-    let real = shared::task::cleanup::run(
+    let real = worker::task::cleanup::run(
         eks.as_ref(),
         &sfn,
         Options {
@@ -308,22 +308,22 @@ async fn the_poller_answers_a_handed_off_cluster_operation() {
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let state = shared::contract::poll_state::ClusterPoll {
-        operation: shared::contract::cluster_op::Operation::CreateCluster,
+    let state = worker::contract::poll_state::ClusterPoll {
+        operation: worker::contract::cluster_op::Operation::CreateCluster,
         cluster_name: name.clone(),
         resource_name: None,
         force_delete_compute: false,
         task_token: token,
         attempt: 2,
         next_delay_seconds: 1,
-        curve: shared::contract::curve::PollCurve::new(vec![1], 1)
+        curve: worker::contract::curve::PollCurve::new(vec![1], 1)
             .unwrap_or_else(|e| panic!("{e}")),
         execution: None,
     };
     let input: Value =
         serde_json::from_str(&state.next_poll().unwrap_or_else(|e| panic!("{e}")).input)
             .unwrap_or_default();
-    let out = shared::task::poller::handle(input, &deps)
+    let out = worker::task::poller::handle(input, &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out["answered"], "SendTaskSuccess", "{out}");

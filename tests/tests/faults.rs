@@ -101,13 +101,13 @@ impl Cell<'_> {
         let mut jobs = Vec::new();
         for t in &tokens {
             jobs.extend(
-                self.jobs_labelled(&namespace, &shared::contract::tags::task_label(t))
+                self.jobs_labelled(&namespace, &worker::contract::tags::task_label(t))
                     .await,
             );
         }
         let running_jobs = jobs
             .iter()
-            .filter(|j| shared::task::job::phase(j) == shared::task::job::Phase::Running)
+            .filter(|j| worker::task::job::phase(j) == worker::task::job::Phase::Running)
             .count();
         let mut schedules = 0;
         for j in &jobs {
@@ -156,7 +156,7 @@ impl Cell<'_> {
     async fn jobs_labelled(&self, namespace: &str, label: &str) -> Vec<Value> {
         self.jobs(
             namespace,
-            Some(format!("{}={label}", shared::contract::tags::TASK_LABEL)),
+            Some(format!("{}={label}", worker::contract::tags::TASK_LABEL)),
         )
         .await
     }
@@ -164,7 +164,7 @@ impl Cell<'_> {
     /// The Jobs in `namespace` (matching `selector`).
     async fn jobs(&self, namespace: &str, selector: Option<String>) -> Vec<Value> {
         let kube = self.world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
-        let mut request = shared::ports::kube::KubeRequest::get(format!(
+        let mut request = worker::ports::kube::KubeRequest::get(format!(
             "/apis/batch/v1/namespaces/{namespace}/jobs"
         ));
         if let Some(s) = selector {
@@ -188,7 +188,7 @@ impl Cell<'_> {
         name: &str,
         generate: bool,
         rules: Value,
-    ) -> (Result<Value, shared::contract::error::TaskError>, usize) {
+    ) -> (Result<Value, worker::contract::error::TaskError>, usize) {
         let (world, proxy) = (self.world, self.proxy);
         let rules: Value = serde_json::from_str(&rules.to_string().replace("{name}", name))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -206,7 +206,7 @@ impl Cell<'_> {
             ("KUBE_READ_TIMEOUT_SECONDS", "4".into()),
         ]);
         let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
-        let result = shared::task::run_job::handle(payload, &deps, None).await;
+        let result = worker::task::run_job::handle(payload, &deps, None).await;
         let jobs = self
             .jobs(&world.namespace(), None)
             .await
@@ -561,7 +561,7 @@ async fn the_fault_matrix() {
         succeeded("poll-twice", &o);
         // Both deliveries asked for the next poll under the one deterministic name; the
         // second met ConflictException: one next schedule.
-        let next = shared::contract::poll_state::schedule_name(
+        let next = worker::contract::poll_state::schedule_name(
             o.uids.first().map_or("", String::as_str),
             1,
         );

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::ports::kube::KubeRequest;
+use worker::ports::kube::KubeRequest;
 use world_tests::{request, send, sim_job, unique, until_job, World};
 
 fn complete(job: Option<&Value>) -> bool {
@@ -173,7 +173,7 @@ async fn webhook_says(world: &World, token: &str) -> anyhow::Result<Value> {
 
 fn reencode_url(token: &str, edit: impl Fn(String) -> String) -> String {
     use base64::Engine;
-    let url = shared::adapters::token::decode(token).unwrap_or_default();
+    let url = worker::adapters::token::decode(token).unwrap_or_default();
     format!(
         "k8s-aws-v1.{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(edit(url))

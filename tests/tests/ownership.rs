@@ -12,8 +12,8 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use shared::contract::error::names;
-use shared::task::deps::Deps;
+use worker::contract::error::names;
+use worker::task::deps::Deps;
 use world_tests::{cluster_op, request, send, sim_job, unique, until_job, World};
 
 /// Someone else's cluster, made straight through the EKS API (no worker tags), with a
@@ -109,7 +109,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let forged = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
-    let e = shared::task::poller::handle(forged, &deps)
+    let e = worker::task::poller::handle(forged, &deps)
         .await
         .err()
         .unwrap_or_else(|| panic!("a forged cluster poll must be refused"));
@@ -129,12 +129,12 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     // The cleanup: an untagged cluster is never an orphan.
     let eks = deps.eks.clone();
     let sfn = world.sfn().await;
-    let report = shared::task::cleanup::run(
+    let report = worker::task::cleanup::run(
         eks.as_ref(),
         &sfn,
         // A dry run: it reports what it would delete without deleting other tests'
         // clusters.
-        shared::task::cleanup::Options {
+        worker::task::cleanup::Options {
             dry_run: true,
             grace: Duration::ZERO,
         },
@@ -229,7 +229,7 @@ async fn a_forged_poll_state_cannot_touch_a_foreign_job() {
         "LogOptions": { "RetrieveLogs": false, "RawLogs": false, "LogParameters": [] },
         "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1]
     });
-    let e = shared::task::poller::handle(forged, &deps)
+    let e = worker::task::poller::handle(forged, &deps)
         .await
         .err()
         .unwrap_or_else(|| panic!("a forged poll state must be refused"));
@@ -269,14 +269,14 @@ async fn no_token_goes_to_an_endpoint_that_is_not_the_clusters() {
         "TaskToken": "a-token", "LogOptions": { "RetrieveLogs": false, "RawLogs": false, "LogParameters": [] },
         "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1]
     });
-    let e = shared::task::poller::handle(forged, &deps)
+    let e = worker::task::poller::handle(forged, &deps)
         .await
         .err()
         .unwrap_or_else(|| panic!("a foreign endpoint must be refused"));
     assert_eq!(e.name, names::UNTRUSTED_ENDPOINT, "{e}");
     let run_job = json!({ "ClusterName": world.cluster(), "Endpoint": endpoint, "CertificateAuthority": world.fact("/certificate_authority"),
         "Namespace": world.namespace(), "Job": sim_job(&unique("never"), &["main"], json!({}), 1) });
-    let e = shared::task::run_job::handle(run_job, &deps, None)
+    let e = worker::task::run_job::handle(run_job, &deps, None)
         .await
         .err()
         .unwrap_or_else(|| panic!("run-job must refuse a foreign endpoint"));

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use shared::contract::error::TaskError;
-use shared::contract::payload::ClusterRef;
-use shared::ports::callback::{CallbackError, TaskCallback};
-use shared::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
-use shared::task::deps::Deps;
+use worker::contract::error::TaskError;
+use worker::contract::payload::ClusterRef;
+use worker::ports::callback::{CallbackError, TaskCallback};
+use worker::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
+use worker::task::deps::Deps;
 use world_tests::{send, sim_job, unique, until_job, Schedule, World};
 
 /// Counts heartbeats on the way to the real Step Functions.
@@ -64,7 +64,7 @@ async fn hand_off(
     annotations: Value,
     token: &str,
 ) -> String {
-    let report = shared::task::run_job::handle(
+    let report = worker::task::run_job::handle(
         payload(world, sim_job(name, &["main"], annotations, 1), token),
         deps,
         None,
@@ -113,7 +113,7 @@ async fn fire(world: &World, deps: &Deps, uid: &str) -> (Schedule, Value) {
         .delete_schedule(&s.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = shared::task::poller::handle(s.input.clone(), deps)
+    let out = worker::task::poller::handle(s.input.clone(), deps)
         .await
         .unwrap_or_else(|e| panic!("poller: {e}"));
     (s, out)
@@ -343,7 +343,7 @@ async fn a_job_deleted_by_hand_fails_the_execution_with_job_vanished() {
 
 /// A cluster whose API server answers 500 to everything while `failing` is set.
 struct Flaky {
-    inner: Arc<dyn shared::ports::cluster::Connector>,
+    inner: Arc<dyn worker::ports::cluster::Connector>,
     failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -353,7 +353,7 @@ struct FlakyKube {
 }
 
 #[async_trait]
-impl shared::ports::cluster::Connector for Flaky {
+impl worker::ports::cluster::Connector for Flaky {
     async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
         let inner = self.inner.connect(cluster).await?;
         Ok(Arc::new(FlakyKube {
@@ -498,8 +498,8 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = tokio::join!(
-        shared::task::poller::handle(s.input.clone(), &deps),
-        shared::task::poller::handle(s.input.clone(), &deps)
+        worker::task::poller::handle(s.input.clone(), &deps),
+        worker::task::poller::handle(s.input.clone(), &deps)
     );
     for out in [a, b] {
         assert_eq!(
@@ -517,8 +517,8 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         &name,
         Duration::from_secs(20),
         |j| {
-            shared::task::job::phase(j.unwrap_or(&Value::Null))
-                == shared::task::job::Phase::Complete
+            worker::task::job::phase(j.unwrap_or(&Value::Null))
+                == worker::task::job::Phase::Complete
         },
     )
     .await
@@ -528,10 +528,10 @@ async fn a_duplicate_delivery_yields_one_next_schedule_and_one_result() {
         .delete_schedule(&s.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let first = shared::task::poller::handle(s.input.clone(), &deps)
+    let first = worker::task::poller::handle(s.input.clone(), &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let second = shared::task::poller::handle(s.input.clone(), &deps)
+    let second = worker::task::poller::handle(s.input.clone(), &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first["answered"], "SendTaskSuccess", "{first}");

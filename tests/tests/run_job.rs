@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::contract::budget::MAX_RESULT_BYTES;
-use shared::contract::tags::{task_label, TASK_LABEL};
-use shared::ports::kube::KubeRequest;
+use worker::contract::budget::MAX_RESULT_BYTES;
+use worker::contract::tags::{task_label, TASK_LABEL};
+use worker::ports::kube::KubeRequest;
 use world_tests::{send, sim_job, unique, World};
 
 fn payload(world: &World, job: Value, extra: Value) -> Value {
@@ -32,7 +32,7 @@ async fn request_response_returns_the_created_job_found_by_cluster_name_alone() 
     job["metadata"]["labels"] = json!({ "team": "data" });
     // The Job as a string holding JSON is accepted too.
     let p = payload(&world, Value::String(job.to_string()), json!({}));
-    let created = shared::task::run_job::handle(p, &deps, None)
+    let created = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(created["kind"], "Job");
@@ -68,7 +68,7 @@ async fn callback_success_carries_the_finished_job_and_every_containers_log() ->
         sim_job(&name, &["json", "text"], annotations, 2),
         json!({ "TaskToken": token, "LogOptions": { "RetrieveLogs": true } }),
     );
-    let report = shared::task::run_job::handle(p, &deps, None)
+    let report = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["answered"], "SendTaskSuccess");
@@ -111,7 +111,7 @@ async fn raw_logs_and_log_parameters_are_honoured() -> anyhow::Result<()> {
         sim_job(&name, &["main", "other"], annotations, 1),
         json!({ "TaskToken": token, "LogOptions": { "RetrieveLogs": true, "RawLogs": true, "LogParameters": { "tailLines": ["1"], "container": ["main"] } } }),
     );
-    shared::task::run_job::handle(p, &deps, None)
+    worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (status, output, _) = world
@@ -147,7 +147,7 @@ async fn a_failed_job_fails_the_execution_with_job_failed() -> anyhow::Result<()
         sim_job(&name, &["main"], annotations, 1),
         json!({ "TaskToken": token }),
     );
-    let report = shared::task::run_job::handle(p, &deps, None)
+    let report = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["answered"], "SendTaskFailure");
@@ -166,13 +166,13 @@ async fn a_failed_jobs_cause_names_exit_codes_and_log_tails() -> anyhow::Result<
     let name = unique("rj-cause");
     let annotations = json!({ "sim.eks-task-worker.io/exit-code": "7", "sim.eks-task-worker.io/log": "fatal: disk full\n" });
     let p = payload(&world, sim_job(&name, &["main"], annotations, 1), json!({}));
-    shared::task::run_job::handle(p, &deps, None)
+    worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let kube = deps
         .connector
         .connect(
-            &shared::contract::payload::cluster_ref(
+            &worker::contract::payload::cluster_ref(
                 &world
                     .cluster_fields()
                     .as_object()
@@ -188,15 +188,15 @@ async fn a_failed_jobs_cause_names_exit_codes_and_log_tails() -> anyhow::Result<
         &world.namespace(),
         &name,
         Duration::from_secs(30),
-        |j| shared::task::job::phase(j.unwrap_or(&Value::Null)) == shared::task::job::Phase::Failed,
+        |j| worker::task::job::phase(j.unwrap_or(&Value::Null)) == worker::task::job::Phase::Failed,
     )
     .await?
     .unwrap_or_default();
-    let err = shared::task::finish::finish(
+    let err = worker::task::finish::finish(
         kube,
-        &shared::task::job::JobId::of(&done, &world.namespace()),
+        &worker::task::job::JobId::of(&done, &world.namespace()),
         &done,
-        &shared::contract::payload::LogOptions::default(),
+        &worker::contract::payload::LogOptions::default(),
         &deps,
     )
     .await
@@ -226,7 +226,7 @@ async fn huge_logs_are_cut_to_fit_and_the_execution_succeeds() -> anyhow::Result
         sim_job(&name, &["big", "small"], annotations, 2),
         json!({ "TaskToken": token, "LogOptions": { "RetrieveLogs": true } }),
     );
-    let report = shared::task::run_job::handle(p, &deps, None)
+    let report = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["answered"], "SendTaskSuccess");
@@ -278,11 +278,11 @@ async fn a_redelivered_task_creates_one_job() -> anyhow::Result<()> {
     let mut job = sim_job(&name, &["main"], json!({}), 1);
     job["metadata"] = json!({ "generateName": format!("{name}-") });
     let p = payload(&world, job, json!({ "TaskToken": token }));
-    let first = shared::task::run_job::handle(p.clone(), &deps, None)
+    let first = worker::task::run_job::handle(p.clone(), &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(first["answered"], "SendTaskSuccess");
-    let second = shared::task::run_job::handle(p, &deps, None)
+    let second = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(
@@ -332,7 +332,7 @@ async fn a_job_deleted_while_waited_on_fails_with_job_vanished() -> anyhow::Resu
         ),
         json!({ "TaskToken": token }),
     );
-    let run = tokio::spawn(async move { shared::task::run_job::handle(p, &deps, None).await });
+    let run = tokio::spawn(async move { worker::task::run_job::handle(p, &deps, None).await });
     let kube = world.worker_kube()?;
     world_tests::until_job(
         &kube,
@@ -372,7 +372,7 @@ async fn an_invalid_payload_with_a_token_fails_the_execution_at_once() -> anyhow
     let name = unique("rj-bad");
     let (execution, token) = world.waiting_execution(&name, None).await?;
     let p = json!({ "ClusterName": world.cluster(), "Job": { "apiVersion": "v1", "kind": "Pod" }, "TaskToken": token });
-    let report = shared::task::run_job::handle(p, &deps, None)
+    let report = worker::task::run_job::handle(p, &deps, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["error"], "EksTaskWorker.InvalidInput");

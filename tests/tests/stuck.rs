@@ -29,7 +29,7 @@ async fn run(
         p[k] = v;
     }
     let started = Instant::now();
-    let report = shared::task::run_job::handle(p, &deps, None)
+    let report = worker::task::run_job::handle(p, &deps, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (report, execution, started.elapsed())
@@ -79,7 +79,7 @@ async fn the_cause_names_pod_container_and_reason() {
         .unwrap_or_else(|e| panic!("{e}"));
     let name = unique("stuck-cause");
     let p = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": sim_job(&name, &["main"], json!({ "sim.eks-task-worker.io/image-pull-error": "true" }), 1) });
-    let created = shared::task::run_job::handle(p, &deps, None)
+    let created = worker::task::run_job::handle(p, &deps, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let uid = created["metadata"]["uid"]
@@ -87,14 +87,14 @@ async fn the_cause_names_pod_container_and_reason() {
         .unwrap_or_default()
         .to_owned();
     let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
-    let id = shared::task::job::JobId::new(world.namespace(), &name, &uid);
-    let policy = shared::contract::stuck_policy::StuckPolicy {
+    let id = worker::task::job::JobId::new(world.namespace(), &name, &uid);
+    let policy = worker::contract::stuck_policy::StuckPolicy {
         image_pull_seconds: Some(0),
         unschedulable_seconds: None,
     };
     let mut err = None;
     for _ in 0..50 {
-        if let Err(e) = shared::task::finish::check_stuck(&kube, &id, policy, &deps).await {
+        if let Err(e) = worker::task::finish::check_stuck(&kube, &id, policy, &deps).await {
             err = Some(e);
             break;
         }

@@ -7,14 +7,14 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, sdk) = shared::wiring::from_env().await?;
-    let source = shared::wiring::activities(&sdk);
+    let (deps, sdk) = worker::wiring::from_env().await?;
+    let source = worker::wiring::activities(&sdk);
     let worker = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .unwrap_or_else(|_| "eks-task-worker-activity".into());
     let (deps, source, worker) = (&deps, &source, worker.as_str());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = Some(event.context.deadline());
-        shared::task::activity::handle(source, deps, worker, deadline)
+        worker::task::activity::handle(source, deps, worker, deadline)
     }))
     .await
 }

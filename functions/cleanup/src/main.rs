@@ -5,20 +5,20 @@ use std::time::SystemTime;
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::task::cleanup::Options;
+use worker::task::cleanup::Options;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, sdk) = shared::wiring::from_env().await?;
+    let (deps, sdk) = worker::wiring::from_env().await?;
     let options = Options {
         dry_run: deps.settings.cleanup_dry_run,
         grace: deps.settings.cleanup_grace,
     };
-    let executions = shared::wiring::executions(&sdk);
+    let executions = worker::wiring::executions(&sdk);
     let (eks, executions) = (deps.eks.as_ref(), executions.as_ref());
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
-        shared::task::cleanup::run(eks, executions, options, SystemTime::now())
+        worker::task::cleanup::run(eks, executions, options, SystemTime::now())
     }))
     .await
 }

@@ -7,10 +7,10 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, _sdk) = shared::wiring::from_env().await?;
+    let (deps, _sdk) = worker::wiring::from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        shared::task::poller::handle(event.payload, deps)
+        worker::task::poller::handle(event.payload, deps)
     }))
     .await
 }

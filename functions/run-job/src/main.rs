@@ -6,11 +6,11 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (deps, _sdk) = shared::wiring::from_env().await?;
+    let (deps, _sdk) = worker::wiring::from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = Some(event.context.deadline());
-        shared::task::run_job::handle(event.payload, deps, deadline)
+        worker::task::run_job::handle(event.payload, deps, deadline)
     }))
     .await
 }
