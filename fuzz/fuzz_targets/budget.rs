@@ -6,8 +6,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use shared::contract::budget::{serialized_len, RESULT_BUDGET};
-use shared::task::logs::{result, ContainerLog, PlacedLog};
+use worker::contract::budget::{serialized_len, RESULT_BUDGET};
+use worker::task::logs::{result, ContainerLog, PlacedLog};
 
 #[derive(Debug, Arbitrary)]
 struct Log {

@@ -4,7 +4,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shared::contract::poll_state::{ClusterState, LogState, PollState};
+use worker::contract::poll_state::{ClusterState, LogState, PollState};
 
 #[derive(Debug, Arbitrary)]
 struct Case {
@@ -38,8 +38,8 @@ fuzz_target!(|c: Case| {
         log_options: LogState { retrieve_logs: c.retrieve, raw_logs: c.raw, log_parameters: c.params, archive_uri: c.archive },
         attempt: c.attempt,
         next_delay_seconds: 0,
-        curve: shared::contract::curve::PollCurve::default(),
-        stuck_policy: shared::contract::stuck_policy::StuckPolicy { image_pull_seconds: c.image_pull, unschedulable_seconds: c.unschedulable },
+        curve: worker::contract::curve::PollCurve::default(),
+        stuck_policy: worker::contract::stuck_policy::StuckPolicy { image_pull_seconds: c.image_pull, unschedulable_seconds: c.unschedulable },
         failures: c.failures,
         execution: c.execution,
     };

@@ -10,15 +10,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for result in [
-        shared::contract::payload::parse_run_job(&payload).map(|_| ()),
-        shared::contract::payload::parse_call(&payload).map(|_| ()),
-        shared::contract::cluster_op::parse(&payload, std::time::UNIX_EPOCH).map(|_| ()),
+        worker::contract::payload::parse_run_job(&payload).map(|_| ()),
+        worker::contract::payload::parse_call(&payload).map(|_| ()),
+        worker::contract::cluster_op::parse(&payload, std::time::UNIX_EPOCH).map(|_| ()),
     ] {
         if let Err(e) = result {
             assert!(e.name.starts_with("EksTaskWorker."), "{}", e.name);
             assert!(e.cause.is_object(), "{}", e.cause);
         }
     }
-    let _ = serde_json::from_value::<shared::contract::poll_state::PollState>(payload.clone());
-    let _ = serde_json::from_value::<shared::contract::poll_state::ClusterPoll>(payload);
+    let _ = serde_json::from_value::<worker::contract::poll_state::PollState>(payload.clone());
+    let _ = serde_json::from_value::<worker::contract::poll_state::ClusterPoll>(payload);
 });

@@ -371,16 +371,9 @@ impl KubeApi for FlakyKube {
         keep_tail: Option<usize>,
     ) -> Result<KubeResponse, TransportError> {
         if self.failing.load(Ordering::SeqCst) {
-            let body =
-                json!({ "kind": "Status", "code": 500, "message": "etcdserver: leader changed" })
-                    .to_string();
-            return Ok(KubeResponse {
-                status: 500,
-                reason: "Internal Server Error".into(),
-                headers: vec![],
-                body_len: body.len() as u64,
-                body: body.into(),
-            });
+            let status =
+                json!({ "kind": "Status", "code": 500, "message": "etcdserver: leader changed" });
+            return Ok(worker::testing::answer(500, &status));
         }
         self.inner.send(request, keep_tail).await
     }
