@@ -47,13 +47,15 @@ async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out["cluster"]["name"], name.as_str());
-    assert_eq!(out["cluster"]["version"], "1.30");
+    // The native integration's shape: PascalCase throughout, tags as written.
+    assert_eq!(out["Cluster"]["Name"], name.as_str(), "{out}");
+    assert_eq!(out["Cluster"]["Version"], "1.30");
     assert_eq!(
-        out["cluster"]["resourcesVpcConfig"]["subnetIds"],
+        out["Cluster"]["ResourcesVpcConfig"]["SubnetIds"],
         json!(["subnet-a", "subnet-b"])
     );
-    let tags = &out["cluster"]["tags"];
+    assert!(out.get("cluster").is_none(), "{out}");
+    let tags = &out["Cluster"]["Tags"];
     assert_eq!(tags["Team"], "data");
     assert_eq!(tags[MANAGED_TAG], "eks-task-worker");
     assert!(tags[CREATED_TAG]
@@ -93,7 +95,7 @@ async fn create_cluster_sync_answers_once_active() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
-    assert_eq!(output["cluster"]["status"], "ACTIVE");
+    assert_eq!(output["Cluster"]["Status"], "ACTIVE", "{output}");
 }
 
 #[tokio::test]
@@ -108,7 +110,7 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
         let p = json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": ng, "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"], "ScalingConfig": { "MinSize": 1, "MaxSize": 2, "DesiredSize": 1 }, "Labels": { "Tier": "batch" } });
         let out = cluster_op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            out["nodegroup"]["labels"]["Tier"], "batch",
+            out["Nodegroup"]["Labels"]["Tier"], "batch",
             "labels keep their keys"
         );
     }

@@ -263,7 +263,8 @@ async fn cluster_create_and_delete(world: &World) {
     let mut create = op(
         json!({ "Operation": "createCluster", "Name.$": "$.name", "RoleArn": format!("arn:aws:iam::{}:role/eks-task-worker-cluster", world.fact("/account")), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn.$": "$$.Execution.Id", "TaskToken.$": "$$.Task.Token" }),
     );
-    create["ResultSelector"] = json!({ "status.$": "$.cluster.status" });
+    // Downstream paths as a native state machine reads them.
+    create["ResultSelector"] = json!({ "status.$": "$.Cluster.Status", "endpoint.$": "$.Cluster.Endpoint", "ca.$": "$.Cluster.CertificateAuthority.Data" });
     create["ResultPath"] = json!("$.created");
     create["Next"] = json!("Delete");
     let mut delete = op(
@@ -286,8 +287,15 @@ async fn cluster_create_and_delete(world: &World) {
     assert_eq!(status, "SUCCEEDED", "{error:?}");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
     assert_eq!(output["created"]["status"], "ACTIVE", "{output}");
+    assert!(
+        output["created"]["endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("https://")),
+        "{output}"
+    );
+    assert!(output["created"]["ca"].is_string(), "{output}");
     assert_eq!(
-        output["deleted"]["cluster"]["status"], "DELETED",
+        output["deleted"]["Cluster"]["Status"], "DELETED",
         "{output}"
     );
 }

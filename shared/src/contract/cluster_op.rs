@@ -227,6 +227,8 @@ pub fn resource_path(operation: Operation, cluster: &str, resource: Option<&str>
 }
 
 /// Fields whose value is a map of user keys (kept as written).
+/// The fields whose value is a map of the user's own keys (`tags`, `labels`): their keys
+/// are kept as written, whatever the case of the rest.
 const MAP_FIELDS: [&str; 3] = ["tags", "labels", "configurationValues"];
 
 /// The native integration's PascalCase request fields in the API's camelCase
@@ -234,35 +236,89 @@ const MAP_FIELDS: [&str; 3] = ["tags", "labels", "configurationValues"];
 /// as `Tags` and `Labels` kept as written.
 #[must_use]
 pub fn camel_case(v: &Value) -> Value {
+    recase(v, &|k| first_char(k, char::to_lowercase))
+}
+
+/// An EKS API response as Step Functions' EKS integration returns it to a state:
+/// PascalCase keys throughout (`cluster.certificateAuthority.data` →
+/// `Cluster.CertificateAuthority.Data`), map values such as `tags` and `labels` kept as
+/// written.
+#[must_use]
+pub fn pascal_case(v: &Value) -> Value {
+    recase(v, &|k| first_char(k, char::to_uppercase))
+}
+
+/// `v` with every key recased by `case`, except inside the user's maps.
+fn recase(v: &Value, case: &dyn Fn(&str) -> String) -> Value {
     match v {
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| {
-                    let key = lower_first(k);
-                    let value = if MAP_FIELDS.contains(&key.as_str()) {
+                    let value = if MAP_FIELDS.contains(&first_char(k, char::to_lowercase).as_str())
+                    {
                         x.clone()
                     } else {
-                        camel_case(x)
+                        recase(x, case)
                     };
-                    (key, value)
+                    (case(k), value)
                 })
                 .collect::<Map<String, Value>>(),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(camel_case).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| recase(x, case)).collect()),
         other => other.clone(),
     }
 }
 
-fn lower_first(k: &str) -> String {
+fn first_char<I: Iterator<Item = char>>(k: &str, case: fn(char) -> I) -> String {
     let mut c = k.chars();
     c.next()
-        .map(|f| f.to_lowercase().chain(c).collect())
+        .map(|f| case(f).chain(c).collect())
         .unwrap_or_default()
+}
+
+/// What a `.sync` delete answers once the resource is gone: the resource named as EKS
+/// describes it (`name`, or `nodegroupName`/`fargateProfileName` with `clusterName`),
+/// with the status `DELETED`, under the operation's resource field.
+#[must_use]
+pub fn deleted(operation: Operation, cluster: &str, resource: Option<&str>) -> Value {
+    let field = operation.resource_field();
+    let body = match (operation, resource) {
+        (Operation::DeleteNodegroup | Operation::CreateNodegroup, Some(r)) => {
+            json!({ "nodegroupName": r, "clusterName": cluster, "status": "DELETED" })
+        }
+        (Operation::DeleteFargateProfile | Operation::CreateFargateProfile, Some(r)) => {
+            json!({ "fargateProfileName": r, "clusterName": cluster, "status": "DELETED" })
+        }
+        _ => json!({ "name": cluster, "status": "DELETED" }),
+    };
+    json!({ field: body })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn responses_become_pascal_case_but_tags_and_labels_keep_their_keys() {
+        let api = json!({ "cluster": { "name": "c", "certificateAuthority": { "data": "LS0t" }, "resourcesVpcConfig": { "subnetIds": ["s"] }, "tags": { "team": "x", "eks-task-worker.io/managed-by": "eks-task-worker" } }, "nodegroup": { "labels": { "tier": "batch" }, "health": { "issues": [{ "code": "c", "resourceIds": ["i"] }] } } });
+        assert_eq!(
+            pascal_case(&api),
+            json!({ "Cluster": { "Name": "c", "CertificateAuthority": { "Data": "LS0t" }, "ResourcesVpcConfig": { "SubnetIds": ["s"] }, "Tags": { "team": "x", "eks-task-worker.io/managed-by": "eks-task-worker" } }, "Nodegroup": { "Labels": { "tier": "batch" }, "Health": { "Issues": [{ "Code": "c", "ResourceIds": ["i"] }] } } })
+        );
+        assert_eq!(camel_case(&pascal_case(&api)), api);
+    }
+
+    #[test]
+    fn a_deleted_resource_is_named_as_eks_names_it() {
+        assert_eq!(
+            pascal_case(&deleted(Operation::DeleteNodegroup, "c", Some("n"))),
+            json!({ "Nodegroup": { "NodegroupName": "n", "ClusterName": "c", "Status": "DELETED" } })
+        );
+        assert_eq!(
+            pascal_case(&deleted(Operation::DeleteCluster, "c", None)),
+            json!({ "Cluster": { "Name": "c", "Status": "DELETED" } })
+        );
+    }
 
     #[test]
     fn pascal_case_fields_become_camel_case_but_tags_keep_their_keys() {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::contract::cluster_op::{parse, resource_path, OpInput, Operation};
+use crate::contract::cluster_op::{deleted, parse, pascal_case, resource_path, OpInput, Operation};
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
 use crate::contract::poll_state::ClusterPoll;
@@ -88,9 +88,11 @@ pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Stage, TaskEr
         .clone()
         .unwrap_or_else(|| poll.cluster_name.clone());
     match eks.call(http::Method::GET, &path, None).await {
-        Err(e) if e.is_not_found() && !poll.operation.is_create() => Ok(Stage::Done(
-            json!({ field: { "name": name, "status": "DELETED" } }),
-        )),
+        Err(e) if e.is_not_found() && !poll.operation.is_create() => Ok(Stage::Done(deleted(
+            poll.operation,
+            &poll.cluster_name,
+            poll.resource_name.as_deref(),
+        ))),
         Err(e) => Err(eks_failure("describe")(e)),
         Ok(d) => {
             owned(
@@ -149,7 +151,7 @@ pub async fn handle(
         async {
             let token = callback_token(&payload);
             let answer = match run(&payload, deps.eks.as_ref(), deps, deadline).await {
-                Ok(Some(v)) => Ok(v),
+                Ok(Some(v)) => Ok(pascal_case(&v)),
                 Ok(None) if token.is_some() => return Ok(json!({ "handedOff": true })),
                 Ok(None) => Err(TaskError::message(names::INTERNAL, "no answer")),
                 Err(e) => Err(e),
@@ -190,13 +192,7 @@ async fn run(
         return Ok(Some(response));
     }
     match follow(eks, &poll, deps, deadline).await? {
-        Stage::Done(v) => Ok(Some(
-            if forced || input.operation.is_create() || !response.is_object() {
-                v
-            } else {
-                response
-            },
-        )),
+        Stage::Done(v) => Ok(Some(v)),
         Stage::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
             names::CLUSTER_OPERATION_FAILED,
             format!(
@@ -237,7 +233,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
     match check(eks, &state).await {
-        Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(v)).await,
+        Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             send_answer(deps, &state.task_token, Err(e)).await
         }

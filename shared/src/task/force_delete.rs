@@ -2,8 +2,9 @@
 //! then its Fargate profiles (one at a time: EKS refuses parallel Fargate deletes), then
 //! the cluster; only what the worker made.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::contract::cluster_op::{deleted, Operation};
 use crate::contract::error::TaskError;
 use crate::contract::tags::owned;
 use crate::ports::eks::{eks_failure, EksApi};
@@ -45,7 +46,7 @@ pub async fn advance_force_delete(
             Err(e) => Err(e),
         }
     };
-    let gone = || Stage::Done(json!({ "cluster": { "name": cluster, "status": "DELETED" } }));
+    let gone = || Stage::Done(deleted(Operation::DeleteCluster, cluster, None));
     match eks
         .call(http::Method::GET, &format!("/clusters/{cluster}"), None)
         .await
