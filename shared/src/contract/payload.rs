@@ -475,6 +475,8 @@ pub fn string_lists(v: &Value, field: &str) -> Result<Vec<(String, String)>, Tas
     Ok(out)
 }
 
+/// The read-log API's parameters (`PodLogOptions`) a payload may set. `follow` and
+/// `insecureSkipTLSVerifyBackend` are refused with their own reasons.
 const LOG_PARAMETERS: [&str; 9] = [
     "container",
     "tailLines",
@@ -484,7 +486,7 @@ const LOG_PARAMETERS: [&str; 9] = [
     "timestamps",
     "previous",
     "pretty",
-    "insecureSkipTLSVerifyBackend",
+    "stream",
 ];
 
 fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
@@ -516,6 +518,13 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
                 "is not supported: logs are read once the Job has finished",
             ));
         }
+        if k == "insecureSkipTLSVerifyBackend" {
+            return Err(TaskError::invalid_input(
+                &field,
+                "is refused: the log would be read from a kubelet whose certificate is not \
+                checked",
+            ));
+        }
         if !LOG_PARAMETERS.contains(&k.as_str()) {
             return Err(TaskError::invalid_input(
                 &field,
@@ -541,9 +550,13 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
                     ));
                 }
             }
-            "timestamps" | "previous" | "pretty" | "insecureSkipTLSVerifyBackend"
-                if value != "true" && value != "false" =>
-            {
+            "stream" if !["All", "Stdout", "Stderr"].contains(&value.as_str()) => {
+                return Err(TaskError::invalid_input(
+                    &field,
+                    format!("must be \"All\", \"Stdout\" or \"Stderr\", got {value:?}"),
+                ));
+            }
+            "timestamps" | "previous" | "pretty" if value != "true" && value != "false" => {
                 return Err(TaskError::invalid_input(
                     &field,
                     format!("must be \"true\" or \"false\", got {value:?}"),
@@ -920,5 +933,30 @@ mod tests {
         assert!(is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS)));
         assert!(!is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS + 1)));
         assert!(!is_task_token(""));
+    }
+
+    #[test]
+    fn log_parameters_follow_the_read_log_api_but_never_skip_tls() {
+        let with =
+            |params: Value| log_options(Some(&serde_json::json!({ "LogParameters": params })));
+        let ok = with(serde_json::json!({ "stream": ["Stderr"], "pretty": ["true"] }));
+        assert!(ok.is_ok(), "{ok:?}");
+        for (params, field) in [
+            (
+                serde_json::json!({ "stream": ["stderr"] }),
+                "LogOptions.LogParameters.stream",
+            ),
+            (
+                serde_json::json!({ "insecureSkipTLSVerifyBackend": ["true"] }),
+                "LogOptions.LogParameters.insecureSkipTLSVerifyBackend",
+            ),
+            (
+                serde_json::json!({ "follow": ["true"] }),
+                "LogOptions.LogParameters.follow",
+            ),
+        ] {
+            let e = with(params).map_err(|e| e.cause["field"].clone());
+            assert_eq!(e.err(), Some(Value::from(field)));
+        }
     }
 }
