@@ -185,6 +185,18 @@ async fn create(
 /// Adds the principal to the `aws-auth` ConfigMap (creating it when absent), keeping
 /// every other mapping. Existing YAML is read; the result is written as JSON, which is
 /// YAML too.
+/// A role's ARN as `aws-auth` must name it: without its path
+/// (`role/service-role/r` → `role/r`), for the authenticator matches the role a token's
+/// assumed-role ARN names, which has none. Users' ARNs are kept as given.
+fn aws_auth_arn(arn: &str) -> String {
+    match arn.split_once(":role/") {
+        Some((account, path)) => {
+            format!("{account}:role/{}", path.rsplit('/').next().unwrap_or(path))
+        }
+        None => arn.to_owned(),
+    }
+}
+
 async fn map_in_aws_auth(kube: &dyn KubeApi, grant: &Grant) -> Result<&'static str, TaskError> {
     let path = "/api/v1/namespaces/kube-system/configmaps/aws-auth";
     let key = if grant.principal_arn.contains(":user/") {
@@ -212,13 +224,14 @@ async fn map_in_aws_auth(kube: &dyn KubeApi, grant: &Grant) -> Result<&'static s
             format!("kube-system/aws-auth {} is not a YAML list: {e}", key.0),
         )
     })?;
+    let arn = aws_auth_arn(&grant.principal_arn);
     if entries
         .iter()
-        .any(|e| e.get(key.1).and_then(Value::as_str) == Some(grant.principal_arn.as_str()))
+        .any(|e| e.get(key.1).and_then(Value::as_str) == Some(arn.as_str()))
     {
         return Ok("already mapped");
     }
-    entries.push(json!({ key.1: grant.principal_arn, "username": grant.username(), "groups": [] }));
+    entries.push(json!({ key.1: arn, "username": grant.username(), "groups": [] }));
     cm["data"][key.0] = Value::String(
         serde_json::to_string_pretty(&entries)
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?,
@@ -363,6 +376,22 @@ mod tests {
                 .err()
                 .map(|e| e.cause["field"].clone()),
             Some(json!("--namespace"))
+        );
+    }
+
+    #[test]
+    fn aws_auth_names_a_role_without_its_path() {
+        assert_eq!(
+            aws_auth_arn("arn:aws:iam::123456789012:role/service-role/worker"),
+            "arn:aws:iam::123456789012:role/worker"
+        );
+        assert_eq!(
+            aws_auth_arn("arn:aws:iam::123456789012:role/worker"),
+            "arn:aws:iam::123456789012:role/worker"
+        );
+        assert_eq!(
+            aws_auth_arn("arn:aws:iam::123456789012:user/team/alice"),
+            "arn:aws:iam::123456789012:user/team/alice"
         );
     }
 }
