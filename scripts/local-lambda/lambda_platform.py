@@ -292,6 +292,9 @@ def main():
         "INLINE_WAIT_SECONDS": args.inline_wait, "POLL_MIN_SECONDS": "1", "POLL_CURVE_SECONDS": args.poll_curve,
         "POLLER_ARN": world["functions"]["poller"], "SCHEDULER_ROLE_ARN": world["scheduler_role"],
         "SCHEDULE_GROUP": world["schedule_group"],
+        # As the template sets it: the functions' own identity is let into every cluster
+        # they create (here all functions share the worker's IAM user).
+        "CLUSTER_ACCESS_PRINCIPALS": world["worker"]["arn"],
     }
     if args.aws_endpoint:
         env["AWS_ENDPOINT_URL"] = args.aws_endpoint

@@ -198,6 +198,11 @@ def serve_access_entries(api):
     def cluster_exists(name):
         return any(name in b.clusters for b in eks_backends[ACCOUNT].values())
 
+    def authentication_mode(name):
+        for b in eks_backends[ACCOUNT].values():
+            if name in b.clusters:
+                return (getattr(b.clusters[name], "access_config", None) or {}).get("authenticationMode", "CONFIG_MAP")
+
     def unbind(selector):
         for path in ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
                      "/apis/rbac.authorization.k8s.io/v1/rolebindings"):
@@ -221,6 +226,11 @@ def serve_access_entries(api):
             ["access-policies"] if m.group(3) else [])
         if not cluster_exists(cluster):
             return error(404, "ResourceNotFoundException", f"No cluster found for name: {cluster}.")
+        mode = authentication_mode(cluster)
+        if mode not in ("API", "API_AND_CONFIG_MAP"):
+            # As EKS answers on a cluster whose access is the aws-auth ConfigMap only.
+            return error(400, "InvalidRequestException", "The cluster's authentication mode must be set to one of "
+                         f"[API, API_AND_CONFIG_MAP] to perform this operation (it is {mode}).")
         body = json.loads(request.get_data() or b"{}")
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
         with lock:
@@ -308,6 +318,27 @@ def serve_every_cluster_locally(endpoint, ca_file):
         return cluster
 
     EKSBackend.create_cluster = create_cluster
+
+
+def remember_access_config():
+    """moto drops a createCluster's accessConfig and describes no authentication mode.
+    EKS keeps it, and a cluster created through the API without one is CONFIG_MAP (with
+    the creator made admin): the world does the same, so that code reading the mode
+    meets what EKS answers."""
+    from moto.eks.responses import EKSResponse
+    original = EKSResponse.create_cluster
+
+    def create_cluster(self):
+        result = original(self)
+        asked = self._get_param("accessConfig") or {}
+        cluster = self.eks_backend.clusters[self._get_param("name")]
+        cluster.access_config = {
+            "authenticationMode": asked.get("authenticationMode", "CONFIG_MAP"),
+            "bootstrapClusterCreatorAdminPermissions": asked.get("bootstrapClusterCreatorAdminPermissions", True),
+        }
+        return result
+
+    EKSResponse.create_cluster = create_cluster
 
 
 def secret_for(access_key):
@@ -463,6 +494,7 @@ def main():
     p.add_argument("--admin-key", required=True)
     args = p.parse_args()
     serve_every_cluster_locally(args.api_endpoint, args.ca_file)
+    remember_access_config()
     serve_access_entries(LocalApiServer(args.api_endpoint, args.ca_file, args.admin_cert, args.admin_key))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)

@@ -551,8 +551,8 @@ impl Drop for Platform {
 
 impl World {
     /// Creates a state machine from `definition` (ASL; the template's
-    /// `${RunJobFunctionArn}`, `${CallFunctionArn}` and `${ClusterOpsFunctionArn}` substituted,
-    /// and `${RunJobRoleArn}` by the worker's identity here, its IAM user), runs it with
+    /// `${RunJobFunctionArn}`, `${CallFunctionArn}` and `${ClusterOpsFunctionArn}`
+    /// substituted), runs it with
     /// `input`, and waits for its end: (execution ARN, status, output, error).
     ///
     /// # Errors
@@ -570,8 +570,7 @@ impl World {
             .replace(
                 "${ClusterOpsFunctionArn}",
                 &self.fact("/functions/cluster-ops"),
-            )
-            .replace("${RunJobRoleArn}", &self.fact("/worker/arn"));
+            );
         let execution = self.start_state_machine(name, &definition, input).await?;
         let (status, output, error) = self.execution_end(&execution, within).await?;
         Ok((execution, status, output, error))

@@ -320,7 +320,7 @@ async fn worker_may_create_jobs(world: &World, namespace: &str) -> bool {
 }
 
 /// The cluster example as it is: create a cluster (moto; served by the local API
-/// server), let the worker in with an access entry and policy (the local world's
+/// server; the worker lets itself in with an access entry and policy: the local world's
 /// emulation of them: RBAC), create a nodegroup, run the example Job in `default`,
 /// delete the cluster (which removes the access again).
 async fn example_cluster(world: &World) {
@@ -678,9 +678,14 @@ async fn state_machines_run_through_the_real_binaries() {
         huge_logs(&world),
         example_call(&world),
         stopped_execution(&world),
-        cluster_create_and_delete(&world),
-        example_cluster(&world),
-        example_cluster_on_someone_elses_cluster(&world),
+        // One after the other: every cluster shares the one local API server, so the
+        // access a created cluster gives the worker is seen by all (example_cluster
+        // checks the worker has none before and after).
+        async {
+            cluster_create_and_delete(&world).await;
+            example_cluster(&world).await;
+            example_cluster_on_someone_elses_cluster(&world).await;
+        },
         archived_log(&world),
     );
     emitted_metrics(&world, started_ms);

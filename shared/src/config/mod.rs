@@ -3,6 +3,7 @@
 //! not a surprise later.
 
 pub mod activities;
+pub mod cluster_access;
 pub mod timeouts;
 
 use std::time::Duration;
@@ -89,6 +90,10 @@ pub struct Settings {
     /// `LOG_ARCHIVE_URI` (default none): where whole logs are archived when a payload's
     /// `LogOptions` names no `ArchiveUri` (`s3://bucket/prefix`).
     pub log_archive: Option<crate::contract::archive_location::ArchiveLocation>,
+    /// `CLUSTER_ACCESS_PRINCIPALS` (default none: off) and `CLUSTER_ACCESS_POLICY`
+    /// (default `AmazonEKSClusterAdminPolicy`): who is let into each cluster the worker
+    /// creates, and with what.
+    pub cluster_access: crate::config::cluster_access::ClusterAccess,
 }
 
 /// A setting that does not parse.
@@ -268,7 +273,17 @@ impl Settings {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cluster_access = crate::config::cluster_access::ClusterAccess::parse(
+            get("CLUSTER_ACCESS_PRINCIPALS").as_deref(),
+            get("CLUSTER_ACCESS_POLICY").as_deref(),
+        )
+        .map_err(|(name, value, expected)| SettingError {
+            name: name.into(),
+            value,
+            expected: expected.into(),
+        })?;
         Ok(Self {
+            cluster_access,
             trusted_endpoints,
             metrics_namespace: match get("METRICS_NAMESPACE") {
                 None => Some(DEFAULT_NAMESPACE.to_owned()),

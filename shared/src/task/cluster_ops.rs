@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::config::cluster_access::ClusterAccess;
 use crate::contract::cluster_op::{deleted, parse, pascal_case, resource_path, OpInput, Operation};
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
@@ -15,6 +16,7 @@ use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::owned;
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::task::answer::{deliver, send_answer};
+use crate::task::cluster_access::{ask_for_access_entries, grant};
 use crate::task::deps::Deps;
 use crate::task::force_delete::{advance_force_delete, Stage};
 
@@ -32,12 +34,18 @@ fn describe_name(operation: Operation, cluster: &str, resource: Option<&str>) ->
 
 /// Starts the operation: the EKS call, returning its response. A delete first checks
 /// that the worker owns the resource ([`owned`]).
-async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
+async fn start(
+    eks: &dyn EksApi,
+    input: &OpInput,
+    access: &ClusterAccess,
+) -> Result<Value, TaskError> {
+    let mut cluster_body = input.body.clone();
+    ask_for_access_entries(&mut cluster_body, access);
     let (method, path, body) = match input.operation {
         Operation::CreateCluster => (
             http::Method::POST,
             "/clusters".to_owned(),
-            Some(&input.body),
+            Some(&cluster_body),
         ),
         Operation::CreateNodegroup => (
             http::Method::POST,
@@ -69,11 +77,16 @@ async fn start(eks: &dyn EksApi, input: &OpInput) -> Result<Value, TaskError> {
 }
 
 /// Where a `.sync` operation stands: ACTIVE for creates, gone for deletes; a failed
-/// resource is `EksTaskWorker.ClusterOperationFailed`.
+/// resource is `EksTaskWorker.ClusterOperationFailed`. A cluster the worker created is
+/// done once the worker's roles are let in ([`grant`]).
 ///
 /// # Errors
 /// `EksTaskWorker.ClusterOperationFailed`, EKS errors.
-pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Stage, TaskError> {
+pub async fn check(
+    eks: &dyn EksApi,
+    poll: &ClusterPoll,
+    access: &ClusterAccess,
+) -> Result<Stage, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
         return advance_force_delete(eks, &poll.cluster_name, poll.execution.as_deref()).await;
     }
@@ -106,6 +119,10 @@ pub async fn check(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<Stage, TaskEr
             )?;
             let status = d[field]["status"].as_str().unwrap_or_default().to_owned();
             match status.as_str() {
+                "ACTIVE" if poll.operation == Operation::CreateCluster => {
+                    grant(eks, &poll.cluster_name, &d, access).await?;
+                    Ok(Stage::Done(d))
+                }
                 "ACTIVE" if poll.operation.is_create() => Ok(Stage::Done(d)),
                 "FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" => Err(TaskError::new(
                     names::CLUSTER_OPERATION_FAILED,
@@ -129,7 +146,7 @@ async fn follow(
         until = until.min(d.checked_sub(deps.settings.lambda_margin).unwrap_or(until));
     }
     loop {
-        let progress = check(eks, poll).await?;
+        let progress = check(eks, poll, &deps.settings.cluster_access).await?;
         if matches!(progress, Stage::Done(_)) || deps.clock.now() >= until {
             return Ok(progress);
         }
@@ -175,7 +192,7 @@ async fn run(
     let response = if forced {
         Value::Null
     } else {
-        start(eks, &input).await?
+        start(eks, &input, &deps.settings.cluster_access).await?
     };
     let poll = ClusterPoll {
         operation: input.operation,
@@ -232,7 +249,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
-    match check(eks, &state).await {
+    match check(eks, &state, &deps.settings.cluster_access).await {
         Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             send_answer(deps, &state.task_token, Err(e)).await
@@ -410,6 +427,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_created_cluster_is_done_once_the_workers_roles_are_let_in() {
+        let access = ClusterAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let policy = "POST /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Frun%2Djob/access-policies";
+        let eks = ScriptedEks::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "ACTIVE", "name": "c", "accessConfig": { "authenticationMode": "API_AND_CONFIG_MAP" } } }),
+                )],
+            ),
+            ("POST /clusters/c/access-entries", vec![Ok(json!({}))]),
+            (
+                policy,
+                vec![
+                    Err(EksError {
+                        status: 503,
+                        kind: "ServiceUnavailableException".into(),
+                        message: "try again".into(),
+                    }),
+                    Ok(json!({})),
+                ],
+            ),
+        ]);
+        let p = poll(Operation::CreateCluster, None);
+        let first = check(&eks, &p, &access).await;
+        assert!(
+            first.is_err(),
+            "not answered while the worker is not let in yet"
+        );
+        assert!(matches!(check(&eks, &p, &access).await, Ok(Stage::Done(_))));
+        assert_eq!(eks.calls().iter().filter(|c| *c == policy).count(), 2);
+        // The request asks for access entries where the payload chose no mode.
+        let input = parse(
+            &json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:role/r", "ResourcesVpcConfig": { "SubnetIds": ["s"] } }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let created = ScriptedEks::new(&[("POST /clusters", vec![Ok(json!({}))])]);
+        let _ = start(&created, &input, &access).await;
+        assert_eq!(
+            created.bodies()[0]["accessConfig"]["authenticationMode"],
+            "API_AND_CONFIG_MAP"
+        );
+    }
+
+    #[tokio::test]
     async fn creating_is_pending_until_active_and_failed_is_an_error() {
         let eks = ScriptedEks::new(&[(
             "GET /clusters/c",
@@ -419,18 +483,27 @@ mod tests {
             ],
         )]);
         let p = poll(Operation::CreateCluster, None);
-        assert!(matches!(check(&eks, &p).await, Ok(Stage::Pending(_))));
-        assert!(matches!(check(&eks, &p).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c"));
+        assert!(matches!(
+            check(&eks, &p, &ClusterAccess::default()).await,
+            Ok(Stage::Pending(_))
+        ));
+        assert!(
+            matches!(check(&eks, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
+        );
         let failed = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
             vec![Ok(
                 json!({ "nodegroup": { "tags": ours(), "status": "CREATE_FAILED", "health": { "issues": [{ "code": "Ec2SubnetInvalidConfiguration" }] } } }),
             )],
         )]);
-        let e = check(&failed, &poll(Operation::CreateNodegroup, Some("n")))
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("CREATE_FAILED is an error"));
+        let e = check(
+            &failed,
+            &poll(Operation::CreateNodegroup, Some("n")),
+            &ClusterAccess::default(),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("CREATE_FAILED is an error"));
         assert_eq!(e.name, names::CLUSTER_OPERATION_FAILED);
         assert_eq!(
             e.cause["health"]["issues"][0]["code"],
@@ -448,9 +521,12 @@ mod tests {
             ],
         )]);
         let p = poll(Operation::DeleteFargateProfile, Some("f"));
-        assert!(matches!(check(&eks, &p).await, Ok(Stage::Pending(_))));
+        assert!(matches!(
+            check(&eks, &p, &ClusterAccess::default()).await,
+            Ok(Stage::Pending(_))
+        ));
         assert!(
-            matches!(check(&eks, &p).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+            matches!(check(&eks, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
         );
     }
 
@@ -567,7 +643,10 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let e = start(&eks, &input).await.err().map(|e| e.name);
+        let e = start(&eks, &input, &ClusterAccess::default())
+            .await
+            .err()
+            .map(|e| e.name);
         assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
         assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
         // Ours, but another execution's: refused when the payload names its execution.
@@ -579,7 +658,7 @@ mod tests {
         )]);
         let input = parse(&json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n", "ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:mine" }), SystemTime::UNIX_EPOCH)
             .unwrap_or_else(|e| panic!("{e}"));
-        let e = start(&other, &input).await.err();
+        let e = start(&other, &input, &ClusterAccess::default()).await.err();
         assert_eq!(
             e.as_ref().map(|e| e.name.as_str()),
             Some(names::NOT_OWNED),

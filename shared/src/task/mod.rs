@@ -4,6 +4,7 @@
 //! [`activity`], [`cleanup`], and [`bootstrap`] for the CLI. They never import each
 //! other, except the two dispatchers: `activity` runs `run_job` and `call`, `poller`
 //! runs `cluster_ops::poll`. The services they share ([`deps`], [`answer`], [`finish`],
+//! [`cluster_access`],
 //! [`job`], [`diagnosis`], [`logs`], [`force_delete`], [`retry`], [`telemetry`]) never
 //! import an entry module.
 
@@ -12,6 +13,7 @@ pub mod answer;
 pub mod bootstrap;
 pub mod call;
 pub mod cleanup;
+pub mod cluster_access;
 pub mod cluster_ops;
 pub mod deps;
 pub mod diagnosis;

@@ -9,6 +9,7 @@ use crate::ports::eks::{EksApi, EksCallError, EksError};
 pub struct ScriptedEks {
     answers: std::sync::Mutex<std::collections::HashMap<String, Vec<Result<Value, EksError>>>>,
     calls: std::sync::Mutex<Vec<String>>,
+    bodies: std::sync::Mutex<Vec<Value>>,
 }
 
 impl ScriptedEks {
@@ -23,12 +24,18 @@ impl ScriptedEks {
                     .collect(),
             ),
             calls: std::sync::Mutex::new(Vec::new()),
+            bodies: std::sync::Mutex::new(Vec::new()),
         }
     }
     /// Every call, as `METHOD path`, in order.
     #[must_use]
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+    /// The body of every call (`null` for none), in the order of [`Self::calls`].
+    #[must_use]
+    pub fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
     }
 }
 
@@ -38,11 +45,14 @@ impl EksApi for ScriptedEks {
         &self,
         method: http::Method,
         path: &str,
-        _body: Option<&Value>,
+        body: Option<&Value>,
     ) -> Result<Value, EksCallError> {
         let key = format!("{method} {path}");
         if let Ok(mut c) = self.calls.lock() {
             c.push(key.clone());
+        }
+        if let Ok(mut b) = self.bodies.lock() {
+            b.push(body.cloned().unwrap_or(Value::Null));
         }
         let mut answers = self
             .answers
