@@ -8,6 +8,9 @@
 //! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
 //!   [--region R] [--dry-run]` grants the worker's role access to a cluster: an access
 //!   entry (or `aws-auth` mapping), the namespace, a least-privilege Role and binding.
+//! - `eks-task-worker migrate --run-job-function F --call-function F
+//!   --cluster-ops-function F [FILE]` prints a state machine definition (FILE or stdin)
+//!   with every native EKS state moved onto the worker by the README's recipe.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +27,8 @@ use worker::task::deps::Deps;
 const USAGE: &str = "usage:
   eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
   eks-task-worker invoke run-job|call --payload FILE
-  eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]";
+  eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]
+  eks-task-worker migrate --run-job-function F --call-function F --cluster-ops-function F [FILE]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -150,6 +154,33 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints `FILE` (or stdin) migrated; says on stderr how many states moved.
+fn migrate(args: &[String]) -> anyhow::Result<()> {
+    use worker::contract::migration::{migrate, Functions};
+    let function = |name: &str| {
+        flag(args, name).with_context(|| format!("{name} NAME_OR_ARN is required\n{USAGE}"))
+    };
+    let functions = Functions {
+        run_job: function("--run-job-function")?,
+        call: function("--call-function")?,
+        cluster_ops: function("--cluster-ops-function")?,
+    };
+    let file = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
+        .map(|(_, a)| a.clone());
+    let text = match &file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
+    };
+    let definition: Value = serde_json::from_str(&text).context("the definition is not JSON")?;
+    let (migrated, moved) = migrate(&definition, &functions)?;
+    print_out(&serde_json::to_string_pretty(&migrated)?);
+    eprintln!("eks-task-worker: {moved} native EKS state(s) moved onto the worker");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -157,6 +188,7 @@ async fn main() -> ExitCode {
         Some("token") => token(&args[1..]).await.map(|()| true),
         Some("invoke") => invoke(&args[1..]).await,
         Some("bootstrap") => bootstrap(&args[1..]).await.map(|()| true),
+        Some("migrate") => migrate(&args[1..]).map(|()| true),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

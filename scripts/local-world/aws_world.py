@@ -135,7 +135,31 @@ def _accept_heartbeats_of_every_waiting_task():
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
 
 
+def _indefinite_paths_answer_lists():
+    """moto answers a JSONPath that can match many values (a deep scan `$.logs..log`, a
+    wildcard `$.items[*].name`, a filter, a slice or a union) with the bare value when
+    it matched one. Step Functions answers such a path with a list however many it
+    matched (an empty one for none), so examples written for AWS, such as a
+    `ResultSelector` of `"logs.$": "$.logs..log"`, break in moto alone: the world
+    answers as AWS does. Definite paths (`$.a.b`, `$.a[0]`) are moto's own."""
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = json_path.extract_json
+    indefinite = re.compile(r"\.\.|\.\*|\[\*\]|\[\?|\[[^\]'\"]*[:,][^\]'\"]*\]")
+
+    def extract_json(path, data):
+        if indefinite.search(path):
+            return [match.value for match in json_path.parse(path).find(data)]
+        return original(path, data)
+
+    json_path.extract_json = extract_json
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions") and getattr(module, "extract_json", None) is original:
+            module.extract_json = extract_json
+
+
 _resolve_keyword_paths_in_payloads()
+_indefinite_paths_answer_lists()
 _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
 _keep_the_cause_of_a_task_failure()

@@ -206,9 +206,9 @@ class Simulator:
         if code >= 300 and code != 404:
             log.warning("status of %s: %s %s", base, code, body.get("message"))
 
-    def pod(self, ns, name):
+    def pod(self, ns, name, fresh=False):
         with self.lock:
-            p = self.pods.get((ns, name))
+            p = None if fresh else self.pods.get((ns, name))
         if p is None:
             code, p = self.api.call("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
             if code != 200:
@@ -290,6 +290,10 @@ def make_kubelet(sim):
                 return self.fail(400, f'container "{container}" in pod "{name}" is not valid')
             if q.get("previous") == "true":
                 return self.fail(400, f'previous terminated container "{container}" in pod "{name}" not found')
+            if pod.get("status", {}).get("phase", "Pending") == "Pending":
+                # The simulator's own view can lag its last status write under load; a
+                # kubelet knows its pod's state: ask the API server before refusing.
+                pod = sim.pod(ns, name, fresh=True) or pod
             if pod.get("status", {}).get("phase", "Pending") == "Pending":
                 return self.fail(400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
             clog = ContainerLog(pod, container)

@@ -41,6 +41,25 @@ fn world_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local-world"))
 }
 
+/// The CLI binary, `eks-task-worker`, as `make test` builds it.
+///
+/// # Panics
+/// When it is not built.
+#[must_use]
+pub fn cli() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let bin = target.join("debug/eks-task-worker");
+    assert!(
+        bin.exists(),
+        "{} is not built (make test builds it)",
+        bin.display()
+    );
+    bin
+}
+
 /// A name unique to this test run: `prefix-<millis><counter>`.
 #[must_use]
 pub fn unique(prefix: &str) -> String {

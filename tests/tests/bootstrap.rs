@@ -4,27 +4,12 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use worker::ports::kube::KubeRequest;
-use world_tests::{request, send, sim_job, unique, until_job, World};
-
-fn cli() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/eks-task-worker");
-    assert!(
-        bin.exists(),
-        "{} is not built (make test builds it)",
-        bin.display()
-    );
-    bin
-}
+use world_tests::{cli, request, send, sim_job, unique, until_job, World};
 
 /// A new IAM user in moto: (ARN, access key, secret).
 async fn new_user(world: &World, name: &str) -> (String, String, String) {

@@ -65,7 +65,10 @@ async fn create_cluster_returns_the_eks_response_with_ownership_tags() {
         .await
         .err()
         .unwrap_or_else(|| panic!("a second create must fail"));
-    assert_eq!(again.name, "EksTaskWorker.EksApiError");
+    assert_eq!(
+        again.name, "EKS.ResourceInUseException",
+        "EKS's own exception, as a native Catch names it"
+    );
     assert_eq!(
         again.cause["error"], "ResourceInUseException",
         "{}",
@@ -96,6 +99,69 @@ async fn create_cluster_sync_answers_once_active() {
     assert_eq!(status, "SUCCEEDED");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
     assert_eq!(output["Cluster"]["Status"], "ACTIVE", "{output}");
+}
+
+/// A create delivered twice for one task (its answer lost, a Lambda retry) meets its
+/// own cluster: adopted and answered, not `ResourceInUseException`; another task's
+/// create of the same name still fails with it (RELIABILITY.md, "Never twice").
+#[tokio::test]
+async fn a_repeated_create_of_one_task_adopts_its_cluster() {
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let name = unique("cl-twice");
+    let (execution, token) = world
+        .waiting_execution(&name, Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let payload = create_cluster(
+        &world,
+        &name,
+        json!({ "TaskToken": token, "WaitForCompletion": false }),
+    );
+    let eks = deps.eks.clone();
+    // The first delivery's create reached EKS; its answer was lost.
+    let first = worker::contract::cluster_op::parse(&payload, SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eks.call(http::Method::POST, "/clusters", Some(&first.body))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let report = cluster_op(&deps, payload.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
+    let (status, output, error) = world
+        .execution_end(&execution, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["Cluster"]["Name"], name.as_str(), "{output}");
+    let (_, other_token) = world
+        .waiting_execution(&unique("cl-twice-other"), Some(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut other = payload;
+    other["TaskToken"] = json!(other_token);
+    other["WaitForCompletion"] = json!(true);
+    let theirs = worker::contract::cluster_op::parse(&other, SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = eks
+        .call(http::Method::POST, "/clusters", Some(&theirs.body))
+        .await
+        .err()
+        .map(|e| e.task_error("CreateCluster").name);
+    assert_eq!(refused.as_deref(), Some("EKS.ResourceInUseException"));
+    let answered = cluster_op(&deps, other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (answered["answered"].as_str(), answered["error"].as_str()),
+        (Some("SendTaskFailure"), Some("EKS.ResourceInUseException")),
+        "another task's create is not adopted: {answered}"
+    );
+    cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

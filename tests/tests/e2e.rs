@@ -4,10 +4,11 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use world_tests::{request, send, sim_job, unique, until_job, Platform, World};
+use world_tests::{cli, request, send, sim_job, unique, until_job, Platform, World};
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(
@@ -178,16 +179,15 @@ async fn example_call(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED", "{error:?}");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
-    // AWS gives `items[*].metadata.name` as a list; moto's JSONPath gives a single
-    // match as the value itself. Either way it names the Job's one pod.
+    // A wildcard path is a list on AWS however many it matches (the world patches
+    // moto, which gave one match as the value itself).
     let pods: Vec<String> = match &output["listed"]["pods"] {
         Value::Array(a) => a
             .iter()
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect(),
-        Value::String(s) => vec![s.clone()],
-        other => panic!("no pods listed: {other}"),
+        other => panic!("the pods are not listed as a list: {other}"),
     };
     let job = output["job"]["name"]
         .as_str()
@@ -380,6 +380,166 @@ async fn example_cluster(world: &World) {
     send(&admin, request(http::Method::DELETE, job, Some(&gone)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `tests/native/<file>` migrated by the CLI (`eks-task-worker migrate`) onto this
+/// world's functions, and nothing else.
+fn migrated(world: &World, file: &str) -> String {
+    let out = std::process::Command::new(cli())
+        .args([
+            "migrate",
+            "--run-job-function",
+            &world.fact("/functions/run-job"),
+            "--call-function",
+            &world.fact("/functions/call"),
+            "--cluster-ops-function",
+            &world.fact("/functions/cluster-ops"),
+        ])
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("native")
+                .join(file),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !text.contains(":::eks:"),
+        "every native state moved: {text}"
+    );
+    text
+}
+
+/// A state machine written for the native integrations (create a cluster, a nodegroup,
+/// run a Job with logs, delete it with `eks:call`, delete the nodegroup and the cluster,
+/// with `ResultSelector`, `Choice` and `Catch` on native paths and names), migrated by
+/// the README's recipe and nothing else, runs to its end (issue "Drop-in for real").
+async fn native_pipeline(world: &World) {
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    let job = "/apis/batch/v1/namespaces/default/jobs/native-pipeline";
+    let gone = json!({ "propagationPolicy": "Background" });
+    send(&admin, request(http::Method::DELETE, job, Some(&gone)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until_job(
+        &admin,
+        "default",
+        "native-pipeline",
+        Duration::from_secs(30),
+        |j| j.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a previous run's Job is not gone: {e}"));
+    assert!(
+        !worker_may_create_jobs(world, "default").await,
+        "the worker may already create Jobs in default: the pipeline would prove nothing"
+    );
+    let name = unique("e2e-native");
+    let account = world.fact("/account");
+    let role = format!("arn:aws:iam::{account}:role/eks-task-worker-cluster");
+    let input = json!({ "ClusterName": name, "ClusterRoleArn": role, "NodeRoleArn": role, "SubnetIds": ["subnet-a", "subnet-b"] });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &migrated(world, "eks-pipeline.asl.json"),
+            &input,
+            Duration::from_secs(180),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?} {output:?}");
+    let out: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert!(
+        out.get("error").is_none(),
+        "no Catch but the planned one: {out}"
+    );
+    assert_eq!(out["eks"]["Status"], "ACTIVE", "{out}");
+    assert_eq!(out["eks"]["Name"], name.as_str(), "{out}");
+    assert_eq!(
+        out["taken"]["Error"], "EKS.ResourceInUseException",
+        "the native Catch on EKS's exception: {out}"
+    );
+    assert_eq!(out["nodegroup"]["Status"], "ACTIVE", "{out}");
+    assert_eq!(out["nodegroup"]["Name"], "workers", "{out}");
+    assert_eq!(out["job"]["Name"], "native-pipeline", "{out}");
+    assert_eq!(out["job"]["Succeeded"], 1, "{out}");
+    let pod = out["job"]["Pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default();
+    assert_eq!(pod["containers"]["pi"]["log"], "pi is 3.14159", "{out}");
+    assert_eq!(
+        out["job"]["Logs"],
+        json!(["pi is 3.14159"]),
+        "a deep scan is a list, as on AWS: {out}"
+    );
+    assert_eq!(out["jobDeleted"]["StatusCode"], 200, "{out}");
+    assert_eq!(out["jobDeleted"]["Kind"], "Job", "{out}");
+    assert_eq!(out["nodegroupDeleted"]["Status"], "DELETED", "{out}");
+    assert_eq!(out["clusterDeleted"]["Status"], "DELETED", "{out}");
+    assert!(
+        !worker_may_create_jobs(world, "default").await,
+        "deleting the cluster removes the access the worker gave itself"
+    );
+}
+
+/// The native resources the pipeline does not use (runJob, deleteCluster, and the
+/// nodegroup and Fargate profile operations with and without `.sync`), migrated by
+/// the recipe and nothing else: each answers in the native shape.
+async fn native_rows_without_sync(world: &World) {
+    let name = unique("e2e-rows");
+    let account = world.fact("/account");
+    let role = format!("arn:aws:iam::{account}:role/eks-task-worker-cluster");
+    let input = json!({ "ClusterName": name, "ClusterRoleArn": role, "NodeRoleArn": role, "SubnetIds": ["subnet-a"],
+                        "JobCluster": world.cluster(), "JobNamespace": "jobs" });
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &migrated(world, "eks-rows.asl.json"),
+            &input,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?} {output:?}");
+    let out: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(out["cluster"]["Status"], "ACTIVE", "{out}");
+    assert_eq!(out["nodegroup"]["Name"], "workers", "{out}");
+    assert_eq!(out["nodegroup"]["Cluster"], name.as_str(), "{out}");
+    assert_eq!(out["waited"]["Status"], "ACTIVE", "{out}");
+    assert_eq!(out["waited"]["Selectors"][0]["Namespace"], "batch", "{out}");
+    assert_eq!(out["waitedDeleted"]["Status"], "DELETED", "{out}");
+    assert_eq!(out["waitedDeleted"]["Name"], "waited", "{out}");
+    assert_eq!(out["started"]["Name"], "started", "{out}");
+    assert_eq!(out["startedDeleted"]["Name"], "started", "{out}");
+    assert_eq!(out["nodegroupDeleted"]["Name"], "workers", "{out}");
+    assert_eq!(out["clusterDeleted"]["Name"], name.as_str(), "{out}");
+    assert_eq!(out["job"]["Namespace"], "jobs", "{out}");
+    let job = out["job"]["Name"].as_str().unwrap_or_default().to_owned();
+    assert!(job.starts_with("native-rows-"), "the created Job: {out}");
+    // eks:runJob answers once the Job exists; it then runs on its own.
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    until_job(&admin, "jobs", &job, Duration::from_secs(60), |j| {
+        worker::task::job::phase(j.unwrap_or(&Value::Null)) == worker::task::job::Phase::Complete
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let gone = json!({ "propagationPolicy": "Background" });
+    send(
+        &admin,
+        request(
+            http::Method::DELETE,
+            &format!("/apis/batch/v1/namespaces/jobs/jobs/{job}"),
+            Some(&gone),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The cluster example started with the name of a cluster someone else made (no worker
@@ -685,6 +845,8 @@ async fn state_machines_run_through_the_real_binaries() {
             cluster_create_and_delete(&world).await;
             example_cluster(&world).await;
             example_cluster_on_someone_elses_cluster(&world).await;
+            native_pipeline(&world).await;
+            native_rows_without_sync(&world).await;
         },
         archived_log(&world),
     );

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_eks::error::ProvideErrorMetadata;
 
 use crate::contract::error::{error_chain, names, TaskError};
 use crate::contract::payload;
@@ -65,7 +66,16 @@ impl ClusterDirectory for EksDirectory {
             .name(name)
             .send()
             .await
-            .map_err(|e| eks_error(error_chain(&e)))?;
+            .map_err(|e| match e.as_service_error() {
+                // EKS named its exception: the native name (`EKS.ResourceNotFoundException`).
+                Some(service) if service.code().is_some() => TaskError::eks_exception(
+                    service.code().unwrap_or_default(),
+                    e.raw_response().map_or(0, |r| r.status().as_u16()),
+                    "DescribeCluster",
+                    &error_chain(&e),
+                ),
+                _ => eks_error(error_chain(&e)),
+            })?;
         let cluster = out
             .cluster()
             .ok_or_else(|| eks_error("the answer has no cluster".into()))?;

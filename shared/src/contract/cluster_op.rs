@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::contract::error::TaskError;
 use crate::contract::payload::{self, callback_token};
-use crate::contract::tags::{CREATED_TAG, EXECUTION_TAG, MANAGED_BY, MANAGED_TAG};
+use crate::contract::tags::{
+    task_label, CREATED_TAG, EXECUTION_TAG, MANAGED_BY, MANAGED_TAG, TASK_LABEL,
+};
 
 /// A cluster operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,9 @@ pub struct OpInput {
     pub task_token: Option<String>,
     /// `ExecutionArn`: tags what a create makes; a delete acts only on what it tagged.
     pub execution: Option<String>,
+    /// `WaitForCompletion` ([`payload::wait_for_completion`]): answer once ACTIVE or
+    /// gone (`.sync`), or with EKS's answer to the start.
+    pub wait_for_completion: bool,
 }
 
 /// Parses a cluster-operation payload: `Operation` plus the native request fields, and
@@ -139,6 +144,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
                 "ForceDeleteCompute",
                 "TaskToken",
                 "ExecutionArn",
+                "WaitForCompletion",
                 cluster_field,
             ]
             .contains(&k.as_str());
@@ -161,6 +167,15 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         if let Some(e) = &execution {
             tags.insert(EXECUTION_TAG.into(), json!(e));
         }
+        // One resource per task: EKS's idempotency token, and a tag the worker reads
+        // when a repeated delivery meets its own create (ResourceInUseException).
+        if let Some(token) = &task_token {
+            let key = task_label(token);
+            tags.insert(TASK_LABEL.into(), json!(key));
+            request
+                .entry("ClientRequestToken")
+                .or_insert_with(|| json!(key));
+        }
     } else if let Some(k) = request.keys().next() {
         return Err(TaskError::invalid_input(
             k,
@@ -176,6 +191,7 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         force_delete_compute,
         task_token,
         execution,
+        wait_for_completion: payload::wait_for_completion(fields)?,
     })
 }
 

@@ -8,7 +8,8 @@
 use serde_json::{json, Value};
 
 /// Names of the errors the worker reports. `EKS.<status>` names are built by
-/// [`TaskError::kubernetes_status`]; the rest are constants here.
+/// [`TaskError::kubernetes_status`], `EKS.<Exception>` names by
+/// [`TaskError::eks_exception`]; the rest are constants here.
 pub mod names {
     /// The payload is not valid: a field is missing, of the wrong type or malformed.
     pub const INVALID_INPUT: &str = "EksTaskWorker.InvalidInput";
@@ -23,7 +24,8 @@ pub mod names {
     pub const CLUSTER_UNREACHABLE: &str = "EksTaskWorker.ClusterUnreachable";
     /// Credentials could not be loaded, or STS refused AssumeRole.
     pub const CREDENTIALS: &str = "EksTaskWorker.CredentialsError";
-    /// The EKS API (DescribeCluster) failed.
+    /// The EKS API could not be reached, or answered without naming its exception (an
+    /// exception it names is `EKS.<Exception>`).
     pub const EKS_API: &str = "EksTaskWorker.EksApiError";
     /// Step Functions refused the callback (SendTaskSuccess/SendTaskFailure).
     pub const CALLBACK: &str = "EksTaskWorker.CallbackError";
@@ -89,6 +91,38 @@ impl TaskError {
         Self::new(
             format!("EKS.{status}"),
             json!({ "ResponseBody": body, "StatusCode": status, "StatusText": status_text }),
+        )
+    }
+
+    /// The EKS control plane refused: `EKS.<Exception>` (`EKS.ResourceInUseException`),
+    /// named as the native integration names the service's own exception, with the
+    /// cause `{"operation", "error", "status", "message"}`. An exception name that is
+    /// not one (empty, or not letters and digits) is `EksTaskWorker.EksApiError`.
+    pub fn eks_exception(kind: &str, status: u16, operation: &str, message: &str) -> Self {
+        let named = kind.len() <= 100
+            && kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && kind.chars().all(|c| c.is_ascii_alphanumeric());
+        let name = if named {
+            format!("EKS.{kind}")
+        } else {
+            names::EKS_API.to_owned()
+        };
+        Self::new(
+            &name,
+            json!({ "operation": operation, "error": kind, "status": status, "message": message }),
+        )
+    }
+
+    /// Whether EKS's control plane said to try again later (throttled, or a fault of
+    /// its own).
+    #[must_use]
+    pub fn is_eks_busy(&self) -> bool {
+        matches!(
+            self.name.as_str(),
+            "EKS.ThrottlingException"
+                | "EKS.TooManyRequestsException"
+                | "EKS.ServerException"
+                | "EKS.ServiceUnavailableException"
         )
     }
 

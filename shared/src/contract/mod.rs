@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod cluster_op;
 pub mod curve;
 pub mod error;
+pub mod migration;
 pub mod payload;
 pub mod poll_state;
 pub mod stuck_policy;

@@ -140,6 +140,9 @@ pub struct RunJobInput {
     pub poll_curve_seconds: Option<Vec<u64>>,
     /// `StuckPolicy` (the worker's own): when a stuck Job fails its task.
     pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
+    /// `WaitForCompletion` ([`wait_for_completion`]): answer once the Job ended (the
+    /// `.sync` integration), or with the created Job.
+    pub wait_for_completion: bool,
 }
 
 /// The HTTP methods `call` accepts.
@@ -736,6 +739,7 @@ pub fn parse_run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         "PollCurveSeconds",
         "StuckPolicy",
         "ExecutionArn",
+        "WaitForCompletion",
     ]);
     reject_unknown(fields, &allowed, "")?;
     let execution = execution_arn(fields)?;
@@ -802,9 +806,34 @@ pub fn parse_run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         namespace,
         job: job_manifest(fields.get("Job"))?,
         log_options: log_options(fields.get("LogOptions"))?,
+        wait_for_completion: wait_for_completion(fields)?,
         task_token: task_token(fields)?,
         inline_wait_seconds,
     })
+}
+
+/// `WaitForCompletion` (the worker's own): with a `TaskToken`, whether the answer waits
+/// for the end (default `true`: the `.sync` integration) or comes at once with what the
+/// start returned (`false`: the integration without `.sync`, migrated to the callback
+/// pattern). Without a token the invocation's result comes at once, so `true` is refused.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` for a value that is not a boolean, or `true` without a
+/// `TaskToken`.
+pub fn wait_for_completion(fields: &Fields) -> Result<bool, TaskError> {
+    let token = fields.get("TaskToken").is_some_and(|t| !t.is_null());
+    match fields.get("WaitForCompletion") {
+        None | Some(Value::Null) => Ok(token),
+        Some(Value::Bool(true)) if !token => Err(TaskError::invalid_input(
+            "WaitForCompletion",
+            "true needs a TaskToken (the callback pattern): without one the invocation answers at once",
+        )),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(TaskError::invalid_input(
+            "WaitForCompletion",
+            format!("must be true or false, got {}", kind(other)),
+        )),
+    }
 }
 
 /// Parses a call payload.

@@ -56,7 +56,8 @@ pub fn owned(resource: &Value, what: &str, execution: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// The label that marks a Job created for one task token (a hash of the token).
+/// The label that marks a Job created for one task token (a hash of the token), and the
+/// tag that marks a cluster, nodegroup or Fargate profile created for one.
 pub const TASK_LABEL: &str = "eks-task-worker.io/task";
 /// The label that marks everything the worker creates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

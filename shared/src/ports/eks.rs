@@ -2,9 +2,9 @@
 //! access entries the bootstrap creates ([`AccessEntries`]).
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::contract::error::{names, TaskError};
+use crate::contract::error::TaskError;
 
 /// An answer of the EKS API that is not a success.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,10 +27,7 @@ impl EksError {
     /// The task error for it, naming the operation.
     #[must_use]
     pub fn task_error(&self, operation: &str) -> TaskError {
-        TaskError::new(
-            names::EKS_API,
-            json!({ "operation": operation, "error": self.kind, "status": self.status, "message": self.message }),
-        )
+        TaskError::eks_exception(&self.kind, self.status, operation, &self.message)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::contract::cluster_op::{deleted, parse, pascal_case, resource_path, Op
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
 use crate::contract::poll_state::ClusterPoll;
-use crate::contract::tags::owned;
+use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::task::answer::{deliver, send_answer};
 use crate::task::cluster_access::{ask_for_access_entries, grant};
@@ -71,9 +71,34 @@ async fn start(
             (http::Method::DELETE, path, None)
         }
     };
-    eks.call(method, &path, body)
-        .await
-        .map_err(eks_failure(&format!("{:?}", input.operation)))
+    match eks.call(method, &path, body).await {
+        Err(e) if e.is_in_use() && input.operation.is_create() => {
+            // A repeated delivery of this task (a lost answer, a Lambda retry) meets
+            // its own create: the resource carries the task's tag, and is followed.
+            match own_create(eks, input).await {
+                Some(described) => Ok(described),
+                None => Err(eks_failure(&format!("{:?}", input.operation))(e)),
+            }
+        }
+        other => other.map_err(eks_failure(&format!("{:?}", input.operation))),
+    }
+}
+
+/// The resource a create names, when this task created it (its task tag): the
+/// describe, in the create response's shape.
+async fn own_create(eks: &dyn EksApi, input: &OpInput) -> Option<Value> {
+    let token = input.task_token.as_deref()?;
+    let path = resource_path(
+        input.operation,
+        &input.cluster_name,
+        input.resource_name.as_deref(),
+    );
+    let described = eks.call(http::Method::GET, &path, None).await.ok()?;
+    let resource = &described[input.operation.resource_field()];
+    (tag(resource, TASK_LABEL) == Some(task_label(token).as_str())).then(|| {
+        tracing::info!(resource = %path, "adopted the resource this task already created");
+        described.clone()
+    })
 }
 
 /// Where a `.sync` operation stands: ACTIVE for creates, gone for deletes; a failed
@@ -205,12 +230,12 @@ async fn run(
         curve: deps.settings.poll_curve.clone(),
         execution: input.execution.clone(),
     };
-    if input.task_token.is_none() && !forced {
+    if !input.wait_for_completion && !forced {
         return Ok(Some(response));
     }
     match follow(eks, &poll, deps, deadline).await? {
         Stage::Done(v) => Ok(Some(v)),
-        Stage::Pending(what) if input.task_token.is_none() => Err(TaskError::message(
+        Stage::Pending(what) if !input.wait_for_completion => Err(TaskError::message(
             names::CLUSTER_OPERATION_FAILED,
             format!(
                 "deleting {} with ForceDeleteCompute did not finish within the invocation \

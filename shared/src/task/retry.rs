@@ -24,7 +24,8 @@ pub fn is_transient(e: &TaskError) -> bool {
     matches!(
         e.name.as_str(),
         names::CLUSTER_UNREACHABLE | names::CREDENTIALS | names::EKS_API
-    ) || matches!(e.kubernetes_status_code(), Some(429 | 500..=599))
+    ) || e.is_eks_busy()
+        || matches!(e.kubernetes_status_code(), Some(429 | 500..=599))
 }
 
 /// The server's `Retry-After`: the header, else the Status body's

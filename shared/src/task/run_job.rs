@@ -1,6 +1,7 @@
-//! The run-job function: `eks:runJob` (request/response: the created Job) and
-//! `eks:runJob.sync` (callback pattern: the finished Job and its logs, on the task
-//! token), handing Jobs that outlive the inline window to the poller.
+//! The run-job function: `eks:runJob` (the created Job: request/response, or on the
+//! task token with `WaitForCompletion: false`) and `eks:runJob.sync` (callback pattern:
+//! the finished Job and its logs, on the task token), handing Jobs that outlive the
+//! inline window to the poller.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +16,7 @@ use crate::contract::poll_state::PollState;
 use crate::contract::stuck_policy::StuckPolicy;
 use crate::ports::handoff::HandOffError;
 use crate::ports::kube::KubeApi;
-use crate::task::answer::{send_job_answer, AnswerTurn, EndFacts, JobPlace};
+use crate::task::answer::{send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace};
 use crate::task::deps::Deps;
 use crate::task::finish::{check_stuck, finish};
 use crate::task::job::{JobId, Waited};
@@ -66,6 +67,9 @@ pub async fn handle(
                     Ok(Inline::Finished(answer, facts, turn)) => {
                         return turn.send(deps, &token, answer, facts, &at).await;
                     }
+                    Ok(Inline::Started(created)) => {
+                        return send_answer(deps, &token, Ok(*created)).await;
+                    }
                     Err(e) => (Err(e), EndFacts::default()),
                 };
                 send_job_answer(deps, &token, answer, facts, &at).await
@@ -79,6 +83,8 @@ pub async fn handle(
 /// What the inline phase of a callback task came to.
 enum Inline {
     Finished(Result<Value, TaskError>, EndFacts, Box<AnswerTurn>),
+    /// `WaitForCompletion: false`: the created Job is the answer (`eks:runJob`).
+    Started(Box<Value>),
     HandedOff(Box<PollState>),
     AnsweredElsewhere(String),
 }
@@ -99,6 +105,9 @@ async fn run_with_callback(
     let kube = deps.connector.connect(&input.cluster).await?;
     let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
     started(deps, at, &created);
+    if !input.wait_for_completion {
+        return Ok(Inline::Started(Box::new(created)));
+    }
     let id = JobId::of(&created, &input.namespace);
     let policy = input.stuck_policy.or(deps.settings.stuck_policy);
     let window = inline_window(deps, &input, deadline);
