@@ -2,7 +2,8 @@
 //!
 //! - `eks-task-worker token --cluster NAME [--region R] [--role-arn ARN]` prints the
 //!   bearer token the worker sends, as an `ExecCredential` like `aws eks get-token`
-//!   (so kubectl can use it as an exec credential plugin).
+//!   (so kubectl can use it as an exec credential plugin), in the version kubectl asks
+//!   for in `KUBERNETES_EXEC_INFO` (`v1beta1` when it says none).
 //! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
 //!   the same code the Lambda runs, and prints its result.
 //! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
@@ -43,6 +44,31 @@ fn print_out(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
+/// The `ExecCredential` version kubectl asks for in `KUBERNETES_EXEC_INFO` (its
+/// `apiVersion`, as `aws eks get-token` reads it); `v1beta1` when it says nothing.
+fn exec_api_version(info: Option<&str>) -> anyhow::Result<&'static str> {
+    const KNOWN: [&str; 3] = [
+        "client.authentication.k8s.io/v1",
+        "client.authentication.k8s.io/v1beta1",
+        "client.authentication.k8s.io/v1alpha1",
+    ];
+    let Some(info) = info.map(str::trim).filter(|i| !i.is_empty()) else {
+        return Ok(KNOWN[1]);
+    };
+    let asked: Value = serde_json::from_str(info).context("KUBERNETES_EXEC_INFO is not JSON")?;
+    let version = asked["apiVersion"].as_str().unwrap_or_default();
+    KNOWN
+        .iter()
+        .find(|k| **k == version)
+        .copied()
+        .with_context(|| {
+            format!(
+                "KUBERNETES_EXEC_INFO asks for apiVersion {version:?}; known: {}",
+                KNOWN.join(", ")
+            )
+        })
+}
+
 async fn token(args: &[String]) -> anyhow::Result<()> {
     let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
     let sdk = aws_config::load_from_env().await;
@@ -57,7 +83,7 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
     let expires = t.signed_at + TOKEN_LIFETIME - Duration::from_secs(60);
     let out = json!({
         "kind": "ExecCredential",
-        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "apiVersion": exec_api_version(std::env::var("KUBERNETES_EXEC_INFO").ok().as_deref())?,
         "spec": {},
         "status": { "expirationTimestamp": format!("{}Z", worker::contract::time::utc_seconds(expires)), "token": t.token },
     });
@@ -201,5 +227,30 @@ async fn main() -> ExitCode {
             eprintln!("eks-task-worker: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_api_version;
+
+    #[test]
+    fn the_exec_credential_is_the_version_kubectl_asks_for() {
+        assert_eq!(
+            exec_api_version(None).ok(),
+            Some("client.authentication.k8s.io/v1beta1")
+        );
+        assert_eq!(
+            exec_api_version(Some(
+                r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}"#
+            ))
+            .ok(),
+            Some("client.authentication.k8s.io/v1")
+        );
+        assert!(
+            exec_api_version(Some(r#"{"apiVersion":"client.authentication.k8s.io/v2"}"#))
+                .is_err_and(|e| e.to_string().contains("v2"))
+        );
+        assert!(exec_api_version(Some("not json")).is_err());
     }
 }

@@ -293,6 +293,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
     };
     let young = worker::task::cleanup::run(
         eks.as_ref(),
+        deps.connector.as_ref(),
         &sfn,
         Options {
             dry_run: false,
@@ -309,6 +310,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
 
     let dry = worker::task::cleanup::run(
         eks.as_ref(),
+        deps.connector.as_ref(),
         &sfn,
         Options {
             dry_run: true,
@@ -327,6 +329,7 @@ async fn cleanup_deletes_only_orphans_of_gone_executions() {
 
     let real = worker::task::cleanup::run(
         eks.as_ref(),
+        deps.connector.as_ref(),
         &sfn,
         Options {
             dry_run: false,

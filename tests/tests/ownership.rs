@@ -131,6 +131,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     let sfn = world.sfn().await;
     let report = worker::task::cleanup::run(
         eks.as_ref(),
+        deps.connector.as_ref(),
         &sfn,
         // A dry run: it reports what it would delete without deleting other tests'
         // clusters.

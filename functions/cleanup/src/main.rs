@@ -16,9 +16,13 @@ async fn main() -> Result<(), Error> {
         grace: deps.settings.cleanup_grace,
     };
     let executions = worker::wiring::executions(&sdk);
-    let (eks, executions) = (deps.eks.as_ref(), executions.as_ref());
+    let (eks, connector, executions) = (
+        deps.eks.as_ref(),
+        deps.connector.as_ref(),
+        executions.as_ref(),
+    );
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
-        worker::task::cleanup::run(eks, executions, options, SystemTime::now())
+        worker::task::cleanup::run(eks, connector, executions, options, SystemTime::now())
     }))
     .await
 }

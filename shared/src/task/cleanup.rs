@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::contract::error::TaskError;
 use crate::contract::tags::{self, CREATED_TAG, EXECUTION_TAG, RETAIN_TAG};
+use crate::ports::cluster::Connector;
 use crate::ports::eks::EksApi;
 use crate::ports::executions::Executions;
 use crate::task::force_delete::{advance_force_delete, Stage};
@@ -39,6 +40,7 @@ fn created_at(cluster: &Value) -> Option<SystemTime> {
 /// When the clusters cannot be listed.
 pub async fn run(
     eks: &dyn EksApi,
+    connector: &dyn Connector,
     executions: &dyn Executions,
     options: Options,
     now: SystemTime,
@@ -122,7 +124,7 @@ pub async fn run(
             orphans.push(json!({ "cluster": name, "execution": owner, "why": why, "action": "would delete (dry run)" }));
             continue;
         }
-        let action = match advance_force_delete(eks, &name, Some(&owner)).await {
+        let action = match advance_force_delete(eks, connector, &name, Some(&owner)).await {
             Ok(Stage::Done(_)) => "deleted".to_owned(),
             Ok(Stage::Pending(what)) => what,
             Err(e) => {

@@ -14,6 +14,7 @@ use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
 use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
+use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::task::answer::{deliver, send_answer};
 use crate::task::cluster_access::{ask_for_access_entries, grant};
@@ -109,11 +110,18 @@ async fn own_create(eks: &dyn EksApi, input: &OpInput) -> Option<Value> {
 /// `EksTaskWorker.ClusterOperationFailed`, EKS errors.
 pub async fn check(
     eks: &dyn EksApi,
+    connector: &dyn Connector,
     poll: &ClusterPoll,
     access: &ClusterAccess,
 ) -> Result<Stage, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
-        return advance_force_delete(eks, &poll.cluster_name, poll.execution.as_deref()).await;
+        return advance_force_delete(
+            eks,
+            connector,
+            &poll.cluster_name,
+            poll.execution.as_deref(),
+        )
+        .await;
     }
     let field = poll.operation.resource_field();
     let path = resource_path(
@@ -171,7 +179,13 @@ async fn follow(
         until = until.min(d.checked_sub(deps.settings.lambda_margin).unwrap_or(until));
     }
     loop {
-        let progress = check(eks, poll, &deps.settings.cluster_access).await?;
+        let progress = check(
+            eks,
+            deps.connector.as_ref(),
+            poll,
+            &deps.settings.cluster_access,
+        )
+        .await?;
         if matches!(progress, Stage::Done(_)) || deps.clock.now() >= until {
             return Ok(progress);
         }
@@ -274,7 +288,14 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
-    match check(eks, &state, &deps.settings.cluster_access).await {
+    match check(
+        eks,
+        deps.connector.as_ref(),
+        &state,
+        &deps.settings.cluster_access,
+    )
+    .await
+    {
         Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await,
         Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
             send_answer(deps, &state.task_token, Err(e)).await
@@ -282,9 +303,18 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         // No EKS client in this deployment: the invocation fails (nothing to poll with).
         Err(e) if e.name == names::INTERNAL => Err(e),
         other => {
-            if let Err(e) = &other {
-                tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
-            }
+            let waiting = match &other {
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
+                    e.name.clone()
+                }
+                Ok(Stage::Pending(what)) => {
+                    tracing::info!(waiting_for = %what, "cluster operation still going");
+                    what.clone()
+                }
+                // Answered by the arm above.
+                Ok(Stage::Done(_)) => String::new(),
+            };
             let attempt = state.attempt + 1;
             let next = ClusterPoll {
                 attempt,
@@ -292,7 +322,9 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
                 ..state
             };
             deps.hand_off(&next.next_poll()?).await?;
-            Ok(json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds } }))
+            Ok(
+                json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds }, "waitingFor": waiting }),
+            )
         }
     }
 }
@@ -337,7 +369,7 @@ mod tests {
     use crate::contract::tags::MANAGED_BY;
     use crate::contract::tags::MANAGED_TAG;
     use crate::ports::eks::EksError;
-    use crate::testing::ScriptedEks;
+    use crate::testing::{EmptyCluster, ScriptedEks};
 
     #[test]
     fn create_cluster_payloads_become_eks_requests_with_ownership_tags() {
@@ -477,12 +509,15 @@ mod tests {
             ),
         ]);
         let p = poll(Operation::CreateCluster, None);
-        let first = check(&eks, &p, &access).await;
+        let first = check(&eks, &EmptyCluster, &p, &access).await;
         assert!(
             first.is_err(),
             "not answered while the worker is not let in yet"
         );
-        assert!(matches!(check(&eks, &p, &access).await, Ok(Stage::Done(_))));
+        assert!(matches!(
+            check(&eks, &EmptyCluster, &p, &access).await,
+            Ok(Stage::Done(_))
+        ));
         assert_eq!(eks.calls().iter().filter(|c| *c == policy).count(), 2);
         // The request asks for access entries where the payload chose no mode.
         let input = parse(
@@ -509,11 +544,11 @@ mod tests {
         )]);
         let p = poll(Operation::CreateCluster, None);
         assert!(matches!(
-            check(&eks, &p, &ClusterAccess::default()).await,
+            check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
+            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
         );
         let failed = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
@@ -523,6 +558,7 @@ mod tests {
         )]);
         let e = check(
             &failed,
+            &EmptyCluster,
             &poll(Operation::CreateNodegroup, Some("n")),
             &ClusterAccess::default(),
         )
@@ -547,11 +583,11 @@ mod tests {
         )]);
         let p = poll(Operation::DeleteFargateProfile, Some("f"));
         assert!(matches!(
-            check(&eks, &p, &ClusterAccess::default()).await,
+            check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
         );
     }
 
@@ -610,7 +646,7 @@ mod tests {
             ),
         ]);
         assert!(matches!(
-            advance_force_delete(&eks, "c", None).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", None).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -632,7 +668,7 @@ mod tests {
         );
         // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
         assert!(matches!(
-            advance_force_delete(&eks, "c", None).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", None).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -652,7 +688,7 @@ mod tests {
         let foreign =
             || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
         let eks = ScriptedEks::new(&[("GET /clusters/c", vec![foreign()])]);
-        let e = advance_force_delete(&eks, "c", None)
+        let e = advance_force_delete(&eks, &EmptyCluster, "c", None)
             .await
             .err()
             .map(|e| e.name);
@@ -706,7 +742,7 @@ mod tests {
                 vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
             ),
         ]);
-        let e = advance_force_delete(&mixed, "c", None)
+        let e = advance_force_delete(&mixed, &EmptyCluster, "c", None)
             .await
             .err()
             .map(|e| e.name);

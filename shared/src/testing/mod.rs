@@ -1,7 +1,8 @@
 //! The test doubles, one set for the library's unit tests and the integration tests
 //! (feature `test-util`): a fake Kubernetes API server for Jobs ([`FakeKube`]), a
 //! scripted EKS ([`ScriptedEks`]), a recording callback ([`RecordingCallback`]), a
-//! cluster nobody can reach ([`NoCluster`]), a recording hand-off
+//! cluster nobody can reach ([`NoCluster`]), one that holds nothing ([`EmptyCluster`]),
+//! a recording hand-off
 //! ([`RecordingHandOff`]), fixed credentials ([`FakeCredentials`]), clocks that move
 //! only when told ([`ManualClock`], [`TokioClock`]) and [`Deps::test`].
 
@@ -30,7 +31,7 @@ use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::cluster::Connector;
 use crate::ports::credentials::{CredentialSource, CredentialsError};
 use crate::ports::handoff::{HandOff, HandOffError};
-use crate::ports::kube::KubeApi;
+use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
 use crate::task::deps::Deps;
 
 /// A clock that stands still until moved; for tests.
@@ -151,6 +152,45 @@ impl Connector for NoCluster {
             names::CLUSTER_UNREACHABLE,
             "test double: no cluster",
         ))
+    }
+}
+
+/// A cluster that holds nothing: every list is empty, every other request 404 (for
+/// the EKS side of a forced deletion, which first lists what would outlive it).
+#[derive(Debug, Default)]
+pub struct EmptyCluster;
+
+#[async_trait]
+impl Connector for EmptyCluster {
+    async fn connect(&self, _cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
+        Ok(Arc::new(EmptyKube))
+    }
+}
+
+struct EmptyKube;
+
+#[async_trait]
+impl KubeApi for EmptyKube {
+    async fn send(
+        &self,
+        request: KubeRequest,
+        _keep_tail: Option<usize>,
+    ) -> Result<KubeResponse, TransportError> {
+        Ok(if request.method == http::Method::GET {
+            answer(200, &serde_json::json!({ "items": [] }))
+        } else {
+            answer(404, &serde_json::json!({ "kind": "Status", "code": 404 }))
+        })
+    }
+
+    async fn watch(
+        &self,
+        _request: KubeRequest,
+    ) -> Result<
+        Result<futures::stream::BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        Ok(Err(answer(405, &serde_json::json!({}))))
     }
 }
 
