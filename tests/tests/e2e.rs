@@ -488,8 +488,9 @@ async fn native_pipeline(world: &World) {
     );
 }
 
-/// The native resources the pipeline does not use (runJob, deleteCluster, and the
-/// nodegroup and Fargate profile operations with and without `.sync`), migrated by
+/// The native resources the pipeline does not use (createCluster's answer, runJob,
+/// deleteCluster, and the nodegroup and Fargate profile operations with and without
+/// `.sync`), migrated by
 /// the recipe and nothing else: each answers in the native shape.
 async fn native_rows_without_sync(world: &World) {
     let name = unique("e2e-rows");
@@ -508,7 +509,11 @@ async fn native_rows_without_sync(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED", "{error:?} {output:?}");
     let out: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
-    assert_eq!(out["cluster"]["Status"], "ACTIVE", "{out}");
+    assert_eq!(out["cluster"]["Name"], name.as_str(), "{out}");
+    assert_eq!(
+        out["cluster"]["Tags"]["eks-task-worker.io/managed-by"], "eks-task-worker",
+        "{out}"
+    );
     assert_eq!(out["nodegroup"]["Name"], "workers", "{out}");
     assert_eq!(out["nodegroup"]["Cluster"], name.as_str(), "{out}");
     assert_eq!(out["waited"]["Status"], "ACTIVE", "{out}");

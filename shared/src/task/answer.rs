@@ -49,6 +49,9 @@ pub struct EndFacts {
     pub finished_at: Option<SystemTime>,
     /// Bytes of log read but left out of the result.
     pub log_bytes_cut: u64,
+    /// Delete the Job once the answer is sent (`JOB_CLEANUP`): never before, so that an
+    /// answer that fails and is tried again still finds its Job.
+    pub clean_up: bool,
 }
 
 /// Answers the task with a Job's end and, once Step Functions took the answer, counts
@@ -214,11 +217,63 @@ impl AnswerTurn {
         facts: EndFacts,
         at: &JobPlace,
     ) -> Result<Value, TaskError> {
+        let clean_up = facts.clean_up;
         let report = send_job_answer(deps, token, answer, facts, at).await;
         self.renewal.abort();
         if report.is_ok() {
             job::answered(self.kube.as_ref(), &self.job, &self.me).await;
+            if clean_up {
+                if let Err(e) = job::delete(self.kube.as_ref(), &self.job).await {
+                    tracing::warn!(job = self.job.name, namespace = self.job.namespace, error = %e, "could not clean up the finished job");
+                }
+            }
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod cleanup_tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::{AnswerTurn, EndFacts, JobPlace};
+    use crate::task::deps::Deps;
+    use crate::task::job::{self, JobId};
+    use crate::testing::{FakeKube, NoCluster, RecordingCallback};
+
+    /// `JOB_CLEANUP` deletes the Job only once its answer is sent: an answer Step
+    /// Functions refuses (the invocation fails and is delivered again) leaves the Job for
+    /// the next delivery, which would otherwise read it as vanished.
+    #[tokio::test]
+    async fn the_job_is_cleaned_up_only_after_its_answer_is_sent() {
+        let place = JobPlace {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+            polls: 0,
+        };
+        let manifest = json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "generateName": "w-" }, "spec": {} });
+        for (refusals, kept) in [(100, 1), (0, 0)] {
+            let kube = Arc::new(FakeKube::default());
+            let token = format!("token-{refusals}");
+            let created = job::create(kube.as_ref(), "ns", &manifest, Some(&token))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let id = JobId::of(&created, "ns");
+            let callback = Arc::new(RecordingCallback::default());
+            callback.refuse_answers(refusals);
+            let deps = Deps::test(Arc::new(NoCluster::default()), callback.clone());
+            let turn = AnswerTurn::take(kube.clone(), &id, &deps, None)
+                .await
+                .unwrap_or_else(|by| panic!("answered by {by}"));
+            let facts = EndFacts {
+                clean_up: true,
+                ..EndFacts::default()
+            };
+            let sent = turn.send(&deps, &token, Ok(json!({})), facts, &place).await;
+            assert_eq!(sent.is_ok(), refusals == 0, "{sent:?}");
+            assert_eq!(kube.jobs().len(), kept, "refusals {refusals}: {sent:?}");
+        }
     }
 }

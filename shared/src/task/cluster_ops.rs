@@ -20,6 +20,7 @@ use crate::task::answer::{deliver, send_answer};
 use crate::task::cluster_access::{ask_for_access_entries, grant};
 use crate::task::deps::Deps;
 use crate::task::force_delete::{advance_force_delete, Stage};
+use crate::task::retry::is_transient;
 
 /// How long an invocation follows an operation before handing it to the poller.
 const INLINE_FOLLOW: Duration = Duration::from_secs(20);
@@ -302,6 +303,9 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         }
         // No EKS client in this deployment: the invocation fails (nothing to poll with).
         Err(e) if e.name == names::INTERNAL => Err(e),
+        // A permanent refusal (the resource gone from under a create, access denied …)
+        // ends the task by its name: polling again would only meet it again.
+        Err(e) if !is_transient(&e) => send_answer(deps, &state.task_token, Err(e)).await,
         other => {
             let waiting = match &other {
                 Err(e) => {
@@ -531,6 +535,47 @@ mod tests {
             created.bodies()[0]["accessConfig"]["authenticationMode"],
             "API_AND_CONFIG_MAP"
         );
+    }
+
+    /// A poll that meets a permanent EKS error answers it; a transient one schedules
+    /// the next poll (issue "Long invocations": no cluster poll rescheduled forever).
+    #[tokio::test]
+    async fn a_permanent_error_ends_the_cluster_poll_and_a_transient_one_polls_again() {
+        use crate::testing::{RecordingCallback, RecordingHandOff};
+        use std::sync::Arc;
+        let refused = |status: u16, kind: &str| EksError {
+            status,
+            kind: kind.into(),
+            message: "m".into(),
+        };
+        for (error, answered) in [
+            (refused(404, "ResourceNotFoundException"), true),
+            (refused(403, "AccessDeniedException"), true),
+            (refused(503, "ServiceUnavailableException"), false),
+            (refused(429, "ThrottlingException"), false),
+        ] {
+            let callback = Arc::new(RecordingCallback::default());
+            let handoff = Arc::new(RecordingHandOff::answering(vec![Ok(())]));
+            let mut deps = Deps::test(Arc::new(EmptyCluster), callback.clone());
+            deps.handoff = handoff.clone();
+            deps.eks = Arc::new(ScriptedEks::new(&[(
+                "GET /clusters/c/node-groups/n",
+                vec![
+                    Ok(json!({ "nodegroup": { "tags": ours(), "status": "CREATING" } })),
+                    Err(error.clone()),
+                ],
+            )]));
+            let report = super::poll(poll(Operation::CreateNodegroup, Some("n")), &deps).await;
+            let failed = callback.failed();
+            if answered {
+                assert_eq!(failed.len(), 1, "{error:?}: {report:?}");
+                assert_eq!(failed[0].1.name, format!("EKS.{}", error.kind));
+                assert!(handoff.polls().is_empty(), "{error:?}");
+            } else {
+                assert!(failed.is_empty(), "{error:?}");
+                assert_eq!(handoff.polls().len(), 1, "{error:?}");
+            }
+        }
     }
 
     #[tokio::test]

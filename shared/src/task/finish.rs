@@ -56,8 +56,9 @@ pub async fn check_stuck(
 /// into the result budget; a Failed Job as `EksTaskWorker.JobFailed` (`Err`: or an error
 /// reading the pods). With an archive location (`LogOptions.ArchiveUri` or
 /// `LOG_ARCHIVE_URI`) every container's whole log is archived first, and each object's
-/// URI and size go beside its log. The Job is then deleted when `JOB_CLEANUP` says so
-/// (a failed deletion is logged, not fatal).
+/// URI and size go beside its log. Whether the Job is to be deleted (`JOB_CLEANUP`)
+/// is in the facts: [`AnswerTurn::send`](crate::task::answer::AnswerTurn::send) deletes
+/// it once the answer is sent (a failed deletion is logged, not fatal).
 pub async fn finish(
     kube: Arc<dyn KubeApi>,
     id: &JobId,
@@ -68,18 +69,14 @@ pub async fn finish(
     let mut facts = EndFacts {
         finished_at: job::finished_at(done),
         log_bytes_cut: 0,
+        clean_up: false,
     };
     let answer = job_answer(kube.clone(), id, done, options, deps, &mut facts).await;
-    let delete = match deps.settings.job_cleanup {
+    facts.clean_up = match deps.settings.job_cleanup {
         Cleanup::Never => false,
         Cleanup::OnSuccess => answer.is_ok(),
         Cleanup::Always => true,
     };
-    if delete {
-        if let Err(e) = job::delete(kube.as_ref(), id).await {
-            tracing::warn!(job = id.name, namespace = id.namespace, error = %e, "could not clean up the finished job");
-        }
-    }
     (answer, facts)
 }
 

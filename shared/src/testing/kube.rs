@@ -42,6 +42,16 @@ impl KubeApi for FakeKube {
             .jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if request.method == http::Method::DELETE {
+            let name = request.path.rsplit('/').next().unwrap_or_default();
+            let before = jobs.len();
+            jobs.retain(|j| name_of(j) != Some(name));
+            return Ok(if jobs.len() < before {
+                answer(200, &json!({ "kind": "Status", "status": "Success" }))
+            } else {
+                answer(404, &json!({ "kind": "Status", "code": 404 }))
+            });
+        }
         if request.method == http::Method::PATCH {
             let patch: Value = request
                 .body

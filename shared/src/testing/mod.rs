@@ -77,15 +77,37 @@ impl Clock for TokioClock {
     }
 }
 
-/// A callback that records what it is told and always succeeds.
+/// A callback that records what it is told and succeeds (or refuses answers while
+/// told to: [`RecordingCallback::refuse_answers`]).
 #[derive(Debug, Default)]
 pub struct RecordingCallback {
     succeeded: Mutex<Vec<(String, Value)>>,
     failed: Mutex<Vec<(String, TaskError)>>,
     heartbeats: Mutex<usize>,
+    refusals: Mutex<u32>,
 }
 
 impl RecordingCallback {
+    /// Refuses the next `n` answers (`SendTaskSuccess`/`Failure`) as Step Functions
+    /// refuses under throttling: [`CallbackError::Other`], nothing recorded.
+    pub fn refuse_answers(&self, n: u32) {
+        if let Ok(mut r) = self.refusals.lock() {
+            *r = n;
+        }
+    }
+
+    fn refused(&self) -> Result<(), CallbackError> {
+        let mut r = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *r > 0 {
+            *r -= 1;
+            return Err(CallbackError::Other("test double: refused".into()));
+        }
+        Ok(())
+    }
+
     /// The successes sent: `(token, output)`.
     #[must_use]
     pub fn succeeded(&self) -> Vec<(String, Value)> {
@@ -108,12 +130,14 @@ impl RecordingCallback {
 #[async_trait]
 impl TaskCallback for RecordingCallback {
     async fn succeed(&self, token: &str, output: &Value) -> Result<(), CallbackError> {
+        self.refused()?;
         if let Ok(mut s) = self.succeeded.lock() {
             s.push((token.to_owned(), output.clone()));
         }
         Ok(())
     }
     async fn fail(&self, token: &str, error: &TaskError) -> Result<(), CallbackError> {
+        self.refused()?;
         if let Ok(mut f) = self.failed.lock() {
             f.push((token.to_owned(), error.clone()));
         }
