@@ -323,26 +323,32 @@ async fn worker_may_create_jobs(world: &World, namespace: &str) -> bool {
 /// server; the worker lets itself in with an access entry and policy: the local world's
 /// emulation of them: RBAC), create a nodegroup, run the example Job in `default`,
 /// delete the cluster (which removes the access again).
-async fn example_cluster(world: &World) {
+/// Before a scenario that runs the Job `job` in `default` on a cluster the worker
+/// creates: a previous run's Job is gone, and the worker may not create Jobs there yet
+/// (else the access the create gives would prove nothing).
+async fn before_a_created_cluster(world: &World, job: &str) {
     let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
-    let job = "/apis/batch/v1/namespaces/default/jobs/example-job";
+    let path = format!("/apis/batch/v1/namespaces/default/jobs/{job}");
     let gone = json!({ "propagationPolicy": "Background" });
-    send(&admin, request(http::Method::DELETE, job, Some(&gone)))
+    send(&admin, request(http::Method::DELETE, &path, Some(&gone)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    until_job(
-        &admin,
-        "default",
-        "example-job",
-        Duration::from_secs(30),
-        |j| j.is_none(),
-    )
+    until_job(&admin, "default", job, Duration::from_secs(30), |j| {
+        j.is_none()
+    })
     .await
-    .unwrap_or_else(|e| panic!("a previous run's example-job is not gone: {e}"));
+    .unwrap_or_else(|e| panic!("a previous run's {job} is not gone: {e}"));
     assert!(
         !worker_may_create_jobs(world, "default").await,
         "the worker may already create Jobs in default: the access entry would prove nothing"
     );
+}
+
+async fn example_cluster(world: &World) {
+    before_a_created_cluster(world, "example-job").await;
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    let job = "/apis/batch/v1/namespaces/default/jobs/example-job";
+    let gone = json!({ "propagationPolicy": "Background" });
     let name = unique("e2e-example-cluster");
     let account = world.fact("/account");
     let input = json!({
@@ -420,25 +426,7 @@ fn migrated(world: &World, file: &str) -> String {
 /// with `ResultSelector`, `Choice` and `Catch` on native paths and names), migrated by
 /// the README's recipe and nothing else, runs to its end (issue "Drop-in for real").
 async fn native_pipeline(world: &World) {
-    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
-    let job = "/apis/batch/v1/namespaces/default/jobs/native-pipeline";
-    let gone = json!({ "propagationPolicy": "Background" });
-    send(&admin, request(http::Method::DELETE, job, Some(&gone)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    until_job(
-        &admin,
-        "default",
-        "native-pipeline",
-        Duration::from_secs(30),
-        |j| j.is_none(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("a previous run's Job is not gone: {e}"));
-    assert!(
-        !worker_may_create_jobs(world, "default").await,
-        "the worker may already create Jobs in default: the pipeline would prove nothing"
-    );
+    before_a_created_cluster(world, "native-pipeline").await;
     let name = unique("e2e-native");
     let account = world.fact("/account");
     let role = format!("arn:aws:iam::{account}:role/eks-task-worker-cluster");

@@ -102,6 +102,7 @@ async fn load_balancers_and_volumes_are_released_before_the_compute() {
             deps.connector.as_ref(),
             &poll,
             &deps.settings.cluster_access,
+            std::time::SystemTime::now(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"))

@@ -291,11 +291,20 @@ pub fn migrate_state(
     let Some(fields) = state.as_object_mut() else {
         return Ok(false);
     };
-    let mut payload: Map<String, Value> = match fields.remove(arguments) {
-        None => Map::new(),
-        Some(Value::Object(p)) => p,
+    let mut payload: Map<String, Value> = match fields.get(arguments) {
+        // Natively the state's whole input is then the request: say so rather than
+        // send a payload without it.
+        None => {
+            return Err(format!(
+                "has no {arguments} (natively its whole input is the request): write the request as {arguments} first"
+            ))
+        }
+        Some(Value::Object(p)) => p.clone(),
         Some(_) => return Err(format!("its {arguments} must be an object to migrate")),
     };
+    if fields.get("Retry").is_some_and(|r| !r.is_array()) {
+        return Err("its Retry must be a list to migrate".into());
+    }
     let mut own = vec![(token.0, json!(token.1))];
     if let Some(op) = row.operation {
         own.push(("Operation", json!(op)));
@@ -501,6 +510,15 @@ mod tests {
         assert_eq!(
             migrate_state(&mut unknown, &functions(), "JSONPath"),
             Ok(false)
+        );
+        let mut bare =
+            json!({ "Type": "Task", "Resource": "arn:aws:states:::eks:runJob.sync", "End": true });
+        assert!(migrate_state(&mut bare, &functions(), "JSONPath")
+            .is_err_and(|m| m.contains("has no Parameters")));
+        let mut odd = native("eks:call", json!({}));
+        odd["Retry"] = json!({ "ErrorEquals": ["States.ALL"] });
+        assert!(
+            migrate_state(&mut odd, &functions(), "JSONPath").is_err_and(|m| m.contains("Retry"))
         );
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::config::cluster_access::ClusterAccess;
 use crate::contract::error::TaskError;
-use crate::contract::tags::{MANAGED_BY, MANAGED_TAG};
+use crate::contract::tags::{tag, MANAGED_BY, MANAGED_TAG};
 use crate::ports::eks::{eks_failure, EksApi};
 
 /// The mode a create asks for when the payload names none and someone is to be let in:
@@ -72,6 +72,10 @@ pub async fn grant(
     }
     let entries = format!("/clusters/{cluster}/access-entries");
     for principal in &access.principals {
+        let entry = format!(
+            "{entries}/{}",
+            utf8_percent_encode(principal, NON_ALPHANUMERIC)
+        );
         let created = eks
             .call(
                 http::Method::POST,
@@ -81,13 +85,27 @@ pub async fn grant(
             .await;
         match created {
             Ok(_) => tracing::info!(cluster, principal, "access entry created"),
-            Err(e) if e.is_in_use() => {}
+            Err(e) if e.is_in_use() => {
+                // Already there: the worker's own (an earlier try of this grant) gets
+                // its policy; any other (the creator's, say) is kept as it is.
+                let there = eks
+                    .call(http::Method::GET, &entry, None)
+                    .await
+                    .map_err(eks_failure("DescribeAccessEntry"))?;
+                if tag(&there["accessEntry"], MANAGED_TAG) != Some(MANAGED_BY) {
+                    tracing::info!(
+                        cluster,
+                        principal,
+                        "an access entry the worker did not make is there already: kept as it is"
+                    );
+                    continue;
+                }
+            }
             Err(e) => return Err(eks_failure("CreateAccessEntry")(e)),
         }
-        let encoded = utf8_percent_encode(principal, NON_ALPHANUMERIC);
         eks.call(
             http::Method::POST,
-            &format!("{entries}/{encoded}/access-policies"),
+            &format!("{entry}/access-policies"),
             Some(&json!({ "policyArn": access.policy_arn, "accessScope": { "type": "cluster" } })),
         )
         .await
@@ -133,6 +151,8 @@ mod tests {
     const RUN_JOB_POLICY: &str =
         "POST /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Frun%2Djob/access-policies";
     const POLLER_POLICY: &str = "POST /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fservice%2Drole%2Fpoller/access-policies";
+    const POLLER_ENTRY: &str =
+        "GET /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fservice%2Drole%2Fpoller";
 
     #[tokio::test]
     async fn every_principal_gets_an_entry_and_the_policy_and_an_existing_entry_is_kept() {
@@ -148,6 +168,12 @@ mod tests {
             ),
             (RUN_JOB_POLICY, vec![Ok(json!({}))]),
             (POLLER_POLICY, vec![Ok(json!({}))]),
+            (
+                POLLER_ENTRY,
+                vec![Ok(
+                    json!({ "accessEntry": { "tags": { MANAGED_TAG: MANAGED_BY } } }),
+                )],
+            ),
         ]);
         let described = json!({ "cluster": { "accessConfig": { "authenticationMode": "API" } } });
         let done = grant(&eks, "c", &described, &access()).await;
@@ -158,6 +184,7 @@ mod tests {
                 "POST /clusters/c/access-entries",
                 RUN_JOB_POLICY,
                 "POST /clusters/c/access-entries",
+                POLLER_ENTRY,
                 POLLER_POLICY
             ]
         );
@@ -171,8 +198,34 @@ mod tests {
             bodies[2]["principalArn"],
             "arn:aws:iam::1:role/service-role/poller"
         );
-        assert_eq!(bodies[3]["accessScope"]["type"], "cluster");
-        assert_eq!(bodies[3]["policyArn"], access().policy_arn);
+        assert_eq!(bodies[4]["accessScope"]["type"], "cluster");
+        assert_eq!(bodies[4]["policyArn"], access().policy_arn);
+    }
+
+    #[tokio::test]
+    async fn an_entry_the_worker_did_not_make_is_kept_as_it_is() {
+        let in_use = EksError {
+            status: 409,
+            kind: "ResourceInUseException".into(),
+            message: "in use".into(),
+        };
+        let creator = ClusterAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let eks = ScriptedEks::new(&[
+            ("POST /clusters/c/access-entries", vec![Err(in_use)]),
+            (
+                "GET /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Frun%2Djob",
+                vec![Ok(json!({ "accessEntry": { "tags": {} } }))],
+            ),
+        ]);
+        let described = json!({ "cluster": { "accessConfig": { "authenticationMode": "API" } } });
+        let done = grant(&eks, "c", &described, &creator).await;
+        assert_eq!(done.ok(), Some(Granted::Entry));
+        assert!(
+            !eks.calls().iter().any(|c| c.ends_with("/access-policies")),
+            "no policy on an entry that is not the worker's: {:?}",
+            eks.calls()
+        );
     }
 
     #[tokio::test]

@@ -114,6 +114,7 @@ pub async fn check(
     connector: &dyn Connector,
     poll: &ClusterPoll,
     access: &ClusterAccess,
+    now: SystemTime,
 ) -> Result<Stage, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
         return advance_force_delete(
@@ -121,6 +122,7 @@ pub async fn check(
             connector,
             &poll.cluster_name,
             poll.execution.as_deref(),
+            now,
         )
         .await;
     }
@@ -185,6 +187,7 @@ async fn follow(
             deps.connector.as_ref(),
             poll,
             &deps.settings.cluster_access,
+            deps.clock.now(),
         )
         .await?;
         if matches!(progress, Stage::Done(_)) || deps.clock.now() >= until {
@@ -294,6 +297,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         deps.connector.as_ref(),
         &state,
         &deps.settings.cluster_access,
+        deps.clock.now(),
     )
     .await
     {
@@ -513,13 +517,13 @@ mod tests {
             ),
         ]);
         let p = poll(Operation::CreateCluster, None);
-        let first = check(&eks, &EmptyCluster, &p, &access).await;
+        let first = check(&eks, &EmptyCluster, &p, &access, SystemTime::UNIX_EPOCH).await;
         assert!(
             first.is_err(),
             "not answered while the worker is not let in yet"
         );
         assert!(matches!(
-            check(&eks, &EmptyCluster, &p, &access).await,
+            check(&eks, &EmptyCluster, &p, &access, SystemTime::UNIX_EPOCH).await,
             Ok(Stage::Done(_))
         ));
         assert_eq!(eks.calls().iter().filter(|c| *c == policy).count(), 2);
@@ -589,11 +593,18 @@ mod tests {
         )]);
         let p = poll(Operation::CreateCluster, None);
         assert!(matches!(
-            check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await,
+            check(
+                &eks,
+                &EmptyCluster,
+                &p,
+                &ClusterAccess::default(),
+                SystemTime::UNIX_EPOCH
+            )
+            .await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
+            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
         );
         let failed = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
@@ -606,6 +617,7 @@ mod tests {
             &EmptyCluster,
             &poll(Operation::CreateNodegroup, Some("n")),
             &ClusterAccess::default(),
+            SystemTime::UNIX_EPOCH,
         )
         .await
         .err()
@@ -628,11 +640,18 @@ mod tests {
         )]);
         let p = poll(Operation::DeleteFargateProfile, Some("f"));
         assert!(matches!(
-            check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await,
+            check(
+                &eks,
+                &EmptyCluster,
+                &p,
+                &ClusterAccess::default(),
+                SystemTime::UNIX_EPOCH
+            )
+            .await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default()).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
         );
     }
 
@@ -691,7 +710,7 @@ mod tests {
             ),
         ]);
         assert!(matches!(
-            advance_force_delete(&eks, &EmptyCluster, "c", None).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -713,7 +732,7 @@ mod tests {
         );
         // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
         assert!(matches!(
-            advance_force_delete(&eks, &EmptyCluster, "c", None).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -733,7 +752,7 @@ mod tests {
         let foreign =
             || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
         let eks = ScriptedEks::new(&[("GET /clusters/c", vec![foreign()])]);
-        let e = advance_force_delete(&eks, &EmptyCluster, "c", None)
+        let e = advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH)
             .await
             .err()
             .map(|e| e.name);
@@ -787,12 +806,18 @@ mod tests {
                 vec![Ok(json!({ "nodegroup": { "status": "ACTIVE" } }))],
             ),
         ]);
-        let e = advance_force_delete(&mixed, &EmptyCluster, "c", None)
+        let cluster = crate::testing::NoCluster::default();
+        let e = advance_force_delete(&mixed, &cluster, "c", None, SystemTime::UNIX_EPOCH)
             .await
             .err()
             .map(|e| e.name);
         assert_eq!(e.as_deref(), Some(names::NOT_OWNED));
         assert!(!mixed.calls().iter().any(|c| c.starts_with("DELETE")));
+        assert_eq!(
+            cluster.connects(),
+            0,
+            "nothing released in the cluster before all of its compute was found the worker's"
+        );
     }
 
     #[test]

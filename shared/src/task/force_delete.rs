@@ -5,12 +5,15 @@
 //! profiles (one at a time: EKS refuses parallel Fargate deletes), then the cluster;
 //! only what the worker made.
 
+use std::time::{Duration, SystemTime};
+
 use serde_json::{json, Value};
 
 use crate::contract::cluster_op::{deleted, Operation};
-use crate::contract::error::TaskError;
+use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
 use crate::contract::tags::owned;
+use crate::contract::time::rfc3339;
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::ports::kube::{KubeApi, KubeRequest};
@@ -27,20 +30,24 @@ pub enum Stage {
     Pending(String),
 }
 
-/// Moves a forced cluster deletion on, idempotently: nodegroups are deleted together,
-/// Fargate profiles one at a time, then the cluster. (The cluster is looked at first:
+/// Moves a forced cluster deletion on, idempotently: first what the compute would
+/// leave behind in the VPC (LoadBalancer Services, PersistentVolumeClaims), then the
+/// nodegroups (together), the Fargate profiles (one at a time), then the cluster. (The cluster is looked at first:
 /// besides saving calls, moto answers 500 to listing the nodegroups of a cluster that
-/// is gone.) Nothing is deleted unless the cluster, and each nodegroup and Fargate
-/// profile in it, is the worker's ([`owned`]; of `execution` when one is named).
+/// is gone.) Nothing is released or deleted unless the cluster, and each nodegroup and
+/// Fargate profile in it, is the worker's ([`owned`]; of `execution` when one is
+/// named): all are looked at before anything is done.
 ///
 /// # Errors
 /// `EksTaskWorker.NotOwned`; EKS errors other than "already gone" or "already
-/// deleting".
+/// deleting"; the API server's errors other than a refusal or an unreachable cluster
+/// while releasing.
 pub async fn advance_force_delete(
     eks: &dyn EksApi,
     connector: &dyn Connector,
     cluster: &str,
     execution: Option<&str>,
+    now: SystemTime,
 ) -> Result<Stage, TaskError> {
     let fail = eks_failure("deleteCluster");
     let list = |path: String, field: &'static str| async move {
@@ -56,8 +63,22 @@ pub async fn advance_force_delete(
             Err(e) => Err(e),
         }
     };
+    // Describes a nodegroup or profile and checks it is the worker's: its status, or
+    // `None` when it is gone.
+    let look = |path: String, field: &'static str, what: String| async move {
+        match eks.call(http::Method::GET, &path, None).await {
+            Ok(d) => {
+                owned(&d[field], &what, None)?;
+                Ok(Some(
+                    d[field]["status"].as_str().unwrap_or_default().to_owned(),
+                ))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(eks_failure("deleteCluster")(e)),
+        }
+    };
     let gone = || Stage::Done(deleted(Operation::DeleteCluster, cluster, None));
-    match eks
+    let status = match eks
         .call(http::Method::GET, &format!("/clusters/{cluster}"), None)
         .await
     {
@@ -67,52 +88,22 @@ pub async fn advance_force_delete(
             if d["cluster"]["status"] == "DELETING" {
                 return Ok(Stage::Pending("the cluster is deleting".into()));
             }
+            d["cluster"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         }
         Err(e) => return Err(fail(e)),
-    }
-    match release(connector, cluster).await {
-        Ok(held) if !held.is_empty() => {
-            let more = held.len().saturating_sub(MAX_NAMED);
-            let mut named = held
-                .into_iter()
-                .take(MAX_NAMED)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if more > 0 {
-                named.push_str(&format!(" and {more} more"));
-            }
-            return Ok(Stage::Pending(format!(
-                "releasing the load balancers and volumes of {named} before the compute goes"
-            )));
-        }
-        Ok(_) => {}
-        Err(e) if matches!(e.kubernetes_status_code(), Some(401 | 403)) => {
-            tracing::warn!(cluster, error = %e, "the worker may not list the cluster's Services and PersistentVolumeClaims: their load balancers and volumes are not released before the compute goes (see the README, 'Clusters the worker creates')");
-        }
-        Err(e) => return Err(e),
-    }
+    };
     let nodegroups = list(format!("/clusters/{cluster}/node-groups"), "nodegroups")
         .await
         .map_err(&fail)?;
+    let mut compute = Vec::new();
     for ng in &nodegroups {
         let path = format!("/clusters/{cluster}/node-groups/{ng}");
-        match eks.call(http::Method::GET, &path, None).await {
-            Ok(d) => {
-                owned(
-                    &d["nodegroup"],
-                    &format!("the nodegroup {cluster}/{ng}"),
-                    None,
-                )?;
-                if d["nodegroup"]["status"] != "DELETING" {
-                    match eks.call(http::Method::DELETE, &path, None).await {
-                        Ok(_) => {}
-                        Err(e) if e.is_not_found() || e.is_in_use() => {}
-                        Err(e) => return Err(fail(e)),
-                    }
-                }
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(fail(e)),
+        let what = format!("the nodegroup {cluster}/{ng}");
+        if let Some(s) = look(path.clone(), "nodegroup", what).await? {
+            compute.push((path, s, false));
         }
     }
     let profiles = list(
@@ -121,48 +112,65 @@ pub async fn advance_force_delete(
     )
     .await
     .map_err(&fail)?;
-    let mut deleting_profile = false;
     for fp in &profiles {
-        let d = eks
-            .call(
-                http::Method::GET,
-                &format!("/clusters/{cluster}/fargate-profiles/{fp}"),
-                None,
-            )
-            .await;
-        // Nothing is deleted that was not looked at and found the worker's.
-        match d {
-            Ok(v) => {
-                owned(
-                    &v["fargateProfile"],
-                    &format!("the Fargate profile {cluster}/{fp}"),
-                    None,
-                )?;
-                deleting_profile |= v["fargateProfile"]["status"] == "DELETING";
+        let path = format!("/clusters/{cluster}/fargate-profiles/{fp}");
+        let what = format!("the Fargate profile {cluster}/{fp}");
+        if let Some(s) = look(path.clone(), "fargateProfile", what).await? {
+            compute.push((path, s, true));
+        }
+    }
+    // Only a cluster that serves its API has anything to release (a FAILED or CREATING
+    // one has no endpoint yet).
+    if matches!(status.as_str(), "ACTIVE" | "UPDATING") {
+        match release(connector, cluster, now).await {
+            Ok(held) if !held.is_empty() => {
+                let more = held.len().saturating_sub(MAX_NAMED);
+                let mut named = held
+                    .into_iter()
+                    .take(MAX_NAMED)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if more > 0 {
+                    named.push_str(&format!(" and {more} more"));
+                }
+                return Ok(Stage::Pending(format!(
+                    "releasing the load balancers and volumes of {named} before the compute goes"
+                )));
             }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    if let (Some(fp), false) = (profiles.first(), deleting_profile) {
-        match eks
-            .call(
-                http::Method::DELETE,
-                &format!("/clusters/{cluster}/fargate-profiles/{fp}"),
-                None,
-            )
-            .await
-        {
             Ok(_) => {}
-            Err(e) if e.is_not_found() || e.is_in_use() => {}
-            Err(e) => return Err(fail(e)),
+            Err(e)
+                if matches!(e.kubernetes_status_code(), Some(401 | 403))
+                    || e.name == names::CLUSTER_UNREACHABLE =>
+            {
+                tracing::warn!(cluster, error = %e, "the worker cannot list the cluster's Services and PersistentVolumeClaims: their load balancers and volumes are not released before the compute goes (see the README, 'Cluster operations')");
+            }
+            Err(e) => return Err(e),
         }
     }
-    if !nodegroups.is_empty() || !profiles.is_empty() {
+    let deleting_profile = compute
+        .iter()
+        .any(|(_, s, fargate)| *fargate && s == "DELETING");
+    let mut first_profile = !deleting_profile;
+    for (path, s, fargate) in &compute {
+        // Nodegroups together; Fargate profiles one at a time (EKS refuses parallel ones).
+        let now_or_never = if *fargate {
+            std::mem::replace(&mut first_profile, false)
+        } else {
+            s != "DELETING"
+        };
+        if now_or_never {
+            match eks.call(http::Method::DELETE, path, None).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.is_in_use() => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+    if !compute.is_empty() {
         return Ok(Stage::Pending(format!(
             "deleting {} nodegroup(s) and {} Fargate profile(s)",
-            nodegroups.len(),
-            profiles.len()
+            compute.iter().filter(|c| !c.2).count(),
+            compute.iter().filter(|c| c.2).count()
         )));
     }
     match eks
@@ -175,13 +183,24 @@ pub async fn advance_force_delete(
     }
 }
 
+/// How long a forced deletion waits for one load balancer or volume to be released
+/// (from the deletion's start, as the object's `deletionTimestamp` says) before it
+/// leaves it behind, with a log line, and deletes the compute: a controller that is
+/// gone (unhealthy nodes) never releases it.
+pub const RELEASE_PATIENCE: Duration = Duration::from_secs(600);
+
 /// Deletes the cluster's `LoadBalancer` Services and PersistentVolumeClaims (a claim
 /// still held by the pods that mount it: those pods), and names each that is still
-/// there. Idempotent: what is already being deleted is only waited for.
+/// there and within [`RELEASE_PATIENCE`]. Idempotent: what is already being deleted is
+/// only waited for.
 ///
 /// # Errors
 /// The API server's refusal (`EKS.403` when the worker may not list them), transport.
-async fn release(connector: &dyn Connector, cluster: &str) -> Result<Vec<String>, TaskError> {
+async fn release(
+    connector: &dyn Connector,
+    cluster: &str,
+    now: SystemTime,
+) -> Result<Vec<String>, TaskError> {
     let kube = connector
         .connect(&ClusterRef {
             name: cluster.to_owned(),
@@ -193,6 +212,14 @@ async fn release(connector: &dyn Connector, cluster: &str) -> Result<Vec<String>
         .await?;
     let kube = kube.as_ref();
     let mut held = Vec::new();
+    let mut wait_for = |object: &Value, what: String| {
+        let since = rfc3339(&object["metadata"]["deletionTimestamp"]).unwrap_or(now);
+        if now.duration_since(since).unwrap_or_default() < RELEASE_PATIENCE {
+            held.push(what);
+        } else {
+            tracing::warn!(cluster, object = %what, "not released after {} s: left behind, the compute is deleted", RELEASE_PATIENCE.as_secs());
+        }
+    };
     for service in items(kube, "/api/v1/services").await? {
         if service["spec"]["type"] != "LoadBalancer" {
             continue;
@@ -201,7 +228,7 @@ async fn release(connector: &dyn Connector, cluster: &str) -> Result<Vec<String>
         if service["metadata"]["deletionTimestamp"].is_null() {
             delete(kube, &format!("/api/v1/namespaces/{ns}/services/{name}")).await?;
         }
-        held.push(format!("Service {ns}/{name}"));
+        wait_for(&service, format!("Service {ns}/{name}"));
     }
     for claim in items(kube, "/api/v1/persistentvolumeclaims").await? {
         let (ns, name) = place(&claim);
@@ -224,7 +251,7 @@ async fn release(connector: &dyn Connector, cluster: &str) -> Result<Vec<String>
                 }
             }
         }
-        held.push(format!("PersistentVolumeClaim {ns}/{name}"));
+        wait_for(&claim, format!("PersistentVolumeClaim {ns}/{name}"));
     }
     Ok(held)
 }
@@ -266,4 +293,76 @@ async fn delete(kube: &dyn KubeApi, path: &str) -> Result<(), TaskError> {
         return Ok(());
     }
     answer.ok().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+
+    use super::{release, RELEASE_PATIENCE};
+    use crate::contract::error::TaskError;
+    use crate::contract::payload::ClusterRef;
+    use crate::ports::cluster::Connector;
+    use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
+    use crate::testing::answer;
+
+    /// A cluster holding one LoadBalancer Service whose deletion started at `since`.
+    struct Held(SystemTime);
+
+    #[async_trait]
+    impl Connector for Held {
+        async fn connect(&self, _c: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
+            Ok(Arc::new(HeldKube(self.0)))
+        }
+    }
+
+    struct HeldKube(SystemTime);
+
+    #[async_trait]
+    impl KubeApi for HeldKube {
+        async fn send(
+            &self,
+            request: KubeRequest,
+            _keep_tail: Option<usize>,
+        ) -> Result<KubeResponse, TransportError> {
+            let since = crate::contract::time::utc_seconds(self.0);
+            Ok(match request.path.as_str() {
+                "/api/v1/services" => answer(
+                    200,
+                    &json!({ "items": [{ "metadata": { "namespace": "shop", "name": "web", "deletionTimestamp": format!("{since}Z") }, "spec": { "type": "LoadBalancer" } }] }),
+                ),
+                _ => answer(200, &json!({ "items": [] })),
+            })
+        }
+
+        async fn watch(
+            &self,
+            _request: KubeRequest,
+        ) -> Result<
+            Result<
+                futures::stream::BoxStream<'static, Result<Value, TransportError>>,
+                KubeResponse,
+            >,
+            TransportError,
+        > {
+            Ok(Err(answer(405, &json!({}))))
+        }
+    }
+
+    /// A load balancer its controller never releases (the controller died with the
+    /// nodes) holds the compute for [`RELEASE_PATIENCE`], then is left behind: a forced
+    /// deletion never waits forever.
+    #[tokio::test]
+    async fn a_load_balancer_never_released_is_left_behind_after_the_patience() {
+        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let held = release(&Held(since), "c", since + Duration::from_secs(60)).await;
+        assert_eq!(held.ok(), Some(vec!["Service shop/web".to_owned()]));
+        let later = since + RELEASE_PATIENCE + Duration::from_secs(1);
+        let held = release(&Held(since), "c", later).await;
+        assert_eq!(held.ok(), Some(Vec::new()));
+    }
 }
