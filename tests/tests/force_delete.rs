@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use worker::config::cluster_access::ClusterAccess;
+use worker::config::cluster_access::WorkerAccess;
 use worker::contract::poll_state::ClusterPoll;
 use worker::task::cluster_ops::check;
 use worker::task::force_delete::Stage;
@@ -29,7 +29,7 @@ async fn admin(method: http::Method, path: &str, body: Option<&Value>) -> (u16, 
 async fn load_balancers_and_volumes_are_released_before_the_compute() {
     let world = World::get();
     let mut settings = world.poller_settings("1");
-    settings.cluster_access = ClusterAccess::parse(Some(&world.fact("/worker/arn")), None)
+    settings.cluster_access = WorkerAccess::parse(Some(&world.fact("/worker/arn")), None)
         .unwrap_or_else(|e| panic!("{e:?}"));
     let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
     let name = unique("fd-release");

@@ -11,14 +11,14 @@ pub const CLUSTER_ADMIN_POLICY: &str =
 
 /// The principals given access to every cluster the worker creates, and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterAccess {
+pub struct WorkerAccess {
     /// IAM role (or user) ARNs; empty: nobody is let in (the switch is off).
     pub principals: Vec<String>,
     /// The EKS access policy associated with each, cluster-wide.
     pub policy_arn: String,
 }
 
-impl Default for ClusterAccess {
+impl Default for WorkerAccess {
     fn default() -> Self {
         Self {
             principals: Vec::new(),
@@ -27,7 +27,7 @@ impl Default for ClusterAccess {
     }
 }
 
-impl ClusterAccess {
+impl WorkerAccess {
     /// Is anyone let in?
     #[must_use]
     pub fn is_on(&self) -> bool {
@@ -92,18 +92,18 @@ mod tests {
 
     #[test]
     fn off_by_default_with_the_admin_policy() {
-        let access = ClusterAccess::parse(None, None).unwrap_or_else(|e| panic!("{e:?}"));
+        let access = WorkerAccess::parse(None, None).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!access.is_on());
         assert_eq!(access.policy_arn, CLUSTER_ADMIN_POLICY);
         assert_eq!(
-            ClusterAccess::parse(Some(" , "), Some("")).ok(),
+            WorkerAccess::parse(Some(" , "), Some("")).ok(),
             Some(access)
         );
     }
 
     #[test]
     fn principals_and_policy_are_checked() {
-        let access = ClusterAccess::parse(
+        let access = WorkerAccess::parse(
             Some("arn:aws:iam::1:role/a, arn:aws:iam::1:role/service-role/b"),
             Some("arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"),
         )
@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(access.principals.len(), 2);
         assert!(access.is_on());
         assert_eq!(
-            ClusterAccess::parse(Some("arn:aws:sts::1:assumed-role/a/b"), None)
+            WorkerAccess::parse(Some("arn:aws:sts::1:assumed-role/a/b"), None)
                 .err()
                 .map(|e| e.0),
             Some("CLUSTER_ACCESS_PRINCIPALS")
@@ -123,7 +123,7 @@ mod tests {
             "arn:aws:eks::aws:cluster-access-policy/x/../y",
         ] {
             assert_eq!(
-                ClusterAccess::parse(None, Some(bad)).err().map(|e| e.0),
+                WorkerAccess::parse(None, Some(bad)).err().map(|e| e.0),
                 Some("CLUSTER_ACCESS_POLICY"),
                 "{bad}"
             );

@@ -93,7 +93,7 @@ pub struct Settings {
     /// `CLUSTER_ACCESS_PRINCIPALS` (default none: off) and `CLUSTER_ACCESS_POLICY`
     /// (default `AmazonEKSClusterAdminPolicy`): who is let into each cluster the worker
     /// creates, and with what.
-    pub cluster_access: crate::config::cluster_access::ClusterAccess,
+    pub cluster_access: crate::config::cluster_access::WorkerAccess,
 }
 
 /// A setting that does not parse.
@@ -273,7 +273,7 @@ impl Settings {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let cluster_access = crate::config::cluster_access::ClusterAccess::parse(
+        let cluster_access = crate::config::cluster_access::WorkerAccess::parse(
             get("CLUSTER_ACCESS_PRINCIPALS").as_deref(),
             get("CLUSTER_ACCESS_POLICY").as_deref(),
         )

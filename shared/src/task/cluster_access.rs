@@ -1,6 +1,6 @@
 //! The worker's own roles let into a cluster the worker created: natively the one role
 //! that made a cluster runs Jobs on it; here run-job, call, the poller and the activity
-//! function have roles of their own ([`ClusterAccess`]). A create asks EKS for access
+//! function have roles of their own ([`WorkerAccess`]). A create asks EKS for access
 //! entries where the payload leaves the mode open ([`ask_for_access_entries`]), and once
 //! the cluster is ACTIVE each principal gets an access entry and the access policy,
 //! cluster-wide ([`grant`]), before the create is answered. Both steps are idempotent: a
@@ -9,7 +9,7 @@
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use crate::config::cluster_access::ClusterAccess;
+use crate::config::cluster_access::WorkerAccess;
 use crate::contract::error::TaskError;
 use crate::contract::tags::{tag, MANAGED_BY, MANAGED_TAG};
 use crate::ports::eks::{eks_failure, EksApi};
@@ -22,7 +22,7 @@ pub const MODE_FOR_ACCESS_ENTRIES: &str = "API_AND_CONFIG_MAP";
 /// Sets `accessConfig.authenticationMode` of a createCluster request body (camelCase,
 /// as the API takes it) to [`MODE_FOR_ACCESS_ENTRIES`] when access is on and the
 /// payload chose no mode; a mode the payload chose is kept.
-pub fn ask_for_access_entries(body: &mut Value, access: &ClusterAccess) {
+pub fn ask_for_access_entries(body: &mut Value, access: &WorkerAccess) {
     if !access.is_on() || !body.is_object() {
         return;
     }
@@ -54,7 +54,7 @@ pub async fn grant(
     eks: &dyn EksApi,
     cluster: &str,
     described: &Value,
-    access: &ClusterAccess,
+    access: &WorkerAccess,
 ) -> Result<Granted, TaskError> {
     if !access.is_on() {
         return Ok(Granted::Entry);
@@ -120,8 +120,8 @@ mod tests {
     use crate::ports::eks::EksError;
     use crate::testing::ScriptedEks;
 
-    fn access() -> ClusterAccess {
-        ClusterAccess::parse(
+    fn access() -> WorkerAccess {
+        WorkerAccess::parse(
             Some("arn:aws:iam::1:role/run-job,arn:aws:iam::1:role/service-role/poller"),
             None,
         )
@@ -140,7 +140,7 @@ mod tests {
         ask_for_access_entries(&mut chosen, &access());
         assert_eq!(chosen["accessConfig"]["authenticationMode"], "CONFIG_MAP");
         let mut off = json!({ "name": "c" });
-        ask_for_access_entries(&mut off, &ClusterAccess::default());
+        ask_for_access_entries(&mut off, &WorkerAccess::default());
         assert_eq!(
             off,
             json!({ "name": "c" }),
@@ -209,7 +209,7 @@ mod tests {
             kind: "ResourceInUseException".into(),
             message: "in use".into(),
         };
-        let creator = ClusterAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
+        let creator = WorkerAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
             .unwrap_or_else(|e| panic!("{e:?}"));
         let eks = ScriptedEks::new(&[
             ("POST /clusters/c/access-entries", vec![Err(in_use)]),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::config::cluster_access::ClusterAccess;
+use crate::config::cluster_access::WorkerAccess;
 use crate::contract::cluster_op::{deleted, parse, pascal_case, resource_path, OpInput, Operation};
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
@@ -39,7 +39,7 @@ fn describe_name(operation: Operation, cluster: &str, resource: Option<&str>) ->
 async fn start(
     eks: &dyn EksApi,
     input: &OpInput,
-    access: &ClusterAccess,
+    access: &WorkerAccess,
 ) -> Result<Value, TaskError> {
     let mut cluster_body = input.body.clone();
     ask_for_access_entries(&mut cluster_body, access);
@@ -113,7 +113,7 @@ pub async fn check(
     eks: &dyn EksApi,
     connector: &dyn Connector,
     poll: &ClusterPoll,
-    access: &ClusterAccess,
+    access: &WorkerAccess,
     now: SystemTime,
 ) -> Result<Stage, TaskError> {
     if poll.operation == Operation::DeleteCluster && poll.force_delete_compute {
@@ -493,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_created_cluster_is_done_once_the_workers_roles_are_let_in() {
-        let access = ClusterAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
+        let access = WorkerAccess::parse(Some("arn:aws:iam::1:role/run-job"), None)
             .unwrap_or_else(|e| panic!("{e:?}"));
         let policy = "POST /clusters/c/access-entries/arn%3Aaws%3Aiam%3A%3A1%3Arole%2Frun%2Djob/access-policies";
         let eks = ScriptedEks::new(&[
@@ -597,14 +597,14 @@ mod tests {
                 &eks,
                 &EmptyCluster,
                 &p,
-                &ClusterAccess::default(),
+                &WorkerAccess::default(),
                 SystemTime::UNIX_EPOCH
             )
             .await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
+            matches!(check(&eks, &EmptyCluster, &p, &WorkerAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["cluster"]["name"] == "c")
         );
         let failed = ScriptedEks::new(&[(
             "GET /clusters/c/node-groups/n",
@@ -616,7 +616,7 @@ mod tests {
             &failed,
             &EmptyCluster,
             &poll(Operation::CreateNodegroup, Some("n")),
-            &ClusterAccess::default(),
+            &WorkerAccess::default(),
             SystemTime::UNIX_EPOCH,
         )
         .await
@@ -644,14 +644,14 @@ mod tests {
                 &eks,
                 &EmptyCluster,
                 &p,
-                &ClusterAccess::default(),
+                &WorkerAccess::default(),
                 SystemTime::UNIX_EPOCH
             )
             .await,
             Ok(Stage::Pending(_))
         ));
         assert!(
-            matches!(check(&eks, &EmptyCluster, &p, &ClusterAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
+            matches!(check(&eks, &EmptyCluster, &p, &WorkerAccess::default(), SystemTime::UNIX_EPOCH).await, Ok(Stage::Done(v)) if v["fargateProfile"]["status"] == "DELETED")
         );
     }
 
@@ -768,7 +768,7 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let e = start(&eks, &input, &ClusterAccess::default())
+        let e = start(&eks, &input, &WorkerAccess::default())
             .await
             .err()
             .map(|e| e.name);
@@ -783,7 +783,7 @@ mod tests {
         )]);
         let input = parse(&json!({ "Operation": "deleteNodegroup", "ClusterName": "c", "NodegroupName": "n", "ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:mine" }), SystemTime::UNIX_EPOCH)
             .unwrap_or_else(|e| panic!("{e}"));
-        let e = start(&other, &input, &ClusterAccess::default()).await.err();
+        let e = start(&other, &input, &WorkerAccess::default()).await.err();
         assert_eq!(
             e.as_ref().map(|e| e.name.as_str()),
             Some(names::NOT_OWNED),
