@@ -15,6 +15,24 @@ pub const MAX_RESULT_BYTES: usize = 262_144;
 /// (as moto implements it) accepts only sizes strictly below 256 KiB.
 pub const RESULT_BUDGET: usize = MAX_RESULT_BYTES - 1;
 
+/// The room an invocation's own result (request/response, `lambda:invoke`) leaves for
+/// the envelope Step Functions puts around it in the state's output (`ExecutedVersion`,
+/// `SdkHttpMetadata` with Lambda's response headers, `SdkResponseMetadata`,
+/// `StatusCode`: about 1.5 KB), with a wide margin.
+pub const ENVELOPE_ROOM: usize = 8_192;
+
+/// The bytes a result may take: all of [`RESULT_BUDGET`] when it goes back on the task
+/// token (the state's output is the result itself), less [`ENVELOPE_ROOM`] when it is
+/// the invocation's result, which Step Functions wraps.
+#[must_use]
+pub fn result_budget(on_task_token: bool) -> usize {
+    if on_task_token {
+        RESULT_BUDGET
+    } else {
+        RESULT_BUDGET - ENVELOPE_ROOM
+    }
+}
+
 /// How a string's cut is described in its marker.
 const MARKER_PREFIX: &str = "[eks-task-worker: cut, kept the last ";
 

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
-use crate::contract::budget::{serialized_len, RESULT_BUDGET};
+use crate::contract::budget::{result_budget, serialized_len};
 use crate::contract::error::TaskError;
 use crate::contract::payload;
 use crate::contract::payload::{callback_token, CallInput, CallMethod};
@@ -61,7 +61,8 @@ pub fn request(input: &CallInput) -> KubeRequest {
 }
 
 /// The native call result, plus `Headers`; a body that would not fit the result
-/// budget is cut (as text) to fit.
+/// budget is cut (as text) to fit: the whole budget on a task token, less the room
+/// Step Functions' `lambda:invoke` envelope takes when it is the invocation's result.
 #[must_use]
 pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
     let body = if input.method == CallMethod::Head {
@@ -75,16 +76,53 @@ pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     let doc = json!({ "ResponseBody": body, "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
-    if serialized_len(&doc) <= RESULT_BUDGET {
+    let budget = result_budget(input.task_token.is_some());
+    if serialized_len(&doc) <= budget {
         return doc;
     }
     let text = String::from_utf8_lossy(&response.body).into_owned();
     let skeleton = json!({ "ResponseBody": "", "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
-    let room = RESULT_BUDGET.saturating_sub(serialized_len(&skeleton));
+    let room = budget.saturating_sub(serialized_len(&skeleton));
     json!({
         "ResponseBody": crate::contract::budget::keep_tail(&text, room, false),
         "StatusCode": response.status,
         "StatusText": response.reason,
         "Headers": headers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::result;
+    use crate::contract::budget::{serialized_len, ENVELOPE_ROOM, RESULT_BUDGET};
+    use crate::contract::payload::parse_call;
+    use crate::ports::kube::KubeResponse;
+
+    /// A body of 300 KB fills the whole budget on a task token, and leaves the
+    /// envelope's room as an invocation's result (request/response).
+    #[test]
+    fn a_request_response_result_leaves_room_for_the_lambda_envelope() {
+        let body = "x".repeat(300_000);
+        let response = KubeResponse {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![],
+            body_len: body.len() as u64,
+            body: body.into(),
+        };
+        let call = json!({ "ClusterName": "c", "Method": "GET", "Path": "/api/v1/pods" });
+        let plain = parse_call(&call).unwrap_or_else(|e| panic!("{e}"));
+        let mut with_token = call.clone();
+        with_token["TaskToken"] = json!("t".repeat(64));
+        let on_token = parse_call(&with_token).unwrap_or_else(|e| panic!("{e}"));
+        let invoked = serialized_len(&result(&plain, &response));
+        let answered = serialized_len(&result(&on_token, &response));
+        assert!(invoked <= RESULT_BUDGET - ENVELOPE_ROOM, "{invoked}");
+        assert!(
+            answered <= RESULT_BUDGET && answered > RESULT_BUDGET - ENVELOPE_ROOM,
+            "{answered}"
+        );
+    }
 }
