@@ -292,7 +292,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
-    match check(
+    let waiting = match check(
         eks,
         deps.connector.as_ref(),
         &state,
@@ -301,40 +301,34 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     )
     .await
     {
-        Ok(Stage::Done(v)) => send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await,
-        Err(e) if e.name == names::CLUSTER_OPERATION_FAILED => {
-            send_answer(deps, &state.task_token, Err(e)).await
+        Ok(Stage::Done(v)) => {
+            return send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await
         }
         // No EKS client in this deployment: the invocation fails (nothing to poll with).
-        Err(e) if e.name == names::INTERNAL => Err(e),
-        // A permanent refusal (the resource gone from under a create, access denied …)
-        // ends the task by its name: polling again would only meet it again.
-        Err(e) if !is_transient(&e) => send_answer(deps, &state.task_token, Err(e)).await,
-        other => {
-            let waiting = match &other {
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
-                    e.name.clone()
-                }
-                Ok(Stage::Pending(what)) => {
-                    tracing::info!(waiting_for = %what, "cluster operation still going");
-                    what.clone()
-                }
-                // Answered by the arm above.
-                Ok(Stage::Done(_)) => String::new(),
-            };
-            let attempt = state.attempt + 1;
-            let next = ClusterPoll {
-                attempt,
-                next_delay_seconds: state.curve.delay(attempt),
-                ..state
-            };
-            deps.hand_off(&next.next_poll()?).await?;
-            Ok(
-                json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds }, "waitingFor": waiting }),
-            )
+        Err(e) if e.name == names::INTERNAL => return Err(e),
+        // A failed resource (`ClusterOperationFailed`) or a permanent refusal (the
+        // resource gone from under a create, access denied …) ends the task by its
+        // name: polling again would only meet it again.
+        Err(e) if !is_transient(&e) => return send_answer(deps, &state.task_token, Err(e)).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
+            e.name
         }
-    }
+        Ok(Stage::Pending(what)) => {
+            tracing::info!(waiting_for = %what, "cluster operation still going");
+            what
+        }
+    };
+    let attempt = state.attempt + 1;
+    let next = ClusterPoll {
+        attempt,
+        next_delay_seconds: state.curve.delay(attempt),
+        ..state
+    };
+    deps.hand_off(&next.next_poll()?).await?;
+    Ok(
+        json!({ "nextPoll": { "attempt": attempt, "inSeconds": next.next_delay_seconds }, "waitingFor": waiting }),
+    )
 }
 
 /// The resource a poll is about, described and checked ([`owned`]) without changing

@@ -301,14 +301,14 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use async_trait::async_trait;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::{release, RELEASE_PATIENCE};
     use crate::contract::error::TaskError;
     use crate::contract::payload::ClusterRef;
     use crate::ports::cluster::Connector;
     use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
-    use crate::testing::answer;
+    use crate::testing::{answer, no_watch, WatchAnswer};
 
     /// A cluster holding one LoadBalancer Service whose deletion started at `since`.
     struct Held(SystemTime);
@@ -339,17 +339,8 @@ mod tests {
             })
         }
 
-        async fn watch(
-            &self,
-            _request: KubeRequest,
-        ) -> Result<
-            Result<
-                futures::stream::BoxStream<'static, Result<Value, TransportError>>,
-                KubeResponse,
-            >,
-            TransportError,
-        > {
-            Ok(Err(answer(405, &json!({}))))
+        async fn watch(&self, _request: KubeRequest) -> WatchAnswer {
+            no_watch()
         }
     }
 

@@ -18,6 +18,17 @@ pub struct FakeKube {
     posts: Mutex<u32>,
 }
 
+/// What [`KubeApi::watch`] answers.
+pub type WatchAnswer = Result<
+    Result<futures::stream::BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+    TransportError,
+>;
+
+/// The watch of a double that serves none: 405, so the caller reads instead.
+pub fn no_watch() -> WatchAnswer {
+    Ok(Err(answer(405, &json!({}))))
+}
+
 /// A response with `status` and a JSON `body`.
 #[must_use]
 pub fn answer(status: u16, body: &Value) -> KubeResponse {
@@ -144,14 +155,8 @@ impl KubeApi for FakeKube {
         })
     }
 
-    async fn watch(
-        &self,
-        _request: KubeRequest,
-    ) -> Result<
-        Result<futures::stream::BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
-        TransportError,
-    > {
-        Ok(Err(answer(405, &json!({}))))
+    async fn watch(&self, _request: KubeRequest) -> WatchAnswer {
+        no_watch()
     }
 }
 

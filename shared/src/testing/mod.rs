@@ -13,7 +13,7 @@ mod eks;
 mod kube;
 
 pub use eks::ScriptedEks;
-pub use kube::{answer, FakeKube};
+pub use kube::{answer, no_watch, FakeKube, WatchAnswer};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -207,14 +207,8 @@ impl KubeApi for EmptyKube {
         })
     }
 
-    async fn watch(
-        &self,
-        _request: KubeRequest,
-    ) -> Result<
-        Result<futures::stream::BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
-        TransportError,
-    > {
-        Ok(Err(answer(405, &serde_json::json!({}))))
+    async fn watch(&self, _request: KubeRequest) -> kube::WatchAnswer {
+        no_watch()
     }
 }
 
