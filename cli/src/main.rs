@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use worker::adapters::credentials::AwsCredentials;
-use worker::adapters::token::{BearerTokens, TOKEN_LIFETIME};
+use worker::adapters::token::{BearerTokens, CREDENTIALS_MARGIN, RENEW_AFTER, TOKEN_LIFETIME};
 use worker::config::Settings;
 use worker::ports::clock::{Clock, SystemClock};
 use worker::task::deps::Deps;
@@ -76,11 +76,15 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
         .or_else(|| sdk.region().map(ToString::to_string))
         .context("no region: pass --region or set AWS_REGION")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tokens = BearerTokens::new(Arc::new(AwsCredentials::new(&sdk)?), clock);
+    let tokens = BearerTokens::new(Arc::new(AwsCredentials::new(&sdk)?), clock, RENEW_AFTER);
     let t = tokens
         .token(&region, &cluster, flag(args, "--role-arn").as_deref())
         .await?;
-    let expires = t.signed_at + TOKEN_LIFETIME - Duration::from_secs(60);
+    // A minute before the server would refuse it, or before its credentials expire.
+    let mut expires = t.signed_at + TOKEN_LIFETIME - Duration::from_secs(60);
+    if let Some(credentials_expiry) = t.credentials_expiry {
+        expires = expires.min(credentials_expiry - CREDENTIALS_MARGIN);
+    }
     let out = json!({
         "kind": "ExecCredential",
         "apiVersion": exec_api_version(std::env::var("KUBERNETES_EXEC_INFO").ok().as_deref())?,

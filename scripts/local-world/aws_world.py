@@ -12,6 +12,7 @@
 """
 import argparse
 import base64
+import datetime
 import json
 import logging
 import re
@@ -402,6 +403,21 @@ def canonical_arn(arn):
     return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}" if m else arn
 
 
+TOKEN_LIFETIME_TAG = "local-world/token-lifetime-seconds"
+
+
+def token_lifetime(name):
+    """How long the authenticator accepts a token for the cluster `name`: 15 minutes,
+    as on EKS, unless the cluster carries the tag TOKEN_LIFETIME_TAG (a test that
+    watches across several token lifetimes in seconds)."""
+    for backend in eks_backends[ACCOUNT].values():
+        cluster = backend.clusters.get(name)
+        seconds = (getattr(cluster, "tags", None) or {}).get(TOKEN_LIFETIME_TAG)
+        if seconds:
+            return datetime.timedelta(seconds=int(seconds))
+    return eks_token.LIFETIME
+
+
 def verify_for_any_cluster(token, default_cluster):
     """The local API server serves every cluster moto holds: a token is good when it
     was signed for one of them (EKS: for the one the API server belongs to)."""
@@ -409,7 +425,7 @@ def verify_for_any_cluster(token, default_cluster):
     rejection = None
     for name in [default_cluster] + sorted(names - {default_cluster}):
         try:
-            return eks_token.verify(token, name, secret_for)
+            return eks_token.verify(token, name, secret_for, lifetime=token_lifetime(name))
         except eks_token.Rejected as e:
             rejection = e
     raise rejection

@@ -56,9 +56,10 @@ class Rejected(Exception):
     """A token the server refuses; the message says which rule."""
 
 
-def parse(token, cluster, now=None):
+def parse(token, cluster, now=None, lifetime=LIFETIME):
     """Applies aws-iam-authenticator's server checks to `token` for `cluster`, all but
-    the signature. Returns (url, params by lower-case name, access key id, region)."""
+    the signature; `lifetime` is how long after its X-Amz-Date a token is accepted
+    (15 minutes on EKS). Returns (url, params by lower-case name, access key id, region)."""
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     if len(token) > MAX_TOKEN_BYTES:
         raise Rejected(f"token is {len(token)} bytes, over {MAX_TOKEN_BYTES}")
@@ -107,8 +108,8 @@ def parse(token, cluster, now=None):
         date = datetime.datetime.strptime(params.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ")
     except ValueError as e:
         raise Rejected("X-Amz-Date is malformed") from e
-    if now > date + LIFETIME:
-        raise Rejected(f"token expired: X-Amz-Date {params['x-amz-date']} is more than 15 minutes ago")
+    if now > date + lifetime:
+        raise Rejected(f"token expired: X-Amz-Date {params['x-amz-date']} is more than {lifetime} ago")
     if date > now + datetime.timedelta(minutes=5):
         raise Rejected("X-Amz-Date is in the future")
     cred = params.get("x-amz-credential", "").split("/")
@@ -120,11 +121,11 @@ def parse(token, cluster, now=None):
     return url, params, cred[0], region
 
 
-def verify(token, cluster, secret_for, now=None):
+def verify(token, cluster, secret_for, now=None, lifetime=LIFETIME):
     """Checks `token` for `cluster` entirely: the server rules, then the signature,
     recomputed by botocore with the secret `secret_for(access_key)` returns (a pair
     secret, session token, or None for an unknown key). Returns the presigned URL."""
-    url, params, access_key, region = parse(token, cluster, now)
+    url, params, access_key, region = parse(token, cluster, now, lifetime)
     found = secret_for(access_key)
     if found is None:
         raise Rejected(f"unknown access key {access_key}")

@@ -77,7 +77,11 @@ impl Deps {
                 Ok(e) => Arc::new(e),
                 Err(e) => Arc::new(NoEks::new(e.to_string())),
             };
-        let tokens = Arc::new(BearerTokens::new(credentials.clone(), clock.clone()));
+        let tokens = Arc::new(BearerTokens::new(
+            credentials.clone(),
+            clock.clone(),
+            settings.token_renew_after,
+        ));
         let connector = Arc::new(ClusterConnector::new(
             Arc::new(EksDirectory::new(sdk, credentials)),
             tokens,

@@ -20,7 +20,7 @@ use worker::adapters::cluster_connector::ClusterConnector;
 use worker::adapters::credentials::AwsCredentials;
 use worker::adapters::eks_directory::EksDirectory;
 use worker::adapters::kube_client::KubeClient;
-use worker::adapters::token::BearerTokens;
+use worker::adapters::token::{BearerTokens, ClusterBearer};
 use worker::config::timeouts::Timeouts;
 use worker::config::Settings;
 use worker::contract::certificates::parse_certificates;
@@ -146,6 +146,7 @@ impl World {
         let tokens = Arc::new(BearerTokens::new(
             credentials.clone(),
             Arc::new(SystemClock),
+            settings.token_renew_after,
         ));
         deps.connector = Arc::new(ClusterConnector::new(
             Arc::new(EksDirectory::new(&sdk, credentials)),
@@ -257,8 +258,13 @@ impl World {
         let ders = parse_certificates(&std::fs::read_to_string(self.fact("/ca_file"))?)
             .map_err(anyhow::Error::msg)?;
         let endpoint = url::Url::parse(&self.fact("/api_endpoint"))?;
-        KubeClient::new(&endpoint, ders, token, Timeouts::default())
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        KubeClient::new(
+            &endpoint,
+            ders,
+            ClusterBearer::Fixed(token.to_owned()),
+            Timeouts::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// A client of the local API server as the cluster's administrator (the IAM user

@@ -381,3 +381,65 @@ async fn an_invalid_payload_with_a_token_fails_the_execution_at_once() -> anyhow
         .await;
     Ok(())
 }
+
+/// A watch that outlives several token lifetimes. The local authenticator accepts this
+/// cluster's tokens for 6 seconds (the cluster's `local-world/token-lifetime-seconds`
+/// tag; EKS: 15 minutes) and this test's worker renews them after 3
+/// (`TOKEN_RENEW_SECONDS`, shortened for this test in proportion), while the Job runs
+/// 20 seconds watched inline and its final status and logs are read after. A token made
+/// once per connect would be refused (401) from the 6th second on.
+#[tokio::test]
+async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
+    let world = World::get();
+    let cluster = unique("short-tokens");
+    let admin = world.cluster_deps().await;
+    worker::task::cluster_ops::handle(
+        json!({ "Operation": "createCluster", "Name": cluster, "RoleArn": world.cluster_role(),
+                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
+                "Tags": { "local-world/token-lifetime-seconds": "6" } }),
+        &admin,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deps = world
+        .deps(world.settings_with(&[("TOKEN_RENEW_SECONDS", "3".into())]))
+        .await?;
+    let name = unique("rj-tokens");
+    let (execution, token) = world.waiting_execution(&name, None).await?;
+    let annotations = json!({
+        "sim.eks-task-worker.io/run-seconds": "20",
+        "sim.eks-task-worker.io/log": "read after the 20th second\n",
+    });
+    let p = json!({
+        "ClusterName": cluster, "Namespace": world.namespace(),
+        "Job": sim_job(&name, &["main"], annotations, 1),
+        "TaskToken": token, "InlineWaitSeconds": 60,
+        "LogOptions": { "RetrieveLogs": true },
+    });
+    let report = worker::task::run_job::handle(p, &deps, None).await;
+    let deleted = worker::task::cluster_ops::handle(
+        json!({ "Operation": "deleteCluster", "Name": cluster }),
+        &admin,
+        None,
+    )
+    .await;
+    let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
+    let (status, output, error) = world
+        .execution_end(&execution, Duration::from_secs(30))
+        .await?;
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default())?;
+    let logs: Vec<&Value> = output["logs"]["pods"]
+        .as_object()
+        .map(|pods| {
+            pods.values()
+                .map(|p| &p["containers"]["main"]["log"])
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(logs, [&json!("read after the 20th second\n")], "{output}");
+    deleted.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}

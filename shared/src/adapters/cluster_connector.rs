@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::adapters::kube_client::KubeClient;
-use crate::adapters::token::BearerTokens;
+use crate::adapters::token::{BearerTokens, ClusterBearer};
 use crate::config::timeouts::Timeouts;
 use crate::contract::certificates::parse_certificates;
 use crate::contract::error::{names, TaskError};
@@ -23,8 +23,9 @@ pub fn same_server(a: &Url, b: &Url) -> bool {
     a.origin() == b.origin()
 }
 
-/// The real [`Connector`]: DescribeCluster where needed, a cached bearer token, a
-/// kube client per (endpoint, CA, token), kept across warm invocations.
+/// The real [`Connector`]: DescribeCluster where needed, and a kube client per
+/// (endpoint, CA, token identity), kept across warm invocations, that asks for a fresh
+/// enough bearer token before each request.
 ///
 /// A bearer token goes only to the cluster's own endpoint: the one DescribeCluster
 /// reports for `ClusterName` (asked as the payload's `RoleArn` when it names one), or
@@ -36,9 +37,13 @@ pub struct ClusterConnector {
     region: String,
     timeouts: Timeouts,
     trusted: Vec<Url>,
-    clients: Mutex<HashMap<(String, String), (String, KubeClient)>>,
+    clients: Mutex<HashMap<ClientKey, KubeClient>>,
     described: Mutex<HashMap<DescribedKey, ClusterAccess>>,
 }
+
+/// A client's key: the endpoint, the CA, and the region, cluster and role its tokens
+/// are signed for.
+type ClientKey = (String, String, String, String, Option<String>);
 
 /// A described cluster's key: its name, region and the role it was asked as.
 type DescribedKey = (String, Option<String>, Option<String>);
@@ -136,24 +141,31 @@ impl Connector for ClusterConnector {
     async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
         let access = self.access(cluster).await?;
         let region = cluster.region.as_deref().unwrap_or(&self.region);
-        let token = self
-            .tokens
+        // Credentials that cannot sign a token fail the connect, before any request.
+        self.tokens
             .token(region, &cluster.name, cluster.role_arn.as_deref())
             .await?;
         let key = (
             access.endpoint.to_string(),
             access.certificate_authority.clone(),
+            region.to_owned(),
+            cluster.name.clone(),
+            cluster.role_arn.clone(),
         );
         let mut clients = self.clients.lock().await;
-        if let Some((t, c)) = clients.get(&key) {
-            if *t == token.token {
-                return Ok(Arc::new(c.clone()));
-            }
+        if let Some(c) = clients.get(&key) {
+            return Ok(Arc::new(c.clone()));
         }
         let ders = parse_certificates(&access.certificate_authority)
             .map_err(|m| TaskError::invalid_input("CertificateAuthority", m))?;
-        let client = KubeClient::new(&access.endpoint, ders, &token.token, self.timeouts)?;
-        clients.insert(key, (token.token, client.clone()));
+        let bearer = ClusterBearer::Renewed {
+            tokens: self.tokens.clone(),
+            region: region.to_owned(),
+            cluster: cluster.name.clone(),
+            role_arn: cluster.role_arn.clone(),
+        };
+        let client = KubeClient::new(&access.endpoint, ders, bearer, self.timeouts)?;
+        clients.insert(key, client.clone());
         Ok(Arc::new(client))
     }
 }
@@ -194,6 +206,7 @@ mod tests {
         let tokens = Arc::new(BearerTokens::new(
             Arc::new(FakeCredentials::none()),
             Arc::new(crate::ports::clock::SystemClock),
+            crate::adapters::token::RENEW_AFTER,
         ));
         let c = ClusterConnector::new(
             directory.clone(),

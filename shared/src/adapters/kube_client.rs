@@ -1,5 +1,5 @@
-//! The Kubernetes client: kube's HTTP client with the worker's timeouts and no retry of
-//! its own.
+//! The Kubernetes client: kube's HTTP client with the worker's timeouts, no retry of
+//! its own, and a bearer token asked for before every request (never a stale one).
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -8,6 +8,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
+use crate::adapters::token::ClusterBearer;
 use crate::config::timeouts::Timeouts;
 use crate::contract::error::{error_chain, TaskError};
 use crate::ports::kube::{reason_phrase, KubeApi, KubeRequest, KubeResponse, TransportError};
@@ -17,11 +18,12 @@ use crate::ports::kube::{reason_phrase, KubeApi, KubeRequest, KubeResponse, Tran
 pub struct KubeClient {
     client: kube::Client,
     endpoint: String,
+    bearer: ClusterBearer,
 }
 
 impl KubeClient {
     /// A client for `endpoint` that trusts only the CA certificates `ca_ders` and
-    /// authenticates with `bearer`.
+    /// authenticates each request with the token `bearer` gives at that moment.
     ///
     /// # Errors
     /// `EksTaskWorker.InvalidInput` for an endpoint kube cannot use,
@@ -29,7 +31,7 @@ impl KubeClient {
     pub fn new(
         endpoint: &url::Url,
         ca_ders: Vec<Vec<u8>>,
-        bearer: &str,
+        bearer: ClusterBearer,
         timeouts: Timeouts,
     ) -> Result<Self, TaskError> {
         let uri: http::Uri = endpoint
@@ -44,7 +46,6 @@ impl KubeClient {
         config.connect_timeout = Some(timeouts.connect);
         config.read_timeout = Some(timeouts.read);
         config.write_timeout = Some(timeouts.read);
-        config.auth_info.token = Some(secrecy::SecretString::from(bearer.to_owned()));
         // One retry policy: the worker's own (shared/src/retry.rs: capped, Retry-After
         // honoured, a create looked up before it is tried again). kube's default retry
         // (up to 15 tries on 429/503/504, POST included) would sit under it unseen, and
@@ -57,6 +58,7 @@ impl KubeClient {
         Ok(Self {
             client,
             endpoint: endpoint.to_string(),
+            bearer,
         })
     }
 
@@ -71,9 +73,18 @@ impl KubeClient {
         &self,
         request: KubeRequest,
     ) -> Result<http::Response<kube::client::Body>, TransportError> {
+        let token = self
+            .bearer
+            .current()
+            .await
+            .map_err(|e| TransportError::Token(e.to_string()))?;
+        let mut authorization = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| TransportError::Token(format!("the token cannot be sent: {e}")))?;
+        authorization.set_sensitive(true);
         let mut builder = http::Request::builder()
             .method(request.method.clone())
-            .uri(request.path_and_query());
+            .uri(request.path_and_query())
+            .header(http::header::AUTHORIZATION, authorization);
         let body = match request.body {
             Some((bytes, content_type)) => {
                 builder = builder.header(http::header::CONTENT_TYPE, content_type);

@@ -28,8 +28,12 @@ pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 pub const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
 /// The server accepts a token this long after its `X-Amz-Date`.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// A cached token is renewed once it is this old (5 minutes before it would expire).
-pub const RENEW_AFTER: Duration = Duration::from_secs(10 * 60);
+/// A cached token is renewed once it is this old (5 minutes before it would expire),
+/// unless the deployment says sooner (`TOKEN_RENEW_SECONDS`).
+pub const RENEW_AFTER: Duration = crate::config::TOKEN_RENEW_MAX;
+/// A token is never used past this long before the credentials that signed it expire
+/// (assumed-role and other temporary credentials): STS would refuse it then.
+pub const CREDENTIALS_MARGIN: Duration = Duration::from_secs(60);
 /// The server rejects tokens longer than this.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -78,6 +82,21 @@ pub struct BearerToken {
     pub token: String,
     /// Its `X-Amz-Date`.
     pub signed_at: SystemTime,
+    /// When the credentials that signed it expire (`None`: they do not).
+    pub credentials_expiry: Option<SystemTime>,
+}
+
+impl BearerToken {
+    /// Whether the token may still be sent at `now`: younger than `renew_after`, and
+    /// its credentials at least [`CREDENTIALS_MARGIN`] from their expiry.
+    #[must_use]
+    pub fn usable(&self, now: SystemTime, renew_after: Duration) -> bool {
+        let age = now.duration_since(self.signed_at).unwrap_or(Duration::MAX);
+        age < renew_after
+            && self
+                .credentials_expiry
+                .is_none_or(|expiry| now + CREDENTIALS_MARGIN < expiry)
+    }
 }
 
 impl std::fmt::Debug for BearerToken {
@@ -176,6 +195,7 @@ pub fn presign(
     Ok(BearerToken {
         token,
         signed_at: at,
+        credentials_expiry: credentials.expiry(),
     })
 }
 
@@ -183,19 +203,28 @@ pub fn presign(
 type TokenKey = (String, String, Option<String>);
 
 /// Mints bearer tokens and keeps them for reuse within an invocation and across warm
-/// invocations, per (cluster, role), until they are [`RENEW_AFTER`] old.
+/// invocations, per (cluster, role), while they are [`BearerToken::usable`]: younger
+/// than the renewal age ([`RENEW_AFTER`] unless set shorter) and signed with
+/// credentials that are not about to expire.
 pub struct BearerTokens {
     credentials: Arc<dyn CredentialSource>,
     clock: Arc<dyn Clock>,
+    renew_after: Duration,
     cache: Mutex<HashMap<TokenKey, BearerToken>>,
 }
 
 impl BearerTokens {
-    /// Tokens signed with credentials from `credentials`, dated by `clock`.
-    pub fn new(credentials: Arc<dyn CredentialSource>, clock: Arc<dyn Clock>) -> Self {
+    /// Tokens signed with credentials from `credentials`, dated by `clock`, renewed
+    /// once they are `renew_after` old (at most [`RENEW_AFTER`]).
+    pub fn new(
+        credentials: Arc<dyn CredentialSource>,
+        clock: Arc<dyn Clock>,
+        renew_after: Duration,
+    ) -> Self {
         Self {
             credentials,
             clock,
+            renew_after: renew_after.min(RENEW_AFTER),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -217,16 +246,63 @@ impl BearerTokens {
         );
         let now = self.clock.now();
         let mut cache = self.cache.lock().await;
-        if let Some(t) = cache.get(&key) {
-            let age = now.duration_since(t.signed_at).unwrap_or(Duration::MAX);
-            if age < RENEW_AFTER {
-                return Ok(t.clone());
-            }
+        if let Some(t) = cache.get(&key).filter(|t| t.usable(now, self.renew_after)) {
+            return Ok(t.clone());
         }
         let creds = self.credentials.credentials(role_arn).await?;
         let t = presign(&creds, region, cluster, now)?;
         cache.insert(key, t.clone());
         Ok(t)
+    }
+}
+
+/// The token source of one cluster, asked before every request to its API server, so
+/// that no request carries a stale token however long an invocation watches (a cache
+/// hit but for the first request past the renewal age).
+#[derive(Clone)]
+pub enum ClusterBearer {
+    /// A token the caller made (tests, the CLI's one-off requests).
+    Fixed(String),
+    /// Tokens from [`BearerTokens`] for one cluster, as one role.
+    Renewed {
+        /// The token source.
+        tokens: Arc<BearerTokens>,
+        /// The cluster's region.
+        region: String,
+        /// The cluster's name.
+        cluster: String,
+        /// The role the tokens are signed as.
+        role_arn: Option<String>,
+    },
+}
+
+impl ClusterBearer {
+    /// The token to send now.
+    ///
+    /// # Errors
+    /// [`TokenError`] when a new token cannot be made.
+    pub async fn current(&self) -> Result<String, TokenError> {
+        match self {
+            Self::Fixed(token) => Ok(token.clone()),
+            Self::Renewed {
+                tokens,
+                region,
+                cluster,
+                role_arn,
+            } => Ok(tokens
+                .token(region, cluster, role_arn.as_deref())
+                .await?
+                .token),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(_) => f.write_str("ClusterBearer::Fixed(<redacted>)"),
+            Self::Renewed { cluster, .. } => write!(f, "ClusterBearer::Renewed({cluster})"),
+        }
     }
 }
 
@@ -321,7 +397,7 @@ mod tests {
     async fn tokens_are_reused_then_renewed_before_expiry() {
         let source = Arc::new(FakeCredentials::fixed(creds(None)));
         let clock = Arc::new(ManualClock::new(at(1_714_564_800)));
-        let tokens = BearerTokens::new(source.clone(), clock.clone());
+        let tokens = BearerTokens::new(source.clone(), clock.clone(), RENEW_AFTER);
         let first = tokens
             .token("us-east-1", "c", None)
             .await
@@ -349,5 +425,69 @@ mod tests {
             .map(|t| t.token)
             .unwrap_or_default();
         assert_ne!(renewed, other);
+    }
+
+    /// A shorter renewal age (a cluster whose authenticator accepts tokens for less
+    /// than 15 minutes) and credentials close to their expiry both renew the token.
+    #[tokio::test]
+    async fn tokens_are_renewed_at_the_set_age_and_before_their_credentials_expire() {
+        let start = at(1_714_564_800);
+        let clock = Arc::new(ManualClock::new(start));
+        let short = BearerTokens::new(
+            Arc::new(FakeCredentials::fixed(creds(None))),
+            clock.clone(),
+            Duration::from_secs(3),
+        );
+        let first = short
+            .token("us-east-1", "c", None)
+            .await
+            .map(|t| t.token)
+            .ok();
+        clock.advance(Duration::from_secs(2));
+        let again = short
+            .token("us-east-1", "c", None)
+            .await
+            .map(|t| t.token)
+            .ok();
+        assert_eq!(first, again);
+        clock.advance(Duration::from_secs(1));
+        let renewed = short
+            .token("us-east-1", "c", None)
+            .await
+            .map(|t| t.token)
+            .ok();
+        assert_ne!(first, renewed);
+
+        // Assumed-role credentials that expire 4 minutes after the token is made: the
+        // token is reused for 3 minutes, then renewed (with new credentials).
+        let expiring = Credentials::new(
+            "ASIAEXAMPLE",
+            "secret",
+            Some("session".into()),
+            Some(start + Duration::from_secs(3 + 4 * 60)),
+            "test",
+        );
+        let source = Arc::new(FakeCredentials::fixed(expiring));
+        let tokens = BearerTokens::new(source.clone(), clock.clone(), RENEW_AFTER);
+        let first = tokens
+            .token("us-east-1", "c", Some("arn:aws:iam::1:role/r"))
+            .await
+            .map(|t| t.token)
+            .ok();
+        clock.advance(Duration::from_secs(2 * 60));
+        let again = tokens
+            .token("us-east-1", "c", Some("arn:aws:iam::1:role/r"))
+            .await
+            .map(|t| t.token)
+            .ok();
+        assert_eq!((first.clone(), source.asked()), (again, 1));
+        clock.advance(Duration::from_secs(60));
+        let renewed = tokens
+            .token("us-east-1", "c", Some("arn:aws:iam::1:role/r"))
+            .await
+            .map(|t| t.token)
+            .ok();
+        assert_ne!(first, renewed);
+        assert_eq!(source.asked(), 2);
     }
 }

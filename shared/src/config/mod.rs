@@ -51,6 +51,10 @@ pub struct Settings {
     /// `LAMBDA_TIME_MARGIN_SECONDS` (default 20): left free before the Lambda deadline
     /// for logs, the callback and the hand-off.
     pub lambda_margin: Duration,
+    /// `TOKEN_RENEW_SECONDS` (default and most 600): a bearer token is renewed once it
+    /// is this old (EKS accepts one for 15 minutes; an authenticator that accepts
+    /// tokens for less needs less).
+    pub token_renew_after: Duration,
     /// `KUBE_CONNECT_TIMEOUT_SECONDS` (default 5) and `KUBE_READ_TIMEOUT_SECONDS`
     /// (default 30).
     pub timeouts: Timeouts,
@@ -140,6 +144,24 @@ fn seconds(
                 expected: "a whole number of seconds".into(),
             }),
     }
+}
+
+/// The longest a bearer token is used (and `TOKEN_RENEW_SECONDS`' default): EKS accepts
+/// one for 15 minutes, and a request made with it may take minutes more.
+pub const TOKEN_RENEW_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// `TOKEN_RENEW_SECONDS`: 1 to 600.
+fn token_renew_after(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, SettingError> {
+    let max = TOKEN_RENEW_MAX;
+    let renew = seconds(get, "TOKEN_RENEW_SECONDS", max.as_secs())?;
+    if renew.is_zero() || renew > max {
+        return Err(SettingError {
+            name: "TOKEN_RENEW_SECONDS".into(),
+            value: get("TOKEN_RENEW_SECONDS").unwrap_or_default(),
+            expected: format!("between 1 and {} seconds", max.as_secs()),
+        });
+    }
+    Ok(renew)
 }
 
 impl Settings {
@@ -310,6 +332,7 @@ impl Settings {
                 .unwrap_or_else(|| "us-east-1".into()),
             inline_wait: seconds(&get, "INLINE_WAIT_SECONDS", 600)?,
             lambda_margin: seconds(&get, "LAMBDA_TIME_MARGIN_SECONDS", 20)?,
+            token_renew_after: token_renew_after(&get)?,
             timeouts: Timeouts {
                 connect: seconds(&get, "KUBE_CONNECT_TIMEOUT_SECONDS", 5)?,
                 read: seconds(&get, "KUBE_READ_TIMEOUT_SECONDS", 30)?,

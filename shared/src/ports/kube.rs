@@ -156,6 +156,9 @@ pub enum TransportError {
     /// A watch event that is not JSON.
     #[error("a watch event is not JSON: {0}")]
     BadEvent(String),
+    /// No bearer token could be made for the request (credentials, STS).
+    #[error("no bearer token for the request: {0}")]
+    Token(String),
 }
 
 impl From<TransportError> for TaskError {
@@ -172,6 +175,7 @@ impl From<TransportError> for TaskError {
                 }),
             ),
             TransportError::BadEvent(_) => TaskError::message(names::INTERNAL, e.to_string()),
+            TransportError::Token(_) => TaskError::message(names::CREDENTIALS, e.to_string()),
         }
     }
 }
