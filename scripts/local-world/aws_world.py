@@ -136,6 +136,24 @@ def _accept_heartbeats_of_every_waiting_task():
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
 
 
+def _stopped_executions_end_at_once():
+    """moto marks a stopped execution ABORTED only once its current state wakes up: a
+    task waiting on its token stays RUNNING, and accepts heartbeats and answers, until
+    then (forever, for a task nobody answers). AWS closes the execution at once and
+    refuses the task's token from then on; so does the world."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    original = Execution.stop
+
+    def stop(self, stop_date, error, cause):
+        original(self, stop_date, error, cause)
+        self.exec_status = ExecutionStatus.ABORTED
+        self.stop_date = stop_date
+
+    Execution.stop = stop
+
+
 def _indefinite_paths_answer_lists():
     """moto answers a JSONPath that can match many values (a deep scan `$.logs..log`, a
     wildcard `$.items[*].name`, a filter, a slice or a union) with the bare value when
@@ -163,6 +181,7 @@ _resolve_keyword_paths_in_payloads()
 _indefinite_paths_answer_lists()
 _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
+_stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 
 

@@ -443,3 +443,91 @@ async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
     deleted.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// A state with `HeartbeatSeconds` shorter than its Job: the invocation that watches the
+/// Job inline sends heartbeats, so the task lives until the Job's answer. Scaled down
+/// from `HeartbeatSeconds: 60` and the default `HEARTBEAT_SECONDS` of 30 to 8 and 3 (this
+/// test's setting) and a Job of 24 s; without the heartbeats the task ends in
+/// `States.HeartbeatTimeout` after 8 s.
+#[tokio::test]
+async fn heartbeats_keep_a_task_alive_while_its_job_runs_inline() -> anyhow::Result<()> {
+    let world = World::get();
+    let deps = world
+        .deps(world.settings_with(&[("HEARTBEAT_SECONDS", "3".into())]))
+        .await?;
+    let name = unique("rj-beat");
+    let (execution, token) = world.waiting_execution(&name, Some(8)).await?;
+    let annotations = json!({ "sim.eks-task-worker.io/run-seconds": "24" });
+    let p = payload(
+        &world,
+        sim_job(&name, &["main"], annotations, 1),
+        json!({ "TaskToken": token, "InlineWaitSeconds": 60 }),
+    );
+    let report = worker::task::run_job::handle(p, &deps, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
+    let (status, _, error) = world
+        .execution_end(&execution, Duration::from_secs(30))
+        .await?;
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    Ok(())
+}
+
+/// An execution stopped while its Job runs inline: the next heartbeat is refused, the
+/// watch ends and the Job is deleted, within a heartbeat interval (3 s here), not when
+/// the inline window (60 s) closes.
+#[tokio::test]
+async fn a_task_stopped_during_the_inline_watch_has_its_job_deleted() -> anyhow::Result<()> {
+    let world = World::get();
+    let deps = world
+        .deps(world.settings_with(&[("HEARTBEAT_SECONDS", "3".into())]))
+        .await?;
+    let name = unique("rj-stop");
+    let (execution, token) = world.waiting_execution(&name, None).await?;
+    let annotations = json!({ "sim.eks-task-worker.io/run-seconds": "120" });
+    let p = payload(
+        &world,
+        sim_job(&name, &["main"], annotations, 1),
+        json!({ "TaskToken": token, "InlineWaitSeconds": 60 }),
+    );
+    let watching = tokio::spawn(async move { worker::task::run_job::handle(p, &deps, None).await });
+    let kube = world.admin_kube()?;
+    let path = format!(
+        "/apis/batch/v1/namespaces/{}/jobs/{name}",
+        world.namespace()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while send(&kube, KubeRequest::get(&path)).await?.status != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Job was never created"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world
+        .sfn()
+        .await
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await?;
+    let stopped = tokio::time::Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(15), watching)
+        .await
+        .map_err(|_| anyhow::anyhow!("the watch went on 15 s after the stop"))??
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(report["jobDeleted"], true, "{report}");
+    assert!(report["taskGone"].is_string(), "{report}");
+    let job = send(&kube, KubeRequest::get(&path)).await?;
+    assert!(
+        job.status == 404 || job.json()?.pointer("/metadata/deletionTimestamp").is_some(),
+        "the Job is still there, not being deleted"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    Ok(())
+}

@@ -48,6 +48,10 @@ pub struct Settings {
     /// `INLINE_WAIT_SECONDS` (default 600): the longest a callback-pattern invocation
     /// watches its Job before handing it to the poller.
     pub inline_wait: Duration,
+    /// `HEARTBEAT_SECONDS` (default 30, at least 1): how often an invocation that
+    /// watches its Job inline sends `SendTaskHeartbeat` (a state's `HeartbeatSeconds`
+    /// needs to be longer: README, "Heartbeats").
+    pub heartbeat: Duration,
     /// `LAMBDA_TIME_MARGIN_SECONDS` (default 20): left free before the Lambda deadline
     /// for logs, the callback and the hand-off.
     pub lambda_margin: Duration,
@@ -144,6 +148,19 @@ fn seconds(
                 expected: "a whole number of seconds".into(),
             }),
     }
+}
+
+/// `HEARTBEAT_SECONDS`: at least 1.
+fn heartbeat(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, SettingError> {
+    let every = seconds(get, "HEARTBEAT_SECONDS", 30)?;
+    if every.is_zero() {
+        return Err(SettingError {
+            name: "HEARTBEAT_SECONDS".into(),
+            value: "0".into(),
+            expected: "at least 1 second".into(),
+        });
+    }
+    Ok(every)
 }
 
 /// The longest a bearer token is used (and `TOKEN_RENEW_SECONDS`' default): EKS accepts
@@ -333,6 +350,7 @@ impl Settings {
             inline_wait: seconds(&get, "INLINE_WAIT_SECONDS", 600)?,
             lambda_margin: seconds(&get, "LAMBDA_TIME_MARGIN_SECONDS", 20)?,
             token_renew_after: token_renew_after(&get)?,
+            heartbeat: heartbeat(&get)?,
             timeouts: Timeouts {
                 connect: seconds(&get, "KUBE_CONNECT_TIMEOUT_SECONDS", 5)?,
                 read: seconds(&get, "KUBE_READ_TIMEOUT_SECONDS", 30)?,

@@ -52,6 +52,28 @@ pub async fn check_stuck(
     }
 }
 
+/// The task is gone (its execution stopped or timed out, or the token is invalid):
+/// nobody waits for it. A running Job is deleted (unless `DELETE_JOB_WHEN_STOPPED` is
+/// `false`); a finished one is left alone, for it may be this very task's answered Job
+/// seen by a duplicate delivery. The report is the invocation's result.
+///
+/// # Errors
+/// The Job's deletion failed.
+pub async fn stand_down(
+    kube: &dyn KubeApi,
+    id: &JobId,
+    phase: Phase,
+    code: &str,
+    deps: &Deps,
+) -> Result<Value, TaskError> {
+    let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
+    if deleted {
+        job::delete(kube, id).await?;
+    }
+    tracing::info!(job = %id.name, code, deleted, "the task is gone; the Job is no longer followed");
+    Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": id.name }))
+}
+
 /// The answer for a finished Job: a Complete Job with its logs (per `LogOptions`), fitted
 /// into the result budget; a Failed Job as `EksTaskWorker.JobFailed` (`Err`: or an error
 /// reading the pods). With an archive location (`LogOptions.ArchiveUri` or

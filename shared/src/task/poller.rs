@@ -23,7 +23,7 @@ use crate::task::answer::{
     send_answer, send_job_answer, with_retries, AnswerTurn, EndFacts, JobPlace,
 };
 use crate::task::deps::Deps;
-use crate::task::finish::finish;
+use crate::task::finish::{finish, stand_down};
 use crate::task::job::{self, JobId, Phase};
 use crate::task::telemetry;
 
@@ -97,7 +97,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     let phase = job::phase(&job);
     match with_retries(|| deps.callback.heartbeat(token)).await {
         Err(CallbackError::TaskGone { code, .. }) => {
-            return stopped(state, deps, kube.as_ref(), phase, &code).await
+            return stand_down(kube.as_ref(), &job_id(state), phase, &code, deps).await
         }
         Err(e) => tracing::warn!(error = %e, "heartbeat failed; going on"),
         Ok(()) => {}
@@ -129,24 +129,6 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         return turn.send(deps, token, answer, facts, &at).await;
     }
     schedule(deps, state.next(Vec::new())).await
-}
-
-/// The execution is gone (stopped, timed out, or the token is invalid): nobody waits.
-/// A running Job is deleted (unless the deployment keeps them); a finished one is left
-/// alone, for it may be this very task's answered Job seen by a duplicate delivery.
-async fn stopped(
-    state: &PollState,
-    deps: &Deps,
-    kube: &dyn KubeApi,
-    phase: Phase,
-    code: &str,
-) -> Result<Value, TaskError> {
-    let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
-    if deleted {
-        job::delete(kube, &job_id(state)).await?;
-    }
-    tracing::info!(job = %state.job_name, code, deleted, "the task is gone; polling stops");
-    Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": state.job_name }))
 }
 
 async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {

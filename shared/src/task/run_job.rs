@@ -14,12 +14,15 @@ use crate::contract::payload;
 use crate::contract::payload::{callback_token, RunJobInput};
 use crate::contract::poll_state::PollState;
 use crate::contract::stuck_policy::StuckPolicy;
+use crate::ports::callback::CallbackError;
 use crate::ports::handoff::HandOffError;
 use crate::ports::kube::KubeApi;
-use crate::task::answer::{send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace};
+use crate::task::answer::{
+    send_answer, send_job_answer, with_retries, AnswerTurn, EndFacts, JobPlace,
+};
 use crate::task::deps::Deps;
-use crate::task::finish::{check_stuck, finish};
-use crate::task::job::{JobId, Waited};
+use crate::task::finish::{check_stuck, finish, stand_down};
+use crate::task::job::{JobId, Phase, Waited};
 use crate::task::telemetry::Metric;
 use crate::task::{job, telemetry};
 
@@ -67,6 +70,7 @@ pub async fn handle(
                     Ok(Inline::Finished(answer, facts, turn)) => {
                         return turn.send(deps, &token, answer, facts, &at).await;
                     }
+                    Ok(Inline::TaskGone(report)) => return Ok(*report),
                     Ok(Inline::Started(created)) => {
                         return send_answer(deps, &token, Ok(*created)).await;
                     }
@@ -80,6 +84,9 @@ pub async fn handle(
     .await
 }
 
+/// How often the pods are read while a stuck policy is active.
+const STUCK_CHECK_EVERY: Duration = Duration::from_secs(10);
+
 /// What the inline phase of a callback task came to.
 enum Inline {
     Finished(Result<Value, TaskError>, EndFacts, Box<AnswerTurn>),
@@ -87,6 +94,8 @@ enum Inline {
     Started(Box<Value>),
     HandedOff(Box<PollState>),
     AnsweredElsewhere(String),
+    /// The task was gone while its Job ran: the report of [`stand_down`].
+    TaskGone(Box<Value>),
 }
 
 async fn run_with_callback(
@@ -111,7 +120,14 @@ async fn run_with_callback(
     let id = JobId::of(&created, &input.namespace);
     let policy = input.stuck_policy.or(deps.settings.stuck_policy);
     let window = inline_window(deps, &input, deadline);
-    match watch_for_stuck(kube.as_ref(), &id, window, policy, deps).await? {
+    let waited = match watch_inline(kube.as_ref(), &id, window, policy, &token, deps).await? {
+        Watched::Waited(waited) => waited,
+        Watched::TaskGone(code) => {
+            let report = stand_down(kube.as_ref(), &id, Phase::Running, &code, deps).await?;
+            return Ok(Inline::TaskGone(Box::new(report)));
+        }
+    };
+    match waited {
         Waited::Finished(done) => match AnswerTurn::take(kube.clone(), &id, deps, deadline).await {
             Err(by) => Ok(Inline::AnsweredElsewhere(by)),
             Ok(turn) => {
@@ -146,27 +162,47 @@ async fn run_with_callback(
     }
 }
 
-/// Watches the Job for `window`, in slices of ten seconds while a stuck policy is
-/// active, reading its pods after each slice: what holds them is logged, and a Job held
-/// past the policy is `EksTaskWorker.JobStuck`.
-async fn watch_for_stuck(
+/// What the inline watch came to.
+enum Watched {
+    /// The Job finished, or the window closed.
+    Waited(Waited),
+    /// A heartbeat was refused: the task is gone (its code: `TaskTimedOut`, …).
+    TaskGone(String),
+}
+
+/// Watches the Job for `window` in slices of `HEARTBEAT_SECONDS` (ten seconds at most
+/// while a stuck policy is active). After each slice a heartbeat tells Step Functions
+/// the task lives (a state's `HeartbeatSeconds` is met while the Job runs inline), and
+/// the pods are read when a policy is active: what holds them is logged, and a Job held
+/// past the policy is `EksTaskWorker.JobStuck`. A refused heartbeat ends the watch.
+async fn watch_inline(
     kube: &dyn KubeApi,
     id: &JobId,
     window: Duration,
     policy: StuckPolicy,
+    task_token: &str,
     deps: &Deps,
-) -> Result<Waited, TaskError> {
-    if !policy.is_active() {
-        return job::wait(kube, id, window).await;
-    }
+) -> Result<Watched, TaskError> {
+    let slice = if policy.is_active() {
+        deps.settings.heartbeat.min(STUCK_CHECK_EVERY)
+    } else {
+        deps.settings.heartbeat
+    };
     let until = tokio::time::Instant::now() + window;
     loop {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let waited = job::wait(kube, id, left.min(Duration::from_secs(10))).await?;
-        if matches!(waited, Waited::Finished(_)) || left <= Duration::from_secs(10) {
-            return Ok(waited);
+        let waited = job::wait(kube, id, left.min(slice)).await?;
+        if matches!(waited, Waited::Finished(_)) || left <= slice {
+            return Ok(Watched::Waited(waited));
         }
-        check_stuck(kube, id, policy, deps).await?;
+        match with_retries(|| deps.callback.heartbeat(task_token)).await {
+            Err(CallbackError::TaskGone { code, .. }) => return Ok(Watched::TaskGone(code)),
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; watching on"),
+            Ok(()) => {}
+        }
+        if policy.is_active() {
+            check_stuck(kube, id, policy, deps).await?;
+        }
     }
 }
 
