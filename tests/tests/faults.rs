@@ -77,7 +77,7 @@ impl Cell<'_> {
         payload["CertificateAuthority"] = json!(world.fact("/certificate_authority"));
         let mut state_extra = json!({});
         for (k, v) in payload_extra {
-            if k == "TimeoutSeconds" {
+            if k == "TimeoutSeconds" || k == "HeartbeatSeconds" {
                 state_extra[k] = v;
             } else {
                 payload[k] = v;
@@ -653,6 +653,56 @@ async fn the_fault_matrix() {
             (0, 0),
             "nobody waits: no answer: {o:?}"
         );
+    }
+
+    // 10. Long invocations and flaky clusters.
+    if wanted("outage-heartbeat") {
+        // Every read of the Job answered 503 for 12 requests: run-job's (3 tries: it hands
+        // the Job to the poller instead of failing the task) and three polls' (3 tries
+        // each), about 14 s, longer than the state's HeartbeatSeconds (8); the Job runs
+        // 20 s. Each failed poll still sends its heartbeat.
+        let name = unique("f-outage");
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "20" }), json!({ "InlineWaitSeconds": 1, "HeartbeatSeconds": 8 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 12 }]))
+            .await;
+        assert_eq!(proxy.fired(&name).await, 12, "the outage lasted 12 reads");
+        succeeded("outage-heartbeat", &o);
+    }
+
+    let pods_list = format!(
+        "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
+        world.namespace()
+    );
+    if wanted("pods-list-once") {
+        // The list of the finished Job's pods answered 500 once: it is tried again, as
+        // reads are, and the logs come back.
+        let name = unique("f-pods-once");
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": &pods_list, "status": 500, "reply": status_body(500, "InternalError", None), "times": 1 }]))
+            .await;
+        assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
+        let log = o.output["logs"]["pods"]
+            .as_object()
+            .and_then(|p| p.values().next().cloned())
+            .unwrap_or_default()["containers"]["main"]["log"]
+            .clone();
+        assert_eq!(log, json!("hello\n"), "{o:?}");
+        succeeded("pods-list-once", &o);
+    }
+
+    if wanted("pods-list-down") {
+        // Every list of the pods answered 500: the Job succeeded, so does the task; the
+        // logs' place says why they are missing (native log retrieval is best effort).
+        let name = unique("f-pods-down");
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": &pods_list, "status": 500, "reply": status_body(500, "InternalError", None), "times": 0 }]))
+            .await;
+        let fired = proxy.fired(&name).await;
+        proxy.clear().await;
+        assert!(fired >= 3, "every try failed: {fired}");
+        assert_eq!(o.output["logs"]["error"], "EKS.500", "{o:?}");
+        assert_eq!(o.output["status"]["succeeded"], 1, "{o:?}");
+        succeeded("pods-list-down", &o);
     }
 }
 

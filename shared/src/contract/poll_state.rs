@@ -221,26 +221,76 @@ pub struct PollState {
     /// When a stuck Job fails its task.
     #[serde(default, skip_serializing_if = "is_off")]
     pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
-    /// Why the polls since the last good one failed (consecutive failures).
+    /// Why the last of the polls since the last good one failed (at most
+    /// [`FAILURES_KEPT`], each at most [`MAX_FAILURE_CHARS`]): see [`PollState::failed`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// How many polls in a row failed (states written before this field count their
+    /// `Failures`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_polls: u32,
     /// The execution, where the payload gave it (log lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
 }
 
 impl PollState {
-    /// The state for the poll after this one: `attempt + 1`, its delay from the curve.
+    /// The state for the poll after a good one: `attempt + 1`, its delay from the
+    /// curve, no failures.
     #[must_use]
-    pub fn next(&self, failures: Vec<String>) -> Self {
+    pub fn next(&self) -> Self {
         let attempt = self.attempt + 1;
         Self {
             attempt,
             next_delay_seconds: self.curve.delay(attempt),
-            failures,
+            failures: Vec::new(),
+            failed_polls: 0,
             ..self.clone()
         }
     }
+
+    /// The state for the poll after one that failed with `failure`: counted, and kept
+    /// as the last of at most [`FAILURES_KEPT`], cut to [`FAILURE_CHARS_KEPT`]
+    /// printable ASCII characters (quotes as `'`, so that JSON escapes none). However
+    /// many polls fail, the state grows by at most [`FAILURES_ROOM`] characters over
+    /// the one handed off, so it stays within a schedule's input.
+    #[must_use]
+    pub fn failed(&self, failure: &str) -> Self {
+        let attempt = self.attempt + 1;
+        let mut failures = self.failures.clone();
+        failures.push(
+            format!("poll {attempt}: {failure}")
+                .chars()
+                .map(|c| match c {
+                    '"' => '\'',
+                    '\\' => '/',
+                    ' '..='~' => c,
+                    _ => ' ',
+                })
+                .take(FAILURE_CHARS_KEPT)
+                .collect(),
+        );
+        let drop = failures.len().saturating_sub(FAILURES_KEPT);
+        failures.drain(..drop);
+        Self {
+            attempt,
+            next_delay_seconds: self.curve.delay(attempt),
+            failures,
+            failed_polls: self.consecutive_failures().saturating_add(1),
+            ..self.clone()
+        }
+    }
+
+    /// How many polls in a row failed.
+    #[must_use]
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failed_polls
+            .max(u32::try_from(self.failures.len()).unwrap_or(u32::MAX))
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most polls a task is followed for (more than a year's, the longest a Step
@@ -248,8 +298,16 @@ impl PollState {
 pub const MAX_POLL_ATTEMPTS: u32 = 1_000_000;
 /// The most failures a poll state may carry (`MAX_FAILED_POLLS` is at most this).
 pub const MAX_FAILURES: usize = 64;
-/// The longest a failure kept in a poll state may be (the poller cuts it to this).
+/// The longest a failure in a poll state may be (what earlier versions wrote, too).
 pub const MAX_FAILURE_CHARS: usize = 1024;
+/// The failures a poll state keeps word of (the last ones); the rest are counted.
+pub const FAILURES_KEPT: usize = 3;
+/// The length a failure is cut to when it is kept, in characters that JSON writes as
+/// themselves (see [`PollState::failed`]).
+pub const FAILURE_CHARS_KEPT: usize = 300;
+/// The most a poll state grows by, however many polls fail: the failures kept (each
+/// with its quotes and a comma), the key and the count.
+pub const FAILURES_ROOM: usize = FAILURES_KEPT * (FAILURE_CHARS_KEPT + 3) + 40;
 
 /// What every poll state (a Job's, a cluster operation's) must hold, checked before the
 /// poller acts on it: a task token as Step Functions issues them, a curve the
@@ -400,9 +458,30 @@ impl PollState {
     ///
     /// # Errors
     /// `EksTaskWorker.InternalError` when the state does not serialize.
+    ///
+    /// `EksTaskWorker.InvalidInput` when the state, with [`FAILURES_ROOM`] for the
+    /// failures its polls may record, would not fit a schedule's input (a task token,
+    /// certificate or execution name far longer than AWS makes them): said at the
+    /// hand-off, not at a later poll that could not schedule the next.
     pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
         let input = serde_json::to_string(self)
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
+        let bare = input.chars().count()
+            - self
+                .failures
+                .iter()
+                .map(|f| f.chars().count() + 3)
+                .sum::<usize>();
+        if bare + FAILURES_ROOM > MAX_SCHEDULE_INPUT_CHARS {
+            return Err(TaskError::invalid_input(
+                "$",
+                format!(
+                    "the poll state would be {bare} characters and up to {FAILURES_ROOM} more, \
+                     over the {MAX_SCHEDULE_INPUT_CHARS} a schedule holds: the task token, \
+                     CertificateAuthority or ExecutionArn is far longer than AWS makes them"
+                ),
+            ));
+        }
         Ok(NextPoll {
             key: self.job_uid.clone(),
             attempt: self.attempt,
@@ -452,6 +531,7 @@ mod tests {
                 unschedulable_seconds: Some(1800),
             },
             failures: vec![],
+            failed_polls: 0,
             execution: Some(format!(
                 "arn:aws:states:eu-central-1:123456789012:execution:{}:{}",
                 "m".repeat(80),
@@ -476,7 +556,7 @@ mod tests {
     #[test]
     fn next_follows_the_curve() {
         let s = state("t");
-        let n = s.next(vec!["EKS.500".into()]);
+        let n = s.failed("EKS.500");
         assert_eq!(
             (n.attempt, n.next_delay_seconds, n.failures.len()),
             (8, 300, 1)
@@ -485,8 +565,43 @@ mod tests {
             attempt: 0,
             ..state("t")
         }
-        .next(vec![]);
+        .next();
         assert_eq!((first.attempt, first.next_delay_seconds), (1, 60));
+        assert_eq!(
+            n.next().failed_polls,
+            0,
+            "a good poll ends the run of failures"
+        );
+    }
+
+    /// The largest state AWS's fields make (a 2,048-character token, a long cluster,
+    /// role, certificate, archive and execution), through 64 failed polls each with an
+    /// error body of 10 KB full of characters JSON escapes: it still fits a schedule,
+    /// counts every failure, and keeps the last three.
+    #[test]
+    fn a_poll_state_stays_within_a_schedule_however_many_polls_fail() {
+        let mut s = state(&"T".repeat(payload::MAX_TASK_TOKEN_CHARS));
+        assert!(s.next_poll().is_ok());
+        let body = "\"\\\u{1}é".repeat(2500);
+        for _ in 0..64 {
+            s = s.failed(&format!("EKS.503: {body}"));
+            let input = s.next_poll().map(|p| p.input).unwrap_or_default();
+            assert!(
+                !input.is_empty() && input.chars().count() <= MAX_SCHEDULE_INPUT_CHARS,
+                "{} characters",
+                input.chars().count()
+            );
+        }
+        assert_eq!((s.consecutive_failures(), s.failures.len()), (64, 3));
+        assert!(
+            s.failures[2].starts_with("poll 71: EKS.503: '/ "),
+            "{}",
+            s.failures[2]
+        );
+        // A state that leaves no room for failures is refused at the hand-off.
+        let mut huge = state("t");
+        huge.cluster.certificate_authority = Some("M".repeat(MAX_SCHEDULE_INPUT_CHARS - 1500));
+        assert!(huge.next_poll().is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::task::{diagnosis, job, logs};
 
 /// Bytes of log tail per failed container in a JobFailed cause.
 const FAILURE_LOG_BYTES: usize = 4096;
+/// The longest error message put in the place of the pods' logs.
+const POD_ERROR_CHARS: usize = 1024;
 /// Warning events named in a diagnosis or a failure cause.
 const WARNING_EVENTS: usize = 10;
 
@@ -118,8 +120,15 @@ async fn job_answer(
         .archive
         .as_ref()
         .or(deps.settings.log_archive.as_ref());
+    // Best effort, as native log retrieval: pods that cannot be listed (after the
+    // retries) cost the answer its logs, never the task its result.
+    let mut pods_error = None;
     let pods = if options.retrieve_logs || phase == Phase::Failed || location.is_some() {
-        job::pods(kube.as_ref(), id).await?
+        job::pods(kube.as_ref(), id).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not list the job's pods: the answer goes without their logs");
+            pods_error = Some(json!({ "error": e.name, "cause": error_message(&e) }));
+            Vec::new()
+        })
     } else {
         Vec::new()
     };
@@ -160,6 +169,9 @@ async fn job_answer(
         )
         .await;
         cause["logTails"] = logs_summary(&tails);
+        if let Some(unlisted) = pods_error {
+            cause["podsError"] = unlisted;
+        }
         return Err(TaskError::new(names::JOB_FAILED, cause));
     }
     if !options.retrieve_logs {
@@ -167,9 +179,20 @@ async fn job_answer(
     }
     let skeleton = serialized_len(&done);
     let placed = logs::read(kube.as_ref(), namespace, &pods, options, skeleton).await;
-    let result = logs::result(&done, Some(&placed), &archived);
+    let mut result = logs::result(&done, Some(&placed), &archived);
     facts.log_bytes_cut = logs::bytes_cut(&placed, &result);
+    if let Some(unlisted) = pods_error {
+        // `logs.error`/`logs.cause`: why `logs.pods` is empty (not a native field).
+        result["logs"]["error"] = unlisted["error"].clone();
+        result["logs"]["cause"] = unlisted["cause"].clone();
+    }
     Ok(result)
+}
+
+/// An error's message, at most [`POD_ERROR_CHARS`] characters: what goes in the place
+/// of logs that could not be read.
+fn error_message(e: &TaskError) -> String {
+    e.to_string().chars().take(POD_ERROR_CHARS).collect()
 }
 
 fn logs_summary(tails: &[PlacedLog]) -> Value {

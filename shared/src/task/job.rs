@@ -414,8 +414,11 @@ pub fn finished_at(job: &Value) -> Option<std::time::SystemTime> {
 pub enum Waited {
     /// It finished (Complete or Failed): the Job as last seen.
     Finished(Value),
-    /// The window closed first: the Job as last seen.
-    StillRunning(Value),
+    /// The window closed first.
+    StillRunning,
+    /// The Job could not be read or watched for a while (time may mend it: the
+    /// poller takes over, counting its failed polls).
+    Unreadable,
 }
 
 /// The annotation by which one delivery of a task takes the turn to answer it (a
@@ -591,7 +594,16 @@ pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str) {
 pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Waited, TaskError> {
     let name = id.name.as_str();
     let deadline = Instant::now() + window;
-    let mut last = crate::task::retry::transient("reading the job", || id.read(kube)).await?;
+    let mut last = match crate::task::retry::transient("reading the job", || id.read(kube)).await {
+        Ok(job) => job,
+        // An API server that fails for longer than the retries: the Job was created and
+        // may well run; the poller follows it, counting failed polls.
+        Err(e) if crate::task::retry::is_transient(&e) => {
+            tracing::warn!(job = name, error = %e.name, "cannot read the Job; the poller takes it over");
+            return Ok(Waited::Unreadable);
+        }
+        Err(e) => return Err(e),
+    };
     // Watches that failed in a row (cut, timed out, refused for a while): the next
     // watch resumes from the last version seen; past WATCH_FAILURES the Job is left to
     // the poller (the caller hands it off) rather than failing a task time can mend.
@@ -602,7 +614,7 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(Waited::StillRunning(last));
+            return Ok(Waited::StillRunning);
         }
         let rv = last
             .pointer("/metadata/resourceVersion")
@@ -634,7 +646,7 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
                 failures += 1;
                 tracing::warn!(job = name, error = %e.name, failures, "watch failed; watching again");
                 if failures >= WATCH_FAILURES {
-                    return Ok(Waited::StillRunning(last));
+                    return Ok(Waited::Unreadable);
                 }
                 tokio::time::sleep(Duration::from_millis(500) * failures).await;
                 continue;
@@ -656,7 +668,7 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
                     failures += 1;
                     tracing::warn!(job = name, error = %e, failures, "watch cut; watching again");
                     if failures >= WATCH_FAILURES {
-                        return Ok(Waited::StillRunning(last));
+                        return Ok(Waited::Unreadable);
                     }
                     break;
                 }
@@ -682,19 +694,51 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
     }
 }
 
-/// The pods of a Job (by its controller uid), as the API lists them.
+/// Pods listed per request.
+const PODS_PAGE: usize = 100;
+/// The most pods of one Job read (a Job with more has its first ones answered: their
+/// logs would not fit a result anyway).
+const MAX_PODS: usize = 1000;
+
+/// The pods of a Job (by its controller uid), in pages of [`PODS_PAGE`], each read
+/// tried again as reads are ([`crate::task::retry::transient`]), at most [`MAX_PODS`],
+/// sorted by name.
 ///
 /// # Errors
-/// `EKS.<status>`, transport errors.
+/// `EKS.<status>`, transport errors, once the retries are spent.
 pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskError> {
-    let request = KubeRequest::get(format!("/api/v1/namespaces/{}/pods", job.namespace))
-        .param("labelSelector", format!("controller-uid={}", job.uid));
-    let list = kube.send(request, None).await?.ok()?.json()?;
-    let mut items = list
-        .get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut items = Vec::new();
+    let mut next = String::new();
+    loop {
+        let mut request = KubeRequest::get(format!("/api/v1/namespaces/{}/pods", job.namespace))
+            .param("labelSelector", format!("controller-uid={}", job.uid))
+            .param("limit", PODS_PAGE.to_string());
+        if !next.is_empty() {
+            request = request.param("continue", next.clone());
+        }
+        let page = crate::task::retry::transient("listing the job's pods", || async {
+            kube.send(request.clone(), None).await?.ok()?.json()
+        })
+        .await?;
+        items.extend(
+            page.get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        next = page
+            .pointer("/metadata/continue")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if next.is_empty() {
+            break;
+        }
+        if items.len() >= MAX_PODS {
+            tracing::warn!(job = %job.name, pods = items.len(), "the Job has more pods than are read; the rest are left out");
+            break;
+        }
+    }
     items.sort_by(|a, b| {
         a.pointer("/metadata/name")
             .and_then(Value::as_str)

@@ -128,22 +128,24 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         let (answer, facts) = finish(kube, &job_id(state), &job, &options, deps).await;
         return turn.send(deps, token, answer, facts, &at).await;
     }
-    schedule(deps, state.next(Vec::new())).await
+    schedule(deps, state.next()).await
 }
 
+/// A poll that could not read the Job: the task still gets its heartbeat (an outage
+/// longer than the state's `HeartbeatSeconds` must not end a healthy Job's task; a
+/// refused heartbeat is left to the next poll, which deletes the Job once it can reach
+/// it), then the next poll is scheduled with the failure counted, or, after
+/// `MAX_FAILED_POLLS` in a row, the task fails with `EksTaskWorker.PollFailed`.
 async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {
-    let mut failures = state.failures.clone();
-    // Kept short: the state travels in a schedule (8,192 characters at most).
-    failures.push(
-        format!("poll {}: {}: {}", state.attempt + 1, e.name, e.cause)
-            .chars()
-            .take(crate::contract::poll_state::MAX_FAILURE_CHARS)
-            .collect(),
-    );
-    if failures.len() >= deps.settings.max_failed_polls as usize {
+    if let Err(beat) = with_retries(|| deps.callback.heartbeat(&state.task_token)).await {
+        tracing::warn!(error = %beat, "heartbeat failed");
+    }
+    let next = state.failed(&format!("{}: {}", e.name, e.cause));
+    if next.consecutive_failures() >= deps.settings.max_failed_polls {
         let cause = json!({
-            "message": format!("{} consecutive polls could not read the Job {}/{}", failures.len(), state.namespace, state.job_name),
-            "failures": failures,
+            "message": format!("{} consecutive polls could not read the Job {}/{}", next.consecutive_failures(), state.namespace, state.job_name),
+            "failedPolls": next.consecutive_failures(),
+            "failures": next.failures,
         });
         return send_answer(
             deps,
@@ -152,13 +154,13 @@ async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Val
         )
         .await;
     }
-    tracing::warn!(error = %e.name, failed = failures.len(), "poll failed; the next one is scheduled");
-    schedule(deps, state.next(failures)).await
+    tracing::warn!(error = %e.name, failed = next.consecutive_failures(), "poll failed; the next one is scheduled");
+    schedule(deps, next).await
 }
 
 async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
     deps.hand_off(&next.next_poll()?).await?;
     Ok(
-        json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.failures.len() } }),
+        json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.consecutive_failures() } }),
     )
 }

@@ -135,7 +135,7 @@ async fn run_with_callback(
                 Ok(Inline::Finished(answer, facts, Box::new(turn)))
             }
         },
-        Waited::StillRunning(_) => {
+        Waited::StillRunning | Waited::Unreadable => {
             let state = PollState {
                 cluster: (&input.cluster).into(),
                 namespace: id.namespace,
@@ -148,6 +148,7 @@ async fn run_with_callback(
                 curve,
                 stuck_policy: policy,
                 failures: Vec::new(),
+                failed_polls: 0,
                 execution: input.execution.clone(),
             };
             match deps.hand_off(&state.next_poll()?).await {
@@ -192,7 +193,7 @@ async fn watch_inline(
     loop {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         let waited = job::wait(kube, id, left.min(slice)).await?;
-        if matches!(waited, Waited::Finished(_)) || left <= slice {
+        if !matches!(waited, Waited::StillRunning) || left <= slice {
             return Ok(Watched::Waited(waited));
         }
         match with_retries(|| deps.callback.heartbeat(task_token)).await {
@@ -201,7 +202,11 @@ async fn watch_inline(
             Ok(()) => {}
         }
         if policy.is_active() {
-            check_stuck(kube, id, policy, deps).await?;
+            match check_stuck(kube, id, policy, deps).await {
+                Err(e) if e.name == names::JOB_STUCK => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
+                Ok(()) => {}
+            }
         }
     }
 }
