@@ -227,3 +227,83 @@ async fn a_wrong_ca_is_cluster_unreachable() {
     let e = call(&world, json!({ "CertificateAuthority": base64::engine::general_purpose::STANDARD.encode(other), "Method": "GET", "Path": "/api" })).await.err().unwrap_or_else(|| panic!("TLS must fail"));
     assert_eq!(e.name, "EksTaskWorker.ClusterUnreachable", "{e}");
 }
+
+/// A response longer than a call reads (8 MiB: nine ConfigMaps of 1 MB) is not read on:
+/// `EksTaskWorker.ResponseTooLarge`, with how to page it; the same list paged
+/// (`limit`) answers.
+#[tokio::test]
+async fn a_response_past_the_cap_is_refused_by_name_and_a_paged_one_answers() {
+    let world = World::get();
+    let ns = world.namespace();
+    let set = unique("big");
+    let base = format!("/api/v1/namespaces/{ns}/configmaps");
+    let filler = "x".repeat(1_000_000);
+    for i in 0..9 {
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": format!("{set}-{i}"), "labels": { "set": set } },
+            "data": { "filler": filler } });
+        ok(call(
+            &world,
+            json!({ "Method": "POST", "Path": base, "RequestBody": cm }),
+        )
+        .await);
+    }
+    let selector = json!([format!("set={set}")]);
+    let whole = call(
+        &world,
+        json!({ "Method": "GET", "Path": base, "QueryParameters": { "labelSelector": selector } }),
+    )
+    .await;
+    let paged = call(
+        &world,
+        json!({ "Method": "GET", "Path": base, "QueryParameters": { "labelSelector": selector, "limit": ["2"] } }),
+    )
+    .await;
+    for i in 0..9 {
+        let path = format!("{base}/{set}-{i}");
+        ok(call(&world, json!({ "Method": "DELETE", "Path": path })).await);
+    }
+    let e = whole
+        .err()
+        .unwrap_or_else(|| panic!("a 9 MB response must be refused"));
+    assert_eq!(e.name, "EksTaskWorker.ResponseTooLarge", "{e}");
+    assert_eq!(e.cause["limitBytes"], 8 * 1024 * 1024);
+    assert!(e.cause["hint"]
+        .as_str()
+        .is_some_and(|h| h.contains("continue")));
+    assert_eq!(ok(paged)["StatusCode"], 200);
+}
+
+/// A call answers once: a watch or a followed log is refused before anything is sent.
+#[tokio::test]
+async fn watches_and_followed_logs_are_refused() {
+    let world = World::get();
+    let ns = world.namespace();
+    for (path, query) in [
+        (
+            format!("/api/v1/namespaces/{ns}/pods"),
+            json!({ "watch": ["true"] }),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/pods/p/log"),
+            json!({ "follow": ["1"] }),
+        ),
+        (
+            format!("/apis/batch/v1/watch/namespaces/{ns}/jobs"),
+            json!({}),
+        ),
+    ] {
+        let e = call(
+            &world,
+            json!({ "Method": "GET", "Path": path, "QueryParameters": query }),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{path} must be refused"));
+        assert_eq!(
+            (e.name.as_str(), &e.cause["field"]),
+            ("EksTaskWorker.InvalidInput", &json!("QueryParameters")),
+            "{path}: {e}"
+        );
+    }
+}

@@ -147,6 +147,37 @@ impl KubeApi for KubeClient {
         })
     }
 
+    async fn send_capped(
+        &self,
+        request: KubeRequest,
+        cap: usize,
+    ) -> Result<KubeResponse, TransportError> {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        let headers = headers_of(response.headers());
+        let mut body = response.into_body();
+        let mut kept = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.unreachable(&e))?;
+            if let Ok(data) = frame.into_data() {
+                kept.extend_from_slice(&data);
+                if kept.len() > cap {
+                    // Not read on: the body is dropped with its connection.
+                    break;
+                }
+            }
+        }
+        let body_len = kept.len() as u64;
+        kept.truncate(cap + 1);
+        Ok(KubeResponse {
+            status,
+            reason: reason_phrase(status),
+            headers,
+            body: kept.freeze(),
+            body_len,
+        })
+    }
+
     async fn stream(
         &self,
         request: KubeRequest,

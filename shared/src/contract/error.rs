@@ -47,6 +47,8 @@ pub mod names {
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
     /// A log could not be archived (reported beside the log; it never fails the task).
     pub const LOG_ARCHIVE: &str = "EksTaskWorker.LogArchiveError";
+    /// A `call` response longer than the worker reads into memory.
+    pub const RESPONSE_TOO_LARGE: &str = "EksTaskWorker.ResponseTooLarge";
 }
 
 /// The most characters Step Functions accepts in `SendTaskFailure.error`.

@@ -836,6 +836,30 @@ pub fn wait_for_completion(fields: &Fields) -> Result<bool, TaskError> {
     }
 }
 
+/// A call answers once: requests the API server would answer with a stream that does
+/// not end (`watch`, a followed log, the legacy `/watch/` paths) are refused.
+fn refuse_streams(path: &str, query: &[(String, String)]) -> Result<(), TaskError> {
+    let on = |name: &str| {
+        query.iter().any(|(k, v)| {
+            k == name && !matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "")
+        })
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    let legacy_watch = match segments.get(1) {
+        Some(&"api") => segments.get(3) == Some(&"watch"),
+        Some(&"apis") => segments.get(4) == Some(&"watch"),
+        _ => false,
+    };
+    if on("watch") || on("follow") || legacy_watch {
+        return Err(TaskError::invalid_input(
+            "QueryParameters",
+            "watch and follow are not supported: a call answers once with the whole response; \
+             list (with resourceVersion and limit) or read the log without follow instead",
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a call payload.
 ///
 /// # Errors
@@ -891,6 +915,7 @@ pub fn parse_call(payload: &Value) -> Result<CallInput, TaskError> {
         None | Some(Value::Null) => Vec::new(),
         Some(q) => string_lists(q, "QueryParameters")?,
     };
+    refuse_streams(&path, &query)?;
     let body = fields.get("RequestBody").filter(|b| !b.is_null()).cloned();
     if body.is_some() && matches!(method, CallMethod::Get | CallMethod::Head) {
         return Err(TaskError::invalid_input(

@@ -194,6 +194,22 @@ pub trait KubeApi: Send + Sync {
         keep_tail: Option<usize>,
     ) -> Result<KubeResponse, TransportError>;
 
+    /// Sends a request and reads at most `cap` bytes of the body and one more: a longer
+    /// body is not read on (memory stays bounded), and comes back cut, with `body_len`
+    /// over `cap`. The default reads the whole body first: for doubles.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the server cannot be reached.
+    async fn send_capped(
+        &self,
+        request: KubeRequest,
+        cap: usize,
+    ) -> Result<KubeResponse, TransportError> {
+        let mut response = self.send(request, None).await?;
+        response.body.truncate(cap + 1);
+        Ok(response)
+    }
+
     /// Sends a request and yields the body as it arrives (a log of any size, in
     /// bounded memory). The default reads the whole body first: for doubles.
     ///

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
 use crate::contract::budget::{result_budget, serialized_len};
-use crate::contract::error::TaskError;
+use crate::contract::error::{names, TaskError};
 use crate::contract::payload;
 use crate::contract::payload::{callback_token, CallInput, CallMethod};
 use crate::ports::kube::{KubeRequest, KubeResponse};
@@ -30,10 +30,27 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
 async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {
     let input = payload::parse_call(payload)?;
     let kube = deps.connector.connect(&input.cluster).await?;
-    let response = kube.send(request(&input), None).await?;
+    let response = kube
+        .send_capped(request(&input), MAX_RESPONSE_BYTES)
+        .await?;
+    if response.body_len > MAX_RESPONSE_BYTES as u64 {
+        return Err(TaskError::new(
+            names::RESPONSE_TOO_LARGE,
+            json!({
+                "message": format!("the API server's response to {} {} is longer than the {MAX_RESPONSE_BYTES} bytes a call reads; it was not read on", input.method.as_str(), input.path),
+                "StatusCode": response.status,
+                "limitBytes": MAX_RESPONSE_BYTES,
+                "hint": "page the list: QueryParameters {\"limit\": [\"500\"]}, then {\"continue\": [<metadata.continue of the page before>]}; or narrow it with a labelSelector or fieldSelector",
+            }),
+        ));
+    }
     let response = response.ok()?;
     Ok(result(&input, &response))
 }
+
+/// The most response bytes a call reads into memory (8 MiB); a longer response is
+/// `EksTaskWorker.ResponseTooLarge`. Its result is cut to the result budget anyway.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The HTTP request for a call: the body as JSON, or a string as written; PATCH with
 /// the content type of its patch type.
