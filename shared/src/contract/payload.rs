@@ -915,7 +915,7 @@ pub fn parse_call(payload: &Value) -> Result<CallInput, TaskError> {
         None | Some(Value::Null) => Vec::new(),
         Some(q) => string_lists(q, "QueryParameters")?,
     };
-    refuse_streams(&path, &query)?;
+    refuse_streams(path, &query)?;
     let body = fields.get("RequestBody").filter(|b| !b.is_null()).cloned();
     if body.is_some() && matches!(method, CallMethod::Get | CallMethod::Head) {
         return Err(TaskError::invalid_input(

@@ -695,10 +695,10 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
 }
 
 /// Pods listed per request.
-const PODS_PAGE: usize = 100;
+pub const PODS_PAGE: usize = 100;
 /// The most pods of one Job read (a Job with more has its first ones answered: their
 /// logs would not fit a result anyway).
-const MAX_PODS: usize = 1000;
+pub const MAX_PODS: usize = 1000;
 
 /// The pods of a Job (by its controller uid), in pages of [`PODS_PAGE`], each read
 /// tried again as reads are ([`crate::task::retry::transient`]), at most [`MAX_PODS`],
