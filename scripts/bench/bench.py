@@ -265,7 +265,7 @@ def main():
     if "p1" in only or "p2" in only:
         # P1 and P2 run through the local Lambda platform, on the release binaries.
         here = os.path.dirname(os.path.abspath(__file__))
-        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--poll-curve", "2"], check=True,
+        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--env", "POLL_MIN_SECONDS=1", "--env", "POLL_CURVE_SECONDS=2"], check=True,
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
             if "p1" in only:

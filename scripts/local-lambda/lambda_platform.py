@@ -13,8 +13,24 @@ invoke the worker and that moto cannot:
   functions, with the schedule's input, and deletes them after when
   ActionAfterCompletion says DELETE (moto never fires schedules).
 
+As strict as Lambda where the worker meets it:
+
+- each function runs with its settings in template.yaml: its Timeout and MemorySize, and
+  the environment the template gives it (plain values, and parameters at their
+  defaults); the world adds only what names its own resources (endpoints, keys, the
+  poller, the Scheduler role), and a test may shorten a setting with --env, saying why;
+- an invocation still running at its deadline is killed (Sandbox.Timedout), as Lambda
+  ends a function at its timeout;
+- Step Functions invokes synchronously: a function error, crash or timeout is reported
+  to the task (SendTaskFailure: the error type of a function error, Lambda.Unknown for a
+  crash or a timeout), never delivered again;
+- Scheduler invokes asynchronously: a failed invocation is tried twice more (after 1 s
+  and 2 s here; Lambda waits about 1 and 2 minutes), then goes to the dead letters
+  (logs/dead-letters.jsonl beside the functions' logs), as Lambda's on-failure
+  destination.
+
 Runs run-job, call, poller and cluster-ops.
-Usage: lambda_platform.py --world .local-world/world.json --bin target/debug [--state FILE]
+Usage: lambda_platform.py --world .local-world/world.json --bin target/debug --template template.yaml [--state FILE]
 Writes {"functions": {name: runtime API address}} to --state once every function runs.
 """
 import argparse
@@ -32,19 +48,73 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+import yaml
 
 log = logging.getLogger("lambda-platform")
 PREFIX = "/2018-06-01/runtime"
 
 
+SYNC, ASYNC = "RequestResponse", "Event"
+ASYNC_RETRY_DELAYS = (1, 2)
+
+
 class Invocation:
-    def __init__(self, payload, timeout):
+    def __init__(self, payload, kind, attempt=0):
         self.id = str(uuid.uuid4())
         self.payload = payload
-        self.deadline_ms = int((time.time() + timeout) * 1000)
+        self.kind, self.attempt = kind, attempt
+        self.deadline_ms = None
         self.done = threading.Event()
         self.result = None
         self.error = None
+        # Lambda.Unknown for Step Functions: the function never answered (crash, timeout).
+        self.unhandled = False
+
+
+def template_functions(path):
+    """Each function's settings as template.yaml gives them, by binary: its Timeout and
+    MemorySize (the function's own, else the Globals'), and the environment variables
+    whose values the template fixes: plain values, and a `!Ref` of a parameter (its
+    default). Values built from the stack's own resources (`!GetAtt`, `!Sub`, `!If`) are
+    the world's to give."""
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {"!" + suffix: value}
+
+    Loader.add_multi_constructor("!", tagged)
+    template = yaml.load(open(path), Loader=Loader)
+    defaults = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
+    globals_ = template.get("Globals", {}).get("Function", {})
+
+    def fixed(value):
+        if isinstance(value, dict) and set(value) == {"!Ref"} and defaults.get(value["!Ref"]) is not None:
+            value = defaults[value["!Ref"]]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value) if isinstance(value, (str, int, float)) else None
+
+    functions = {}
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        props = resource.get("Properties", {})
+        env = {}
+        for scope in (globals_, props):
+            for k, v in scope.get("Environment", {}).get("Variables", {}).items():
+                if fixed(v) is not None:
+                    env[k] = fixed(v)
+        functions[binary] = {"timeout": int(props.get("Timeout", globals_.get("Timeout", 3))),
+                             "memory": int(props.get("MemorySize", globals_.get("MemorySize", 128))), "env": env}
+    return functions
 
 
 class Slot:
@@ -62,7 +132,7 @@ class Slot:
     def spawn(self):
         fn = self.fn
         penv = dict(os.environ, **fn.env, AWS_LAMBDA_RUNTIME_API=self.address, AWS_LAMBDA_FUNCTION_NAME=fn.arn.split(":")[-1],
-                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(fn.memory),
                     AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{fn.name}",
                     AWS_LAMBDA_LOG_STREAM_NAME=f"local/{self.index}")
         out = open(os.path.join(fn.logs, f"{fn.name}-{self.index}.log"), "ab")
@@ -74,12 +144,14 @@ class Slot:
 
 class Function:
     """One function: its invocation queue and its processes, each with its own Runtime
-    API. A process that dies is started again, and the invocation it held is delivered
-    again, as Lambda retries an asynchronous invocation whose function crashed."""
+    API. A process that dies (or is killed at its timeout) is started again; the
+    invocation it held ends in an error, which `report` hands to the invoker: Step
+    Functions hears of a synchronous one, an asynchronous one is tried again."""
 
-    def __init__(self, name, arn, binary, env, concurrency, timeout, logs, chaos_file=None):
-        self.name, self.arn, self.timeout = name, arn, timeout
+    def __init__(self, name, arn, binary, env, settings, concurrency, logs, report, chaos_file=None):
+        self.name, self.arn, self.timeout, self.memory = name, arn, settings["timeout"], settings["memory"]
         self.binary, self.env, self.logs, self.chaos_file = binary, env, logs, chaos_file
+        self.report = report
         self.pending = queue.Queue()
         self.inflight = {}
         self.lock = threading.Lock()
@@ -87,16 +159,37 @@ class Function:
         self.address = self.slots[0].address
         threading.Thread(target=self.supervise, daemon=True).start()
 
-    def invoke(self, payload, chaos=True):
-        inv = Invocation(payload, self.timeout)
+    def invoke(self, payload, kind, attempt=0, chaos=True):
+        inv = Invocation(payload, kind, attempt)
         with self.lock:
             self.inflight[inv.id] = inv
         self.pending.put(inv)
-        log.info("invoke %s %s", self.name, inv.id)
+        log.info("invoke %s %s (%s, attempt %d)", self.name, inv.id, kind, attempt + 1)
         if chaos and self.chaos("twice"):
             log.warning("delivering %s %s twice at once", self.name, inv.id)
-            self.invoke(payload, chaos=False)
+            self.invoke(payload, kind, attempt, chaos=False)
         return inv
+
+    def finish(self, inv, result=None, error=None, unhandled=False):
+        """Ends an invocation once (its response, its error, or its process's end)."""
+        with self.lock:
+            if self.inflight.pop(inv.id, None) is None:
+                return False
+        inv.result, inv.error, inv.unhandled = result, error, unhandled
+        inv.done.set()
+        if error is not None:
+            self.report(self, inv)
+        return True
+
+    def expire(self, slot, inv):
+        """Lambda ends a function at its timeout: the process is killed."""
+        if inv.done.is_set() or slot.current is not inv:
+            return
+        log.warning("%s %s timed out after %d s: killing %s-%d", self.name, inv.id, self.timeout, self.name, slot.index)
+        self.finish(inv, error={"errorType": "Sandbox.Timedout",
+                                "errorMessage": f"Task timed out after {self.timeout}.00 seconds"}, unhandled=True)
+        slot.current = None
+        slot.process.kill()
 
     def chaos(self, action):
         """The tests' chaos switch, a file "<action> <function> [<seconds>]": `kill`
@@ -123,10 +216,10 @@ class Function:
                 held, slot.current = slot.current, None
                 log.warning("%s-%d exited (%s); starting it again", self.name, slot.index, slot.process.returncode)
                 if held is not None and not held.done.is_set():
-                    with self.lock:
-                        self.inflight.pop(held.id, None)
-                    log.warning("%s %s was in flight: delivering it again", self.name, held.id)
-                    self.invoke(held.payload)
+                    log.warning("%s %s was in flight: it failed", self.name, held.id)
+                    self.finish(held, error={"errorType": "Runtime.ExitError",
+                                             "errorMessage": f"Runtime exited with error: exit status {slot.process.returncode}"},
+                                unhandled=True)
                 slot.spawn()
 
     def maybe_kill(self, slot):
@@ -180,6 +273,10 @@ class Function:
                     except queue.Empty:
                         continue
                 slot.current = inv
+                inv.deadline_ms = int((time.time() + fn.timeout) * 1000)
+                timer = threading.Timer(fn.timeout, fn.expire, (slot, inv))
+                timer.daemon = True
+                timer.start()
                 fn.maybe_kill(slot)
                 self.reply(200, json.dumps(inv.payload).encode(), {
                     "Content-Type": "application/json",
@@ -198,19 +295,18 @@ class Function:
                         return self.reply(202)
                     return self.reply(404)
                 with fn.lock:
-                    inv = fn.inflight.pop(m.group(1), None)
+                    inv = fn.inflight.get(m.group(1))
                 if inv is None:
                     return self.reply(400)
                 text = body.decode(errors="replace")
-                if m.group(2) == "response":
-                    inv.result = json.loads(text) if text else None
-                    log.info("result %s %s: %s", fn.name, inv.id, text[:300])
-                else:
-                    inv.error = json.loads(text) if text else {}
-                    log.info("error %s %s: %s", fn.name, inv.id, text[:300])
-                inv.done.set()
                 if slot.current is inv:
                     slot.current = None
+                if m.group(2) == "response":
+                    log.info("result %s %s: %s", fn.name, inv.id, text[:300])
+                    fn.finish(inv, result=json.loads(text) if text else None)
+                else:
+                    log.info("error %s %s: %s", fn.name, inv.id, text[:300])
+                    fn.finish(inv, error=json.loads(text) if text else {})
                 self.reply(202)
 
         return RuntimeApi
@@ -221,6 +317,41 @@ def at_time(expression):
     if m is None:
         return None
     return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def reporter(world, dead_letters):
+    """What Lambda does with an invocation that failed: a synchronous one (Step
+    Functions') fails its task, named as Step Functions names it; an asynchronous one
+    (Scheduler's) is tried twice more, then dead-lettered."""
+    sfn = boto3.client("stepfunctions", endpoint_url=world["aws_endpoint"], region_name=world["region"],
+                       aws_access_key_id=world["worker"]["access_key_id"],
+                       aws_secret_access_key=world["worker"]["secret_access_key"])
+    lock = threading.Lock()
+
+    def report(fn, inv):
+        if inv.kind == SYNC:
+            token = inv.payload.get("TaskToken") if isinstance(inv.payload, dict) else None
+            if not token:
+                return
+            error = "Lambda.Unknown" if inv.unhandled else str(inv.error.get("errorType") or "Lambda.Unknown")
+            try:
+                sfn.send_task_failure(taskToken=token, error=error[:256], cause=json.dumps(inv.error)[:32768])
+                log.info("%s %s failed its task: %s", fn.name, inv.id, error)
+            except Exception as e:  # noqa: BLE001 - the task may be closed already
+                log.info("%s %s: its task was not failed (%s)", fn.name, inv.id, e)
+            return
+        if inv.attempt < len(ASYNC_RETRY_DELAYS):
+            delay = ASYNC_RETRY_DELAYS[inv.attempt]
+            log.warning("%s %s failed (%s): trying it again in %d s", fn.name, inv.id, inv.error.get("errorType"), delay)
+            timer = threading.Timer(delay, fn.invoke, (inv.payload, ASYNC, inv.attempt + 1))
+            timer.daemon = True
+            timer.start()
+            return
+        log.warning("%s %s failed %d times: dead-lettered", fn.name, inv.id, inv.attempt + 1)
+        with lock, open(dead_letters, "a") as f:
+            f.write(json.dumps({"function": fn.name, "requestPayload": inv.payload, "error": inv.error}) + "\n")
+
+    return report
 
 
 def dispatch(world, functions, stop):
@@ -247,7 +378,7 @@ def dispatch(world, functions, stop):
                         params = json.loads(d["parameters"])
                         name = str(params.get("FunctionName", "")).split(":function:")[-1].split(":")[0]
                         if name in by_name:
-                            by_name[name].invoke(params.get("Payload", {}))
+                            by_name[name].invoke(params.get("Payload", {}), SYNC)
             for s in [x for page in scheduler.get_paginator("list_schedules").paginate() for x in page["Schedules"]]:
                 got = scheduler.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
                 due = at_time(got.get("ScheduleExpression"))
@@ -264,7 +395,7 @@ def dispatch(world, functions, stop):
                 if got.get("ActionAfterCompletion", "NONE") == "DELETE":
                     scheduler.delete_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
                 log.info("schedule %s fired", s["Name"])
-                by_name[name].invoke(json.loads(target.get("Input") or "{}"))
+                by_name[name].invoke(json.loads(target.get("Input") or "{}"), ASYNC)
         except Exception:  # noqa: BLE001 - the dispatcher keeps going
             log.exception("dispatch")
         stop.wait(0.2)
@@ -277,8 +408,8 @@ def main():
     p.add_argument("--state", required=True)
     p.add_argument("--logs", required=True)
     p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--inline-wait", default="20")
-    p.add_argument("--poll-curve", default="2,2,3,5")
+    p.add_argument("--template", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../template.yaml"),
+                   help="the SAM template whose function settings apply")
     p.add_argument("--chaos-file", help="tests: \"kill <function> <seconds>\" or \"twice <function>\" (see Function.chaos)")
     p.add_argument("--aws-endpoint", help="the functions' AWS endpoint (default: the world's moto)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the functions' environment")
@@ -286,10 +417,10 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     world = json.load(open(args.world))
     os.makedirs(args.logs, exist_ok=True)
+    # What names the world's own resources; the rest comes from the template.
     env = {
         "AWS_ENDPOINT_URL": world["aws_endpoint"], "AWS_REGION": world["region"],
         "AWS_ACCESS_KEY_ID": world["worker"]["access_key_id"], "AWS_SECRET_ACCESS_KEY": world["worker"]["secret_access_key"],
-        "INLINE_WAIT_SECONDS": args.inline_wait, "POLL_MIN_SECONDS": "1", "POLL_CURVE_SECONDS": args.poll_curve,
         "POLLER_ARN": world["functions"]["poller"], "SCHEDULER_ROLE_ARN": world["scheduler_role"],
         "SCHEDULE_GROUP": world["schedule_group"],
         # As the template sets it: the functions' own identity is let into every cluster
@@ -298,14 +429,19 @@ def main():
     }
     if args.aws_endpoint:
         env["AWS_ENDPOINT_URL"] = args.aws_endpoint
-    env.update(kv.split("=", 1) for kv in args.env)
+    overrides = dict(kv.split("=", 1) for kv in args.env)
+    settings = template_functions(args.template)
+    report = reporter(world, os.path.join(args.logs, "dead-letters.jsonl"))
     functions = {}
     for name in ("run-job", "call", "poller", "cluster-ops"):
         binary = os.path.join(args.bin, name)
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")
-        functions[name] = Function(name, world["functions"][name], binary, env, args.concurrency, 900, args.logs,
-                                   args.chaos_file)
+        fenv = {**settings[name]["env"], **env, **overrides}
+        log.info("%s: timeout %d s, memory %d MB, %s", name, settings[name]["timeout"], settings[name]["memory"],
+                 " ".join(f"{k}={v}" for k, v in sorted(fenv.items()) if not k.startswith("AWS_")))
+        functions[name] = Function(name, world["functions"][name], binary, fenv, settings[name], args.concurrency,
+                                   args.logs, report, args.chaos_file)
     stop = threading.Event()
     with open(args.state + ".tmp", "w") as f:
         json.dump({"functions": {n: f.address for n, f in functions.items()}, "pid": os.getpid()}, f)

@@ -556,9 +556,20 @@ impl Platform {
     /// # Panics
     /// When it does not start.
     #[must_use]
+    ///
+    /// The functions run with template.yaml's settings, but for the poll curve: 2, 2,
+    /// 3, 5 s (and `POLL_MIN_SECONDS=1`) in place of 1, 1, 1, 2, … minutes, so that a
+    /// test follows a long Job through the poller in seconds. Everything else (the
+    /// inline wait of 600 s, each function's timeout) is the template's.
     pub fn start_with(args: &[&str]) -> Self {
         let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-lambda");
         let status = Command::new(scripts.join("up.sh"))
+            .args([
+                "--env",
+                "POLL_MIN_SECONDS=1",
+                "--env",
+                "POLL_CURVE_SECONDS=2,2,3,5",
+            ])
             .args(args)
             .status()
             .unwrap_or_else(|e| panic!("{e}"));

@@ -521,10 +521,33 @@ async fn the_fault_matrix() {
         assert_eq!(o.status, "SUCCEEDED", "{o:?}");
         assert!(!chaos.exists(), "the kill switch was used");
         assert!(
-            platform_log().contains("was in flight: delivering it again"),
+            platform_log().contains("failed (Runtime.ExitError): trying it again"),
             "the killed poll was delivered again"
         );
         kept_promises("poller-killed", &o);
+    }
+
+    if wanted("run-job-killed") {
+        // run-job's process SIGKILLed 1 s into its invocation, the Job created and running
+        // (6 s). Step Functions invokes synchronously: Lambda reports the crash to it and
+        // never delivers the invocation again, so the task fails by Lambda's name.
+        let name = unique("f-run-job-killed");
+        std::fs::write(&chaos, "kill run-job 1").unwrap_or_else(|e| panic!("{e}"));
+        let o = cell
+            .run(
+                &name,
+                json!({ "sim.eks-task-worker.io/run-seconds": "6" }),
+                json!({}),
+                json!([]),
+            )
+            .await;
+        assert!(!chaos.exists(), "the kill switch was used");
+        assert_eq!(
+            (o.status.as_str(), o.error.as_deref()),
+            ("FAILED", Some("Lambda.Unknown")),
+            "{o:?}"
+        );
+        assert_eq!((o.sent, o.jobs), (0, 1), "the worker sent nothing: {o:?}");
     }
 
     // 8. The same run-job event delivered twice at once (a generateName Job, as users
