@@ -284,6 +284,20 @@ impl World {
         self.kube(&self.botocore_token("worker", &self.cluster(), None)?)
     }
 
+    /// Stops the execution `arn` (`StopExecution`).
+    ///
+    /// # Errors
+    /// When moto refuses.
+    pub async fn stop_execution(&self, arn: &str) -> Result<()> {
+        self.sfn()
+            .await
+            .stop_execution()
+            .execution_arn(arn)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// A Step Functions client against moto.
     pub async fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.sdk("worker").await)

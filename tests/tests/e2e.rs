@@ -239,11 +239,7 @@ async fn stopped_execution(world: &World) {
     // Let the run-job invocation hand the Job off before the execution stops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     world
-        .sfn()
-        .await
-        .stop_execution()
-        .execution_arn(&execution)
-        .send()
+        .stop_execution(&execution)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     until_job(

@@ -692,6 +692,10 @@ async fn the_fault_matrix() {
         succeeded("outage-heartbeat", &o);
     }
 
+    if wanted("poller-dead-letter") {
+        dead_letter(&world, &cell).await;
+    }
+
     let pods_list = format!(
         "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
         world.namespace()
@@ -727,6 +731,47 @@ async fn the_fault_matrix() {
         assert_eq!(o.output["status"]["succeeded"], 1, "{o:?}");
         succeeded("pods-list-down", &o);
     }
+}
+
+/// The poller failing all its retries: once the Job is handed off, every next poll's
+/// `CreateSchedule` is refused (500), so each poll reads the Job, heartbeats, and cannot
+/// arrange the next: its invocation fails, the platform tries it twice more (as Lambda
+/// does an asynchronous invocation), then dead-letters it. Nothing polls the task any
+/// more: it ends by its `TimeoutSeconds` (45: the three deliveries take about 25 s),
+/// its Job running on. The README's redrive
+/// (the dead letter's poll state given to the poller, here its handler in-process with
+/// the same adapters) then finds the task gone and deletes the Job.
+async fn dead_letter(world: &World, cell: &Cell<'_>) {
+    let name = unique("f-dead-letter");
+    let o = cell
+        .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "300" }), json!({ "InlineWaitSeconds": 1, "TimeoutSeconds": 45 }), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/ekstw-[0-9a-f-]{36}-[1-9][0-9]*$", "status": 500, "reply": { "Message": "injected" }, "headers": { "x-amzn-ErrorType": "InternalServerException" }, "times": 0 }]))
+        .await;
+    let fired = cell.proxy.fired(&name).await;
+    cell.proxy.clear().await;
+    assert!(fired >= 9, "three deliveries, three tries each: {fired}");
+    assert_eq!(
+        (o.status.as_str(), o.error.as_deref(), o.running_jobs),
+        ("FAILED", Some("States.Timeout"), 1),
+        "{o:?}"
+    );
+    let letters = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.local-world/logs/lambda/dead-letters.jsonl"),
+    )
+    .unwrap_or_default();
+    let state = letters
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["requestPayload"]["JobName"] == name.as_str())
+        .map(|l| l["requestPayload"].clone())
+        .unwrap_or_else(|| panic!("the poll was dead-lettered: {letters}"));
+    let settings = world.settings_with(&[("TRUSTED_ENDPOINTS", cell.proxy.kube_endpoint.clone())]);
+    let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
+    let redriven = worker::task::poller::handle(state, &deps)
+        .await
+        .unwrap_or_else(|e| panic!("the redrive: {e}"));
+    assert_eq!(redriven["jobDeleted"], true, "{redriven}");
+    println!("cell dead-letter: redriven {redriven}");
 }
 
 async fn ns_deleted(world: &World, cell: &Cell<'_>) {

@@ -252,11 +252,7 @@ async fn a_stopped_execution_gets_its_job_deleted_and_polling_stops() {
     )
     .await;
     world
-        .sfn()
-        .await
-        .stop_execution()
-        .execution_arn(&execution)
-        .send()
+        .stop_execution(&execution)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // moto stops an execution asynchronously: wait until its token is refused.

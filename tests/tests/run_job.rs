@@ -505,13 +505,7 @@ async fn a_task_stopped_during_the_inline_watch_has_its_job_deleted() -> anyhow:
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    world
-        .sfn()
-        .await
-        .stop_execution()
-        .execution_arn(&execution)
-        .send()
-        .await?;
+    world.stop_execution(&execution).await?;
     let stopped = tokio::time::Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(15), watching)
         .await

@@ -102,6 +102,57 @@ impl KubeClient {
     }
 }
 
+/// What of a response's body is kept in memory.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// All of it.
+    Whole,
+    /// Its last bytes: the body is read to its end.
+    Tail(usize),
+    /// Its first bytes and one more: the body is not read past them.
+    Head(usize),
+}
+
+impl KubeClient {
+    /// Sends `request` and reads its body as `keep` says; `body_len` is what was read.
+    async fn read(&self, request: KubeRequest, keep: Keep) -> Result<KubeResponse, TransportError> {
+        let response = self.start(request).await?;
+        let status = response.status().as_u16();
+        let headers = headers_of(response.headers());
+        let mut body = response.into_body();
+        let mut kept = BytesMut::new();
+        let mut total: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.unreachable(&e))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len() as u64;
+                kept.extend_from_slice(&data);
+                match keep {
+                    Keep::Whole => {}
+                    Keep::Tail(limit) if kept.len() > limit => {
+                        let drop = kept.len() - limit;
+                        let _ = kept.split_to(drop);
+                    }
+                    Keep::Tail(_) => {}
+                    Keep::Head(limit) if kept.len() > limit => {
+                        // Not read on: the body is dropped with its connection.
+                        kept.truncate(limit + 1);
+                        break;
+                    }
+                    Keep::Head(_) => {}
+                }
+            }
+        }
+        Ok(KubeResponse {
+            status,
+            reason: reason_phrase(status),
+            headers,
+            body: kept.freeze(),
+            body_len: total,
+        })
+    }
+}
+
 fn headers_of(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .filter_map(|(k, v)| {
@@ -119,32 +170,8 @@ impl KubeApi for KubeClient {
         request: KubeRequest,
         keep_tail: Option<usize>,
     ) -> Result<KubeResponse, TransportError> {
-        let response = self.start(request).await?;
-        let status = response.status().as_u16();
-        let headers = headers_of(response.headers());
-        let mut body = response.into_body();
-        let mut kept = BytesMut::new();
-        let mut total: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.unreachable(&e))?;
-            if let Ok(data) = frame.into_data() {
-                total += data.len() as u64;
-                kept.extend_from_slice(&data);
-                if let Some(limit) = keep_tail {
-                    if kept.len() > limit {
-                        let drop = kept.len() - limit;
-                        let _ = kept.split_to(drop);
-                    }
-                }
-            }
-        }
-        Ok(KubeResponse {
-            status,
-            reason: reason_phrase(status),
-            headers,
-            body: kept.freeze(),
-            body_len: total,
-        })
+        self.read(request, keep_tail.map_or(Keep::Whole, Keep::Tail))
+            .await
     }
 
     async fn send_capped(
@@ -152,30 +179,7 @@ impl KubeApi for KubeClient {
         request: KubeRequest,
         cap: usize,
     ) -> Result<KubeResponse, TransportError> {
-        let response = self.start(request).await?;
-        let status = response.status().as_u16();
-        let headers = headers_of(response.headers());
-        let mut body = response.into_body();
-        let mut kept = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.unreachable(&e))?;
-            if let Ok(data) = frame.into_data() {
-                kept.extend_from_slice(&data);
-                if kept.len() > cap {
-                    // Not read on: the body is dropped with its connection.
-                    break;
-                }
-            }
-        }
-        let body_len = kept.len() as u64;
-        kept.truncate(cap + 1);
-        Ok(KubeResponse {
-            status,
-            reason: reason_phrase(status),
-            headers,
-            body: kept.freeze(),
-            body_len,
-        })
+        self.read(request, Keep::Head(cap)).await
     }
 
     async fn stream(
