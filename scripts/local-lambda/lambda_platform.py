@@ -186,10 +186,12 @@ class Function:
         if inv.done.is_set() or slot.current is not inv:
             return
         log.warning("%s %s timed out after %d s: killing %s-%d", self.name, inv.id, self.timeout, self.name, slot.index)
-        self.finish(inv, error={"errorType": "Sandbox.Timedout",
-                                "errorMessage": f"Task timed out after {self.timeout}.00 seconds"}, unhandled=True)
+        # Killed first: the process must not take another invocation while this one is
+        # reported (the report may take a call to Step Functions).
         slot.current = None
         slot.process.kill()
+        self.finish(inv, error={"errorType": "Sandbox.Timedout",
+                                "errorMessage": f"Task timed out after {self.timeout}.00 seconds"}, unhandled=True)
 
     def chaos(self, action):
         """The tests' chaos switch, a file "<action> <function> [<seconds>]": `kill`

@@ -841,7 +841,8 @@ pub fn wait_for_completion(fields: &Fields) -> Result<bool, TaskError> {
 fn refuse_streams(path: &str, query: &[(String, String)]) -> Result<(), TaskError> {
     let on = |name: &str| {
         query.iter().any(|(k, v)| {
-            k == name && !matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "")
+            // As the API server reads a boolean parameter: only `false` and `0` are off.
+            k == name && !matches!(v.to_ascii_lowercase().as_str(), "false" | "0")
         })
     };
     let segments: Vec<&str> = path.split('/').collect();

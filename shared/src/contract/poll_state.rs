@@ -281,6 +281,32 @@ impl PollState {
         }
     }
 
+    /// Whether the state handed off leaves room for what its polls add: it is checked
+    /// once, at the hand-off, so that no later poll meets a state it cannot schedule.
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InvalidInput` when the state, with [`FAILURES_ROOM`] for the
+    /// failures its polls may record and the counters' growth, would not fit a
+    /// schedule's input (a task token, certificate or execution name far longer than
+    /// AWS makes them).
+    pub fn check_room(&self) -> Result<(), TaskError> {
+        let chars = serde_json::to_string(self)
+            .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?
+            .chars()
+            .count();
+        if chars + FAILURES_ROOM > MAX_SCHEDULE_INPUT_CHARS {
+            return Err(TaskError::invalid_input(
+                "$",
+                format!(
+                    "the poll state would be {chars} characters and up to {FAILURES_ROOM} more, \
+                     over the {MAX_SCHEDULE_INPUT_CHARS} a schedule holds: the task token, \
+                     CertificateAuthority or ExecutionArn is far longer than AWS makes them"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// How many polls in a row failed.
     #[must_use]
     pub fn consecutive_failures(&self) -> u32 {
@@ -305,9 +331,10 @@ pub const FAILURES_KEPT: usize = 3;
 /// The length a failure is cut to when it is kept, in characters that JSON writes as
 /// themselves (see [`PollState::failed`]).
 pub const FAILURE_CHARS_KEPT: usize = 300;
-/// The most a poll state grows by, however many polls fail: the failures kept (each
-/// with its quotes and a comma), the key and the count.
-pub const FAILURES_ROOM: usize = FAILURES_KEPT * (FAILURE_CHARS_KEPT + 3) + 40;
+/// The most a poll state grows by after its hand-off, however many polls fail: the
+/// failures kept (each with its quotes and a comma), their key, the count and its key,
+/// and the attempt's and delay's extra digits.
+pub const FAILURES_ROOM: usize = FAILURES_KEPT * (FAILURE_CHARS_KEPT + 3) + 64;
 
 /// What every poll state (a Job's, a cluster operation's) must hold, checked before the
 /// poller acts on it: a task token as Step Functions issues them, a curve the
@@ -458,30 +485,9 @@ impl PollState {
     ///
     /// # Errors
     /// `EksTaskWorker.InternalError` when the state does not serialize.
-    ///
-    /// `EksTaskWorker.InvalidInput` when the state, with [`FAILURES_ROOM`] for the
-    /// failures its polls may record, would not fit a schedule's input (a task token,
-    /// certificate or execution name far longer than AWS makes them): said at the
-    /// hand-off, not at a later poll that could not schedule the next.
     pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
         let input = serde_json::to_string(self)
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
-        let bare = input.chars().count()
-            - self
-                .failures
-                .iter()
-                .map(|f| f.chars().count() + 3)
-                .sum::<usize>();
-        if bare + FAILURES_ROOM > MAX_SCHEDULE_INPUT_CHARS {
-            return Err(TaskError::invalid_input(
-                "$",
-                format!(
-                    "the poll state would be {bare} characters and up to {FAILURES_ROOM} more, \
-                     over the {MAX_SCHEDULE_INPUT_CHARS} a schedule holds: the task token, \
-                     CertificateAuthority or ExecutionArn is far longer than AWS makes them"
-                ),
-            ));
-        }
         Ok(NextPoll {
             key: self.job_uid.clone(),
             attempt: self.attempt,
@@ -581,7 +587,7 @@ mod tests {
     #[test]
     fn a_poll_state_stays_within_a_schedule_however_many_polls_fail() {
         let mut s = state(&"T".repeat(payload::MAX_TASK_TOKEN_CHARS));
-        assert!(s.next_poll().is_ok());
+        assert!(s.check_room().is_ok());
         let body = "\"\\\u{1}é".repeat(2500);
         for _ in 0..64 {
             s = s.failed(&format!("EKS.503: {body}"));
@@ -598,10 +604,36 @@ mod tests {
             "{}",
             s.failures[2]
         );
-        // A state that leaves no room for failures is refused at the hand-off.
+        // A state that leaves no room for failures is refused at the hand-off; one that
+        // just passes there still fits after a million polls, three of them failed.
         let mut huge = state("t");
         huge.cluster.certificate_authority = Some("M".repeat(MAX_SCHEDULE_INPUT_CHARS - 1500));
-        assert!(huge.next_poll().is_err());
+        assert!(huge.check_room().is_err());
+        let mut edge = PollState {
+            attempt: 0,
+            ..state("t")
+        };
+        let room = MAX_SCHEDULE_INPUT_CHARS
+            - FAILURES_ROOM
+            - serde_json::to_string(&edge)
+                .map(|t| t.chars().count())
+                .unwrap_or_default();
+        edge.task_token.push_str(&"T".repeat(room));
+        assert!(edge.check_room().is_ok());
+        edge.attempt = MAX_POLL_ATTEMPTS - 3;
+        edge.next_delay_seconds = 3600;
+        for _ in 0..3 {
+            edge = edge.failed(&body);
+        }
+        let input = edge
+            .next_poll()
+            .map(|p| p.input)
+            .unwrap_or_else(|e| panic!("a state accepted at the hand-off is refused later: {e}"));
+        assert!(
+            input.chars().count() <= MAX_SCHEDULE_INPUT_CHARS,
+            "{}",
+            input.chars().count()
+        );
     }
 
     #[test]

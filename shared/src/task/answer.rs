@@ -31,6 +31,24 @@ where
     crate::task::retry::retry("the Step Functions call", policy, may_pass, |_| None, call).await
 }
 
+/// Sends the task's heartbeat, tried again as every callback is. `Err(code)` when Step
+/// Functions says the task is gone (`TaskTimedOut`, `TaskDoesNotExist`,
+/// `InvalidToken`); any other failure is logged and passes (the next heartbeat makes up
+/// for it).
+///
+/// # Errors
+/// The code of a task that is gone.
+pub async fn heartbeat(deps: &Deps, task_token: &str) -> Result<(), String> {
+    match with_retries(|| deps.callback.heartbeat(task_token)).await {
+        Err(CallbackError::TaskGone { code, .. }) => Err(code),
+        Err(e) => {
+            tracing::warn!(error = %e, "heartbeat failed; going on");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Where a Job runs, for its metrics, and how many polls it took.
 #[derive(Debug, Clone)]
 pub struct JobPlace {

@@ -16,7 +16,7 @@ use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
-use crate::task::answer::{deliver, send_answer};
+use crate::task::answer::{deliver, heartbeat, send_answer};
 use crate::task::cluster_access::{ask_for_access_entries, grant};
 use crate::task::deps::Deps;
 use crate::task::force_delete::{advance_force_delete, Stage};
@@ -273,8 +273,6 @@ async fn run(
 /// # Errors
 /// Only when neither an answer nor the next schedule could be arranged.
 pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
-    use crate::ports::callback::CallbackError;
-    use crate::task::answer::with_retries;
     let eks = deps.eks.as_ref();
     state.check_bounds()?;
     // Looked at first, read only: a poll state that names something the worker does not
@@ -287,9 +285,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     }
     // Then the heartbeat: only a live task moves a deletion on (a forged state with a
     // made-up token stops here).
-    if let Err(CallbackError::TaskGone { code, .. }) =
-        with_retries(|| deps.callback.heartbeat(&state.task_token)).await
-    {
+    if let Err(code) = heartbeat(deps, &state.task_token).await {
         return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
     }
     let waiting = match check(

@@ -699,16 +699,19 @@ pub const PODS_PAGE: usize = 100;
 /// The most pods of one Job read (a Job with more has its first ones answered: their
 /// logs would not fit a result anyway).
 pub const MAX_PODS: usize = 1000;
+/// The most pages read (a selective list may come back in pages holding few pods).
+pub const MAX_POD_PAGES: usize = 50;
 
 /// The pods of a Job (by its controller uid), in pages of [`PODS_PAGE`], each read
-/// tried again as reads are ([`crate::task::retry::transient`]), at most [`MAX_PODS`],
-/// sorted by name.
+/// tried again as reads are ([`crate::task::retry::transient`]), at most [`MAX_PODS`]
+/// pods in [`MAX_POD_PAGES`] pages, sorted by name.
 ///
 /// # Errors
 /// `EKS.<status>`, transport errors, once the retries are spent.
 pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskError> {
     let mut items = Vec::new();
     let mut next = String::new();
+    let mut pages = 0;
     loop {
         let mut request = KubeRequest::get(format!("/api/v1/namespaces/{}/pods", job.namespace))
             .param("labelSelector", format!("controller-uid={}", job.uid))
@@ -734,7 +737,8 @@ pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskErr
         if next.is_empty() {
             break;
         }
-        if items.len() >= MAX_PODS {
+        pages += 1;
+        if items.len() >= MAX_PODS || pages >= MAX_POD_PAGES {
             tracing::warn!(job = %job.name, pods = items.len(), "the Job has more pods than are read; the rest are left out");
             break;
         }

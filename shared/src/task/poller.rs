@@ -4,9 +4,10 @@
 //! gone: the Job is deleted), or schedules the next poll along the curve.
 //!
 //! Faults never lose a task: transient failures (the cluster unreachable, 5xx, 429,
-//! STS) are retried within the poll, then the next poll is scheduled with the failure
-//! counted; after `MAX_FAILED_POLLS` consecutive failures the task fails with
-//! `EksTaskWorker.PollFailed` listing them. A poll delivered twice answers once (Step
+//! STS) are retried within the poll, the heartbeat still sent, then the next poll is
+//! scheduled with the failure counted; after `MAX_FAILED_POLLS` consecutive failures
+//! the task fails with `EksTaskWorker.PollFailed`, counting them and naming the last
+//! three. A poll delivered twice answers once (Step
 //! Functions refuses a second answer, and a finished Job is never deleted for it) and
 //! leaves one next schedule (its name is deterministic).
 
@@ -17,10 +18,9 @@ use tracing::Instrument;
 
 use crate::contract::error::{names, TaskError};
 use crate::contract::poll_state::PollState;
-use crate::ports::callback::CallbackError;
 use crate::ports::kube::KubeApi;
 use crate::task::answer::{
-    send_answer, send_job_answer, with_retries, AnswerTurn, EndFacts, JobPlace,
+    heartbeat, send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace,
 };
 use crate::task::deps::Deps;
 use crate::task::finish::{finish, stand_down};
@@ -95,12 +95,8 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         Err(e) => return send_answer(deps, token, Err(e)).await,
     };
     let phase = job::phase(&job);
-    match with_retries(|| deps.callback.heartbeat(token)).await {
-        Err(CallbackError::TaskGone { code, .. }) => {
-            return stand_down(kube.as_ref(), &job_id(state), phase, &code, deps).await
-        }
-        Err(e) => tracing::warn!(error = %e, "heartbeat failed; going on"),
-        Ok(()) => {}
+    if let Err(code) = heartbeat(deps, token).await {
+        return stand_down(kube.as_ref(), &job_id(state), phase, &code, deps).await;
     }
     if phase == Phase::Running {
         let check = crate::task::finish::check_stuck(
@@ -137,8 +133,11 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
 /// it), then the next poll is scheduled with the failure counted, or, after
 /// `MAX_FAILED_POLLS` in a row, the task fails with `EksTaskWorker.PollFailed`.
 async fn failed_poll(state: &PollState, deps: &Deps, e: TaskError) -> Result<Value, TaskError> {
-    if let Err(beat) = with_retries(|| deps.callback.heartbeat(&state.task_token)).await {
-        tracing::warn!(error = %beat, "heartbeat failed");
+    if let Err(code) = heartbeat(deps, &state.task_token).await {
+        tracing::info!(
+            code,
+            "the task is gone; the next poll deletes the Job once it can read it"
+        );
     }
     let next = state.failed(&format!("{}: {}", e.name, e.cause));
     if next.consecutive_failures() >= deps.settings.max_failed_polls {

@@ -14,11 +14,10 @@ use crate::contract::payload;
 use crate::contract::payload::{callback_token, RunJobInput};
 use crate::contract::poll_state::PollState;
 use crate::contract::stuck_policy::StuckPolicy;
-use crate::ports::callback::CallbackError;
 use crate::ports::handoff::HandOffError;
 use crate::ports::kube::KubeApi;
 use crate::task::answer::{
-    send_answer, send_job_answer, with_retries, AnswerTurn, EndFacts, JobPlace,
+    heartbeat, send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace,
 };
 use crate::task::deps::Deps;
 use crate::task::finish::{check_stuck, finish, stand_down};
@@ -32,7 +31,8 @@ use crate::task::{job, telemetry};
 ///
 /// # Errors
 /// Request/response: the task error. Callback: only when Step Functions cannot be
-/// told (so that the invocation is retried).
+/// told (the invocation then fails: Step Functions fails the task with the error, and a
+/// state's `Retry` may name it).
 pub async fn handle(
     payload: Value,
     deps: &Deps,
@@ -151,6 +151,7 @@ async fn run_with_callback(
                 failed_polls: 0,
                 execution: input.execution.clone(),
             };
+            state.check_room()?;
             match deps.hand_off(&state.next_poll()?).await {
                 Ok(()) => Ok(Inline::HandedOff(Box::new(state))),
                 Err(HandOffError::NoPoller) => Err(TaskError::new(
@@ -196,10 +197,8 @@ async fn watch_inline(
         if !matches!(waited, Waited::StillRunning) || left <= slice {
             return Ok(Watched::Waited(waited));
         }
-        match with_retries(|| deps.callback.heartbeat(task_token)).await {
-            Err(CallbackError::TaskGone { code, .. }) => return Ok(Watched::TaskGone(code)),
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; watching on"),
-            Ok(()) => {}
+        if let Err(code) = heartbeat(deps, task_token).await {
+            return Ok(Watched::TaskGone(code));
         }
         if policy.is_active() {
             match check_stuck(kube, id, policy, deps).await {
