@@ -284,6 +284,63 @@ impl World {
         self.kube(&self.botocore_token("worker", &self.cluster(), None)?)
     }
 
+    /// Kills the local API server (SIGKILL) and, after `outage`, starts it again with the
+    /// same command line and environment (its storage, etcd, kept), as a control plane
+    /// restarts one; returns once it answers `/readyz` again.
+    ///
+    /// # Errors
+    /// When it cannot be found, killed, started or does not come back within 60 s.
+    pub async fn restart_api_server(&self, outage: Duration) -> Result<()> {
+        use std::os::unix::process::CommandExt;
+        let dir = world_dir();
+        let pid_file = dir.join("pids/kube-apiserver.pid");
+        let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+        let words = |file: &str| -> Result<Vec<String>> {
+            Ok(std::fs::read(format!("/proc/{pid}/{file}"))?
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect())
+        };
+        let (args, env) = (words("cmdline")?, words("environ")?);
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {pid} failed");
+        while std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(outage).await;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("logs/kube-apiserver.log"))?;
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .env_clear()
+            .envs(env.iter().filter_map(|kv| kv.split_once('=')))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        std::fs::write(&pid_file, child.id().to_string())?;
+        let admin = self.admin_kube()?;
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if send(&admin, KubeRequest::get("/readyz"))
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::bail!("the API server did not come back within 60 s")
+    }
+
     /// Stops the execution `arn` (`StopExecution`).
     ///
     /// # Errors

@@ -692,6 +692,26 @@ async fn the_fault_matrix() {
         succeeded("outage-heartbeat", &o);
     }
 
+    if wanted("apiserver-restart") {
+        // The API server killed 3 s into a 20 s Job's inline watch and started again 2 s
+        // later, its storage kept: the watch breaks, the worker watches again or hands
+        // the Job to the poller, and the task ends with the Job's result.
+        let name = unique("f-apiserver-restart");
+        let run = cell.run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "20", "sim.eks-task-worker.io/log": "survived\n" }),
+            json!({}),
+            json!([]),
+        );
+        let restart = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            world.restart_api_server(Duration::from_secs(2)).await
+        };
+        let (o, restarted) = tokio::join!(run, restart);
+        restarted.unwrap_or_else(|e| panic!("{e}"));
+        succeeded("apiserver-restart", &o);
+    }
+
     if wanted("poller-dead-letter") {
         dead_letter(&world, &cell).await;
     }

@@ -586,6 +586,23 @@ pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str) {
     }
 }
 
+/// Reads the Job, tried again as reads are; `None` when the API server keeps failing in
+/// a way time may mend (the Job was created and may well run: the poller follows it,
+/// counting its failed polls).
+///
+/// # Errors
+/// `EksTaskWorker.JobVanished`, and errors time cannot mend.
+async fn reread(kube: &dyn KubeApi, id: &JobId) -> Result<Option<Value>, TaskError> {
+    match crate::task::retry::transient("reading the job", || id.read(kube)).await {
+        Ok(job) => Ok(Some(job)),
+        Err(e) if crate::task::retry::is_transient(&e) => {
+            tracing::warn!(job = %id.name, error = %e.name, "cannot read the Job; the poller takes it over");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Watches the Job until it finishes or `window` passes (the watch API, re-opened
 /// when the server ends it). A Job that disappears is `EksTaskWorker.JobVanished`.
 ///
@@ -594,15 +611,8 @@ pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str) {
 pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Waited, TaskError> {
     let name = id.name.as_str();
     let deadline = Instant::now() + window;
-    let mut last = match crate::task::retry::transient("reading the job", || id.read(kube)).await {
-        Ok(job) => job,
-        // An API server that fails for longer than the retries: the Job was created and
-        // may well run; the poller follows it, counting failed polls.
-        Err(e) if crate::task::retry::is_transient(&e) => {
-            tracing::warn!(job = name, error = %e.name, "cannot read the Job; the poller takes it over");
-            return Ok(Waited::Unreadable);
-        }
-        Err(e) => return Err(e),
+    let Some(mut last) = reread(kube, id).await? else {
+        return Ok(Waited::Unreadable);
     };
     // Watches that failed in a row (cut, timed out, refused for a while): the next
     // watch resumes from the last version seen; past WATCH_FAILURES the Job is left to
@@ -631,7 +641,10 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
         let started = match kube.watch(request).await {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(response)) if response.status == 410 => {
-                last = id.read(kube).await?;
+                let Some(job) = reread(kube, id).await? else {
+                    return Ok(Waited::Unreadable);
+                };
+                last = job;
                 continue;
             }
             Ok(Err(response)) => Err(response
@@ -685,7 +698,10 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
                 Some("DELETED") if id.is(&object) => return Err(id.vanished()),
                 Some("ERROR") => {
                     // Usually 410 Gone: the resourceVersion is too old; re-read and go on.
-                    last = id.read(kube).await?;
+                    let Some(job) = reread(kube, id).await? else {
+                        return Ok(Waited::Unreadable);
+                    };
+                    last = job;
                     break;
                 }
                 _ => {}
