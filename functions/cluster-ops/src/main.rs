@@ -11,7 +11,11 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = Some(event.context.deadline());
-        worker::task::cluster_ops::handle(event.payload, deps, deadline)
+        // Retries never wait past the deadline less the margin kept for the answer.
+        worker::task::retry::within(
+            deps.time_left(deadline),
+            worker::task::cluster_ops::handle(event.payload, deps, deadline),
+        )
     }))
     .await
 }

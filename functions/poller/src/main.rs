@@ -10,7 +10,11 @@ async fn main() -> Result<(), Error> {
     let (deps, _sdk) = worker::wiring::from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        worker::task::poller::handle(event.payload, deps)
+        // Retries never wait past the deadline less the margin kept for the answer.
+        worker::task::retry::within(
+            deps.time_left(Some(event.context.deadline())),
+            worker::task::poller::handle(event.payload, deps),
+        )
     }))
     .await
 }

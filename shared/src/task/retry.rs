@@ -71,9 +71,35 @@ impl Default for Policy {
     }
 }
 
+tokio::task_local! {
+    /// The instant after which no retry of this invocation waits: its Lambda deadline
+    /// less the margin kept for the answer ([`within`]).
+    static RETRY_DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `work` with its retries bounded by `time_left` (the invocation's time less the
+/// margin for its answer): a retry whose pause would end past it is not made, and the
+/// failure goes to the caller at once, so that the invocation answers, hands off or
+/// fails by name before Lambda ends it.
+pub async fn within<T>(time_left: Duration, work: impl Future<Output = T>) -> T {
+    match tokio::time::Instant::now().checked_add(time_left) {
+        Some(until) => RETRY_DEADLINE.scope(until, work).await,
+        None => work.await,
+    }
+}
+
+/// Whether a pause of `wait` from now still ends before the invocation's retry
+/// deadline (always, outside [`within`]).
+fn may_wait(wait: Duration) -> bool {
+    RETRY_DEADLINE
+        .try_with(|until| tokio::time::Instant::now() + wait < *until)
+        .unwrap_or(true)
+}
+
 /// The one retry policy: runs `attempt` at most `policy.tries` times while it fails in
 /// a way `may_pass` says time can mend, pausing `policy.first_pause`, then twice as long
-/// each time (or as long as the failure asks, `asked`, at most ten seconds).
+/// each time (or as long as the failure asks, `asked`, at most ten seconds), and never
+/// past the invocation's deadline ([`within`]).
 ///
 /// # Errors
 /// The last failure.
@@ -95,8 +121,12 @@ where
         tried += 1;
         match attempt().await {
             Err(e) if may_pass(&e) && tried < policy.tries => {
-                tracing::warn!(error = %e, tries = tried, what, "failed; trying again");
                 let wait = asked(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
+                if !may_wait(wait) {
+                    tracing::warn!(error = %e, tries = tried, what, "failed; no time left to try again");
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, tries = tried, what, "failed; trying again");
                 tokio::time::sleep(wait).await;
                 pause *= 2;
             }
@@ -174,5 +204,35 @@ mod tests {
             (got.err().map(|e| e.name), calls),
             (Some("EKS.403".to_owned()), 1)
         );
+    }
+
+    /// Within an invocation's deadline, a retry whose pause would end past it is not
+    /// made: the failure comes back at once.
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_waits_past_the_invocations_deadline() {
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let got: Result<u32, TaskError> = within(Duration::from_millis(1200), async {
+            transient("x", || {
+                calls += 1;
+                async { Err(TaskError::message("EKS.503", "busy")) }
+            })
+            .await
+        })
+        .await;
+        // Tries at 0 and 0.5 s; the next pause (1 s) would end at 1.5 s, past 1.2 s.
+        assert_eq!(
+            (got.err().map(|e| e.name), calls),
+            (Some("EKS.503".to_owned()), 2)
+        );
+        assert!(started.elapsed() < Duration::from_millis(1200));
+        // Outside a deadline, every try is made.
+        let mut calls = 0;
+        let _: Result<u32, TaskError> = transient("x", || {
+            calls += 1;
+            async { Err(TaskError::message("EKS.503", "busy")) }
+        })
+        .await;
+        assert_eq!(calls, TRIES);
     }
 }
