@@ -41,7 +41,9 @@ fn wanted(cell: &str) -> bool {
 }
 
 /// Whether a function logged that it stood down for another delivery of the task of
-/// the Job `name` (the turn to answer).
+/// the Job `name`: it waited for the other's answer (the turn to answer), or it came
+/// after that answer and found the task gone (the finished Job left alone: the cell's
+/// count of Jobs shows it was not deleted).
 fn stood_down(name: &str) -> bool {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
     let job = format!("\"job\":\"{name}");
@@ -51,8 +53,11 @@ fn stood_down(name: &str) -> bool {
         .flatten()
         .filter_map(|f| std::fs::read_to_string(f.path()).ok())
         .any(|text| {
-            text.lines()
-                .any(|l| l.contains("another delivery answers this task") && l.contains(&job))
+            text.lines().any(|l| {
+                l.contains(&job)
+                    && (l.contains("another delivery answers this task")
+                        || l.contains("the task is gone; the Job is no longer followed"))
+            })
         })
 }
 
