@@ -628,9 +628,12 @@ async fn the_fault_matrix() {
                 json!({ "sim.eks-task-worker.io/run-seconds": "2" }),
                 // The first poll 5 s after the hand-off: the 2 s Job is done by then.
                 json!({ "InlineWaitSeconds": 1, "PollCurveSeconds": [5] }),
-                json!([]),
+                // The first answer held 3 s on its way: both deliveries meet the task
+                // still open, so the turn (not the task's end) decides who answers.
+                json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "delay": 3, "times": 1 }]),
             )
             .await;
+        assert_eq!(cell.proxy.fired(&name).await, 1, "the answer was held");
         assert!(!chaos.exists(), "the duplicate switch was used");
         assert!(
             stood_down(&name),
