@@ -181,22 +181,26 @@ class Function:
             self.report(self, inv)
         return True
 
-    def expire(self, slot, inv):
+    def expire(self, slot, inv, timeout):
         """Lambda ends a function at its timeout: the process is killed."""
         if inv.done.is_set() or slot.current is not inv:
             return
-        log.warning("%s %s timed out after %d s: killing %s-%d", self.name, inv.id, self.timeout, self.name, slot.index)
+        log.warning("%s %s timed out after %d s: killing %s-%d", self.name, inv.id, timeout, self.name, slot.index)
         # Killed first: the process must not take another invocation while this one is
         # reported (the report may take a call to Step Functions).
         slot.current = None
         slot.process.kill()
         self.finish(inv, error={"errorType": "Sandbox.Timedout",
-                                "errorMessage": f"Task timed out after {self.timeout}.00 seconds"}, unhandled=True)
+                                "errorMessage": f"Task timed out after {timeout}.00 seconds"}, unhandled=True)
 
     def chaos(self, action):
         """The tests' chaos switch, a file "<action> <function> [<seconds>]": `kill`
         kills the process that takes the function's next invocation after so many
-        seconds (SIGKILL); `twice` delivers its next invocation twice at once. One use.
+        seconds (SIGKILL); `twice` delivers its next invocation twice at once; `timeout`
+        gives its next invocation that many seconds in place of the function's Timeout
+        (its deadline, and the kill at it), as if it were deployed with that setting: a
+        cell that needs an invocation short of time gets one without shortening every
+        other. One use.
         Returns the seconds (or True) when it applies."""
         if not self.chaos_file or not os.path.exists(self.chaos_file):
             return None
@@ -275,8 +279,9 @@ class Function:
                     except queue.Empty:
                         continue
                 slot.current = inv
-                inv.deadline_ms = int((time.time() + fn.timeout) * 1000)
-                timer = threading.Timer(fn.timeout, fn.expire, (slot, inv))
+                timeout = int(fn.chaos("timeout") or fn.timeout)
+                inv.deadline_ms = int((time.time() + timeout) * 1000)
+                timer = threading.Timer(timeout, fn.expire, (slot, inv, timeout))
                 timer.daemon = True
                 timer.start()
                 fn.maybe_kill(slot)

@@ -154,6 +154,47 @@ def _stopped_executions_end_at_once():
     Execution.stop = stop
 
 
+def _heartbeats_keep_the_default_timeout():
+    """moto gives a Task state with HeartbeatSeconds and no TimeoutSeconds a timeout of
+    60 s (the ASL spec's old default): a task that heartbeats faithfully still ends in
+    States.Timeout after a minute. Step Functions' default TimeoutSeconds is 99999999
+    with or without HeartbeatSeconds (AWS's own example of a heartbeat, in "Using
+    timeouts to avoid stuck executions", sets HeartbeatSeconds: 600 alone); so does the
+    world."""
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+
+    original = ExecutionState.from_state_props
+
+    def from_state_props(self, state_props):
+        original(self, state_props)
+        if isinstance(self.timeout, TimeoutSeconds) and self.timeout.timeout_seconds == 60 and self.timeout.is_default:
+            self.timeout = TimeoutSeconds(timeout_seconds=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS)
+
+    ExecutionState.from_state_props = from_state_props
+
+
+def _schedule_inputs_within_their_limit():
+    """moto stores a schedule whatever the size of its target's Input; Scheduler refuses
+    an Input over 8,192 characters (ValidationException). So does the world, so that a
+    poll state that grew past it fails here as it would in AWS."""
+    from moto.scheduler.exceptions import ValidationException
+    from moto.scheduler.models import EventBridgeSchedulerBackend
+
+    for method in ("create_schedule", "update_schedule"):
+        original = getattr(EventBridgeSchedulerBackend, method)
+
+        def checked(self, *args, _original=original, **kwargs):
+            size = len((kwargs.get("target") or {}).get("Input") or "")
+            if size > 8192:
+                raise ValidationException(
+                    f"1 validation error detected: Value at 'target.input' failed to satisfy constraint: "
+                    f"Member must have length less than or equal to 8192 (it has {size})")
+            return _original(self, *args, **kwargs)
+
+        setattr(EventBridgeSchedulerBackend, method, checked)
+
+
 def _indefinite_paths_answer_lists():
     """moto answers a JSONPath that can match many values (a deep scan `$.logs..log`, a
     wildcard `$.items[*].name`, a filter, a slice or a union) with the bare value when
@@ -183,6 +224,8 @@ _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
+_schedule_inputs_within_their_limit()
+_heartbeats_keep_the_default_timeout()
 
 
 class LocalApiServer:

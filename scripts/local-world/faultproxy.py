@@ -14,7 +14,9 @@ A rule: {"id", "side": "kube"|"aws", "method", "path" (regex on the path and que
 "times" (how many requests it takes, default 1; 0 = every one), and one action:
 "status" (+ "headers", "reply" body), "delay" (seconds before forwarding), "reset"
 (close the connection without an answer), "cut_after" (forward, then cut the response
-after that many bytes)}. With "forward_first": true, a "status" or "reset" rule first
+after that many bytes), "rate" (forward the response at most that many bytes a second:
+a slow log stream), "replace" ([pattern, replacement]: forward, then answer with the
+upstream's body so rewritten, a resource shown in another state than it is)}. With "forward_first": true, a "status" or "reset" rule first
 forwards the request and reads the upstream answer, then throws it away: the server
 did the work, the client never hears of it (an answer lost after the commit); GET
 /__faults then also says what the upstream answered ("forwarded": {id: [status]}).
@@ -140,7 +142,10 @@ def make_handler(side, faults, upstream):
                     reply = rule.get("reply", {})
                     return self.reply(status, json.dumps(reply).encode() if not isinstance(reply, str) else reply.encode(),
                                       dict({"Content-Type": "application/json"}, **rule.get("headers", {})))
-                status = self.forward(body, rule.get("cut_after") if rule else None)
+                if rule and rule.get("replace"):
+                    status = self.forward_rewritten(body, *rule["replace"])
+                    return
+                status = self.forward(body, rule.get("cut_after") if rule else None, rule.get("rate") if rule else None)
             finally:
                 if side == "aws":
                     token = None
@@ -178,7 +183,22 @@ def make_handler(side, faults, upstream):
             finally:
                 conn.close()
 
-        def forward(self, body, cut_after):
+        def forward_rewritten(self, body, pattern, replacement):
+            try:
+                conn, resp = self.send_upstream(body)
+            except OSError:
+                self.reset()
+                return "upstream unreachable"
+            try:
+                data = re.sub(pattern.encode(), replacement.encode(), resp.read())
+                headers = {k: v for k, v in resp.getheaders()
+                           if k.lower() not in HOP and k.lower() != "content-length"}
+                self.reply(resp.status, data, headers)
+                return resp.status
+            finally:
+                conn.close()
+
+        def forward(self, body, cut_after, rate=None):
             try:
                 conn, resp = self.send_upstream(body)
             except OSError:
@@ -193,8 +213,14 @@ def make_handler(side, faults, upstream):
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             sent = 0
+            began = time.monotonic()
             try:
                 while True:
+                    if rate:
+                        # Hold the response to `rate` bytes a second on average.
+                        ahead = sent / float(rate) - (time.monotonic() - began)
+                        if ahead > 0:
+                            time.sleep(ahead)
                     data = resp.read1(65536) if self.command != "HEAD" else b""
                     if not data:
                         break

@@ -71,7 +71,7 @@ impl Cell<'_> {
         let rules: Value = serde_json::from_str(&rules.to_string().replace("{name}", name))
             .unwrap_or_else(|e| panic!("{e}"));
         proxy.inject(rules).await;
-        let mut job = sim_job(name, &["main"], annotations, 1);
+        let mut job = sim_job(name, &["main"], annotations.clone(), 1);
         let mut payload_extra = extra.as_object().cloned().unwrap_or_default();
         if payload_extra.remove("GenerateName") == Some(json!(true)) {
             job["metadata"].as_object_mut().map(|m| m.remove("name"));
@@ -81,6 +81,16 @@ impl Cell<'_> {
         payload["Endpoint"] = json!(proxy.kube_endpoint);
         payload["CertificateAuthority"] = json!(world.fact("/certificate_authority"));
         let mut state_extra = json!({});
+        // How long the cell waits for the execution's end: 150 s past the Job's run, or
+        // `CellWaitSeconds` (not part of the payload).
+        let run_seconds = annotations["sim.eks-task-worker.io/run-seconds"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1);
+        let wait = payload_extra
+            .remove("CellWaitSeconds")
+            .and_then(|w| w.as_u64())
+            .unwrap_or(150 + run_seconds);
         for (k, v) in payload_extra {
             if k == "TimeoutSeconds" || k == "HeartbeatSeconds" {
                 state_extra[k] = v;
@@ -94,7 +104,7 @@ impl Cell<'_> {
                 name,
                 &world.run_job_machine(payload, state_extra),
                 &json!({}),
-                Duration::from_secs(150),
+                Duration::from_secs(wait),
             )
             .await
             .unwrap_or_else(|e| panic!("{name}: the task was lost: {e}"));
@@ -272,9 +282,14 @@ async fn the_fault_matrix() {
     // The payloads name the proxy as their Endpoint: the deployment lists it as trusted
     // (TRUSTED_ENDPOINTS), as a user lists a proxy of their own.
     let trusted = format!("TRUSTED_ENDPOINTS={}", proxy.kube_endpoint);
+    // Tokens renewed after 3 s (template: 600), for the cell whose cluster's tokens live
+    // 6 s (token-lifetimes); every other cell's tokens live 15 minutes and are merely
+    // renewed more often.
     let _platform = Platform::start_with(&[
         "--aws-endpoint",
         &proxy.aws_endpoint,
+        "--env",
+        "TOKEN_RENEW_SECONDS=3",
         "--env",
         "KUBE_READ_TIMEOUT_SECONDS=4",
         "--env",
@@ -724,6 +739,100 @@ async fn the_fault_matrix() {
         dead_letter(&world, &cell).await;
     }
 
+    if wanted("heartbeat-60") {
+        // `HeartbeatSeconds: 60` (common in native state machines) on a Job that runs
+        // 150 s watched inline, with the template's settings: an inline wait of 600 s and
+        // a heartbeat every 30 s (HEARTBEAT_SECONDS). Every heartbeat is counted.
+        let name = unique("f-heartbeat-60");
+        let beats = format!("{name}-beats");
+        let o = cell
+            .run(
+                &name,
+                json!({ "sim.eks-task-worker.io/run-seconds": "150" }),
+                json!({ "HeartbeatSeconds": 60 }),
+                json!([{ "id": beats, "side": "aws", "target": "SendTaskHeartbeat", "times": 0 }]),
+            )
+            .await;
+        let sent = proxy.fired(&beats).await;
+        proxy.clear().await;
+        assert!(sent >= 4, "a heartbeat every 30 s of the 150: {sent}");
+        let handed = proxy
+            .calls_to(&format!(
+                "/schedules/ekstw-{}",
+                o.uids.first().map_or("", String::as_str)
+            ))
+            .await;
+        assert!(
+            handed.is_empty(),
+            "answered inline, never handed off: {handed:?}"
+        );
+        succeeded("heartbeat-60", &o);
+    }
+
+    if wanted("stopped-inline") {
+        stopped_inline(&world, &cell).await;
+    }
+
+    if wanted("token-lifetimes") {
+        token_lifetimes(&world, &cell).await;
+    }
+
+    if wanted("deadline-503") {
+        // Every request about Jobs held 3 s, then answered 503 with `Retry-After: 10`,
+        // for longer than run-job's invocation has: 25 s for this one invocation (the
+        // platform's `timeout` switch; the template's 900 would make the cell 15 minutes
+        // long), so 5 s once the margin kept for the answer (20 s) is set aside. A try
+        // and two pauses would take 29 s: the worker must fail the task by name before
+        // Lambda kills it, not be killed retrying.
+        let name = unique("f-deadline-503");
+        std::fs::write(&chaos, "timeout run-job 25").unwrap_or_else(|e| panic!("{e}"));
+        let o = cell
+            .run(&name, json!({}), json!({}), json!([{ "id": name, "side": kube, "path": format!("^{jobs_path}"), "delay": 3, "status": 503, "headers": { "Retry-After": "10" }, "reply": status_body(503, "ServiceUnavailable", Some(10)), "times": 0 }]))
+            .await;
+        proxy.clear().await;
+        assert!(!chaos.exists(), "the timeout switch was used");
+        assert_eq!(
+            (o.status.as_str(), o.error.as_deref(), o.jobs),
+            ("FAILED", Some("EKS.503"), 0),
+            "{o:?}"
+        );
+        kept_promises("deadline-503", &o);
+    }
+
+    if wanted("poll-state-limit") {
+        // Every read of the Job answered 503 with a 10,000-character message full of
+        // characters JSON escapes, 12 times: run-job's three tries (it hands the Job
+        // over), then three polls' three each. Each failed poll writes its failure into
+        // the poll state it schedules next; the world's Scheduler refuses an input over
+        // 8,192 characters, as AWS does.
+        let name = unique("f-state-limit");
+        let mut body = status_body(503, "ServiceUnavailable", None);
+        body["message"] = json!("\"\u{1}\\<>".repeat(2000));
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "20" }), json!({ "InlineWaitSeconds": 1 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": body, "times": 12 }]))
+            .await;
+        assert_eq!(proxy.fired(&name).await, 12, "the 503s were answered");
+        let scheduled = proxy
+            .calls_to(&format!(
+                "/schedules/ekstw-{}",
+                o.uids.first().map_or("", String::as_str)
+            ))
+            .await;
+        assert!(
+            scheduled.len() >= 4 && scheduled.iter().all(|c| c["status"] == 200),
+            "the hand-off and every failed poll's next poll scheduled: {scheduled:?}"
+        );
+        succeeded("poll-state-limit", &o);
+    }
+
+    if wanted("archive-2gb") {
+        archive_2gb(&world, &cell).await;
+    }
+
+    if wanted("cluster-gone") {
+        cluster_gone(&world, &cell).await;
+    }
+
     let pods_list = format!(
         "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
         world.namespace()
@@ -776,7 +885,9 @@ async fn dead_letter(world: &World, cell: &Cell<'_>) {
         .await;
     let fired = cell.proxy.fired(&name).await;
     cell.proxy.clear().await;
-    assert!(fired >= 9, "three deliveries, three tries each: {fired}");
+    // Each delivery tries the hand-off four times (its own retry, the one policy: the
+    // SDK's retry is off, or each try would be three).
+    assert_eq!(fired, 12, "three deliveries, four tries each: {fired}");
     assert_eq!(
         (o.status.as_str(), o.error.as_deref(), o.running_jobs),
         ("FAILED", Some("States.Timeout"), 1),
@@ -871,4 +982,238 @@ async fn ns_deleted(world: &World, cell: &Cell<'_>) {
     );
     assert_eq!((o.sent, o.accepted), (1, 1), "{o:?}");
     assert_eq!(o.running_jobs, 0, "no Job left running: {o:?}");
+}
+
+/// An execution stopped while its 120 s Job is watched inline (heartbeats every 30 s,
+/// the template's HEARTBEAT_SECONDS): the next heartbeat is refused, the watch ends and
+/// the Job is deleted within a heartbeat interval of the stop, not when the inline
+/// window (600 s) closes.
+async fn stopped_inline(world: &World, cell: &Cell<'_>) {
+    let name = unique("f-stopped-inline");
+    let execution = format!(
+        "arn:aws:states:{}:{}:execution:{name}:{name}",
+        world.fact("/region"),
+        world.fact("/account")
+    );
+    let kube = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    let namespace = world.namespace();
+    let stop = async {
+        world_tests::until_job(&kube, &namespace, &name, Duration::from_secs(60), |j| {
+            j.is_some()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the Job was never made: {e}"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        world
+            .stop_execution(&execution)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::Instant::now()
+    };
+    let (o, stopped) = tokio::join!(
+        cell.run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "120" }),
+            json!({}),
+            json!([])
+        ),
+        stop
+    );
+    assert_eq!(o.status, "ABORTED", "{o:?}");
+    world_tests::until_job(&kube, &namespace, &name, Duration::from_secs(45), |j| {
+        j.is_none_or(|j| j.pointer("/metadata/deletionTimestamp").is_some())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the stopped task's Job is still there: {e}"));
+    let after = stopped.elapsed();
+    println!("cell stopped-inline: the Job deleted {after:?} after the stop");
+    assert!(
+        after < Duration::from_secs(35),
+        "deleted within a heartbeat interval (30 s) of the stop: {after:?}"
+    );
+    assert_eq!(
+        (o.sent, o.accepted),
+        (0, 0),
+        "nobody waits: no answer: {o:?}"
+    );
+}
+
+/// A watch across several token lifetimes: the authenticator accepts this cluster's
+/// tokens for 6 s (the world's `local-world/token-lifetime-seconds` tag; EKS: 15
+/// minutes), the platform's functions renew them after 3 s (TOKEN_RENEW_SECONDS,
+/// shortened in proportion), and the Job runs 20 s watched inline, its status and logs
+/// read after. (The cluster is made in-process as setup: one more name for the one
+/// local API server.)
+async fn token_lifetimes(world: &World, cell: &Cell<'_>) {
+    let cluster = unique("f-short-tokens");
+    let admin = world.cluster_deps().await;
+    worker::task::cluster_ops::handle(
+        json!({ "Operation": "createCluster", "Name": cluster, "RoleArn": world.cluster_role(),
+                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
+                "Tags": { "local-world/token-lifetime-seconds": "6" } }),
+        &admin,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let name = unique("f-token-lifetimes");
+    let o = cell
+        .run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "20", "sim.eks-task-worker.io/log": "read after the 20th second\n" }),
+            json!({ "ClusterName": cluster }),
+            json!([]),
+        )
+        .await;
+    let deleted = worker::task::cluster_ops::handle(
+        json!({ "Operation": "deleteCluster", "Name": cluster }),
+        &admin,
+        None,
+    )
+    .await;
+    let logs: Vec<Value> = o.output["logs"]["pods"]
+        .as_object()
+        .map(|pods| {
+            pods.values()
+                .map(|p| p["containers"]["main"]["log"].clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(logs, [json!("read after the 20th second\n")], "{o:?}");
+    succeeded("token-lifetimes", &o);
+    deleted.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A 2 GB log archived by the poller with its real timeout (300 s, the template's): the
+/// log's stream held to 6 MB/s by the proxy (the whole would take about 330 s), as a
+/// slow node serves a big log. The archive ends at the invocation's deadline less the
+/// margin for the answer, its object keeps what was read, its entry says it is not
+/// complete, and the answer is sent.
+async fn archive_2gb(world: &World, cell: &Cell<'_>) {
+    const LOG_BYTES: u64 = 2_000_000_000;
+    let name = unique("f-archive-2gb");
+    let bucket = world.fact("/log_bucket");
+    let o = cell
+        .run(
+            &name,
+            json!({ "sim.eks-task-worker.io/log-bytes": LOG_BYTES.to_string(), "sim.eks-task-worker.io/run-seconds": "4" }),
+            json!({ "InlineWaitSeconds": 1, "CellWaitSeconds": 480,
+                    "LogOptions": { "RetrieveLogs": true, "ArchiveUri": format!("s3://{bucket}/faults") } }),
+            json!([{ "id": name, "side": "kube", "method": "GET", "path": "/pods/{name}-[a-z0-9]+/log", "rate": 6_000_000, "times": 0 }]),
+        )
+        .await;
+    cell.proxy.clear().await;
+    let archive = o.output["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default()["containers"]["main"]["archive"]
+        .clone();
+    println!("cell archive-2gb: {archive}");
+    assert_eq!(archive["complete"], false, "{archive}");
+    let bytes = archive["bytes"].as_u64().unwrap_or_default();
+    assert!(
+        bytes > 100_000_000 && bytes < LOG_BYTES,
+        "the beginning of the log, up to the deadline: {archive}"
+    );
+    let key = archive["uri"]
+        .as_str()
+        .and_then(|u| u.strip_prefix(&format!("s3://{bucket}/")))
+        .unwrap_or_else(|| panic!("{archive}"))
+        .to_owned();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&world.sdk("worker").await)
+            .force_path_style(true)
+            .build(),
+    );
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_s3::error::DisplayErrorContext(e)));
+    assert_eq!(
+        head.content_length().and_then(|n| u64::try_from(n).ok()),
+        Some(bytes),
+        "the object holds what the entry says"
+    );
+    // moto keeps objects in memory: this one is not needed any more.
+    let _ = s3.delete_object().bucket(&bucket).key(&key).send().await;
+    succeeded("archive-2gb", &o);
+}
+
+/// A cluster poll meeting a permanent error: a `createCluster` `.sync` through the
+/// cluster-ops binary, the cluster shown CREATING by the proxy (moto makes clusters
+/// ACTIVE at once) so the operation is handed to the poller after cluster-ops' own 20 s;
+/// after the poller's first poll the cluster is deleted behind the worker's back. The next poll's `DescribeCluster` meets `ResourceNotFoundException`: the
+/// task must end by that name, not be polled until its timeout.
+async fn cluster_gone(world: &World, cell: &Cell<'_>) {
+    let name = unique("f-cluster-gone");
+    cell.proxy
+        .inject(json!([{ "id": name, "side": "aws", "path": format!("^/clusters(/{name})?$"),
+                         "replace": ["\"status\":\\s*\"ACTIVE\"", "\"status\": \"CREATING\""], "times": 0 }]))
+        .await;
+    let create = json!({ "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "End": true,
+        "Parameters": { "FunctionName": world.fact("/functions/cluster-ops"), "Payload": {
+            "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(),
+            "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
+            "ExecutionArn.$": "$$.Execution.Id", "TaskToken.$": "$$.Task.Token" } } });
+    let definition = json!({ "StartAt": "Create", "States": { "Create": create } }).to_string();
+    let input = json!({});
+    let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
+    let schedules = || async { cell.proxy.calls_to("/schedules/ekstw-").await.len() };
+    let before = schedules().await;
+    let gone = async {
+        // Handed to the poller (cluster-ops follows 20 s itself): a CreateSchedule made;
+        // then the first poll (2 s on) still sees CREATING.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while schedules().await <= before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never handed to the poller"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
+        eks.delete_cluster()
+            .name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_eks::error::DisplayErrorContext(e)));
+        cell.proxy.fired(&name).await
+    };
+    let (ended, shown_creating) = tokio::join!(run, gone);
+    cell.proxy.clear().await;
+    let (execution, status, _, error) =
+        ended.unwrap_or_else(|e| panic!("the task was lost (polled on): {e}"));
+    println!("cell cluster-gone: {status} {error:?}, shown CREATING {shown_creating} times");
+    assert!(
+        shown_creating >= 3,
+        "created, then polled while CREATING: {shown_creating}"
+    );
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("EKS.ResourceNotFoundException")),
+        "{execution}"
+    );
+    let tokens = world.task_tokens(&execution).await.unwrap_or_default();
+    let (mut sent, mut accepted) = (0, 0);
+    for t in &tokens {
+        let (s, a) = cell.proxy.answers(t).await;
+        sent += s;
+        accepted += a;
+    }
+    assert_eq!((sent, accepted), (1, 1), "one answer, by the worker");
+    let platform = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.local-world/logs/lambda-platform.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        platform.lines().any(|l| l.contains("result poller")
+            && l.contains("SendTaskFailure")
+            && l.contains("EKS.ResourceNotFoundException")),
+        "the poller answered"
+    );
 }

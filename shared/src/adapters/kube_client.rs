@@ -19,6 +19,7 @@ pub struct KubeClient {
     client: kube::Client,
     endpoint: String,
     bearer: ClusterBearer,
+    read_timeout: std::time::Duration,
 }
 
 impl KubeClient {
@@ -59,6 +60,7 @@ impl KubeClient {
             client,
             endpoint: endpoint.to_string(),
             bearer,
+            read_timeout: timeouts.read,
         })
     }
 
@@ -229,6 +231,7 @@ impl KubeApi for KubeClient {
         Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
         TransportError,
     > {
+        let request = ended_within(request, self.read_timeout);
         let frames = match self.stream(request).await? {
             Ok(frames) => frames,
             Err(response) => return Ok(Err(response)),
@@ -260,5 +263,59 @@ impl KubeApi for KubeClient {
             },
         );
         Ok(Ok(events.boxed()))
+    }
+}
+
+/// `request` (a watch) with its `timeoutSeconds` below the read timeout `read`: the
+/// server ends a watch after `timeoutSeconds` even when nothing happened, and a quiet
+/// watch (a Job with nothing to report) must end there, not at the client's read
+/// timeout, where it would read as a failure (`KUBE_READ_TIMEOUT_SECONDS` below the
+/// watch's own 25 s once cut every quiet watch, and handed a healthy Job to the poller).
+fn ended_within(mut request: KubeRequest, read: std::time::Duration) -> KubeRequest {
+    let most = read.as_secs().saturating_sub(1).max(1);
+    let mut asked = false;
+    for (k, v) in &mut request.query {
+        if k == "timeoutSeconds" {
+            asked = true;
+            if v.parse::<u64>().map_or(true, |s| s > most) {
+                *v = most.to_string();
+            }
+        }
+    }
+    if !asked {
+        request
+            .query
+            .push(("timeoutSeconds".into(), most.to_string()));
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_ends_on_the_server_before_the_read_timeout() {
+        let watch = |t: Option<&str>| {
+            let mut r = KubeRequest::get("/apis/batch/v1/namespaces/n/jobs").param("watch", "1");
+            if let Some(t) = t {
+                r = r.param("timeoutSeconds", t);
+            }
+            r
+        };
+        let seconds = |r: &KubeRequest| -> Vec<String> {
+            r.query
+                .iter()
+                .filter(|(k, _)| k == "timeoutSeconds")
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let four = std::time::Duration::from_secs(4);
+        assert_eq!(seconds(&ended_within(watch(Some("25")), four)), ["3"]);
+        assert_eq!(seconds(&ended_within(watch(Some("2")), four)), ["2"]);
+        assert_eq!(seconds(&ended_within(watch(None), four)), ["3"]);
+        assert_eq!(seconds(&ended_within(watch(Some("x")), four)), ["3"]);
+        let thirty = std::time::Duration::from_secs(30);
+        assert_eq!(seconds(&ended_within(watch(Some("25")), thirty)), ["25"]);
     }
 }

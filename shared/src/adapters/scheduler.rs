@@ -27,13 +27,20 @@ pub struct SchedulerHandOff {
 }
 
 impl SchedulerHandOff {
-    /// Schedules in `settings.group`, through the SDK configuration loaded at cold start.
+    /// Schedules in `settings.group`, through the SDK configuration loaded at cold start,
+    /// without the SDK's own retry: the hand-off's
+    /// ([`Deps::hand_off`](crate::task::deps::Deps::hand_off)) is the one policy.
     pub fn new(
         config: &aws_config::SdkConfig,
         settings: ScheduleSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::from_client(aws_sdk_scheduler::Client::new(config), settings, clock)
+        let client = aws_sdk_scheduler::Client::from_conf(
+            aws_sdk_scheduler::config::Builder::from(config)
+                .retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        Self::from_client(client, settings, clock)
     }
 
     /// Schedules in `settings.group` through `client`.

@@ -631,7 +631,8 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        // The server ends a watch after timeoutSeconds; keep it under the read timeout.
+        // The server ends a watch after timeoutSeconds (the client keeps it under its
+        // read timeout: a quiet watch ends there, not as a failure).
         let seconds = left.as_secs().clamp(1, 25);
         let request = KubeRequest::get(jobs_path(&id.namespace))
             .param("watch", "1")

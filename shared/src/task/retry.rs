@@ -88,6 +88,14 @@ pub async fn within<T>(time_left: Duration, work: impl Future<Output = T>) -> T 
     }
 }
 
+/// The instant by which this invocation's work must be done, keeping the margin for its
+/// answer ([`within`]); `None` outside it. Work that may take longer than the
+/// invocation has (a whole log archived) stops there.
+#[must_use]
+pub fn deadline() -> Option<tokio::time::Instant> {
+    RETRY_DEADLINE.try_with(|until| *until).ok()
+}
+
 /// Whether a pause of `wait` from now still ends before the invocation's retry
 /// deadline (always, outside [`within`]).
 fn may_wait(wait: Duration) -> bool {

@@ -18,10 +18,17 @@ pub struct StepFunctions {
 }
 
 impl StepFunctions {
-    /// Step Functions through the SDK configuration loaded at cold start.
+    /// Step Functions through the SDK configuration loaded at cold start, without the
+    /// SDK's own retry: the worker's ([`crate::task::answer`]) is the one policy, bounded
+    /// by the invocation's deadline; the SDK's would try each of its tries three times
+    /// more, unseen and unbounded.
     #[must_use]
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self::from_client(aws_sdk_sfn::Client::new(config))
+        Self::from_client(aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::config::Builder::from(config)
+                .retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled())
+                .build(),
+        ))
     }
 
     /// Step Functions through `client`.
