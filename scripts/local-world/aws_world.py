@@ -28,6 +28,7 @@ import boto3
 from moto.eks.models import eks_backends
 from moto.iam.models import iam_backends
 from moto.server import ThreadedMotoServer
+from moto.core.utils import utcnow
 from moto.sts.models import sts_backends
 
 import eks_token
@@ -174,6 +175,35 @@ def _heartbeats_keep_the_default_timeout():
     ExecutionState.from_state_props = from_state_props
 
 
+CREDENTIALS_LIFETIME_TAG = "local-world/credentials-lifetime-seconds"
+
+
+def _assumed_roles_live_as_their_role_says():
+    """moto's AssumeRole credentials live an hour (or DurationSeconds, at least 900 s on
+    AWS): a test cannot wait for them to expire. A role tagged CREDENTIALS_LIFETIME_TAG
+    hands out credentials that live that many seconds instead, and the authenticator
+    (secret_for) refuses what expired credentials signed, as STS answers ExpiredToken
+    and EKS refuses the token."""
+    from moto.sts.models import AssumedRole
+
+    original = AssumedRole.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        for account in list(iam_backends.keys()):
+            for backend in iam_backends[account].values():
+                try:
+                    role = backend.get_role_by_arn(self.role_arn)
+                except Exception:  # noqa: BLE001 - another account's, or no such role
+                    continue
+                for tag in getattr(role, "tags", None) or []:
+                    if tag.get("Key") == CREDENTIALS_LIFETIME_TAG:
+                        self.expiration = utcnow() + datetime.timedelta(seconds=int(tag["Value"]))
+                        return
+
+    AssumedRole.__init__ = init
+
+
 def _schedule_inputs_within_their_limit():
     """moto stores a schedule whatever the size of its target's Input; Scheduler refuses
     an Input over 8,192 characters (ValidationException). So does the world, so that a
@@ -225,6 +255,7 @@ _accept_heartbeats_of_every_waiting_task()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()
+_assumed_roles_live_as_their_role_says()
 _heartbeats_keep_the_default_timeout()
 
 
@@ -434,6 +465,9 @@ def secret_for(access_key):
         for backend in sts_backends[account].values():
             role = backend.get_assumed_role_from_access_key(access_key)
             if role is not None:
+                if role.expiration < utcnow():
+                    log.info("refused: the credentials %s expired at %s", access_key, role.expiration)
+                    return None
                 return role.secret_access_key, role.session_token
     for account in list(iam_backends.keys()):
         for backend in iam_backends[account].values():

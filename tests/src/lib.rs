@@ -341,6 +341,43 @@ impl World {
         anyhow::bail!("the API server did not come back within 60 s")
     }
 
+    /// Makes a cluster (`prefix` and a unique suffix, through cluster-ops in-process, as
+    /// setup) whose bearer tokens the world's authenticator accepts for `seconds` only
+    /// (its `local-world/token-lifetime-seconds` tag; EKS: 15 minutes): a test watches
+    /// across several token lifetimes in seconds. Every cluster is served by the one
+    /// local API server. Returns its name.
+    ///
+    /// # Errors
+    /// When the cluster cannot be made.
+    pub async fn short_token_cluster(&self, prefix: &str, seconds: u32) -> Result<String> {
+        let name = unique(prefix);
+        worker::task::cluster_ops::handle(
+            json!({ "Operation": "createCluster", "Name": name, "RoleArn": self.cluster_role(),
+                    "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
+                    "Tags": { "local-world/token-lifetime-seconds": seconds.to_string() } }),
+            &self.cluster_deps().await,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(name)
+    }
+
+    /// Deletes a cluster [`World::short_token_cluster`] made.
+    ///
+    /// # Errors
+    /// When it cannot be deleted.
+    pub async fn delete_cluster(&self, name: &str) -> Result<()> {
+        worker::task::cluster_ops::handle(
+            json!({ "Operation": "deleteCluster", "Name": name }),
+            &self.cluster_deps().await,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+
     /// Stops the execution `arn` (`StopExecution`).
     ///
     /// # Errors
@@ -915,6 +952,17 @@ impl FaultProxy {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// [`FaultProxy::answers`] summed over `tokens` (sent, accepted).
+    pub async fn answers_to(&self, tokens: &[String]) -> (usize, usize) {
+        let (mut sent, mut accepted) = (0, 0);
+        for t in tokens {
+            let (s, a) = self.answers(t).await;
+            sent += s;
+            accepted += a;
+        }
+        (sent, accepted)
     }
 
     /// The `SendTaskSuccess`/`SendTaskFailure` calls for `token` that reached Step

@@ -133,12 +133,7 @@ impl Cell<'_> {
                 .map(|s| s.len())
                 .unwrap_or_default();
         }
-        let (mut sent, mut accepted) = (0, 0);
-        for t in &tokens {
-            let (s, a) = proxy.answers(t).await;
-            sent += s;
-            accepted += a;
-        }
+        let (sent, accepted) = proxy.answers_to(&tokens).await;
         let o = Outcome {
             status,
             error,
@@ -165,6 +160,14 @@ impl Cell<'_> {
             o.accepted
         );
         o
+    }
+
+    /// The `CreateSchedule` calls the proxy saw for the polls of the cell's Job.
+    async fn schedules_of(&self, o: &Outcome) -> Vec<Value> {
+        let uid = o.uids.first().map_or("", String::as_str);
+        self.proxy
+            .calls_to(&format!("/schedules/ekstw-{uid}"))
+            .await
     }
 
     /// The Jobs in `namespace` with the task label `label`.
@@ -240,6 +243,26 @@ impl Cell<'_> {
     }
 }
 
+/// The `main` container's log of every pod in a cell's result.
+fn main_logs(o: &Outcome) -> Vec<Value> {
+    o.output["logs"]["pods"]
+        .as_object()
+        .map(|pods| {
+            pods.values()
+                .map(|p| p["containers"]["main"]["log"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A RoleBinding `name` of the worker's Role in a namespace to the IAM identity `arn`
+/// (the Kubernetes username EKS gives it), as `bootstrap` makes it.
+fn role_binding(name: &str, arn: &str) -> Value {
+    json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": { "name": name },
+            "subjects": [{ "kind": "User", "name": arn, "apiGroup": "rbac.authorization.k8s.io" }],
+            "roleRef": { "kind": "Role", "name": "eks-task-worker", "apiGroup": "rbac.authorization.k8s.io" } })
+}
+
 /// The promises every cell keeps, whatever the fault.
 fn kept_promises(cell: &str, o: &Outcome) {
     assert_eq!(o.sent, 1, "{cell}: one answer sent per token: {o:?}");
@@ -282,14 +305,14 @@ async fn the_fault_matrix() {
     // The payloads name the proxy as their Endpoint: the deployment lists it as trusted
     // (TRUSTED_ENDPOINTS), as a user lists a proxy of their own.
     let trusted = format!("TRUSTED_ENDPOINTS={}", proxy.kube_endpoint);
-    // Tokens renewed after 3 s (template: 600), for the cell whose cluster's tokens live
-    // 6 s (token-lifetimes); every other cell's tokens live 15 minutes and are merely
+    // Tokens renewed after 15 s (template: 600), for the cell whose cluster's tokens live
+    // 30 s (token-lifetimes); every other cell's tokens live 15 minutes and are merely
     // renewed more often.
     let _platform = Platform::start_with(&[
         "--aws-endpoint",
         &proxy.aws_endpoint,
         "--env",
-        "TOKEN_RENEW_SECONDS=3",
+        "TOKEN_RENEW_SECONDS=15",
         "--env",
         "KUBE_READ_TIMEOUT_SECONDS=4",
         "--env",
@@ -756,12 +779,7 @@ async fn the_fault_matrix() {
         let sent = proxy.fired(&beats).await;
         proxy.clear().await;
         assert!(sent >= 4, "a heartbeat every 30 s of the 150: {sent}");
-        let handed = proxy
-            .calls_to(&format!(
-                "/schedules/ekstw-{}",
-                o.uids.first().map_or("", String::as_str)
-            ))
-            .await;
+        let handed = cell.schedules_of(&o).await;
         assert!(
             handed.is_empty(),
             "answered inline, never handed off: {handed:?}"
@@ -812,12 +830,7 @@ async fn the_fault_matrix() {
             .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "20" }), json!({ "InlineWaitSeconds": 1 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": body, "times": 12 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 12, "the 503s were answered");
-        let scheduled = proxy
-            .calls_to(&format!(
-                "/schedules/ekstw-{}",
-                o.uids.first().map_or("", String::as_str)
-            ))
-            .await;
+        let scheduled = cell.schedules_of(&o).await;
         assert!(
             scheduled.len() >= 4 && scheduled.iter().all(|c| c["status"] == 200),
             "the hand-off and every failed poll's next poll scheduled: {scheduled:?}"
@@ -831,6 +844,10 @@ async fn the_fault_matrix() {
 
     if wanted("cluster-gone") {
         cluster_gone(&world, &cell).await;
+    }
+
+    if wanted("credentials-expiry") {
+        credentials_expiry(&world, &cell).await;
     }
 
     let pods_list = format!(
@@ -931,9 +948,7 @@ async fn ns_deleted(world: &World, cell: &Cell<'_>) {
         ),
         (
             format!("{rbac}/{ns}/rolebindings"),
-            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": { "name": "eks-task-worker" },
-            "subjects": [{ "kind": "User", "name": world.fact("/worker/arn"), "apiGroup": "rbac.authorization.k8s.io" }],
-            "roleRef": { "kind": "Role", "name": "eks-task-worker", "apiGroup": "rbac.authorization.k8s.io" } }),
+            role_binding("eks-task-worker", &world.fact("/worker/arn")),
         ),
     ] {
         let r = send(
@@ -1039,47 +1054,28 @@ async fn stopped_inline(world: &World, cell: &Cell<'_>) {
 }
 
 /// A watch across several token lifetimes: the authenticator accepts this cluster's
-/// tokens for 6 s (the world's `local-world/token-lifetime-seconds` tag; EKS: 15
-/// minutes), the platform's functions renew them after 3 s (TOKEN_RENEW_SECONDS,
-/// shortened in proportion), and the Job runs 20 s watched inline, its status and logs
+/// tokens for 30 s (the world's `local-world/token-lifetime-seconds` tag; EKS: 15
+/// minutes), the platform's functions renew them after 15 s (TOKEN_RENEW_SECONDS,
+/// shortened in proportion), and the Job runs 45 s watched inline, its status and logs
 /// read after. (The cluster is made in-process as setup: one more name for the one
 /// local API server.)
 async fn token_lifetimes(world: &World, cell: &Cell<'_>) {
-    let cluster = unique("f-short-tokens");
-    let admin = world.cluster_deps().await;
-    worker::task::cluster_ops::handle(
-        json!({ "Operation": "createCluster", "Name": cluster, "RoleArn": world.cluster_role(),
-                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
-                "Tags": { "local-world/token-lifetime-seconds": "6" } }),
-        &admin,
-        None,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = world
+        .short_token_cluster("f-short-tokens", 30)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let name = unique("f-token-lifetimes");
     let o = cell
         .run(
             &name,
-            json!({ "sim.eks-task-worker.io/run-seconds": "20", "sim.eks-task-worker.io/log": "read after the 20th second\n" }),
+            json!({ "sim.eks-task-worker.io/run-seconds": "45", "sim.eks-task-worker.io/log": "read after the 45th second\n" }),
             json!({ "ClusterName": cluster }),
             json!([]),
         )
         .await;
-    let deleted = worker::task::cluster_ops::handle(
-        json!({ "Operation": "deleteCluster", "Name": cluster }),
-        &admin,
-        None,
-    )
-    .await;
-    let logs: Vec<Value> = o.output["logs"]["pods"]
-        .as_object()
-        .map(|pods| {
-            pods.values()
-                .map(|p| p["containers"]["main"]["log"].clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(logs, [json!("read after the 20th second\n")], "{o:?}");
+    let deleted = world.delete_cluster(&cluster).await;
+    let logs = main_logs(&o);
+    assert_eq!(logs, [json!("read after the 45th second\n")], "{o:?}");
     succeeded("token-lifetimes", &o);
     deleted.unwrap_or_else(|e| panic!("{e}"));
 }
@@ -1161,7 +1157,22 @@ async fn cluster_gone(world: &World, cell: &Cell<'_>) {
     let definition = json!({ "StartAt": "Create", "States": { "Create": create } }).to_string();
     let input = json!({});
     let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
-    let schedules = || async { cell.proxy.calls_to("/schedules/ekstw-").await.len() };
+    // Cluster polls' schedules only (`ekstw-<36 hex digits>-<attempt>`; a Job's poll
+    // carries its uid, with dashes): a late poll of an earlier cell does not count.
+    let schedules = || async {
+        cell.proxy
+            .calls_to("/schedules/ekstw-")
+            .await
+            .iter()
+            .filter(|c| {
+                c["target"]
+                    .as_str()
+                    .and_then(|t| t.rsplit_once("/schedules/ekstw-"))
+                    .and_then(|(_, n)| n.rsplit_once('-'))
+                    .is_some_and(|(key, _)| key.len() == 36 && !key.contains('-'))
+            })
+            .count()
+    };
     let before = schedules().await;
     let gone = async {
         // Handed to the poller (cluster-ops follows 20 s itself): a CreateSchedule made;
@@ -1198,12 +1209,7 @@ async fn cluster_gone(world: &World, cell: &Cell<'_>) {
         "{execution}"
     );
     let tokens = world.task_tokens(&execution).await.unwrap_or_default();
-    let (mut sent, mut accepted) = (0, 0);
-    for t in &tokens {
-        let (s, a) = cell.proxy.answers(t).await;
-        sent += s;
-        accepted += a;
-    }
+    let (sent, accepted) = cell.proxy.answers_to(&tokens).await;
     assert_eq!((sent, accepted), (1, 1), "one answer, by the worker");
     let platform = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1216,4 +1222,72 @@ async fn cluster_gone(world: &World, cell: &Cell<'_>) {
             && l.contains("EKS.ResourceNotFoundException")),
         "the poller answered"
     );
+}
+
+/// Assumed-role credentials expiring mid-task: the payload's `RoleArn` names a role whose
+/// credentials live 2 s (the world's `local-world/credentials-lifetime-seconds` tag;
+/// AWS: an hour, at least 15 minutes), and the world's authenticator refuses a token
+/// that expired credentials signed. The Job runs 18 s watched inline, the watch's
+/// requests every 3 s (under the read timeout of 4 s); a token stays within its renewal
+/// age (15 s) past the API server's memory of its review (about 10 s), by when its
+/// credentials are long expired: the worker must sign anew because of them.
+async fn credentials_expiry(world: &World, cell: &Cell<'_>) {
+    let role = unique("f-short-creds");
+    let arn = format!("arn:aws:iam::{}:role/{role}", world.fact("/account"));
+    let iam = aws_sdk_iam::Client::new(&world.sdk("worker").await);
+    let trust = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow",
+        "Principal": { "AWS": world.fact("/worker/arn") }, "Action": "sts:AssumeRole" }] });
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(trust.to_string())
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("local-world/credentials-lifetime-seconds")
+                .value("2")
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_iam::error::DisplayErrorContext(e)));
+    // The role may run Jobs in the namespace, as the worker's identity may.
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    let bindings = format!(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/rolebindings",
+        world.namespace()
+    );
+    let binding = role_binding(&role, &arn);
+    let made = send(
+        &admin,
+        world_tests::request(http::Method::POST, &bindings, Some(&binding)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.status < 300, "the RoleBinding: {}", made.status);
+    let name = unique("f-credentials-expiry");
+    let assumed = format!("{name}-assume");
+    let o = cell
+        .run(
+            &name,
+            json!({ "sim.eks-task-worker.io/run-seconds": "18", "sim.eks-task-worker.io/log": "read with the role\n" }),
+            json!({ "RoleArn": arn }),
+            json!([{ "id": assumed, "side": "aws", "target": "AssumeRole", "times": 0 }]),
+        )
+        .await;
+    let assumed = cell.proxy.fired(&assumed).await;
+    cell.proxy.clear().await;
+    let _ = send(
+        &admin,
+        world_tests::request(http::Method::DELETE, &format!("{bindings}/{role}"), None),
+    )
+    .await;
+    let _ = iam.delete_role().role_name(&role).send().await;
+    println!("cell credentials-expiry: the role assumed {assumed} times");
+    assert!(
+        assumed >= 4,
+        "credentials asked for again as they expired: {assumed}"
+    );
+    let logs = main_logs(&o);
+    assert_eq!(logs, [json!("read with the role\n")], "{o:?}");
+    succeeded("credentials-expiry", &o);
 }

@@ -391,17 +391,7 @@ async fn an_invalid_payload_with_a_token_fails_the_execution_at_once() -> anyhow
 #[tokio::test]
 async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
     let world = World::get();
-    let cluster = unique("short-tokens");
-    let admin = world.cluster_deps().await;
-    worker::task::cluster_ops::handle(
-        json!({ "Operation": "createCluster", "Name": cluster, "RoleArn": world.cluster_role(),
-                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
-                "Tags": { "local-world/token-lifetime-seconds": "6" } }),
-        &admin,
-        None,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster = world.short_token_cluster("short-tokens", 6).await?;
     let deps = world
         .deps(world.settings_with(&[("TOKEN_RENEW_SECONDS", "3".into())]))
         .await?;
@@ -418,12 +408,7 @@ async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
         "LogOptions": { "RetrieveLogs": true },
     });
     let report = worker::task::run_job::handle(p, &deps, None).await;
-    let deleted = worker::task::cluster_ops::handle(
-        json!({ "Operation": "deleteCluster", "Name": cluster }),
-        &admin,
-        None,
-    )
-    .await;
+    let deleted = world.delete_cluster(&cluster).await;
     let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
     let (status, output, error) = world
@@ -440,7 +425,7 @@ async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     assert_eq!(logs, [&json!("read after the 20th second\n")], "{output}");
-    deleted.map_err(|e| anyhow::anyhow!("{e}"))?;
+    deleted?;
     Ok(())
 }
 

@@ -43,7 +43,8 @@ impl Deps {
     }
 
     /// Hands a poll to the poller, trying again (four tries in all, pausing 0.2 s, then
-    /// twice as long each time) while the scheduler is busy.
+    /// twice as long each time) while the scheduler is busy: a last act, its retries
+    /// allowed into half the margin ([`retry::last_act`](crate::task::retry::last_act)).
     ///
     /// # Errors
     /// What the last try failed with ([`HandOffError::NoPoller`] when this deployment
@@ -57,12 +58,15 @@ impl Deps {
             tries: 4,
             first_pause: std::time::Duration::from_millis(200),
         };
-        crate::task::retry::retry(
-            "handing off the poll",
-            policy,
-            busy,
-            |_| None,
-            || self.handoff.hand_off(poll),
+        crate::task::retry::last_act(
+            self.settings.lambda_margin / 2,
+            crate::task::retry::retry(
+                "handing off the poll",
+                policy,
+                busy,
+                |_| None,
+                || self.handoff.hand_off(poll),
+            ),
         )
         .await
     }

@@ -633,7 +633,7 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
             .to_owned();
         // The server ends a watch after timeoutSeconds (the client keeps it under its
         // read timeout: a quiet watch ends there, not as a failure).
-        let seconds = left.as_secs().clamp(1, 25);
+        let seconds = left.as_secs().max(1);
         let request = KubeRequest::get(jobs_path(&id.namespace))
             .param("watch", "1")
             .param("fieldSelector", format!("metadata.name={name}"))

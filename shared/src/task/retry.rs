@@ -88,6 +88,17 @@ pub async fn within<T>(time_left: Duration, work: impl Future<Output = T>) -> T 
     }
 }
 
+/// Runs `work`, an invocation's last act (its answer, or the hand-off of its Job), with
+/// its retries allowed `grace` into the margin kept for it (half the margin, by the
+/// callers): a Job handed off, or an answer sent, just as the deadline comes still gets
+/// its tries, so one throttled call does not fail a task whose Job runs on.
+pub async fn last_act<T>(grace: Duration, work: impl Future<Output = T>) -> T {
+    match RETRY_DEADLINE.try_with(|until| *until) {
+        Ok(until) => RETRY_DEADLINE.scope(until + grace, work).await,
+        Err(_) => work.await,
+    }
+}
+
 /// The instant by which this invocation's work must be done, keeping the margin for its
 /// answer ([`within`]); `None` outside it. Work that may take longer than the
 /// invocation has (a whole log archived) stops there.
@@ -242,5 +253,36 @@ mod tests {
         })
         .await;
         assert_eq!(calls, TRIES);
+    }
+
+    #[tokio::test]
+    async fn the_last_act_tries_again_within_its_grace() {
+        // At the deadline (no time left) a failure is tried again only as a last act.
+        let tries = |grace: Option<Duration>| async move {
+            let count = std::sync::atomic::AtomicU32::new(0);
+            let attempt = || async {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n == 0 {
+                    Err("busy")
+                } else {
+                    Ok(())
+                }
+            };
+            let policy = Policy {
+                tries: 4,
+                first_pause: Duration::from_millis(10),
+            };
+            let work = retry("the last act", policy, |_| true, |_| None, attempt);
+            let result = within(Duration::ZERO, async {
+                match grace {
+                    Some(g) => last_act(g, work).await,
+                    None => work.await,
+                }
+            })
+            .await;
+            (result, count.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        assert_eq!(tries(None).await, (Err("busy"), 1));
+        assert_eq!(tries(Some(Duration::from_secs(5))).await, (Ok(()), 2));
     }
 }
