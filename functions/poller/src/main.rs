@@ -10,9 +10,9 @@ async fn main() -> Result<(), Error> {
     let (deps, _sdk) = worker::wiring::from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        // Retries never wait past the deadline less the margin kept for the answer.
-        worker::task::retry::within(
-            deps.time_left(Some(event.context.deadline())),
+        // Retries and requests never run past the deadline less the margin kept for the answer.
+        deps.bounded(
+            Some(event.context.deadline()),
             worker::task::poller::handle(event.payload, deps),
         )
     }))

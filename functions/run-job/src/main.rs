@@ -10,9 +10,9 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = Some(event.context.deadline());
-        // Retries never wait past the deadline less the margin kept for the answer.
-        worker::task::retry::within(
-            deps.time_left(deadline),
+        // Retries and requests never run past the deadline less the margin kept for the answer.
+        deps.bounded(
+            deadline,
             worker::task::run_job::handle(event.payload, deps, deadline),
         )
     }))

@@ -116,8 +116,36 @@ enum Keep {
 }
 
 impl KubeClient {
-    /// Sends `request` and reads its body as `keep` says; `body_len` is what was read.
+    /// `work`, ended at the invocation's request deadline
+    /// ([`clock::request_deadline`](crate::ports::clock::request_deadline)): no request
+    /// outlasts the time its invocation has (a read timeout longer than the margin would
+    /// let one), so the invocation still answers or hands off by name.
+    async fn in_time<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        match crate::ports::clock::request_deadline() {
+            Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
+                Err(TransportError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    message: "no answer before the invocation's time ran out".into(),
+                })
+            }),
+            None => work.await,
+        }
+    }
+
+    /// Sends `request` and reads its body as `keep` says, within the invocation's time
+    /// ([`KubeClient::in_time`]); `body_len` is what was read.
     async fn read(&self, request: KubeRequest, keep: Keep) -> Result<KubeResponse, TransportError> {
+        self.in_time(self.read_unbounded(request, keep)).await
+    }
+
+    async fn read_unbounded(
+        &self,
+        request: KubeRequest,
+        keep: Keep,
+    ) -> Result<KubeResponse, TransportError> {
         let response = self.start(request).await?;
         let status = response.status().as_u16();
         let headers = headers_of(response.headers());
@@ -191,7 +219,7 @@ impl KubeApi for KubeClient {
         Result<BoxStream<'static, Result<Bytes, TransportError>>, KubeResponse>,
         TransportError,
     > {
-        let response = self.start(request).await?;
+        let response = self.in_time(self.start(request)).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let headers = headers_of(response.headers());
@@ -317,5 +345,48 @@ mod tests {
         assert_eq!(seconds(&ended_within(watch(Some("x")), four)), ["3"]);
         let thirty = std::time::Duration::from_secs(30);
         assert_eq!(seconds(&ended_within(watch(Some("25")), thirty)), ["25"]);
+    }
+
+    /// A request to a server that never answers ends at the invocation's request
+    /// deadline, not at the client's own timeouts (60 s here).
+    #[tokio::test]
+    async fn no_request_outlasts_the_invocations_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let endpoint: url::Url = format!(
+            "https://{}",
+            listener
+                .local_addr()
+                .map_or_else(|e| panic!("{e}"), |a| a.to_string())
+        )
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+        let long = std::time::Duration::from_secs(60);
+        let client = KubeClient::new(
+            &endpoint,
+            Vec::new(),
+            ClusterBearer::Fixed("token".into()),
+            Timeouts {
+                connect: long,
+                read: long,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        let got = crate::ports::clock::within_deadline(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(100),
+            client.send(KubeRequest::get("/api"), None),
+        )
+        .await;
+        assert!(
+            matches!(&got, Err(TransportError::Unreachable { message, .. }) if message.contains("time ran out")),
+            "{got:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(listener);
     }
 }

@@ -1,7 +1,13 @@
 //! The clock port: token expiry, the inline window and every deadline read the time
-//! through [`Clock`], so tests can move time without sleeping.
+//! through [`Clock`], so tests can move time without sleeping; and the bounds of the
+//! invocation being served ([`within_deadline`]), which retries, requests and the log
+//! archive read so that an invocation answers, hands off or fails by name before Lambda
+//! ends it.
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 /// The time, as the worker sees it.
 pub trait Clock: Send + Sync {
@@ -16,5 +22,64 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+}
+
+/// The bounds of the invocation being served.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// By when its work is to be done: its Lambda deadline less the margin kept for its
+    /// answer.
+    until: Instant,
+    /// How far past `until` its last acts (the answer, the hand-off) may still go.
+    grace: Duration,
+}
+
+tokio::task_local! {
+    static INVOCATION: Bounds;
+}
+
+/// Runs `work` as an invocation whose work must be done `time_left` from now (its
+/// deadline less the margin kept for its answer), its last acts ([`last_act`]) allowed
+/// `grace` more, within that margin.
+pub async fn within_deadline<T>(
+    time_left: Duration,
+    grace: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    match Instant::now().checked_add(time_left) {
+        Some(until) => INVOCATION.scope(Bounds { until, grace }, work).await,
+        None => work.await,
+    }
+}
+
+/// By when the invocation's work is to be done: no retry waits past it, a log still
+/// being archived ends there. `None` outside [`within_deadline`].
+#[must_use]
+pub fn work_deadline() -> Option<Instant> {
+    INVOCATION.try_with(|b| b.until).ok()
+}
+
+/// The instant no request of the invocation may outlast: its work deadline and the
+/// grace of its last acts. `None` outside [`within_deadline`].
+#[must_use]
+pub fn request_deadline() -> Option<Instant> {
+    INVOCATION.try_with(|b| b.until + b.grace).ok()
+}
+
+/// Runs `work`, a last act of the invocation (its answer, or the hand-off of its Job),
+/// with the grace added to its work deadline: a Job handed off, or an answer sent, just
+/// as the time runs out still gets its retries, so one throttled call does not fail a
+/// task whose Job runs on.
+pub async fn last_act<T>(work: impl Future<Output = T>) -> T {
+    match INVOCATION.try_with(|b| *b) {
+        Ok(b) => {
+            let last = Bounds {
+                until: b.until + b.grace,
+                grace: Duration::ZERO,
+            };
+            INVOCATION.scope(last, work).await
+        }
+        Err(_) => work.await,
     }
 }

@@ -31,11 +31,6 @@ where
     crate::task::retry::retry("the Step Functions call", policy, may_pass, |_| None, call).await
 }
 
-/// The answer is a last act: its retries may use half the margin kept for it.
-async fn last_act<T>(deps: &Deps, work: impl std::future::Future<Output = T>) -> T {
-    crate::task::retry::last_act(deps.settings.lambda_margin / 2, work).await
-}
-
 /// Sends the task's heartbeat, tried again as every callback is. `Err(code)` when Step
 /// Functions says the task is gone (`TaskTimedOut`, `TaskDoesNotExist`,
 /// `InvalidToken`); any other failure is logged and passes (the next heartbeat makes up
@@ -155,11 +150,12 @@ pub async fn send_answer(
 ) -> Result<Value, TaskError> {
     let (sent, report) = match &answer {
         Ok(result) => (
-            last_act(deps, with_retries(|| deps.callback.succeed(token, result))).await,
+            crate::ports::clock::last_act(with_retries(|| deps.callback.succeed(token, result)))
+                .await,
             json!({ "answered": "SendTaskSuccess", "bytes": serialized_len(result) }),
         ),
         Err(e) => (
-            last_act(deps, with_retries(|| deps.callback.fail(token, e))).await,
+            crate::ports::clock::last_act(with_retries(|| deps.callback.fail(token, e))).await,
             json!({ "answered": "SendTaskFailure", "error": e.name }),
         ),
     };

@@ -31,6 +31,23 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// Runs `work`, an invocation with the Lambda `deadline`, within its bounds
+    /// ([`clock::within_deadline`](crate::ports::clock::within_deadline)): its work done
+    /// by the deadline less the margin (`LAMBDA_TIME_MARGIN_SECONDS`), its last acts
+    /// allowed half the margin more, no request past that.
+    pub async fn bounded<T>(
+        &self,
+        deadline: Option<std::time::SystemTime>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        crate::ports::clock::within_deadline(
+            self.time_left(deadline),
+            self.settings.lambda_margin / 2,
+            work,
+        )
+        .await
+    }
+
     /// How long an invocation may still work: until its deadline less the margin
     /// (unbounded without a deadline).
     #[must_use]
@@ -44,7 +61,7 @@ impl Deps {
 
     /// Hands a poll to the poller, trying again (four tries in all, pausing 0.2 s, then
     /// twice as long each time) while the scheduler is busy: a last act, its retries
-    /// allowed into half the margin ([`retry::last_act`](crate::task::retry::last_act)).
+    /// allowed into half the margin ([`clock::last_act`](crate::ports::clock::last_act)).
     ///
     /// # Errors
     /// What the last try failed with ([`HandOffError::NoPoller`] when this deployment
@@ -58,16 +75,13 @@ impl Deps {
             tries: 4,
             first_pause: std::time::Duration::from_millis(200),
         };
-        crate::task::retry::last_act(
-            self.settings.lambda_margin / 2,
-            crate::task::retry::retry(
-                "handing off the poll",
-                policy,
-                busy,
-                |_| None,
-                || self.handoff.hand_off(poll),
-            ),
-        )
+        crate::ports::clock::last_act(crate::task::retry::retry(
+            "handing off the poll",
+            policy,
+            busy,
+            |_| None,
+            || self.handoff.hand_off(poll),
+        ))
         .await
     }
 }

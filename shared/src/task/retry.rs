@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::contract::error::{names, TaskError};
+use crate::ports::clock;
 
 /// Tries per operation.
 pub const TRIES: u32 = 3;
@@ -71,54 +72,16 @@ impl Default for Policy {
     }
 }
 
-tokio::task_local! {
-    /// The instant after which no retry of this invocation waits: its Lambda deadline
-    /// less the margin kept for the answer ([`within`]).
-    static RETRY_DEADLINE: tokio::time::Instant;
-}
-
-/// Runs `work` with its retries bounded by `time_left` (the invocation's time less the
-/// margin for its answer): a retry whose pause would end past it is not made, and the
-/// failure goes to the caller at once, so that the invocation answers, hands off or
-/// fails by name before Lambda ends it.
-pub async fn within<T>(time_left: Duration, work: impl Future<Output = T>) -> T {
-    match tokio::time::Instant::now().checked_add(time_left) {
-        Some(until) => RETRY_DEADLINE.scope(until, work).await,
-        None => work.await,
-    }
-}
-
-/// Runs `work`, an invocation's last act (its answer, or the hand-off of its Job), with
-/// its retries allowed `grace` into the margin kept for it (half the margin, by the
-/// callers): a Job handed off, or an answer sent, just as the deadline comes still gets
-/// its tries, so one throttled call does not fail a task whose Job runs on.
-pub async fn last_act<T>(grace: Duration, work: impl Future<Output = T>) -> T {
-    match RETRY_DEADLINE.try_with(|until| *until) {
-        Ok(until) => RETRY_DEADLINE.scope(until + grace, work).await,
-        Err(_) => work.await,
-    }
-}
-
-/// The instant by which this invocation's work must be done, keeping the margin for its
-/// answer ([`within`]); `None` outside it. Work that may take longer than the
-/// invocation has (a whole log archived) stops there.
-#[must_use]
-pub fn deadline() -> Option<tokio::time::Instant> {
-    RETRY_DEADLINE.try_with(|until| *until).ok()
-}
-
-/// Whether a pause of `wait` from now still ends before the invocation's retry
-/// deadline (always, outside [`within`]).
+/// Whether a pause of `wait` from now still ends before the invocation's work deadline
+/// ([`clock::work_deadline`]; always, outside an invocation's bounds).
 fn may_wait(wait: Duration) -> bool {
-    RETRY_DEADLINE
-        .try_with(|until| tokio::time::Instant::now() + wait < *until)
-        .unwrap_or(true)
+    clock::work_deadline().is_none_or(|until| tokio::time::Instant::now() + wait < until)
 }
 
 /// The one retry policy: runs `attempt` at most `policy.tries` times while it fails in
 /// a way `may_pass` says time can mend, pausing `policy.first_pause`, then twice as long
 /// each time (or as long as the failure asks, `asked`, at most ten seconds), and never
-/// past the invocation's deadline ([`within`]).
+/// past the invocation's work deadline ([`clock::work_deadline`]).
 ///
 /// # Errors
 /// The last failure.
@@ -231,14 +194,15 @@ mod tests {
     async fn no_retry_waits_past_the_invocations_deadline() {
         let mut calls = 0;
         let started = tokio::time::Instant::now();
-        let got: Result<u32, TaskError> = within(Duration::from_millis(1200), async {
-            transient("x", || {
-                calls += 1;
-                async { Err(TaskError::message("EKS.503", "busy")) }
+        let got: Result<u32, TaskError> =
+            clock::within_deadline(Duration::from_millis(1200), Duration::ZERO, async {
+                transient("x", || {
+                    calls += 1;
+                    async { Err(TaskError::message("EKS.503", "busy")) }
+                })
+                .await
             })
-            .await
-        })
-        .await;
+            .await;
         // Tries at 0 and 0.5 s; the next pause (1 s) would end at 1.5 s, past 1.2 s.
         assert_eq!(
             (got.err().map(|e| e.name), calls),
@@ -273,10 +237,12 @@ mod tests {
                 first_pause: Duration::from_millis(10),
             };
             let work = retry("the last act", policy, |_| true, |_| None, attempt);
-            let result = within(Duration::ZERO, async {
-                match grace {
-                    Some(g) => last_act(g, work).await,
-                    None => work.await,
+            let grace = grace.unwrap_or_default();
+            let result = clock::within_deadline(Duration::ZERO, grace, async {
+                if grace.is_zero() {
+                    work.await
+                } else {
+                    clock::last_act(work).await
                 }
             })
             .await;

@@ -21,7 +21,7 @@ const PARALLEL: usize = 2;
 /// Streams every container's whole log (the targets the log options select) into
 /// the archive. A container that fails gets `{error, cause}` instead; the others go on.
 /// The archive never outlasts the invocation: at its deadline
-/// ([`retry::deadline`](crate::task::retry::deadline)) every log still streaming is
+/// ([`clock::work_deadline`](crate::ports::clock::work_deadline)) every log still streaming is
 /// ended there, its object kept with what was read, and marked `"complete": false` with
 /// the reason, so the answer is still sent in the margin kept for it.
 pub async fn archive_logs(
@@ -80,7 +80,7 @@ async fn archive_one(
     let cut = Arc::new(AtomicBool::new(false));
     let body = until_deadline(
         body.map(|chunk| chunk.map_err(TaskError::from)).boxed(),
-        crate::task::retry::deadline(),
+        crate::ports::clock::work_deadline(),
         cut.clone(),
     );
     let bytes = archive.put(&location.bucket, key, body).await?;
@@ -118,11 +118,15 @@ mod tests {
             .chain(futures::stream::pending())
             .boxed();
         let cut = Arc::new(AtomicBool::new(false));
-        let took = crate::task::retry::within(std::time::Duration::from_millis(200), async {
-            until_deadline(endless, crate::task::retry::deadline(), cut.clone())
-                .collect::<Vec<_>>()
-                .await
-        })
+        let took = crate::ports::clock::within_deadline(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::ZERO,
+            async {
+                until_deadline(endless, crate::ports::clock::work_deadline(), cut.clone())
+                    .collect::<Vec<_>>()
+                    .await
+            },
+        )
         .await;
         assert_eq!(took.len(), 1);
         assert!(cut.load(Ordering::SeqCst), "marked as cut");
@@ -130,11 +134,15 @@ mod tests {
         // A log that ends before the deadline is whole and not marked.
         let short = futures::stream::iter([Ok(Bytes::from_static(b"all\n"))]).boxed();
         let cut = Arc::new(AtomicBool::new(false));
-        let took = crate::task::retry::within(std::time::Duration::from_secs(60), async {
-            until_deadline(short, crate::task::retry::deadline(), cut.clone())
-                .collect::<Vec<_>>()
-                .await
-        })
+        let took = crate::ports::clock::within_deadline(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::ZERO,
+            async {
+                until_deadline(short, crate::ports::clock::work_deadline(), cut.clone())
+                    .collect::<Vec<_>>()
+                    .await
+            },
+        )
         .await;
         assert_eq!(took.len(), 1);
         assert!(!cut.load(Ordering::SeqCst), "whole");
