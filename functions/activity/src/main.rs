@@ -14,7 +14,11 @@ async fn main() -> Result<(), Error> {
     let (deps, source, worker) = (&deps, &source, worker.as_str());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = Some(event.context.deadline());
-        worker::task::activity::handle(source, deps, worker, deadline)
+        // Retries and requests never run past the deadline less the margin kept for the answer.
+        deps.bounded(
+            deadline,
+            worker::task::activity::handle(source, deps, worker, deadline),
+        )
     }))
     .await
 }

@@ -38,6 +38,11 @@ impl SchedulerHandOff {
         let client = aws_sdk_scheduler::Client::from_conf(
             aws_sdk_scheduler::config::Builder::from(config)
                 .retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled())
+                .timeout_config(
+                    aws_sdk_scheduler::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(crate::adapters::step_functions::CALL_TIMEOUT)
+                        .build(),
+                )
                 .build(),
         );
         Self::from_client(client, settings, clock)

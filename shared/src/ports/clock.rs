@@ -1,8 +1,8 @@
-//! The clock port: token expiry, the inline window and every deadline read the time
+//! The clock port: token expiry, the inline window and the stuck checks read the time
 //! through [`Clock`], so tests can move time without sleeping; and the bounds of the
-//! invocation being served ([`within_deadline`]), which retries, requests and the log
-//! archive read so that an invocation answers, hands off or fails by name before Lambda
-//! ends it.
+//! invocation being served ([`within_deadline`], on tokio's monotonic clock), which
+//! retries, requests and the log archive read so that an invocation answers, hands off
+//! or fails by name before Lambda ends it.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -33,6 +33,8 @@ struct Bounds {
     until: Instant,
     /// How far past `until` its last acts (the answer, the hand-off) may still go.
     grace: Duration,
+    /// Whether this is a last act already ([`last_act`] does not extend twice).
+    last: bool,
 }
 
 tokio::task_local! {
@@ -48,7 +50,14 @@ pub async fn within_deadline<T>(
     work: impl Future<Output = T>,
 ) -> T {
     match Instant::now().checked_add(time_left) {
-        Some(until) => INVOCATION.scope(Bounds { until, grace }, work).await,
+        Some(until) => {
+            let bounds = Bounds {
+                until,
+                grace,
+                last: false,
+            };
+            INVOCATION.scope(bounds, work).await
+        }
         None => work.await,
     }
 }
@@ -67,19 +76,50 @@ pub fn request_deadline() -> Option<Instant> {
     INVOCATION.try_with(|b| b.until + b.grace).ok()
 }
 
-/// Runs `work`, a last act of the invocation (its answer, or the hand-off of its Job),
-/// with the grace added to its work deadline: a Job handed off, or an answer sent, just
-/// as the time runs out still gets its retries, so one throttled call does not fail a
-/// task whose Job runs on.
+/// Runs `work`, a last act of the invocation (its answer and what follows it, or the
+/// hand-off of its Job), with the grace added to its work deadline: a Job handed off,
+/// or an answer sent, just as the time runs out still gets its retries, so one
+/// throttled call does not fail a task whose Job runs on; its requests (the Job marked
+/// answered, cleaned up) may run half a grace more. Once only: a last act within a last
+/// act runs as it is.
 pub async fn last_act<T>(work: impl Future<Output = T>) -> T {
     match INVOCATION.try_with(|b| *b) {
-        Ok(b) => {
+        Ok(b) if !b.last => {
             let last = Bounds {
                 until: b.until + b.grace,
-                grace: Duration::ZERO,
+                grace: b.grace / 2,
+                last: true,
             };
             INVOCATION.scope(last, work).await
         }
-        Err(_) => work.await,
+        _ => work.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_last_act_extends_the_bounds_once() {
+        let secs = Duration::from_secs;
+        within_deadline(secs(10), secs(4), async {
+            let work = work_deadline().unwrap_or_else(|| panic!("bounded"));
+            let request = request_deadline().unwrap_or_else(|| panic!("bounded"));
+            assert_eq!(request - work, secs(4));
+            last_act(async {
+                let last_work = work_deadline().unwrap_or_else(|| panic!("bounded"));
+                let last_request = request_deadline().unwrap_or_else(|| panic!("bounded"));
+                assert_eq!(last_work - work, secs(4), "retries: the grace");
+                assert_eq!(last_request - work, secs(6), "requests: half a grace more");
+                last_act(async {
+                    assert_eq!(work_deadline(), Some(last_work), "not extended twice");
+                })
+                .await;
+            })
+            .await;
+        })
+        .await;
+        assert_eq!(work_deadline(), None, "unbounded outside an invocation");
     }
 }

@@ -236,18 +236,23 @@ impl AnswerTurn {
         facts: EndFacts,
         at: &JobPlace,
     ) -> Result<Value, TaskError> {
-        let clean_up = facts.clean_up;
-        let report = send_job_answer(deps, token, answer, facts, at).await;
-        self.renewal.abort();
-        if report.is_ok() {
-            job::answered(self.kube.as_ref(), &self.job, &self.me).await;
-            if clean_up {
-                if let Err(e) = job::delete(self.kube.as_ref(), &self.job).await {
-                    tracing::warn!(job = self.job.name, namespace = self.job.namespace, error = %e, "could not clean up the finished job");
+        // The answer and its bookkeeping are the invocation's last act: they may use the
+        // grace kept for it.
+        crate::ports::clock::last_act(async {
+            let clean_up = facts.clean_up;
+            let report = send_job_answer(deps, token, answer, facts, at).await;
+            self.renewal.abort();
+            if report.is_ok() {
+                job::answered(self.kube.as_ref(), &self.job, &self.me).await;
+                if clean_up {
+                    if let Err(e) = job::delete(self.kube.as_ref(), &self.job).await {
+                        tracing::warn!(job = self.job.name, namespace = self.job.namespace, error = %e, "could not clean up the finished job");
+                    }
                 }
             }
-        }
-        report
+            report
+        })
+        .await
     }
 }
 

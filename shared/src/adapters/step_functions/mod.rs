@@ -11,6 +11,11 @@ use crate::contract::budget::{fit_value_chars, serialized_len, RESULT_BUDGET};
 use crate::contract::error::{error_chain, TaskError};
 use crate::ports::callback::{CallbackError, TaskCallback};
 
+/// The longest one callback or hand-off call may take (the answer, a heartbeat, a
+/// schedule): well within the half margin its last act has
+/// (`LAMBDA_TIME_MARGIN_SECONDS`), so a call that hangs still ends before Lambda does.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// [`TaskCallback`] over the Step Functions API.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
@@ -21,12 +26,17 @@ impl StepFunctions {
     /// Step Functions through the SDK configuration loaded at cold start, without the
     /// SDK's own retry: the worker's ([`crate::task::answer`]) is the one policy, bounded
     /// by the invocation's deadline; the SDK's would try each of its tries three times
-    /// more, unseen and unbounded.
+    /// more, unseen and unbounded. Each call ends after [`CALL_TIMEOUT`].
     #[must_use]
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self::from_client(aws_sdk_sfn::Client::from_conf(
             aws_sdk_sfn::config::Builder::from(config)
                 .retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled())
+                .timeout_config(
+                    aws_sdk_sfn::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(CALL_TIMEOUT)
+                        .build(),
+                )
                 .build(),
         ))
     }
