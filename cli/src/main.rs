@@ -4,6 +4,9 @@
 //!   bearer token the worker sends, as an `ExecCredential` like `aws eks get-token`
 //!   (so kubectl can use it as an exec credential plugin), in the version kubectl asks
 //!   for in `KUBERNETES_EXEC_INFO` (`v1beta1` when it says none).
+//! - `eks-task-worker kubeconfig --cluster NAME [--region R] [--role-arn ARN]
+//!   [--output FILE]` writes a kubeconfig for the cluster (its endpoint and CA from
+//!   `DescribeCluster`) that uses this program's `token` as its exec credential plugin.
 //! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
 //!   the same code the Lambda runs, and prints its result.
 //! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
@@ -20,13 +23,16 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use worker::adapters::credentials::AwsCredentials;
+use worker::adapters::eks_directory::EksDirectory;
 use worker::adapters::token::{BearerTokens, CREDENTIALS_MARGIN, RENEW_AFTER, TOKEN_LIFETIME};
 use worker::config::Settings;
 use worker::ports::clock::{Clock, SystemClock};
+use worker::ports::cluster::ClusterDirectory;
 use worker::task::deps::Deps;
 
 const USAGE: &str = "usage:
   eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
+  eks-task-worker kubeconfig --cluster NAME [--region REGION] [--role-arn ARN] [--output FILE]
   eks-task-worker invoke run-job|call --payload FILE
   eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]
   eks-task-worker migrate --run-job-function F --call-function F --cluster-ops-function F [FILE]";
@@ -92,6 +98,58 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
         "status": { "expirationTimestamp": format!("{}Z", worker::contract::time::utc_seconds(expires)), "token": t.token },
     });
     print_out(&out.to_string());
+    Ok(())
+}
+
+/// A kubeconfig for `--cluster` (its endpoint and CA as `DescribeCluster` gives them, as
+/// `--role-arn` when given) whose user runs this program's `token` as an exec
+/// credential plugin, so kubectl sends the very tokens the worker sends. Written to
+/// `--output`, or printed (JSON, which kubeconfig readers take as YAML).
+async fn kubeconfig(args: &[String]) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
+    let sdk = aws_config::load_from_env().await;
+    let region = flag(args, "--region")
+        .or_else(|| sdk.region().map(ToString::to_string))
+        .context("no region: pass --region or set AWS_REGION")?;
+    let role = flag(args, "--role-arn");
+    let directory = EksDirectory::new(&sdk, Arc::new(AwsCredentials::new(&sdk)?));
+    let access = directory
+        .describe(&cluster, Some(&region), role.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.name, e.cause_string()))?;
+    let program = std::env::current_exe().context("the path of this program")?;
+    let mut token_args = vec!["token", "--cluster", &cluster, "--region", &region];
+    if let Some(role) = &role {
+        token_args.extend(["--role-arn", role.as_str()]);
+    }
+    let user = format!("eks-task-worker@{cluster}");
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": cluster, "cluster": {
+            "server": access.endpoint.as_str().trim_end_matches('/'),
+            "certificate-authority-data":
+                base64::engine::general_purpose::STANDARD.encode(&access.certificate_authority),
+        } }],
+        "users": [{ "name": user, "user": { "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": program.to_string_lossy(),
+            "args": token_args,
+            "interactiveMode": "Never",
+        } } }],
+        "contexts": [{ "name": cluster, "context": { "cluster": cluster, "user": user } }],
+        "current-context": cluster,
+    });
+    let text = serde_json::to_string_pretty(&config)?;
+    match flag(args, "--output") {
+        Some(path) => {
+            std::fs::write(&path, format!("{text}\n"))
+                .with_context(|| format!("writing {path}"))?;
+            eprintln!("eks-task-worker: wrote {path} (context {cluster})");
+        }
+        None => print_out(&text),
+    }
     Ok(())
 }
 
@@ -216,6 +274,7 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("token") => token(&args[1..]).await.map(|()| true),
+        Some("kubeconfig") => kubeconfig(&args[1..]).await.map(|()| true),
         Some("invoke") => invoke(&args[1..]).await,
         Some("bootstrap") => bootstrap(&args[1..]).await.map(|()| true),
         Some("migrate") => migrate(&args[1..]).map(|()| true),
