@@ -75,12 +75,19 @@ fn exec_api_version(info: Option<&str>) -> anyhow::Result<&'static str> {
         })
 }
 
-async fn token(args: &[String]) -> anyhow::Result<()> {
+/// `--cluster` (required), the SDK configuration from the environment, and the region
+/// (`--region`, else the configuration's).
+async fn cluster_args(args: &[String]) -> anyhow::Result<(String, aws_config::SdkConfig, String)> {
     let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
     let sdk = aws_config::load_from_env().await;
     let region = flag(args, "--region")
         .or_else(|| sdk.region().map(ToString::to_string))
         .context("no region: pass --region or set AWS_REGION")?;
+    Ok((cluster, sdk, region))
+}
+
+async fn token(args: &[String]) -> anyhow::Result<()> {
+    let (cluster, sdk, region) = cluster_args(args).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tokens = BearerTokens::new(Arc::new(AwsCredentials::new(&sdk)?), clock, RENEW_AFTER);
     let t = tokens
@@ -107,11 +114,7 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
 /// `--output`, or printed (JSON, which kubeconfig readers take as YAML).
 async fn kubeconfig(args: &[String]) -> anyhow::Result<()> {
     use base64::Engine as _;
-    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
-    let sdk = aws_config::load_from_env().await;
-    let region = flag(args, "--region")
-        .or_else(|| sdk.region().map(ToString::to_string))
-        .context("no region: pass --region or set AWS_REGION")?;
+    let (cluster, sdk, region) = cluster_args(args).await?;
     let role = flag(args, "--role-arn");
     let directory = EksDirectory::new(&sdk, Arc::new(AwsCredentials::new(&sdk)?));
     let access = directory

@@ -1091,3 +1091,100 @@ mod create_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod pods_tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use serde_json::{json, Value};
+
+    use super::{pods, JobId, MAX_PODS, PODS_PAGE};
+    use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
+    use crate::testing::answer;
+
+    /// A Job with `total` pods, listed as the API server lists them: at most the
+    /// request's `limit` a page, a `continue` token while more remain. Every list's
+    /// query is recorded.
+    struct PagedPods {
+        total: usize,
+        asked: Mutex<Vec<Vec<(String, String)>>>,
+    }
+
+    #[async_trait]
+    impl KubeApi for PagedPods {
+        async fn send(
+            &self,
+            request: KubeRequest,
+            _: Option<usize>,
+        ) -> Result<KubeResponse, TransportError> {
+            let q = |k: &str| {
+                request
+                    .query
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+            };
+            let (limit, from) = (q("limit").unwrap_or(usize::MAX), q("continue").unwrap_or(0));
+            if let Ok(mut asked) = self.asked.lock() {
+                asked.push(request.query.clone());
+            }
+            let to = from.saturating_add(limit).min(self.total);
+            let items: Vec<Value> = (from..to)
+                .rev()
+                .map(|i| json!({ "metadata": { "name": format!("pod-{i:05}") } }))
+                .collect();
+            let mut list = json!({ "kind": "PodList", "metadata": {}, "items": items });
+            if to < self.total {
+                list["metadata"]["continue"] = json!(to.to_string());
+            }
+            Ok(answer(200, &list))
+        }
+
+        async fn watch(
+            &self,
+            _: KubeRequest,
+        ) -> Result<
+            Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+            TransportError,
+        > {
+            Ok(Err(answer(405, &json!({}))))
+        }
+    }
+
+    fn job() -> JobId {
+        JobId {
+            namespace: "n".into(),
+            name: "j".into(),
+            uid: "u".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pods_of_a_job_are_read_in_pages_up_to_the_cap() {
+        // 250 pods: three pages of at most 100, all read, sorted by name.
+        let some = PagedPods {
+            total: 250,
+            asked: Mutex::new(Vec::new()),
+        };
+        let got = pods(&some, &job()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.len(), 250);
+        assert_eq!(got[0]["metadata"]["name"], "pod-00000");
+        assert_eq!(got[249]["metadata"]["name"], "pod-00249");
+        let asked = some.asked.lock().map(|a| a.clone()).unwrap_or_default();
+        assert_eq!(asked.len(), 3);
+        assert!(asked
+            .iter()
+            .all(|q| q.contains(&("limit".into(), PODS_PAGE.to_string()))));
+        // A Job with 20,000 pods: never more than MAX_PODS read, in as many pages.
+        let many = PagedPods {
+            total: 20_000,
+            asked: Mutex::new(Vec::new()),
+        };
+        let got = pods(&many, &job()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.len(), MAX_PODS);
+        let lists = many.asked.lock().map(|a| a.len()).unwrap_or_default();
+        assert_eq!(lists, MAX_PODS / PODS_PAGE);
+    }
+}
