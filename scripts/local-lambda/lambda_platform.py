@@ -198,7 +198,8 @@ class Function:
         kills the process that takes the function's next invocation after so many
         seconds (SIGKILL); `twice` delivers its next invocation twice at once; `timeout`
         gives its next invocation that many seconds in place of the function's Timeout
-        (its deadline, and the kill at it), as if it were deployed with that setting: a
+        (its deadline, and the kill at it; never more than the Timeout), as if it were
+        deployed with that setting: a
         cell that needs an invocation short of time gets one without shortening every
         other. One use.
         Returns the seconds (or True) when it applies."""
@@ -279,7 +280,8 @@ class Function:
                     except queue.Empty:
                         continue
                 slot.current = inv
-                timeout = int(fn.chaos("timeout") or fn.timeout)
+                # The switch may only shorten the template's Timeout, never lengthen it.
+                timeout = min(int(fn.chaos("timeout") or fn.timeout), fn.timeout)
                 inv.deadline_ms = int((time.time() + timeout) * 1000)
                 timer = threading.Timer(timeout, fn.expire, (slot, inv, timeout))
                 timer.daemon = True
