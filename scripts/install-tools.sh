@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the checking and packaging tools, cached under $EKS_TW_CACHE:
-# aws-sam-cli and cfn-lint (a virtualenv), asl-validator (npm). With --package also
+# aws-sam-cli and cfn-lint (a virtualenv), asl-validator and jsonata (npm). With --package also
 # cargo-lambda and ziglang (cross-compiling the arm64 bootstrap binaries).
 # Idempotent: reinstalls only when the pinned versions change.
 set -euo pipefail
@@ -9,6 +9,7 @@ CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
 VENV="$CACHE/tools-venv"
 NPM_DIR="$CACHE/npm-tools"
 ASL_VALIDATOR_VERSION=4.0.0
+JSONATA_VERSION=2.2.2
 say() { printf '[install-tools %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
 want=$(sha256sum "$HERE/requirements-tools.txt" | cut -d' ' -f1)
@@ -20,10 +21,11 @@ if [ ! -x "$VENV/bin/sam" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null
   "$VENV/bin/pip" install -q -r "$HERE/requirements-tools.txt"
   echo "$want" > "$VENV/.requirements.sha256"
 fi
-if [ ! -x "$NPM_DIR/node_modules/.bin/asl-validator" ] || ! grep -q "\"version\": \"$ASL_VALIDATOR_VERSION\"" "$NPM_DIR/node_modules/asl-validator/package.json" 2>/dev/null; then
-  say "installing asl-validator@$ASL_VALIDATOR_VERSION into $NPM_DIR"
+if [ ! -x "$NPM_DIR/node_modules/.bin/asl-validator" ] || ! grep -q "\"version\": \"$ASL_VALIDATOR_VERSION\"" "$NPM_DIR/node_modules/asl-validator/package.json" 2>/dev/null \
+  || ! grep -q "\"jsonata\": \"$JSONATA_VERSION\"" "$NPM_DIR/package.json" 2>/dev/null; then
+  say "installing asl-validator@$ASL_VALIDATOR_VERSION and jsonata@$JSONATA_VERSION into $NPM_DIR"
   mkdir -p "$NPM_DIR"
-  npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" "asl-validator@$ASL_VALIDATOR_VERSION" >/dev/null
+  npm install --silent --no-audit --no-fund --save-exact --prefix "$NPM_DIR" "asl-validator@$ASL_VALIDATOR_VERSION" "jsonata@$JSONATA_VERSION" >/dev/null
 fi
 if [ "${1:-}" = "--package" ] && [ ! -x "$VENV/bin/cargo-lambda" ]; then
   say "installing cargo-lambda and ziglang into $VENV"

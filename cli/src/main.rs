@@ -14,7 +14,12 @@
 //!   entry (or `aws-auth` mapping), the namespace, a least-privilege Role and binding.
 //! - `eks-task-worker migrate --run-job-function F --call-function F
 //!   --cluster-ops-function F [FILE]` prints a state machine definition (FILE or stdin)
-//!   with every native EKS state moved onto the worker by the README's recipe.
+//!   with every native EKS state moved onto the worker by the README's recipe; it
+//!   refuses (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` the
+//!   worker's heartbeats cannot meet with the settings in the environment.
+//! - `eks-task-worker check [--function F]... [FILE]` checks every
+//!   `lambda:invoke.waitForTaskToken` state of a definition that invokes a function F
+//!   (every one when none is named) the same way; it exits 1 when one fails.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,7 +40,8 @@ const USAGE: &str = "usage:
   eks-task-worker kubeconfig --cluster NAME [--region REGION] [--role-arn ARN] [--output FILE]
   eks-task-worker invoke run-job|call --payload FILE
   eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]
-  eks-task-worker migrate --run-job-function F --call-function F --cluster-ops-function F [FILE]";
+  eks-task-worker migrate --run-job-function F --call-function F --cluster-ops-function F [FILE]
+  eks-task-worker check [--function F]... [FILE]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -246,6 +252,35 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Prints `FILE` (or stdin) migrated; says on stderr how many states moved.
+/// The state machine definition named by the positional FILE argument, else stdin.
+fn read_definition(args: &[String]) -> anyhow::Result<Value> {
+    let file = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
+        .map(|(_, a)| a.clone());
+    let text = match &file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
+    };
+    serde_json::from_str(&text).context("the definition is not JSON")
+}
+
+/// The states of `definition` that invoke a function `is_worker` names with a
+/// `HeartbeatSeconds` the worker's heartbeats (with this environment's settings) cannot
+/// be relied on to meet, one line each.
+fn short_heartbeats(
+    definition: &Value,
+    is_worker: impl FnMut(&str) -> bool,
+) -> anyhow::Result<Vec<String>> {
+    use worker::task::cadence::{short_heartbeats, Cadence};
+    let cadence = Cadence::of(&Settings::from_env()?);
+    Ok(short_heartbeats(definition, &cadence, is_worker)?
+        .into_iter()
+        .map(|(state, e)| format!("{state}: {e}"))
+        .collect())
+}
+
 fn migrate(args: &[String]) -> anyhow::Result<()> {
     use worker::contract::migration::{migrate, Functions};
     let function = |name: &str| {
@@ -256,20 +291,44 @@ fn migrate(args: &[String]) -> anyhow::Result<()> {
         call: function("--call-function")?,
         cluster_ops: function("--cluster-ops-function")?,
     };
-    let file = args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
-        .map(|(_, a)| a.clone());
-    let text = match &file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
-        None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
-    };
-    let definition: Value = serde_json::from_str(&text).context("the definition is not JSON")?;
+    let definition = read_definition(args)?;
     let (migrated, moved) = migrate(&definition, &functions)?;
+    let ours = [&functions.run_job, &functions.call, &functions.cluster_ops];
+    let short = short_heartbeats(&migrated, |f| ours.iter().any(|o| o.as_str() == f))?;
+    if !short.is_empty() {
+        bail!("HeartbeatTooShort: nothing printed\n{}", short.join("\n"));
+    }
     print_out(&serde_json::to_string_pretty(&migrated)?);
     eprintln!("eks-task-worker: {moved} native EKS state(s) moved onto the worker");
     Ok(())
+}
+
+/// `check [--function F]... [FILE]`: every worker task's `HeartbeatSeconds` against
+/// the heartbeat cadence of the settings in the environment. `Ok(false)` when one fails.
+fn check(args: &[String]) -> anyhow::Result<bool> {
+    let named: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--function")
+        .map(|w| w[1].clone())
+        .collect();
+    let definition = read_definition(args)?;
+    let mut checked = 0;
+    let short = short_heartbeats(&definition, |f| {
+        let worker = named.is_empty()
+            || named
+                .iter()
+                .any(|n| f == n || f.ends_with(&format!(":{n}")));
+        checked += usize::from(worker);
+        worker
+    })?;
+    for line in &short {
+        eprintln!("eks-task-worker: HeartbeatTooShort: {line}");
+    }
+    eprintln!(
+        "eks-task-worker: {checked} worker task(s) with a HeartbeatSeconds checked, {} too short",
+        short.len()
+    );
+    Ok(short.is_empty())
 }
 
 #[tokio::main]
@@ -281,6 +340,7 @@ async fn main() -> ExitCode {
         Some("invoke") => invoke(&args[1..]).await,
         Some("bootstrap") => bootstrap(&args[1..]).await.map(|()| true),
         Some("migrate") => migrate(&args[1..]).map(|()| true),
+        Some("check") => check(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -318,5 +378,33 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("v2"))
         );
         assert!(exec_api_version(Some("not json")).is_err());
+    }
+
+    /// The shipped examples' `HeartbeatSeconds` are met by the worker's heartbeats with
+    /// the template's default settings, on every task (each example has some).
+    #[test]
+    fn the_examples_heartbeats_are_met_with_the_default_settings() {
+        use worker::config::Settings;
+        use worker::task::cadence::{short_heartbeats, Cadence};
+        let cadence =
+            Cadence::of(&Settings::from_lookup(|_| None).unwrap_or_else(|e| unreachable!("{e}")));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachines");
+        let mut examples = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| unreachable!("{e}")) {
+            let path = entry.unwrap_or_else(|e| unreachable!("{e}")).path();
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| unreachable!("{e}"));
+            let definition: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| unreachable!("{e}"));
+            let mut checked = 0;
+            let short = short_heartbeats(&definition, &cadence, |_| {
+                checked += 1;
+                true
+            })
+            .unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(short.is_empty(), "{}: {short:?}", path.display());
+            assert!(checked > 0, "{}: no task checked", path.display());
+            examples += 1;
+        }
+        assert!(examples >= 4, "{examples} examples");
     }
 }

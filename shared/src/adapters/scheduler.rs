@@ -40,7 +40,7 @@ impl SchedulerHandOff {
                 .retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled())
                 .timeout_config(
                     aws_sdk_scheduler::config::timeout::TimeoutConfig::builder()
-                        .operation_timeout(crate::adapters::step_functions::CALL_TIMEOUT)
+                        .operation_timeout(crate::ports::callback::CALL_TIMEOUT)
                         .build(),
                 )
                 .build(),

@@ -202,9 +202,43 @@ pub fn migrate(
     functions: &Functions,
 ) -> Result<(Value, usize), MigrationError> {
     let mut out = definition.clone();
-    let language = query_language(definition, "JSONPath");
-    let moved = migrate_states(&mut out, functions, "", &language)?;
+    let mut moved = 0;
+    for at in states(definition)? {
+        let Some(state) = out.pointer_mut(&at.pointer) else {
+            continue;
+        };
+        if migrate_state(state, functions, &at.language).map_err(|message| MigrationError {
+            state: at.path.clone(),
+            message,
+        })? {
+            moved += 1;
+        }
+    }
     Ok((out, moved))
+}
+
+/// Where a state sits in a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateAt {
+    /// As `States.<name>` (nested: `States.<name>.Branches[0].States.<name>`).
+    pub path: String,
+    /// Its JSON pointer in the definition.
+    pub pointer: String,
+    /// Its query language: its own `QueryLanguage`, else its machine's (`JSONPath`).
+    pub language: String,
+}
+
+/// Every state of a definition, in `Parallel` branches and `Map` item processors too,
+/// each after the states nested in it.
+///
+/// # Errors
+/// [`MigrationError`] for a definition, branch or item processor without a `States`
+/// object.
+pub fn states(definition: &Value) -> Result<Vec<StateAt>, MigrationError> {
+    let mut found = Vec::new();
+    let language = query_language(definition, "JSONPath");
+    collect_states(definition, "", "", &language, &mut found)?;
+    Ok(found)
 }
 
 fn query_language(node: &Value, inherited: &str) -> String {
@@ -214,51 +248,49 @@ fn query_language(node: &Value, inherited: &str) -> String {
         .to_owned()
 }
 
-fn migrate_states(
-    machine: &mut Value,
-    functions: &Functions,
+fn collect_states(
+    machine: &Value,
     at: &str,
+    pointer: &str,
     language: &str,
-) -> Result<usize, MigrationError> {
-    let here = |name: &str| format!("{at}States.{name}");
+    found: &mut Vec<StateAt>,
+) -> Result<(), MigrationError> {
     let states = machine
-        .get_mut("States")
-        .and_then(Value::as_object_mut)
+        .get("States")
+        .and_then(Value::as_object)
         .ok_or_else(|| MigrationError {
             state: at.trim_end_matches('.').to_owned(),
             message: "has no States object".into(),
         })?;
-    let mut moved = 0;
-    for (name, state) in states.iter_mut() {
+    for (name, state) in states {
+        let path = format!("{at}States.{name}");
+        let here = format!(
+            "{pointer}/States/{}",
+            name.replace('~', "~0").replace('/', "~1")
+        );
         let state_language = query_language(state, language);
-        if let Some(branches) = state.get_mut("Branches").and_then(Value::as_array_mut) {
-            for (i, branch) in branches.iter_mut().enumerate() {
-                moved += migrate_states(
-                    branch,
-                    functions,
-                    &format!("{}.Branches[{i}].", here(name)),
-                    &state_language,
-                )?;
+        if let Some(branches) = state.get("Branches").and_then(Value::as_array) {
+            for (i, branch) in branches.iter().enumerate() {
+                let (at, pointer) = (
+                    format!("{path}.Branches[{i}]."),
+                    format!("{here}/Branches/{i}"),
+                );
+                collect_states(branch, &at, &pointer, &state_language, found)?;
             }
         }
         for key in ["ItemProcessor", "Iterator"] {
-            if let Some(inner) = state.get_mut(key) {
-                moved += migrate_states(
-                    inner,
-                    functions,
-                    &format!("{}.{key}.", here(name)),
-                    &state_language,
-                )?;
+            if let Some(inner) = state.get(key) {
+                let (at, pointer) = (format!("{path}.{key}."), format!("{here}/{key}"));
+                collect_states(inner, &at, &pointer, &state_language, found)?;
             }
         }
-        if migrate_state(state, functions, &state_language).map_err(|message| MigrationError {
-            state: here(name),
-            message,
-        })? {
-            moved += 1;
-        }
+        found.push(StateAt {
+            path,
+            pointer: here,
+            language: state_language,
+        });
     }
-    Ok(moved)
+    Ok(())
 }
 
 /// Migrates one state in place when its `Resource` is a native EKS resource; says

@@ -5,6 +5,12 @@ use serde_json::Value;
 
 use crate::contract::error::{names, TaskError};
 
+/// The longest one callback or hand-off call may take (the answer, a heartbeat, a
+/// schedule): well within the half margin its last act has
+/// (`LAMBDA_TIME_MARGIN_SECONDS`), so a call that hangs still ends before Lambda does.
+/// The adapters bound every call by it.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Errors answering a task.
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {

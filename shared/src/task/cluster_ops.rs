@@ -17,13 +17,11 @@ use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::task::answer::{deliver, heartbeat, send_answer};
+use crate::task::cadence::CLUSTER_FOLLOW_INLINE;
 use crate::task::cluster_access::{ask_for_access_entries, grant};
 use crate::task::deps::Deps;
 use crate::task::force_delete::{advance_force_delete, Stage};
 use crate::task::retry::is_transient;
-
-/// How long an invocation follows an operation before handing it to the poller.
-const INLINE_FOLLOW: Duration = Duration::from_secs(20);
 
 /// How a resource is named in messages: `cluster c`, `nodegroup c/n`, `Fargate profile c/f`.
 fn describe_name(operation: Operation, cluster: &str, resource: Option<&str>) -> String {
@@ -170,14 +168,14 @@ pub async fn check(
     }
 }
 
-/// Follows the operation for up to [`INLINE_FOLLOW`] (never past the deadline).
+/// Follows the operation for up to [`CLUSTER_FOLLOW_INLINE`] (never past the deadline).
 async fn follow(
     eks: &dyn EksApi,
     poll: &ClusterPoll,
     deps: &Deps,
     deadline: Option<SystemTime>,
 ) -> Result<Stage, TaskError> {
-    let mut until = deps.clock.now() + INLINE_FOLLOW;
+    let mut until = deps.clock.now() + CLUSTER_FOLLOW_INLINE;
     if let Some(d) = deadline {
         until = until.min(d.checked_sub(deps.settings.lambda_margin).unwrap_or(until));
     }

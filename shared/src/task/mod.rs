@@ -4,13 +4,14 @@
 //! [`activity`], [`cleanup`], and [`bootstrap`] for the CLI. They never import each
 //! other, except the two dispatchers: `activity` runs `run_job` and `call`, `poller`
 //! runs `cluster_ops::poll`. The services they share ([`deps`], [`answer`], [`finish`],
-//! [`cluster_access`],
+//! [`cluster_access`], [`cadence`],
 //! [`job`], [`diagnosis`], [`logs`], [`force_delete`], [`retry`], [`telemetry`]) never
 //! import an entry module.
 
 pub mod activity;
 pub mod answer;
 pub mod bootstrap;
+pub mod cadence;
 pub mod call;
 pub mod cleanup;
 pub mod cluster_access;

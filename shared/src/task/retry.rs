@@ -17,7 +17,7 @@ pub const TRIES: u32 = 3;
 /// The first pause between tries; doubled each time.
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Whether a failure may pass with time.
 #[must_use]

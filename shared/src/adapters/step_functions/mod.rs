@@ -9,12 +9,7 @@ use serde_json::Value;
 
 use crate::contract::budget::{fit_value_chars, serialized_len, RESULT_BUDGET};
 use crate::contract::error::{error_chain, TaskError};
-use crate::ports::callback::{CallbackError, TaskCallback};
-
-/// The longest one callback or hand-off call may take (the answer, a heartbeat, a
-/// schedule): well within the half margin its last act has
-/// (`LAMBDA_TIME_MARGIN_SECONDS`), so a call that hangs still ends before Lambda does.
-pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+use crate::ports::callback::{CallbackError, TaskCallback, CALL_TIMEOUT};
 
 /// [`TaskCallback`] over the Step Functions API.
 #[derive(Debug, Clone)]
