@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package unit test demo bench fuzz local-up local-down local-reset
+.PHONY: help build lint package unit test demo bench fuzz local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,9 +33,13 @@ package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws
 unit: ## unit tests only (no local world needed)
 	$(CARGO) test --workspace --lib --bins
 
-test: lint ## everything: lint, unit tests, integration tests against the local world
+WORLD_DIR ?= $(or $(LOCAL_WORLD_DIR),.local-world)
+
+test: lint ## everything: lint, unit tests, integration tests against the local world, then each function's IAM against the AWS calls its binary made in them
 	$(CARGO) build --workspace --all-targets
+	rm -f $(WORLD_DIR)/logs/aws-calls.jsonl
 	scripts/with-world.sh $(CARGO) test --workspace
+	$(HOME)/.cache/eks-task-worker/venv/bin/python scripts/local-lambda/iam_check.py --template template.yaml --journal $(WORLD_DIR)/logs/aws-calls.jsonl
 
 bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the local world (release build; see BENCHMARKS.md)
 	$(CARGO) bench -p worker --bench budget_and_token
@@ -46,6 +50,10 @@ bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the
 FUZZ_SECONDS ?= 60
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+deploy-local: package ## sam deploy of the stack to LocalStack's CloudFormation, then its example run through the worker's binaries (README, "Deploy")
+	$(CARGO) build --bins -p run-job -p call -p poller -p cluster-ops -p activity -p cleanup
+	scripts/with-world.sh scripts/local-deploy/deploy.sh
 
 demo: ## the whole thing locally: a state machine in moto runs a Job through the worker's real binaries
 	scripts/demo.sh

@@ -407,4 +407,20 @@ mod tests {
         }
         assert!(examples >= 4, "{examples} examples");
     }
+
+    /// The Serverless Application Repository's version in template.yaml is the
+    /// workspace's.
+    #[test]
+    fn the_template_publishes_the_workspace_version() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let published: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SemanticVersion:"))
+            .map(str::trim)
+            .collect();
+        assert_eq!(published, [env!("CARGO_PKG_VERSION")]);
+    }
 }

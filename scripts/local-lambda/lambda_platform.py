@@ -29,7 +29,14 @@ As strict as Lambda where the worker meets it:
   (logs/dead-letters.jsonl beside the functions' logs), as Lambda's on-failure
   destination.
 
-Runs run-job, call, poller and cluster-ops.
+As CloudTrail would, it records every AWS request each function makes (which function,
+with whose credentials, which operation, which role it passes) in a journal
+(--aws-journal, default logs/aws-calls.jsonl in the world's folder): each function
+reaches AWS through its own relay (the fault proxy's handler, without rules), which
+sends Step Functions requests of the activity function to LocalStack (its activities)
+and everything else to the world's moto (or --aws-endpoint).
+
+Runs run-job, call, poller, cluster-ops, activity and cleanup.
 Usage: lambda_platform.py --world .local-world/world.json --bin target/debug --template template.yaml [--state FILE]
 Writes {"functions": {name: runtime API address}} to --state once every function runs.
 """
@@ -49,6 +56,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "local-world"))
+import faultproxy  # noqa: E402 - the relay's handler
+import aws_journal  # noqa: E402
 
 log = logging.getLogger("lambda-platform")
 PREFIX = "/2018-06-01/runtime"
@@ -71,12 +82,8 @@ class Invocation:
         self.unhandled = False
 
 
-def template_functions(path):
-    """Each function's settings as template.yaml gives them, by binary: its Timeout and
-    MemorySize (the function's own, else the Globals'), and the environment variables
-    whose values the template fixes: plain values, and a `!Ref` of a parameter (its
-    default). Values built from the stack's own resources (`!GetAtt`, `!Sub`, `!If`) are
-    the world's to give."""
+def load_template(path):
+    """template.yaml, its CloudFormation tags read as {"!Tag": value}."""
     class Loader(yaml.SafeLoader):
         pass
 
@@ -90,7 +97,17 @@ def template_functions(path):
         return {"!" + suffix: value}
 
     Loader.add_multi_constructor("!", tagged)
-    template = yaml.load(open(path), Loader=Loader)
+    with open(path) as f:
+        return yaml.load(f, Loader=Loader)
+
+
+def template_functions(path):
+    """Each function's settings as template.yaml gives them, by binary: its Timeout and
+    MemorySize (the function's own, else the Globals'), and the environment variables
+    whose values the template fixes: plain values, and a `!Ref` of a parameter (its
+    default). Values built from the stack's own resources (`!GetAtt`, `!Sub`, `!If`) are
+    the world's to give."""
+    template = load_template(path)
     defaults = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
     globals_ = template.get("Globals", {}).get("Function", {})
 
@@ -410,6 +427,27 @@ def dispatch(world, functions, stop):
         stop.wait(0.2)
 
 
+FUNCTIONS = ("run-job", "call", "poller", "cluster-ops", "activity", "cleanup")
+
+
+def relay(function, upstream, states_upstream, own_key, journal):
+    """The function's way to AWS: a relay on 127.0.0.1 that records each request in the
+    journal and forwards it (Step Functions to `states_upstream` when given)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    def connect(headers):
+        service, _ = aws_journal.signing_name(headers)
+        url = urlsplit(states_upstream if states_upstream and service == "states" else upstream)
+        return http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+
+    faults = faultproxy.Faults(on_call=aws_journal.recorder(function, own_key, journal))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), faultproxy.make_handler("aws", faults, connect))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--world", required=True)
@@ -422,6 +460,7 @@ def main():
     p.add_argument("--chaos-file", help="tests: \"kill <function> <seconds>\" or \"twice <function>\" (see Function.chaos)")
     p.add_argument("--aws-endpoint", help="the functions' AWS endpoint (default: the world's moto)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the functions' environment")
+    p.add_argument("--aws-journal", help="the journal of AWS calls (default: logs/aws-calls.jsonl beside --world)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     world = json.load(open(args.world))
@@ -441,12 +480,17 @@ def main():
     overrides = dict(kv.split("=", 1) for kv in args.env)
     settings = template_functions(args.template)
     report = reporter(world, os.path.join(args.logs, "dead-letters.jsonl"))
+    journal = aws_journal.Journal(args.aws_journal or os.path.join(os.path.dirname(os.path.abspath(args.world)),
+                                                                    "logs", "aws-calls.jsonl"))
     functions = {}
-    for name in ("run-job", "call", "poller", "cluster-ops"):
+    for name in FUNCTIONS:
         binary = os.path.join(args.bin, name)
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")
         fenv = {**settings[name]["env"], **env, **overrides}
+        fenv["AWS_ENDPOINT_URL"] = relay(name, fenv["AWS_ENDPOINT_URL"],
+                                         world["localstack_endpoint"] if name == "activity" else None,
+                                         fenv["AWS_ACCESS_KEY_ID"], journal)
         log.info("%s: timeout %d s, memory %d MB, %s", name, settings[name]["timeout"], settings[name]["memory"],
                  " ".join(f"{k}={v}" for k, v in sorted(fenv.items()) if not k.startswith("AWS_")))
         functions[name] = Function(name, world["functions"][name], binary, fenv, settings[name], args.concurrency,

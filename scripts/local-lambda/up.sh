@@ -18,4 +18,4 @@ setsid "$CACHE/venv/bin/python" "$HERE/lambda_platform.py" --world "$D/world.jso
 echo $! > "$D/pids/lambda.pid"
 for _ in $(seq 100); do [ -f "$D/lambda.json" ] && break; kill -0 "$(cat "$D/pids/lambda.pid")" 2>/dev/null || break; sleep 0.1; done
 [ -f "$D/lambda.json" ] || { tail -20 "$D/logs/lambda-platform.log" >&2; say "ERROR: the platform did not start" >&2; exit 1; }
-say "run-job, call, poller and cluster-ops running from $BIN (logs in $D/logs/lambda)"
+say "run-job, call, poller, cluster-ops, activity and cleanup running from $BIN (logs in $D/logs/lambda, AWS calls in $D/logs/aws-calls.jsonl)"

@@ -606,7 +606,7 @@ def bootstrap(moto_url, args):
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
     functions = {}
-    for fn in ("run-job", "call", "poller", "cluster-ops"):
+    for fn in ("run-job", "call", "poller", "cluster-ops", "activity", "cleanup"):
         name = f"eks-task-worker-{fn}"
         functions[fn] = client("lambda").create_function(
             FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buf.getvalue()},

@@ -38,11 +38,20 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 
 class Faults:
-    def __init__(self):
+    def __init__(self, on_call=None):
         self.lock = threading.Lock()
         self.rules = []
         self.calls = []
         self.forwarded = {}
+        # on_call(entry, method, path, headers, body): told of every AWS call too (the
+        # local Lambda platform's journal).
+        self.on_call = on_call
+
+    def record(self, entry, method, path, headers, body):
+        with self.lock:
+            self.calls.append(entry)
+        if self.on_call:
+            self.on_call(entry, method, path, headers, body)
 
     def add(self, rules):
         with self.lock:
@@ -76,6 +85,7 @@ class Faults:
 
 
 def make_handler(side, faults, upstream):
+    """`upstream(headers)`: a new connection to where a request with these headers goes."""
     class Proxy(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -154,13 +164,12 @@ def make_handler(side, faults, upstream):
                     # "injected": the proxy answered (or reset) in place of the service: the call
                     # never reached it (unless forward_first), so it is no attempt to count.
                     injected = bool(rule and (rule.get("status") or rule.get("reset")) and not rule.get("forward_first"))
-                    with faults.lock:
-                        faults.calls.append({"target": target or f"{self.command} {self.path}", "token": token,
-                                             "status": status, "injected": injected})
+                    faults.record({"target": target or f"{self.command} {self.path}", "token": token,
+                                   "status": status, "injected": injected}, self.command, self.path, self.headers, body)
 
         def send_upstream(self, body):
             """The request, sent on to the upstream: (connection, response)."""
-            conn = upstream()
+            conn = upstream(self.headers)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
             headers["Host"] = conn.host + (f":{conn.port}" if conn.port else "")
             try:
@@ -260,12 +269,12 @@ def main():
     api_host, api_port = args.api.rsplit(":", 1)
     moto_host, moto_port = args.moto.rsplit(":", 1)
     kube = ThreadingHTTPServer(("127.0.0.1", args.kube_port), make_handler(
-        "kube", faults, lambda: http.client.HTTPSConnection(api_host, int(api_port), context=upstream_ctx, timeout=120)))
+        "kube", faults, lambda _headers: http.client.HTTPSConnection(api_host, int(api_port), context=upstream_ctx, timeout=120)))
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     serving.load_cert_chain(args.cert, args.key)
     kube.socket = serving.wrap_socket(kube.socket, server_side=True)
     aws = ThreadingHTTPServer(("127.0.0.1", args.aws_port), make_handler(
-        "aws", faults, lambda: http.client.HTTPConnection(moto_host, int(moto_port), timeout=120)))
+        "aws", faults, lambda _headers: http.client.HTTPConnection(moto_host, int(moto_port), timeout=120)))
     kube.daemon_threads = aws.daemon_threads = True
     threading.Thread(target=kube.serve_forever, daemon=True).start()
     print(f"fault proxy: kube https://127.0.0.1:{args.kube_port}, aws http://127.0.0.1:{args.aws_port}", flush=True)

@@ -33,6 +33,7 @@ fi
 # Something is half up: stop it and start afresh (moto keeps no state across restarts).
 [ -d "$D/pids" ] && "$HERE/down.sh" >/dev/null 2>&1 || true
 
+"$HERE/../check-prerequisites.sh" || die "install what is missing, then run this again"
 for spec in "ETCD_PORT:$ETCD_PORT" "ETCD_PEER_PORT:$ETCD_PEER_PORT" "API_PORT:$API_PORT" "KUBELET_PORT:$KUBELET_PORT" "MOTO_PORT:$MOTO_PORT" "WEBHOOK_PORT:$WEBHOOK_PORT" "LOCALSTACK_PORT:$LOCALSTACK_PORT"; do
   name=${spec%%:*}; port=${spec##*:}
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -68,7 +68,9 @@ impl Deps {
     /// [`CredentialsError`] when the configuration has no credentials.
     pub fn aws(sdk: &aws_config::SdkConfig, settings: Settings) -> Result<Self, CredentialsError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let credentials = Arc::new(AwsCredentials::new(sdk)?);
+        let credentials = Arc::new(
+            AwsCredentials::new(sdk)?.with_external_id(settings.assume_role_external_id.clone()),
+        );
         let region = sdk
             .region()
             .map_or_else(|| settings.region.clone(), ToString::to_string);

@@ -1006,3 +1006,84 @@ pub async fn cluster_op(
 ) -> Result<Value, worker::contract::error::TaskError> {
     worker::task::cluster_ops::handle(payload, deps, None).await
 }
+
+impl World {
+    /// LocalStack's SDK configuration, as the tests reach it (its Step Functions
+    /// activities; any key is its default account).
+    pub async fn localstack(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.fact("/region")))
+            .endpoint_url(self.fact("/localstack_endpoint"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "localstack"))
+            .load()
+            .await
+    }
+}
+
+/// Starts an execution of a new state machine (in LocalStack) whose one Task waits on
+/// `activity` (with `HeartbeatSeconds` when given), with `input`; returns the
+/// execution's ARN. (LocalStack refuses `SendTaskHeartbeat` for a task whose state has
+/// no `HeartbeatSeconds`, where AWS accepts it: a test whose Job heartbeats gives one.)
+///
+/// # Panics
+/// When LocalStack refuses.
+pub async fn activity_waiter(
+    sfn: &aws_sdk_sfn::Client,
+    activity: &str,
+    name: &str,
+    input: &Value,
+    heartbeat_seconds: Option<u32>,
+) -> String {
+    let mut task = json!({ "Type": "Task", "Resource": activity, "End": true });
+    if let Some(h) = heartbeat_seconds {
+        task["HeartbeatSeconds"] = json!(h);
+    }
+    let definition = json!({ "StartAt": "Run", "States": { "Run": task } });
+    let machine = sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::000000000000:role/eks-task-worker-states")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .state_machine_arn()
+        .to_owned();
+    sfn.start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .execution_arn()
+        .to_owned()
+}
+
+/// A LocalStack execution once it has ended.
+///
+/// # Panics
+/// When it is still running after `within`.
+pub async fn activity_end(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+    within: Duration,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let until = Instant::now() + within;
+    loop {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        if d.status().as_str() != "RUNNING" {
+            return d;
+        }
+        assert!(
+            Instant::now() < until,
+            "{execution} still RUNNING after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

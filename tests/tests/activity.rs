@@ -12,25 +12,10 @@ use serde_json::{json, Value};
 use worker::adapters::step_functions::activities::StepFunctionsActivities;
 use worker::adapters::step_functions::StepFunctions;
 use worker::config::activities::{Activity, Function};
-use world_tests::{sim_job, unique, World};
+use world_tests::{activity_end, activity_waiter, sim_job, unique, World};
 
-async fn localstack(world: &World) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(world.fact("/region")))
-        .endpoint_url(world.fact("/localstack_endpoint"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "localstack",
-        ))
-        .load()
-        .await
-}
-
-/// Creates an activity and a state machine waiting on it, starts an execution with
-/// `input`; returns the activity ARN and the execution ARN.
+/// Creates an activity and starts an execution waiting on it with `input`; returns
+/// the activity ARN and the execution ARN.
 async fn activity_execution(
     sfn: &aws_sdk_sfn::Client,
     name: &str,
@@ -44,27 +29,7 @@ async fn activity_execution(
         .unwrap_or_else(|e| panic!("{e:?}"))
         .activity_arn()
         .to_owned();
-    let definition = json!({ "StartAt": "Run", "States": { "Run": { "Type": "Task", "Resource": activity, "End": true } } });
-    let machine = sfn
-        .create_state_machine()
-        .name(name)
-        .definition(definition.to_string())
-        .role_arn("arn:aws:iam::000000000000:role/eks-task-worker-states")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .state_machine_arn()
-        .to_owned();
-    let execution = sfn
-        .start_execution()
-        .state_machine_arn(machine)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .execution_arn()
-        .to_owned();
+    let execution = activity_waiter(sfn, &activity, name, input, None).await;
     (activity, execution)
 }
 
@@ -72,19 +37,7 @@ async fn end(
     sfn: &aws_sdk_sfn::Client,
     execution: &str,
 ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-    for _ in 0..100 {
-        let d = sfn
-            .describe_execution()
-            .execution_arn(execution)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        if d.status().as_str() != "RUNNING" {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{execution} still RUNNING")
+    activity_end(sfn, execution, Duration::from_secs(20)).await
 }
 
 async fn serve_once(world: &World, activity: &str, ls: &aws_config::SdkConfig) -> Value {
@@ -114,7 +67,7 @@ async fn serve_once(world: &World, activity: &str, ls: &aws_config::SdkConfig) -
 #[tokio::test]
 async fn an_activity_runs_a_job_end_to_end() {
     let world = World::get();
-    let ls = localstack(&world).await;
+    let ls = world.localstack().await;
     let sfn = aws_sdk_sfn::Client::new(&ls);
     let name = unique("act-ok");
     let mut input = world.cluster_fields();
@@ -146,7 +99,7 @@ async fn an_activity_runs_a_job_end_to_end() {
 #[tokio::test]
 async fn a_failed_activity_job_carries_its_cause() {
     let world = World::get();
-    let ls = localstack(&world).await;
+    let ls = world.localstack().await;
     let sfn = aws_sdk_sfn::Client::new(&ls);
     let name = unique("act-fail");
     let mut input = world.cluster_fields();
@@ -173,7 +126,7 @@ async fn a_failed_activity_job_carries_its_cause() {
 #[tokio::test]
 async fn an_activity_input_that_is_not_a_payload_fails_at_once() {
     let world = World::get();
-    let ls = localstack(&world).await;
+    let ls = world.localstack().await;
     let sfn = aws_sdk_sfn::Client::new(&ls);
     let name = unique("act-bad");
     let (activity, execution) = activity_execution(&sfn, &name, &json!({ "Method": "GET" })).await;

@@ -683,13 +683,56 @@ async fn archived_log(world: &World) {
     );
 }
 
+/// `eks:call` refused, through the call binary, with the native error names: a path the
+/// API server does not know (`EKS.404`), and a call made as a payload's `RoleArn`
+/// (assumed with STS) that the cluster does not let in (`EKS.403`).
+async fn call_refused(world: &World) {
+    for (name, extra, error) in [
+        ("e2e-call-404", json!({}), "EKS.404"),
+        (
+            "e2e-call-role",
+            json!({ "RoleArn": world.cluster_role() }),
+            "EKS.403",
+        ),
+    ] {
+        let mut payload = json!({ "ClusterName": world.cluster(), "Method": "GET",
+            "Path": format!("/api/v1/namespaces/{}/pods/no-such-pod", world.namespace()),
+            "TaskToken.$": "$$.Task.Token" });
+        if name == "e2e-call-role" {
+            payload["Path"] = json!(format!("/api/v1/namespaces/{}/pods", world.namespace()));
+        }
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            payload[k] = v;
+        }
+        let definition = json!({ "StartAt": "Call", "States": { "Call": {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "End": true,
+            "Parameters": { "FunctionName": world.fact("/functions/call"), "Payload": payload } } } });
+        let (execution, status, _, got) = world
+            .run_state_machine(
+                &unique(name),
+                &definition.to_string(),
+                &json!({}),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (status.as_str(), got.as_deref()),
+            ("FAILED", Some(error)),
+            "{name}: {execution}"
+        );
+    }
+}
+
 /// The functions' own output, as the local Lambda platform captured it: one file per
-/// process.
+/// process, `<function>-<n>.log` (not the platform's dead letters beside them, which
+/// hold failed deliveries' payloads as an SQS dead-letter queue does).
 fn function_output() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(Result::ok)
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
         .map(|f| {
             (
                 f.file_name().to_string_lossy().into_owned(),
@@ -807,6 +850,48 @@ async fn no_secrets_in_logs(world: &World) {
         }
     }
     assert!(lines > 0, "the functions wrote nothing to scan");
+    invocation_fields();
+}
+
+/// run-job's log lines carry what Lambda users look for: the level, the request id,
+/// the function's name and whether the invocation was a cold start (the first of its
+/// process; the platform runs four processes, the test many more invocations).
+fn invocation_fields() {
+    let mut cold = (0, 0);
+    for (file, text) in function_output() {
+        if !file.starts_with("run-job-") {
+            continue;
+        }
+        for line in text.lines() {
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let Some(spans) = entry["spans"].as_array() else {
+                continue;
+            };
+            let Some(invocation) = spans.iter().find(|s| s["name"] == "invocation") else {
+                continue;
+            };
+            assert!(entry["level"].is_string(), "{file}: no level: {line}");
+            assert!(
+                spans.iter().any(|s| s["requestId"].is_string()),
+                "{file}: no requestId: {line}"
+            );
+            assert_eq!(
+                invocation["function"], "eks-task-worker-run-job",
+                "{file}: {line}"
+            );
+            match invocation["cold_start"].as_bool() {
+                Some(true) => cold.0 += 1,
+                Some(false) => cold.1 += 1,
+                None => panic!("{file}: no cold_start: {line}"),
+            }
+        }
+    }
+    assert!(
+        cold.0 > 0 && cold.1 > 0,
+        "lines of cold and of warm invocations: {cold:?}"
+    );
 }
 
 #[tokio::test]
@@ -838,6 +923,7 @@ async fn state_machines_run_through_the_real_binaries() {
             native_rows_without_sync(&world).await;
         },
         archived_log(&world),
+        call_refused(&world),
     );
     emitted_metrics(&world, started_ms);
     no_secrets_in_logs(&world).await;

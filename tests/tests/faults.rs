@@ -865,8 +865,49 @@ async fn the_fault_matrix() {
         archive_2gb(&world, &cell).await;
     }
 
+    if wanted("archive-aborted") {
+        // Every part of the archive's upload refused (S3's 500, the SDK's own retries
+        // included): the upload is aborted (no parts left to pay for), the answer
+        // still goes, its log entry saying the archive failed.
+        let name = unique("f-archive-aborted");
+        let bucket = world.fact("/log_bucket");
+        let refused = "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/log": "a log to archive\n" }),
+                 json!({ "LogOptions": { "RetrieveLogs": true, "ArchiveUri": format!("s3://{bucket}/aborted") } }),
+                 json!([{ "id": name, "side": "aws", "method": "PUT", "path": "[?&]partNumber=", "status": 500,
+                          "reply": refused, "headers": { "Content-Type": "application/xml" }, "times": 0 }]))
+            .await;
+        assert!(proxy.fired(&name).await >= 1, "the parts were refused");
+        proxy.clear().await;
+        let aborted = proxy
+            .calls_to("/aborted/")
+            .await
+            .into_iter()
+            .filter(|c| {
+                c["target"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("DELETE ") && t.contains("uploadId="))
+            })
+            .count();
+        assert_eq!(aborted, 1, "the upload aborted once");
+        let entry = &o.output["logs"]["pods"]
+            .as_object()
+            .and_then(|p| p.values().next().cloned())
+            .unwrap_or_default()["containers"]["main"];
+        assert!(
+            entry["archive"]["error"].is_string(),
+            "the answer says the archive failed: {entry}"
+        );
+        succeeded("archive-aborted", &o);
+    }
+
     if wanted("cluster-gone") {
         cluster_gone(&world, &cell).await;
+    }
+
+    if wanted("cluster-active-late") {
+        cluster_active_late(&world, &cell).await;
     }
 
     if wanted("credentials-expiry") {
@@ -1161,13 +1202,10 @@ async fn archive_2gb(world: &World, cell: &Cell<'_>) {
     succeeded("archive-2gb", &o);
 }
 
-/// A cluster poll meeting a permanent error: a `createCluster` `.sync` through the
-/// cluster-ops binary, the cluster shown CREATING by the proxy (moto makes clusters
-/// ACTIVE at once) so the operation is handed to the poller after cluster-ops' own 20 s;
-/// after the poller's first poll the cluster is deleted behind the worker's back. The next poll's `DescribeCluster` meets `ResourceNotFoundException`: the
-/// task must end by that name, not be polled until its timeout.
-async fn cluster_gone(world: &World, cell: &Cell<'_>) {
-    let name = unique("f-cluster-gone");
+/// A state machine whose one task is a `createCluster` `.sync` of `name` through the
+/// cluster-ops binary, the cluster shown CREATING by the proxy (it rewrites moto's
+/// answers, which make clusters ACTIVE at once) until the cell clears the rule.
+async fn created_while_creating(world: &World, cell: &Cell<'_>, name: &str) -> String {
     cell.proxy
         .inject(json!([{ "id": name, "side": "aws", "path": format!("^/clusters(/{name})?$"),
                          "replace": ["\"status\":\\s*\"ACTIVE\"", "\"status\": \"CREATING\""], "times": 0 }]))
@@ -1177,7 +1215,73 @@ async fn cluster_gone(world: &World, cell: &Cell<'_>) {
             "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(),
             "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
             "ExecutionArn.$": "$$.Execution.Id", "TaskToken.$": "$$.Task.Token" } } });
-    let definition = json!({ "StartAt": "Create", "States": { "Create": create } }).to_string();
+    json!({ "StartAt": "Create", "States": { "Create": create } }).to_string()
+}
+
+/// A cluster that becomes ACTIVE on the poller's watch, as every EKS cluster does (it
+/// takes minutes): a `createCluster` `.sync` through the cluster-ops binary, the cluster
+/// shown CREATING by the proxy (moto makes clusters ACTIVE at once) until the operation
+/// has been handed to the poller and polled once. The poller then finds it ACTIVE, lets
+/// the worker's own identity into it (the access entry and its policy,
+/// `CLUSTER_ACCESS_PRINCIPALS`), and answers with the ACTIVE cluster.
+async fn cluster_active_late(world: &World, cell: &Cell<'_>) {
+    let name = unique("f-active-late");
+    let definition = created_while_creating(world, cell, &name).await;
+    let before = cell.proxy.calls_to("/schedules/ekstw-").await.len();
+    let input = json!({});
+    let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
+    let active = async {
+        // CREATING through cluster-ops' own 20 s and the poller's first poll; then the
+        // cluster shows as it is.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while cell.proxy.calls_to("/schedules/ekstw-").await.len() < before + 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never polled while CREATING"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let shown_creating = cell.proxy.fired(&name).await;
+        cell.proxy.clear().await;
+        shown_creating
+    };
+    let (ended, shown_creating) = tokio::join!(run, active);
+    let (execution, status, output, error) =
+        ended.unwrap_or_else(|e| panic!("the task was lost: {e}"));
+    println!("cell cluster-active-late: {status} {error:?}, shown CREATING {shown_creating} times");
+    assert!(
+        shown_creating >= 3,
+        "followed while CREATING: {shown_creating}"
+    );
+    assert_eq!(status, "SUCCEEDED", "{execution}: {error:?}");
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["Cluster"]["Status"], "ACTIVE", "{output}");
+    let entries = aws_sdk_eks::Client::new(&world.sdk("worker").await)
+        .list_access_entries()
+        .cluster_name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_eks::error::DisplayErrorContext(e)));
+    assert!(
+        entries
+            .access_entries()
+            .iter()
+            .any(|e| e == &world.fact("/worker/arn")),
+        "the poller let the worker's identity in: {:?}",
+        entries.access_entries()
+    );
+    let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
+    let _ = eks.delete_cluster().name(&name).send().await;
+}
+
+/// A cluster poll meeting a permanent error: a `createCluster` `.sync` through the
+/// cluster-ops binary, the cluster shown CREATING by the proxy (moto makes clusters
+/// ACTIVE at once) so the operation is handed to the poller after cluster-ops' own 20 s;
+/// after the poller's first poll the cluster is deleted behind the worker's back. The next poll's `DescribeCluster` meets `ResourceNotFoundException`: the
+/// task must end by that name, not be polled until its timeout.
+async fn cluster_gone(world: &World, cell: &Cell<'_>) {
+    let name = unique("f-cluster-gone");
+    let definition = created_while_creating(world, cell, &name).await;
     let input = json!({});
     let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
     // Cluster polls' schedules only (`ekstw-<36 hex digits>-<attempt>`; a Job's poll

@@ -16,13 +16,19 @@ async fn main() -> Result<(), Error> {
         grace: deps.settings.cleanup_grace,
     };
     let executions = worker::wiring::executions(&sdk);
-    let (eks, connector, executions) = (
+    let (deps, eks, connector, executions) = (
+        &deps,
         deps.eks.as_ref(),
         deps.connector.as_ref(),
         executions.as_ref(),
     );
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
-        worker::task::cleanup::run(eks, connector, executions, options, SystemTime::now())
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        // Within the invocation's bounds, as every function: a sweep never runs past
+        // the deadline less the margin.
+        deps.bounded(
+            Some(event.context.deadline()),
+            worker::task::cleanup::run(eks, connector, executions, options, SystemTime::now()),
+        )
     }))
     .await
 }

@@ -16,12 +16,14 @@ const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// The session name the worker uses when it assumes a role (seen in CloudTrail).
 pub const ROLE_SESSION_NAME: &str = "eks-task-worker";
 
-/// Credentials from the AWS SDK: the default chain, and STS for assumed roles,
-/// cached until shortly before they expire.
+/// Credentials from the AWS SDK: the default chain, and roles assumed through
+/// `aws-config`'s `AssumeRoleProvider` (with the deployment's `ExternalId`, when it has
+/// one), cached until shortly before they expire.
 #[derive(Debug)]
 pub struct AwsCredentials {
     base: SharedCredentialsProvider,
-    sts: aws_sdk_sts::Client,
+    config: aws_config::SdkConfig,
+    external_id: Option<String>,
     assumed: Mutex<HashMap<String, Credentials>>,
 }
 
@@ -36,9 +38,18 @@ impl AwsCredentials {
             .ok_or_else(|| CredentialsError::Load("no credentials provider configured".into()))?;
         Ok(Self {
             base,
-            sts: aws_sdk_sts::Client::new(config),
+            config: config.clone(),
+            external_id: None,
             assumed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The `ExternalId` every `AssumeRole` sends (`ASSUME_ROLE_EXTERNAL_ID`: roles in
+    /// other accounts whose trust policy asks for one).
+    #[must_use]
+    pub fn with_external_id(mut self, external_id: Option<String>) -> Self {
+        self.external_id = external_id.filter(|id| !id.is_empty());
+        self
     }
 }
 
@@ -60,29 +71,21 @@ impl CredentialSource for AwsCredentials {
         if let Some(c) = cache.get(role_arn).filter(|c| fresh(c, SystemTime::now())) {
             return Ok(c.clone());
         }
-        let fail = |message: String| CredentialsError::AssumeRole {
-            role_arn: role_arn.to_owned(),
-            message,
-        };
-        let out = self
-            .sts
-            .assume_role()
-            .role_arn(role_arn)
-            .role_session_name(ROLE_SESSION_NAME)
-            .send()
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name(ROLE_SESSION_NAME)
+            .configure(&self.config);
+        if let Some(id) = &self.external_id {
+            provider = provider.external_id(id);
+        }
+        let creds = provider
+            .build()
             .await
-            .map_err(|e| fail(error_chain(&e)))?;
-        let c = out
-            .credentials()
-            .ok_or_else(|| fail("the answer carried no credentials".into()))?;
-        let expiry = SystemTime::try_from(*c.expiration()).ok();
-        let creds = Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            expiry,
-            "sts:AssumeRole",
-        );
+            .provide_credentials()
+            .await
+            .map_err(|e| CredentialsError::AssumeRole {
+                role_arn: role_arn.to_owned(),
+                message: error_chain(&e),
+            })?;
         cache.insert(role_arn.to_owned(), creds.clone());
         Ok(creds)
     }

@@ -45,6 +45,12 @@ pub struct ScheduleSettings {
 pub struct Settings {
     /// The function's region (`AWS_REGION`).
     pub region: String,
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda; empty elsewhere):
+    /// on every log line.
+    pub function_name: String,
+    /// `ASSUME_ROLE_EXTERNAL_ID` (default none): the `ExternalId` sent with every
+    /// `sts:AssumeRole` of a payload's `RoleArn`, for roles whose trust asks for one.
+    pub assume_role_external_id: Option<String>,
     /// `INLINE_WAIT_SECONDS` (default 600): the longest a callback-pattern invocation
     /// watches its Job before handing it to the poller.
     pub inline_wait: Duration,
@@ -347,6 +353,8 @@ impl Settings {
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
                 .unwrap_or_else(|| "us-east-1".into()),
+            function_name: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+            assume_role_external_id: get("ASSUME_ROLE_EXTERNAL_ID").filter(|id| !id.is_empty()),
             inline_wait: seconds(&get, "INLINE_WAIT_SECONDS", 600)?,
             lambda_margin: seconds(&get, "LAMBDA_TIME_MARGIN_SECONDS", 20)?,
             token_renew_after: token_renew_after(&get)?,

@@ -34,17 +34,22 @@ impl Deps {
     /// Runs `work`, an invocation with the Lambda `deadline`, within its bounds
     /// ([`clock::within_deadline`](crate::ports::clock::within_deadline)): its work done
     /// by the deadline less the margin (`LAMBDA_TIME_MARGIN_SECONDS`), its last acts
-    /// allowed half the margin more, no request past that.
+    /// allowed half the margin more, no request past that; its log lines in the
+    /// invocation's span ([`telemetry::invocation_span`](crate::task::telemetry::invocation_span)).
     pub async fn bounded<T>(
         &self,
         deadline: Option<std::time::SystemTime>,
         work: impl std::future::Future<Output = T>,
     ) -> T {
+        use tracing::Instrument;
         crate::ports::clock::within_deadline(
             self.time_left(deadline),
             self.settings.lambda_margin / 2,
             work,
         )
+        .instrument(crate::task::telemetry::invocation_span(
+            &self.settings.function_name,
+        ))
         .await
     }
 

@@ -1,10 +1,12 @@
 //! What the functions tell operators besides their results: the context every log
 //! line carries, and metrics as CloudWatch Embedded Metric Format (EMF) lines.
 //!
-//! Log lines are JSON (`AWS_LAMBDA_LOG_FORMAT=JSON`, as the template sets it) and carry
-//! the fields of the task's span: `execution` (where the payload gives one), `cluster`,
-//! `namespace`, `job`, `job_uid` and `attempt`. Tokens and credentials are never span
-//! fields nor logged.
+//! Log lines are JSON (`AWS_LAMBDA_LOG_FORMAT=JSON`, as the template sets it): each has
+//! its `level`, and the runtime's span gives the invocation's `requestId`; they carry
+//! the fields of the invocation's span, `function` (the function's name) and
+//! `cold_start` (the first invocation of its process), and of the task's span:
+//! `execution` (where the payload gives one), `cluster`, `namespace`, `job`, `job_uid`
+//! and `attempt`. Tokens and credentials are never span fields nor logged.
 //!
 //! Metrics go to stdout, one JSON object per line, which CloudWatch Logs turns into
 //! metrics in the namespace `METRICS_NAMESPACE` (default `EksTaskWorker`; `off` turns
@@ -16,6 +18,17 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 use tracing::field::Empty;
+
+/// Whether an invocation of this process has begun yet.
+static INVOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The span an invocation runs in: the function's name and whether it is the cold
+/// start (the first invocation of this process).
+#[must_use]
+pub fn invocation_span(function: &str) -> tracing::Span {
+    let cold_start = !INVOKED.swap(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info_span!("invocation", function, cold_start)
+}
 
 /// The span a task runs in; `job`, `job_uid` and `attempt` are recorded when known.
 #[must_use]

@@ -1,0 +1,150 @@
+"""make deploy-local, once LocalStack (CloudFormation and the services the stack uses)
+listens on --endpoint: `sam deploy` (the real SAM CLI, on what `sam build` made) creates
+the stack with every optional part switched on; then each resource the stack says it
+created is looked up in its service, and the example state machine runs its Job through
+the worker's binaries on the local cluster. Exits 1 unless the stack is CREATE_COMPLETE
+and the execution SUCCEEDED; names every resource the emulator reported complete but did
+not create.
+
+Usage: deploy_local.py --endpoint URL --world world.json --sam PATH [--stack NAME]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+
+
+def say(message):
+    print(f"[deploy-local {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def exists(clients, resource):
+    """Whether the service holds the resource the stack says it made: (bool, what)."""
+    kind, physical = resource["ResourceType"], resource.get("PhysicalResourceId", "")
+    c = clients
+    try:
+        if kind == "AWS::Lambda::Function":
+            state = c("lambda").get_function(FunctionName=physical)["Configuration"]["State"]
+            return state == "Active", f"state {state}"
+        if kind == "AWS::Lambda::EventInvokeConfig":
+            name = physical.split("$")[0] if "$" in physical else physical
+            cfg = c("lambda").get_function_event_invoke_config(FunctionName=name.rstrip(":"))
+            return bool(cfg.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")), "on-failure destination"
+        if kind == "AWS::StepFunctions::StateMachine":
+            return c("stepfunctions").describe_state_machine(stateMachineArn=physical)["status"] == "ACTIVE", "ACTIVE"
+        if kind == "AWS::IAM::Role":
+            c("iam").get_role(RoleName=physical)
+            return True, "role"
+        if kind == "AWS::IAM::ManagedPolicy":
+            c("iam").get_policy(PolicyArn=physical)
+            return True, "policy"
+        if kind == "AWS::IAM::Policy":
+            return True, "inline policy (no API of its own to look it up by)"
+        if kind == "AWS::SQS::Queue":
+            c("sqs").get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])
+            return True, "queue"
+        if kind == "AWS::Logs::LogGroup":
+            groups = c("logs").describe_log_groups(logGroupNamePrefix=physical)["logGroups"]
+            return any(g["logGroupName"] == physical for g in groups), "log group"
+        if kind == "AWS::Scheduler::ScheduleGroup":
+            c("scheduler").get_schedule_group(Name=physical)
+            return True, "schedule group"
+        if kind == "AWS::Scheduler::Schedule":
+            c("scheduler").get_schedule(Name=physical)
+            return True, "schedule"
+        if kind == "AWS::CloudWatch::Alarm":
+            return bool(c("cloudwatch").describe_alarms(AlarmNames=[physical])["MetricAlarms"]), "alarm"
+        if kind == "AWS::CloudWatch::Dashboard":
+            names = [d["DashboardName"] for d in c("cloudwatch").list_dashboards()["DashboardEntries"]]
+            return physical in names, f"dashboard {physical!r} among {names}"
+    except Exception as e:  # noqa: BLE001 - reported as not created
+        return False, f"{type(e).__name__}: {e}"
+    return False, "no check for this type"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--world", required=True)
+    p.add_argument("--sam", required=True)
+    p.add_argument("--stack", default="ekstw-local")
+    args = p.parse_args()
+    world = json.load(open(args.world))
+    env = dict(os.environ, AWS_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, SAM_CLI_TELEMETRY="0")
+    kw = dict(region_name=REGION, endpoint_url=args.endpoint, aws_access_key_id="test", aws_secret_access_key="test")
+    made = {}
+
+    def clients(service):
+        if service not in made:
+            made[service] = boto3.client(service, **kw)
+        return made[service]
+
+    bucket = f"{args.stack}-logs"
+    clients("s3").create_bucket(Bucket=bucket)
+    activity = clients("stepfunctions").create_activity(name=f"{args.stack}-run-job")["activityArn"]
+    overrides = {
+        "PassableRoleArns": world["states_role"].replace("eks-task-worker-states", "eks-task-worker-cluster"),
+        "AssumableRoleArns": f"arn:aws:iam::{ACCOUNT}:role/{args.stack}-cross-account",
+        "ActivityArns": f"run-job={activity}",
+        "LogArchiveBucket": bucket,
+        "MetricsDashboardAndAlarms": "true",
+        "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{args.stack}-alarms",
+    }
+    say(f"sam deploy --stack-name {args.stack} (every optional part on: {', '.join(overrides)})")
+    deploy = subprocess.run([args.sam, "deploy", "--stack-name", args.stack, "--resolve-s3", "--capabilities", "CAPABILITY_IAM",
+                             "--no-confirm-changeset", "--no-fail-on-empty-changeset", "--region", REGION,
+                             "--parameter-overrides", *[f"{k}={v}" for k, v in overrides.items()]], env=env)
+    cfn = clients("cloudformation")
+    stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
+    say(f"stack {args.stack}: {stack['StackStatus']} (sam deploy exited {deploy.returncode})")
+    failures = []
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        for e in cfn.describe_stack_events(StackName=args.stack)["StackEvents"]:
+            if e["ResourceStatus"].endswith("FAILED"):
+                say(f"  {e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason')}")
+        failures.append(f"the stack is {stack['StackStatus']}")
+    resources = cfn.list_stack_resources(StackName=args.stack)["StackResourceSummaries"]
+    not_created = []
+    for r in sorted(resources, key=lambda r: (r["ResourceType"], r["LogicalResourceId"])):
+        ok, what = exists(clients, r)
+        say(f"  {'created    ' if ok else 'NOT CREATED'} {r['ResourceType']:<36} {r['LogicalResourceId']} ({what})")
+        if not ok:
+            not_created.append(f"{r['LogicalResourceId']} ({r['ResourceType']}: {what})")
+    say(f"{len(resources) - len(not_created)} of {len(resources)} resources created")
+
+    sfn = clients("stepfunctions")
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{args.stack}-example-run-job"
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(
+        {"ClusterName": world["cluster"], "Namespace": world["namespace"]}))["executionArn"]
+    say(f"example {args.stack}-example-run-job: execution started")
+    deadline = time.time() + 300
+    while True:
+        d = sfn.describe_execution(executionArn=execution)
+        if d["status"] != "RUNNING" or time.time() > deadline:
+            break
+        time.sleep(1)
+    say(f"example: {d['status']}")
+    if d["status"] != "SUCCEEDED":
+        failures.append(f"the example execution is {d['status']}: {d.get('error')} {d.get('cause', '')[:500]}")
+    else:
+        output = json.loads(d.get("output") or "{}")
+        pods = output.get("logs", {}).get("pods", {})
+        say(f"example output: status {json.dumps(output.get('status', {}))[:200]}; logs of {len(pods)} pod(s): "
+            f"{json.dumps(pods)[:300]}")
+    if not_created:
+        say("the emulator reported these complete without creating them: " + "; ".join(not_created))
+    for f in failures:
+        say(f"FAILED: {f}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""A LocalStack Lambda runtime executor for `make deploy-local` (LAMBDA_RUNTIME_EXECUTOR=ekstw).
+
+LocalStack runs a function's code in a Docker container with its runtime-init; this
+machine has no Docker daemon, and the package `sam build` makes is an arm64 `bootstrap`,
+which an x86_64 host cannot run. So an execution environment of a deployed function
+runs the same crate's host build (`$EKSTW_BIN_DIR/<binary>`, the binary named by the
+function's name, `<stack>-<binary>`) on the local Lambda platform's runtime
+(scripts/local-lambda/lambda_platform.py: its Runtime API, its timeout kill), with the
+environment LocalStack gives the deployed function (the stack's settings, its
+AWS_ENDPOINT_URL), but for two things the local cluster needs:
+
+- EKS is served by the local world's moto (LocalStack's community edition has none):
+  AWS_ENDPOINT_URL_EKS;
+- the credentials are the world's worker user (the local API server's authenticator
+  verifies tokens against moto's IAM, which knows no LocalStack role).
+
+Environment of the LocalStack process: EKSTW_BIN_DIR, EKSTW_WORLD (world.json),
+EKSTW_LOGS (the processes' logs).
+"""
+import json
+import os
+import sys
+
+from localstack.services.lambda_.invocation.lambda_models import InvocationResult
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "local-lambda"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "local-world"))
+
+
+class EksTaskWorkerExecutor(RuntimeExecutor):
+    function = None
+
+    def binary(self):
+        name = self.function_version.id.function_name
+        stack_binaries = [b for b in os.listdir(os.environ["EKSTW_BIN_DIR"]) if name.endswith(f"-{b}")]
+        if not stack_binaries:
+            raise RuntimeError(f"no worker binary in {os.environ['EKSTW_BIN_DIR']} for function {name}")
+        return max(stack_binaries, key=len)
+
+    def start(self, env_vars):
+        import lambda_platform
+
+        world = json.load(open(os.environ["EKSTW_WORLD"]))
+        env = {k: str(v) for k, v in env_vars.items()}
+        env.update({"AWS_ENDPOINT_URL_EKS": world["aws_endpoint"],
+                    "AWS_ACCESS_KEY_ID": world["worker"]["access_key_id"],
+                    "AWS_SECRET_ACCESS_KEY": world["worker"]["secret_access_key"]})
+        env.pop("AWS_SESSION_TOKEN", None)
+        config = self.function_version.config
+        name = self.binary()
+        logs = os.environ.get("EKSTW_LOGS", "/tmp")
+        os.makedirs(logs, exist_ok=True)
+        self.function = lambda_platform.Function(
+            name, self.function_version.id.unqualified_arn(), os.path.join(os.environ["EKSTW_BIN_DIR"], name), env,
+            {"timeout": int(config.timeout), "memory": int(config.memory_size)}, 1, logs, lambda fn, inv: None)
+
+    def stop(self):
+        if self.function is not None:
+            self.function.stop()
+
+    def get_address(self):
+        return "127.0.0.1"
+
+    def get_endpoint_from_executor(self):
+        return "127.0.0.1"
+
+    def get_runtime_endpoint(self):
+        return "http://127.0.0.1"
+
+    def invoke(self, payload):
+        import lambda_platform
+
+        inv = self.function.invoke(json.loads(payload["payload"] or "null"), lambda_platform.SYNC)
+        inv.done.wait(self.function.timeout + 10)
+        failed = inv.error is not None or not inv.done.is_set()
+        body = inv.error if inv.error is not None else inv.result
+        if not inv.done.is_set():
+            body = {"errorType": "Sandbox.Timedout", "errorMessage": "the function never answered"}
+        return InvocationResult(request_id=payload["invoke-id"], payload=json.dumps(body).encode(),
+                                is_error=failed, logs="")
+
+    def get_logs(self):
+        return ""
+
+    @classmethod
+    def prepare_version(cls, function_version):
+        if function_version.config.code:
+            function_version.config.code.prepare_for_execution()
+
+    @classmethod
+    def cleanup_version(cls, function_version):
+        pass
+
+
+class EksTaskWorkerExecutorPlugin(RuntimeExecutorPlugin):
+    name = "ekstw"
+
+    def load(self, *args, **kwargs):
+        return EksTaskWorkerExecutor
