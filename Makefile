@@ -39,7 +39,7 @@ test: lint ## everything: lint, unit tests, integration tests against the local 
 	$(CARGO) build --workspace --all-targets
 	rm -f $(WORLD_DIR)/logs/aws-calls.jsonl
 	scripts/with-world.sh $(CARGO) test --workspace
-	$(HOME)/.cache/eks-task-worker/venv/bin/python scripts/local-lambda/iam_check.py --template template.yaml --journal $(WORLD_DIR)/logs/aws-calls.jsonl
+	$(TOOLS)/python scripts/local-lambda/iam_check.py --template template.yaml --journal $(WORLD_DIR)/logs/aws-calls.jsonl
 
 bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the local world (release build; see BENCHMARKS.md)
 	$(CARGO) bench -p worker --bench budget_and_token

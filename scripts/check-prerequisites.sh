@@ -44,7 +44,9 @@ free_kb=$(df -Pk "$CACHE" | awk 'NR==2 {print $4}')
 [ -d "$CACHE/kube/bin" ] || [ "${free_kb:-0}" -ge $((8 * 1024 * 1024)) ] \
   || need "8 GB of free disk for the first run (have $((free_kb / 1024 / 1024)) GB under $CACHE)" "free some space"
 mem_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo 2>/dev/null)
-[ "${mem_kb:-0}" -ge $((2 * 1024 * 1024)) ] || need "2 GB of available memory (have $((${mem_kb:-0} / 1024)) MB)" "stop other programs"
+# A warning only: what is free changes from moment to moment (a build running beside).
+[ "${mem_kb:-0}" -ge $((2 * 1024 * 1024)) ] \
+  || echo "[prerequisites] warning: $((${mem_kb:-0} / 1024)) MB of memory available; the world wants about 2 GB" >&2
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[prerequisites] this machine lacks what the local world needs (README, \"Quick start\"):" >&2

@@ -251,7 +251,6 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints `FILE` (or stdin) migrated; says on stderr how many states moved.
 /// The state machine definition named by the positional FILE argument, else stdin.
 fn read_definition(args: &[String]) -> anyhow::Result<Value> {
     let file = args
@@ -281,6 +280,8 @@ fn short_heartbeats(
         .collect())
 }
 
+/// Prints `FILE` (or stdin) migrated; says on stderr how many states moved. Refuses
+/// (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` cannot be met.
 fn migrate(args: &[String]) -> anyhow::Result<()> {
     use worker::contract::migration::{migrate, Functions};
     let function = |name: &str| {
@@ -380,8 +381,9 @@ mod tests {
         assert!(exec_api_version(Some("not json")).is_err());
     }
 
-    /// The shipped examples' `HeartbeatSeconds` are met by the worker's heartbeats with
-    /// the template's default settings, on every task (each example has some).
+    /// Every task of the shipped examples carries the Lambda retrier, `TimeoutSeconds`
+    /// and a `HeartbeatSeconds` the worker's heartbeats meet with the template's default
+    /// settings.
     #[test]
     fn the_examples_heartbeats_are_met_with_the_default_settings() {
         use worker::config::Settings;
@@ -402,7 +404,39 @@ mod tests {
             })
             .unwrap_or_else(|e| unreachable!("{e}"));
             assert!(short.is_empty(), "{}: {short:?}", path.display());
-            assert!(checked > 0, "{}: no task checked", path.display());
+            // Every task: the Lambda retrier AWS recommends, a timeout, a heartbeat (so
+            // each was checked above).
+            let tasks: Vec<&serde_json::Value> = definition["States"]
+                .as_object()
+                .map(|s| s.values().filter(|t| t["Type"] == "Task").collect())
+                .unwrap_or_default();
+            for task in &tasks {
+                assert!(
+                    task["Retry"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["ErrorEquals"]
+                            .as_array()
+                            .is_some_and(|e| e.iter().any(|e| e == "Lambda.ServiceException")))),
+                    "{}: a task without the Lambda retrier: {task}",
+                    path.display()
+                );
+                assert!(
+                    task["TimeoutSeconds"].is_u64(),
+                    "{}: {task}",
+                    path.display()
+                );
+                assert!(
+                    task["HeartbeatSeconds"].is_u64(),
+                    "{}: {task}",
+                    path.display()
+                );
+            }
+            assert_eq!(
+                checked,
+                tasks.len(),
+                "{}: every task checked",
+                path.display()
+            );
             examples += 1;
         }
         assert!(examples >= 4, "{examples} examples");

@@ -2,9 +2,9 @@
 listens on --endpoint: `sam deploy` (the real SAM CLI, on what `sam build` made) creates
 the stack with every optional part switched on; then each resource the stack says it
 created is looked up in its service, and the example state machine runs its Job through
-the worker's binaries on the local cluster. Exits 1 unless the stack is CREATE_COMPLETE
-and the execution SUCCEEDED; names every resource the emulator reported complete but did
-not create.
+the worker's binaries on the local cluster. Exits 1 unless the stack is CREATE_COMPLETE,
+every resource it reports is there (but for the EMULATOR_GAPS, named) and the execution
+SUCCEEDED.
 
 Usage: deploy_local.py --endpoint URL --world world.json --sam PATH [--stack NAME]
 """
@@ -19,13 +19,17 @@ import boto3
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+# What LocalStack reports complete without making, and why: named in the run's report
+# and the README, the only resources that may be missing for the run to pass.
+EMULATOR_GAPS = {"AWS::CloudWatch::Dashboard": "LocalStack has no provider for it and reports it "
+                                               "CREATE_COMPLETE without creating it"}
 
 
 def say(message):
     print(f"[deploy-local {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def exists(clients, resource):
+def exists(clients, resource, resources):
     """Whether the service holds the resource the stack says it made: (bool, what)."""
     kind, physical = resource["ResourceType"], resource.get("PhysicalResourceId", "")
     c = clients
@@ -34,9 +38,12 @@ def exists(clients, resource):
             state = c("lambda").get_function(FunctionName=physical)["Configuration"]["State"]
             return state == "Active", f"state {state}"
         if kind == "AWS::Lambda::EventInvokeConfig":
-            name = physical.split("$")[0] if "$" in physical else physical
-            cfg = c("lambda").get_function_event_invoke_config(FunctionName=name.rstrip(":"))
-            return bool(cfg.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")), "on-failure destination"
+            # Its physical id is LocalStack's own; the config is looked up on the function
+            # the template gives it (<logical id of the function>EventInvokeConfig).
+            function = next(r for r in resources if r["LogicalResourceId"] + "EventInvokeConfig" == resource["LogicalResourceId"])
+            cfg = c("lambda").get_function_event_invoke_config(FunctionName=function["PhysicalResourceId"])
+            destination = cfg.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            return bool(destination), f"on-failure destination {destination}"
         if kind == "AWS::StepFunctions::StateMachine":
             return c("stepfunctions").describe_state_machine(stateMachineArn=physical)["status"] == "ACTIVE", "ACTIVE"
         if kind == "AWS::IAM::Role":
@@ -45,14 +52,14 @@ def exists(clients, resource):
         if kind == "AWS::IAM::ManagedPolicy":
             c("iam").get_policy(PolicyArn=physical)
             return True, "policy"
-        if kind == "AWS::IAM::Policy":
-            return True, "inline policy (no API of its own to look it up by)"
         if kind == "AWS::SQS::Queue":
             c("sqs").get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])
             return True, "queue"
         if kind == "AWS::Logs::LogGroup":
-            groups = c("logs").describe_log_groups(logGroupNamePrefix=physical)["logGroups"]
-            return any(g["logGroupName"] == physical for g in groups), "log group"
+            groups = [g for g in c("logs").describe_log_groups(logGroupNamePrefix=physical)["logGroups"]
+                      if g["logGroupName"] == physical]
+            retention = groups[0].get("retentionInDays") if groups else None
+            return bool(groups), f"log group, retention {retention or 'none (LocalStack ignores RetentionInDays)'}"
         if kind == "AWS::Scheduler::ScheduleGroup":
             c("scheduler").get_schedule_group(Name=physical)
             return True, "schedule group"
@@ -103,7 +110,11 @@ def main():
                              "--no-confirm-changeset", "--no-fail-on-empty-changeset", "--region", REGION,
                              "--parameter-overrides", *[f"{k}={v}" for k, v in overrides.items()]], env=env)
     cfn = clients("cloudformation")
-    stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
+    try:
+        stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
+    except cfn.exceptions.ClientError as e:
+        say(f"FAILED: no stack {args.stack} after sam deploy (exited {deploy.returncode}): {e}")
+        sys.exit(1)
     say(f"stack {args.stack}: {stack['StackStatus']} (sam deploy exited {deploy.returncode})")
     failures = []
     if stack["StackStatus"] != "CREATE_COMPLETE":
@@ -114,10 +125,12 @@ def main():
     resources = cfn.list_stack_resources(StackName=args.stack)["StackResourceSummaries"]
     not_created = []
     for r in sorted(resources, key=lambda r: (r["ResourceType"], r["LogicalResourceId"])):
-        ok, what = exists(clients, r)
+        ok, what = exists(clients, r, resources)
         say(f"  {'created    ' if ok else 'NOT CREATED'} {r['ResourceType']:<36} {r['LogicalResourceId']} ({what})")
         if not ok:
             not_created.append(f"{r['LogicalResourceId']} ({r['ResourceType']}: {what})")
+            if r["ResourceType"] not in EMULATOR_GAPS:
+                failures.append(f"{r['LogicalResourceId']} ({r['ResourceType']}) reported complete, not created")
     say(f"{len(resources) - len(not_created)} of {len(resources)} resources created")
 
     sfn = clients("stepfunctions")
@@ -140,7 +153,9 @@ def main():
         say(f"example output: status {json.dumps(output.get('status', {}))[:200]}; logs of {len(pods)} pod(s): "
             f"{json.dumps(pods)[:300]}")
     if not_created:
-        say("the emulator reported these complete without creating them: " + "; ".join(not_created))
+        say("reported complete without being created: " + "; ".join(not_created))
+        for kind, why in EMULATOR_GAPS.items():
+            say(f"  known emulator gap, {kind}: {why}")
     for f in failures:
         say(f"FAILED: {f}")
     sys.exit(1 if failures else 0)

@@ -68,12 +68,15 @@ def operation(method, path, headers, body):
         regex, fixed = _template(op.http.get("requestUri", "/"))
         if not regex.match(url.path) or not fixed <= query:
             continue
-        required = {m.serialization.get("name", n) for n, m in op.input_shape.members.items()
-                    if m.serialization.get("location") == "querystring" and n in op.input_shape.required_members} \
-            if op.input_shape else set()
-        if not required <= query:
+        members = op.input_shape.members.items() if op.input_shape else []
+        needed = [n for n in (op.input_shape.required_members if op.input_shape else [])]
+        required = {m.serialization.get("name", n) for n, m in members
+                    if m.serialization.get("location") == "querystring" and n in needed}
+        headers_needed = {m.serialization.get("name", n).lower() for n, m in members
+                          if m.serialization.get("location") == "header" and n in needed}
+        if not required <= query or not headers_needed <= {h.lower() for h in headers.keys()}:
             continue
-        score = len(fixed) + len(required)
+        score = len(fixed) + len(required) + len(headers_needed)
         if score > best_score:
             best, best_score = name, score
     return service, best

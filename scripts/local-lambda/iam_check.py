@@ -78,12 +78,16 @@ def iam_action(entry):
     return f"{service}:{operation}"
 
 
-def used_actions(journal):
+def used_actions(journal, problems):
     used = {}
     with open(journal) as f:
         for line in f:
             entry = json.loads(line)
             if not entry["own_credentials"]:
+                continue
+            if entry["operation"] is None:
+                problems.append(f"{entry['function']}: a {entry['service']} request the check cannot name "
+                                f"({entry['request']}): extend aws_journal.operation")
                 continue
             actions = [iam_action(entry)] + ["iam:PassRole"] * bool(entry["passes"])
             for action in filter(None, actions):
@@ -143,8 +147,8 @@ def main():
     args = p.parse_args()
     if not os.path.exists(args.journal):
         sys.exit(f"iam_check: no journal at {args.journal}: run the world tests first (make test)")
-    used, granted = used_actions(args.journal), granted_actions(load_template(args.template))
     problems = []
+    used, granted = used_actions(args.journal, problems), granted_actions(load_template(args.template))
     for function in sorted(granted):
         mine, grants = used.get(function, {}), granted[function]
         for action, request in sorted(mine.items()):
@@ -154,6 +158,13 @@ def main():
             if not unreached(function, grant) and not any(fnmatch.fnmatchcase(a, grant) for a in mine):
                 problems.append(f"{function}: is granted {grant}, which it never used")
         print(f"iam_check: {function}: {len(mine)} action(s) used, {len(grants)} granted")
+    for (function, action), why in sorted(UNREACHED.items()):
+        functions = sorted(granted) if function == "*" else [function]
+        if function != "*" and action not in granted.get(function, set()):
+            problems.append(f"UNREACHED names {action} for {function}, which its role is not granted: remove it")
+        for f in functions:
+            if any(fnmatch.fnmatchcase(a, action) for a in used.get(f, {})):
+                problems.append(f"UNREACHED names {action} for {f}, which the tests reach: remove it")
     for function in sorted(set(used) - set(granted)):
         problems.append(f"{function}: made AWS calls but is not a function of the template")
     for problem in problems:

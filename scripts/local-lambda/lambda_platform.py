@@ -148,10 +148,11 @@ class Slot:
 
     def spawn(self):
         fn = self.fn
-        penv = dict(os.environ, **fn.env, AWS_LAMBDA_RUNTIME_API=self.address, AWS_LAMBDA_FUNCTION_NAME=fn.arn.split(":")[-1],
-                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(fn.memory),
-                    AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{fn.name}",
-                    AWS_LAMBDA_LOG_STREAM_NAME=f"local/{self.index}")
+        # What Lambda sets last: a function's environment cannot override it.
+        penv = {**os.environ, **fn.env, "AWS_LAMBDA_RUNTIME_API": self.address,
+                "AWS_LAMBDA_FUNCTION_NAME": fn.arn.split(":")[-1], "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory), "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}", "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}"}
         out = open(os.path.join(fn.logs, f"{fn.name}-{self.index}.log"), "ab")
         self.process = subprocess.Popen([fn.binary], env=penv, stdout=out, stderr=subprocess.STDOUT)
 

@@ -1202,6 +1202,23 @@ async fn archive_2gb(world: &World, cell: &Cell<'_>) {
     succeeded("archive-2gb", &o);
 }
 
+/// The cluster polls' schedules made so far (`ekstw-<36 hex digits>-<attempt>`; a Job's
+/// poll carries its uid, with dashes): a late poll of an earlier cell does not count.
+async fn cluster_poll_schedules(cell: &Cell<'_>) -> usize {
+    cell.proxy
+        .calls_to("/schedules/ekstw-")
+        .await
+        .iter()
+        .filter(|c| {
+            c["target"]
+                .as_str()
+                .and_then(|t| t.rsplit_once("/schedules/ekstw-"))
+                .and_then(|(_, n)| n.rsplit_once('-'))
+                .is_some_and(|(key, _)| key.len() == 36 && !key.contains('-'))
+        })
+        .count()
+}
+
 /// A state machine whose one task is a `createCluster` `.sync` of `name` through the
 /// cluster-ops binary, the cluster shown CREATING by the proxy (it rewrites moto's
 /// answers, which make clusters ACTIVE at once) until the cell clears the rule.
@@ -1227,14 +1244,14 @@ async fn created_while_creating(world: &World, cell: &Cell<'_>, name: &str) -> S
 async fn cluster_active_late(world: &World, cell: &Cell<'_>) {
     let name = unique("f-active-late");
     let definition = created_while_creating(world, cell, &name).await;
-    let before = cell.proxy.calls_to("/schedules/ekstw-").await.len();
+    let before = cluster_poll_schedules(cell).await;
     let input = json!({});
     let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
     let active = async {
         // CREATING through cluster-ops' own 20 s and the poller's first poll; then the
         // cluster shows as it is.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while cell.proxy.calls_to("/schedules/ekstw-").await.len() < before + 2 {
+        while cluster_poll_schedules(cell).await < before + 2 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "never polled while CREATING"
@@ -1284,22 +1301,7 @@ async fn cluster_gone(world: &World, cell: &Cell<'_>) {
     let definition = created_while_creating(world, cell, &name).await;
     let input = json!({});
     let run = world.run_state_machine(&name, &definition, &input, Duration::from_secs(90));
-    // Cluster polls' schedules only (`ekstw-<36 hex digits>-<attempt>`; a Job's poll
-    // carries its uid, with dashes): a late poll of an earlier cell does not count.
-    let schedules = || async {
-        cell.proxy
-            .calls_to("/schedules/ekstw-")
-            .await
-            .iter()
-            .filter(|c| {
-                c["target"]
-                    .as_str()
-                    .and_then(|t| t.rsplit_once("/schedules/ekstw-"))
-                    .and_then(|(_, n)| n.rsplit_once('-'))
-                    .is_some_and(|(key, _)| key.len() == 36 && !key.contains('-'))
-            })
-            .count()
-    };
+    let schedules = || cluster_poll_schedules(cell);
     let before = schedules().await;
     let gone = async {
         // Handed to the poller (cluster-ops follows 20 s itself): a CreateSchedule made;

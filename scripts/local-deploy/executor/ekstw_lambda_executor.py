@@ -16,6 +16,13 @@ AWS_ENDPOINT_URL), but for two things the local cluster needs:
 
 Environment of the LocalStack process: EKSTW_BIN_DIR, EKSTW_WORLD (world.json),
 EKSTW_LOGS (the processes' logs).
+
+One LocalStack patch, made when this plugin loads: a task answered while its
+`lambda:invoke.waitForTaskToken` invocation still runs (run-job answers a short Job
+inline, before its invocation returns) was never seen by a state with `HeartbeatSeconds`
+(the answer notifies the heartbeat watch, which is only set up once the invocation has
+returned, so the state waited for a heartbeat until it timed out); AWS takes the answer,
+and so does LocalStack with the patch.
 """
 import json
 import os
@@ -28,6 +35,23 @@ from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecu
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "local-lambda"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "local-world"))
+
+
+def _an_early_answer_reaches_the_heartbeat_watch():
+    from localstack.services.stepfunctions.asl.eval.callback import callback
+
+    original = callback.CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = original(self, heartbeat_seconds=heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    callback.CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+
+_an_early_answer_reaches_the_heartbeat_watch()
 
 
 class EksTaskWorkerExecutor(RuntimeExecutor):

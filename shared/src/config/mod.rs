@@ -374,6 +374,24 @@ pub const DEFAULT_NAMESPACE: &str = "EksTaskWorker";
 mod tests {
     use super::*;
 
+    /// The `ExternalId` of assumed roles: none unless set (an empty value is none).
+    #[test]
+    fn the_external_id_is_read_when_set() {
+        let with = |v: &str| {
+            Settings::from_lookup(|k| (k == "ASSUME_ROLE_EXTERNAL_ID").then(|| v.to_owned()))
+                .map(|s| s.assume_role_external_id)
+                .ok()
+        };
+        assert_eq!(with("ext-7"), Some(Some("ext-7".to_owned())));
+        assert_eq!(with(""), Some(None));
+        assert_eq!(
+            Settings::from_lookup(|_| None)
+                .map(|s| s.assume_role_external_id)
+                .ok(),
+            Some(None)
+        );
+    }
+
     #[test]
     fn defaults_and_overrides() {
         let s = Settings::from_lookup(|_| None).unwrap_or_else(|e| panic!("{e}"));

@@ -44,6 +44,8 @@ pub struct Cadence {
     /// How late one heartbeat can be: a slow read and its retries, then a slow
     /// `SendTaskHeartbeat` and its retries.
     pub late: Duration,
+    /// `POLL_MIN_SECONDS`: the shortest delay a curve may hold.
+    pub poll_min: u64,
 }
 
 /// A state's `HeartbeatSeconds` that the worker's heartbeats cannot be relied on to
@@ -82,6 +84,18 @@ impl Cadence {
             first_delay: Duration::from_secs(delays.first().copied().unwrap_or_default()),
             longest_delay: Duration::from_secs(delays.iter().copied().max().unwrap_or_default()),
             late: read + send,
+            poll_min: settings.poll_min_seconds,
+        }
+    }
+
+    /// This cadence with a payload's own poll curve (`PollCurveSeconds`) in place of
+    /// the deployment's.
+    #[must_use]
+    pub fn with_curve(self, delays: &[u64]) -> Self {
+        Self {
+            first_delay: Duration::from_secs(delays.first().copied().unwrap_or_default()),
+            longest_delay: Duration::from_secs(delays.iter().copied().max().unwrap_or_default()),
+            ..self
         }
     }
 
@@ -101,7 +115,8 @@ impl Cadence {
         let room = Duration::from_secs(heartbeat_seconds).checked_sub(self.late + POLL_START)?;
         let first = room.checked_sub(self.every.max(CLUSTER_FOLLOW_INLINE))?;
         let largest = first.as_secs().saturating_sub(1);
-        (largest > 0 && Duration::from_secs(heartbeat_seconds) > self.every + self.late)
+        (largest >= self.poll_min.max(1)
+            && Duration::from_secs(heartbeat_seconds) > self.every + self.late)
             .then_some(largest)
     }
 
@@ -124,7 +139,8 @@ impl Cadence {
 
 /// The `lambda:invoke.waitForTaskToken` states of a definition (nested ones too) that
 /// invoke a function `is_worker` names and whose literal `HeartbeatSeconds` the
-/// worker's heartbeats cannot be relied on to meet, each with where it is. A
+/// worker's heartbeats cannot be relied on to meet, each with where it is; a payload's
+/// own literal `PollCurveSeconds` counts in place of the deployment's curve. A
 /// `HeartbeatSeconds` given as an expression or a path is not checked.
 ///
 /// # Errors
@@ -150,6 +166,12 @@ pub fn short_heartbeats(
         let heartbeat = state.get("HeartbeatSeconds").and_then(Value::as_u64);
         if let (true, Some(function), Some(seconds)) = (waits_for_token, function, heartbeat) {
             if is_worker(function) {
+                let curve: Option<Vec<u64>> = ["Parameters", "Arguments"]
+                    .iter()
+                    .find_map(|k| state.pointer(&format!("/{k}/Payload/PollCurveSeconds")))
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().map(Value::as_u64).collect());
+                let cadence = curve.map_or(*cadence, |c| cadence.with_curve(&c));
                 if let Err(e) = cadence.check(seconds) {
                     found.push((at.path, e));
                 }
@@ -242,6 +264,25 @@ mod tests {
         let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["States.A", "States.P.Branches[0].States.E"]);
         assert_eq!(found[0].1.heartbeat_seconds, 60);
+    }
+
+    /// A payload's own poll curve counts: 1200 s is met with the deployment's curve,
+    /// not with a payload's 1800 s delays.
+    #[test]
+    fn a_payloads_own_curve_counts() {
+        let state = |curve: Value| {
+            serde_json::json!({ "StartAt": "A", "States": { "A": { "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "HeartbeatSeconds": 1200, "End": true,
+                "Parameters": { "FunctionName": "w", "Payload": { "PollCurveSeconds": curve } } } } })
+        };
+        let cadence = Cadence::of(&settings(&[]));
+        let short = |d: &Value| {
+            short_heartbeats(d, &cadence, |_| true)
+                .unwrap_or_else(|e| unreachable!("{e}"))
+                .len()
+        };
+        assert_eq!(short(&state(serde_json::json!([60, 300]))), 0);
+        assert_eq!(short(&state(serde_json::json!([1800]))), 1);
     }
 
     /// `HeartbeatSeconds: 60` (common in native state machines) cannot be met with the
