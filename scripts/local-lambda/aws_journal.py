@@ -7,6 +7,7 @@ no rules), so a request is the function's by the port it came in on; the journal
 JSON object a line, is what `scripts/local-lambda/iam_check.py` compares with the
 template's grants.
 """
+import functools
 import json
 import re
 import threading
@@ -37,6 +38,7 @@ def signing_name(headers):
     return (m.group(2), m.group(1)) if m else (None, None)
 
 
+@functools.lru_cache(maxsize=None)
 def _template(uri):
     """A requestUri as a regex on the path, and the query keys it fixes."""
     path, _, query = uri.partition("?")
