@@ -39,7 +39,7 @@ fuzz_target!(|c: Case| {
         attempt: c.attempt,
         next_delay_seconds: 0,
         curve: worker::contract::curve::PollCurve::default(),
-        stuck_policy: worker::contract::stuck_policy::StuckPolicy { image_pull_seconds: c.image_pull, unschedulable_seconds: c.unschedulable },
+        stuck_policy: worker::contract::stuck_policy::StuckPolicy { image_pull_seconds: c.image_pull, unschedulable_seconds: c.unschedulable, ..Default::default() },
         failures: c.failures,
         execution: c.execution,
     };

@@ -15,8 +15,24 @@ Test convention: annotations on the pod (set them on the Job's pod template):
   sim.eks-task-worker.io/log-bytes[.<c>]       a generated log of that many bytes, 100-byte lines
   sim.eks-task-worker.io/unschedulable         "true": the pod stays Pending, PodScheduled=False
   sim.eks-task-worker.io/image-pull-error      "true": the pod stays Pending, its containers in ImagePullBackOff
+  sim.eks-task-worker.io/oom-killed[.<c>]      "true": the container ends OOMKilled, exit code 137
+  sim.eks-task-worker.io/evicted               "true": at its end the pod is evicted (Failed, reason Evicted)
 
 Without a log annotation a container logs one line naming itself and its image.
+
+What a kubelet does by the pod's spec, with no annotation:
+
+  - init containers (spec.initContainers) run first, each with its exit code and log (the
+    same annotations, by its name); one that fails fails the pod (restartPolicy Never);
+  - a configMap or secret volume whose object does not exist keeps the pod in
+    ContainerCreating, with a FailedMount Warning event;
+  - an env or envFrom reference to a ConfigMap or Secret that does not exist keeps the
+    container in CreateContainerConfigError;
+  - with restartPolicy OnFailure, a container that exits non-zero is restarted: it waits
+    in CrashLoopBackOff (10 s, a kubelet's first back-off), its restartCount counted, then
+    runs again.
+
+Objects are looked up when the pod is first bound; one created later is not noticed.
 """
 import argparse
 import datetime
@@ -160,7 +176,14 @@ class Simulator:
             return
         phase = st.get("phase", "Pending")
         containers = [c["name"] for c in spec.get("containers", [])]
-        images = {c["name"]: c.get("image", "") for c in spec.get("containers", [])}
+        inits = [c["name"] for c in spec.get("initContainers", [])]
+        images = {c["name"]: c.get("image", "") for c in spec.get("initContainers", []) + spec.get("containers", [])}
+        if phase == "Pending" and not st.get("containerStatuses") and self.cannot_create(pod, base, containers, images):
+            return
+        if phase == "Pending" and st.get("containerStatuses") and any(
+                c.get("state", {}).get("waiting", {}).get("reason") in ("ContainerCreating", "CreateContainerConfigError")
+                for c in st["containerStatuses"]):
+            return
         if phase == "Pending" and annotation(pod, "image-pull-error") == "true":
             if not st.get("containerStatuses"):
                 self.patch_status(base, {"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(now())}],
@@ -171,35 +194,138 @@ class Simulator:
                     self.warn(pod, "Failed", f'Failed to pull image "{images[c]}": rpc error: code = NotFound desc = '
                               f'failed to pull and unpack image "{images[c]}": not found', "kubelet")
             return
+        if phase == "Pending" and inits:
+            codes = {c: int(annotation(pod, "exit-code", c, "0")) for c in inits}
+            failed = next((c for c in inits if codes[c]), None)
+            if failed is not None and spec.get("restartPolicy", "Always") == "Never":
+                stamp = rfc3339(now())
+                ran = inits[: inits.index(failed) + 1]
+                self.patch_status(base, {
+                    "phase": "Failed", "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": stamp,
+                    "conditions": [{"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
+                                    "message": f"containers with incomplete status: [{' '.join(inits[inits.index(failed):])}]",
+                                    "lastTransitionTime": stamp}],
+                    "initContainerStatuses": [self.terminated(ns, name, c, images[c], codes[c], stamp, stamp) for c in ran],
+                    "containerStatuses": [{"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0,
+                                           "started": False, "state": {"waiting": {"reason": "PodInitializing"}}} for c in containers],
+                })
+                log.info("pod %s/%s Failed in init container %s", ns, name, failed)
+                return
         if phase == "Pending":
             started = rfc3339(now())
+            init_statuses = [self.terminated(ns, name, c, images[c], 0, started, started) for c in inits]
             self.patch_status(base, {
                 "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": started,
                 "conditions": [{"type": t, "status": "True", "lastTransitionTime": started}
                                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
-                "containerStatuses": [{"name": c, "image": images[c], "imageID": f"podsim://{images[c]}", "ready": True,
-                                       "restartCount": 0, "started": True, "containerID": f"podsim://{ns}.{name}.{c}",
-                                       "state": {"running": {"startedAt": started}}} for c in containers],
+                **({"initContainerStatuses": init_statuses} if init_statuses else {}),
+                "containerStatuses": [self.running(ns, name, c, images[c], started, 0) for c in containers],
             })
         elif phase == "Running":
-            started = parse_time(st.get("startTime", rfc3339(now())))
-            if (now() - started).total_seconds() < float(annotation(pod, "run-seconds", default="1")):
-                return
-            finished = rfc3339(now())
-            codes = {c: int(annotation(pod, "exit-code", c, "0")) for c in containers}
-            failed = any(codes.values())
-            self.patch_status(base, {
-                "phase": "Failed" if failed else "Succeeded",
-                "conditions": [{"type": t, "status": "False" if t in ("Ready", "ContainersReady") else "True",
-                                "reason": "PodCompleted", "lastTransitionTime": finished}
-                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
-                "containerStatuses": [{"name": c, "image": images[c], "imageID": f"podsim://{images[c]}", "ready": False,
-                                       "restartCount": 0, "started": False, "containerID": f"podsim://{ns}.{name}.{c}",
-                                       "state": {"terminated": {"exitCode": codes[c], "reason": "Error" if codes[c] else "Completed",
-                                                                "startedAt": rfc3339(started), "finishedAt": finished,
-                                                                "containerID": f"podsim://{ns}.{name}.{c}"}}} for c in containers],
-            })
-            log.info("pod %s/%s %s", ns, name, "Failed" if failed else "Succeeded")
+            self.run(pod, base, containers, images)
+
+    @staticmethod
+    def terminated(ns, name, c, image, code, started, finished, reason=None, restarts=0):
+        return {"name": c, "image": image, "imageID": f"podsim://{image}", "ready": False, "restartCount": restarts,
+                "started": False, "containerID": f"podsim://{ns}.{name}.{c}",
+                "state": {"terminated": {"exitCode": code, "reason": reason or ("Error" if code else "Completed"),
+                                         "startedAt": started, "finishedAt": finished,
+                                         "containerID": f"podsim://{ns}.{name}.{c}"}}}
+
+    @staticmethod
+    def running(ns, name, c, image, started, restarts, last=None):
+        status = {"name": c, "image": image, "imageID": f"podsim://{image}", "ready": True, "restartCount": restarts,
+                  "started": True, "containerID": f"podsim://{ns}.{name}.{c}", "state": {"running": {"startedAt": started}}}
+        if last:
+            status["lastState"] = last
+        return status
+
+    def exists(self, ns, kind, name):
+        code, _ = self.api.call("GET", f"/api/v1/namespaces/{ns}/{kind}s/{name}")
+        return code == 200
+
+    def cannot_create(self, pod, base, containers, images):
+        """A kubelet's checks before it starts containers: volumes to mount, then the
+        env each container takes from ConfigMaps and Secrets. True when the pod is held."""
+        ns = pod["metadata"]["namespace"]
+        spec = pod["spec"]
+        for v in spec.get("volumes", []) or []:
+            for kind, field, key in (("configmap", "configMap", "name"), ("secret", "secret", "secretName")):
+                ref = v.get(field)
+                if ref and not ref.get("optional") and not self.exists(ns, kind, ref.get(key, "")):
+                    self.patch_status(base, {"containerStatuses": [
+                        {"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0, "started": False,
+                         "state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers]})
+                    self.warn(pod, "FailedMount", f'MountVolume.SetUp failed for volume "{v["name"]}" : {kind} "{ref.get(key, "")}" not found', "kubelet")
+                    return True
+        missing = {}
+        for c in spec.get("containers", []):
+            refs = [(("configmap", e["valueFrom"]["configMapKeyRef"]) if "configMapKeyRef" in e.get("valueFrom", {}) else
+                     ("secret", e["valueFrom"]["secretKeyRef"])) for e in c.get("env", []) or []
+                    if {"configMapKeyRef", "secretKeyRef"} & set(e.get("valueFrom", {}))]
+            refs += [(("configmap", e["configMapRef"]) if "configMapRef" in e else ("secret", e["secretRef"]))
+                     for e in c.get("envFrom", []) or [] if {"configMapRef", "secretRef"} & set(e)]
+            for kind, ref in refs:
+                if not ref.get("optional") and not self.exists(ns, kind, ref.get("name", "")):
+                    missing[c["name"]] = f'{kind} "{ref.get("name", "")}" not found'
+                    break
+        if not missing:
+            return False
+        self.patch_status(base, {"containerStatuses": [
+            {"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0, "started": False,
+             "state": {"waiting": {"reason": "CreateContainerConfigError", "message": missing[c]} if c in missing else
+                       {"reason": "ContainerCreating"}}} for c in containers]})
+        for c, why in missing.items():
+            self.warn(pod, "Failed", f"Error: {why}", "kubelet")
+        return True
+
+    def run(self, pod, base, containers, images):
+        """A running pod: its containers end after run-seconds, each with its exit code
+        (OOMKilled: 137), the pod Succeeded or Failed (or Evicted); with restartPolicy
+        OnFailure a container that failed waits in CrashLoopBackOff and runs again."""
+        meta, spec, st = pod["metadata"], pod["spec"], pod.get("status", {})
+        ns, name = meta["namespace"], meta["name"]
+        statuses = {c["name"]: c for c in st.get("containerStatuses", [])}
+        first = next(iter(statuses.values()), {})
+        restarts = first.get("restartCount", 0)
+        waiting = first.get("state", {}).get("waiting")
+        if waiting and waiting.get("reason") == "CrashLoopBackOff":
+            ended = parse_time(first.get("lastState", {}).get("terminated", {}).get("finishedAt", rfc3339(now())))
+            if (now() - ended).total_seconds() >= 10:
+                started = rfc3339(now())
+                self.patch_status(base, {"containerStatuses": [
+                    self.running(ns, name, c, images[c], started, restarts, statuses.get(c, {}).get("lastState")) for c in containers]})
+            return
+        started = parse_time(first.get("state", {}).get("running", {}).get("startedAt") or st.get("startTime", rfc3339(now())))
+        if (now() - started).total_seconds() < float(annotation(pod, "run-seconds", default="1")):
+            return
+        finished = rfc3339(now())
+        oom = {c: annotation(pod, "oom-killed", c) == "true" for c in containers}
+        codes = {c: 137 if oom[c] else int(annotation(pod, "exit-code", c, "0")) for c in containers}
+        failed = any(codes.values())
+        ended = {c: self.terminated(ns, name, c, images[c], codes[c], rfc3339(started), finished,
+                                    "OOMKilled" if oom[c] else None, restarts) for c in containers}
+        if failed and spec.get("restartPolicy") == "OnFailure":
+            self.patch_status(base, {"containerStatuses": [
+                {**ended[c], "restartCount": restarts + 1, "lastState": ended[c]["state"],
+                 "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": f"back-off 10s restarting failed container={c} pod={name}_{ns}({meta.get('uid')})"}}}
+                for c in containers]})
+            self.warn(pod, "BackOff", "Back-off restarting failed container", "kubelet")
+            return
+        evicted = annotation(pod, "evicted") == "true"
+        status = {
+            "phase": "Failed" if failed or evicted else "Succeeded",
+            "conditions": [{"type": t, "status": "False" if t in ("Ready", "ContainersReady") else "True",
+                            "reason": "PodCompleted", "lastTransitionTime": finished}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            "containerStatuses": list(ended.values()),
+        }
+        if evicted:
+            status.update({"reason": "Evicted", "message": "The node was low on resource: memory. Container main was using 2Gi, which exceeds its request of 1Gi."})
+            status["containerStatuses"] = [self.terminated(ns, name, c, images[c], 137, rfc3339(started), finished, "Error") for c in containers]
+        self.patch_status(base, status)
+        log.info("pod %s/%s %s", ns, name, status["phase"] + (" (evicted)" if evicted else ""))
 
     def patch_status(self, base, status):
         code, body = self.api.call("PATCH", f"{base}/status", {"status": status}, "application/merge-patch+json")
@@ -219,11 +345,22 @@ class Simulator:
 class ContainerLog:
     """A container's log as lines with timestamps, generated on demand."""
 
+    @staticmethod
+    def status(pod, container):
+        st = pod.get("status", {})
+        return next((c for c in st.get("initContainerStatuses", []) + st.get("containerStatuses", [])
+                     if c["name"] == container and (c.get("state", {}).get("terminated") or c.get("state", {}).get("running")
+                                                    or c.get("lastState", {}).get("terminated"))), None)
+
+    @staticmethod
+    def started(pod, container):
+        return ContainerLog.status(pod, container) is not None
+
     def __init__(self, pod, container):
         st = pod.get("status", {})
-        cs = next((c for c in st.get("containerStatuses", []) if c["name"] == container), {})
+        cs = ContainerLog.status(pod, container) or {}
         state = cs.get("state", {})
-        run = state.get("terminated") or state.get("running") or {}
+        run = state.get("terminated") or state.get("running") or cs.get("lastState", {}).get("terminated") or {}
         self.start = parse_time(run.get("startedAt", st.get("startTime", rfc3339(now()))))
         self.end = parse_time(run["finishedAt"]) if "finishedAt" in run else now()
         ann = pod.get("metadata", {}).get("annotations", {}) or {}
@@ -235,7 +372,8 @@ class ContainerLog:
             tag = f" {pod['metadata']['name']}/{container} "[:60]
             self.line = lambda i: (f"{i:012d}{tag}".ljust(LINE - 1, ".") + "\n")
         else:
-            image = next((c.get("image", "") for c in pod["spec"]["containers"] if c["name"] == container), "")
+            image = next((c.get("image", "") for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+                          if c["name"] == container), "")
             text = annotation(pod, "log", container, f"{pod['metadata']['name']}/{container} ran {image}\n")
             lines = text.splitlines(keepends=True)
             self.count = len(lines)
@@ -286,7 +424,7 @@ def make_kubelet(sim):
             pod = sim.pod(ns, name)
             if pod is None:
                 return self.fail(404, f'pods "{name}" not found')
-            if container not in [c["name"] for c in pod["spec"].get("containers", [])]:
+            if container not in [c["name"] for c in pod["spec"].get("containers", []) + pod["spec"].get("initContainers", [])]:
                 return self.fail(400, f'container "{container}" in pod "{name}" is not valid')
             if q.get("previous") == "true":
                 return self.fail(400, f'previous terminated container "{container}" in pod "{name}" not found')
@@ -294,7 +432,7 @@ def make_kubelet(sim):
                 # The simulator's own view can lag its last status write under load; a
                 # kubelet knows its pod's state: ask the API server before refusing.
                 pod = sim.pod(ns, name, fresh=True) or pod
-            if pod.get("status", {}).get("phase", "Pending") == "Pending":
+            if not ContainerLog.started(pod, container):
                 return self.fail(400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
             clog = ContainerLog(pod, container)
             stamps = q.get("timestamps") == "true"

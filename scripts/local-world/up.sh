@@ -151,14 +151,16 @@ start kube-apiserver "$KUBE/kube-apiserver" \
   --authorization-mode RBAC --anonymous-auth=false \
   --endpoint-reconciler-type none --service-cluster-ip-range 10.96.0.0/16 \
   --kubelet-client-certificate "$D/pki/admin.crt" --kubelet-client-key "$D/pki/admin.key" \
-  --kubelet-preferred-address-types InternalIP
+  --kubelet-preferred-address-types InternalIP \
+  --feature-gates TTLAfterFinished=true
 wait_for kube-apiserver 60 admin_curl -f "$API/readyz"
 
 say "starting kube-controller-manager"
 start kube-controller-manager "$KUBE/kube-controller-manager" \
   --kubeconfig "$D/admin.kubeconfig" --port 0 --secure-port 0 --leader-elect=false \
   --service-account-private-key-file "$D/pki/sa.key" --root-ca-file "$D/pki/ca.crt" \
-  --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-csrsigning'
+  --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-csrsigning' \
+  --feature-gates TTLAfterFinished=true
 
 wait_for localstack 90 curl -sf "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health"
 

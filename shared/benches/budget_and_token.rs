@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use worker::task::logs::{result, ContainerLog, PlacedLog};
+use worker::task::logs::{result, ContainerLog, PlacedLog, Target};
 
 fn logs(pods: usize, bytes: usize) -> Vec<PlacedLog> {
     let line = "2026-11-25T13:00:00Z INFO worker processed item 1234567 in 12 ms\n";
@@ -15,8 +15,11 @@ fn logs(pods: usize, bytes: usize) -> Vec<PlacedLog> {
         .flat_map(|p| {
             let text = text.clone();
             ["main", "sidecar"].map(move |c| PlacedLog {
-                pod: format!("job-{p:03}"),
-                container: c.to_owned(),
+                target: Target {
+                    pod: format!("job-{p:03}"),
+                    container: c.to_owned(),
+                    init: false,
+                },
                 log: ContainerLog::Text {
                     text: text.clone(),
                     partial: false,

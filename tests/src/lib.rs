@@ -1087,3 +1087,25 @@ pub async fn activity_end(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The functions' own output, as the local Lambda platform captured it: one file per
+/// process, `<function>-<n>.log` (not the platform's dead letters beside them, which
+/// hold failed deliveries' payloads as an SQS dead-letter queue does).
+///
+/// # Panics
+/// When the platform's log directory cannot be read.
+#[must_use]
+pub fn function_output() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+        .map(|f| {
+            (
+                f.file_name().to_string_lossy().into_owned(),
+                String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use world_tests::{cli, request, send, sim_job, unique, until_job, Platform, World};
+use world_tests::{
+    cli, function_output, request, send, sim_job, unique, until_job, Platform, World,
+};
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(
@@ -722,24 +724,6 @@ async fn call_refused(world: &World) {
             "{name}: {execution}"
         );
     }
-}
-
-/// The functions' own output, as the local Lambda platform captured it: one file per
-/// process, `<function>-<n>.log` (not the platform's dead letters beside them, which
-/// hold failed deliveries' payloads as an SQS dead-letter queue does).
-fn function_output() -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
-        .map(|f| {
-            (
-                f.file_name().to_string_lossy().into_owned(),
-                String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The EMF lines the run-job and poller binaries wrote since `since_ms`: they parse,

@@ -90,11 +90,12 @@ async fn the_cause_names_pod_container_and_reason() {
     let id = worker::task::job::JobId::new(world.namespace(), &name, &uid);
     let policy = worker::contract::stuck_policy::StuckPolicy {
         image_pull_seconds: Some(0),
-        unschedulable_seconds: None,
+        ..worker::contract::stuck_policy::StuckPolicy::default()
     };
     let mut err = None;
     for _ in 0..50 {
-        if let Err(e) = worker::task::finish::check_stuck(&kube, &id, policy, &deps).await {
+        let job = id.read(&kube).await.unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = worker::task::finish::check_stuck(&kube, &id, &job, policy, &deps).await {
             err = Some(e);
             break;
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::config::timeouts::Timeouts;
 use crate::contract::curve::PollCurve;
+use crate::contract::stuck_policy::Hold;
 
 /// What happens to a finished Job (`JOB_CLEANUP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +85,8 @@ pub struct Settings {
     pub schedule: Option<ScheduleSettings>,
     /// `ACTIVITIES`: `run-job=<activity ARN>,call=<activity ARN>` (activity function).
     pub activities: Vec<crate::config::activities::Activity>,
-    /// `STUCK_IMAGE_PULL_SECONDS`, `STUCK_UNSCHEDULABLE_SECONDS` (default off): the
-    /// stuck policy of payloads that give none.
+    /// `STUCK_<HOLD>_SECONDS` (each [`Hold::setting`], default off): the stuck policy
+    /// of payloads that give none.
     pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
     /// `CLEANUP_DRY_RUN` (default `false`): the cleanup function only reports.
     pub cleanup_dry_run: bool,
@@ -336,10 +337,10 @@ impl Settings {
                 Some(v) => Some(v),
             },
             log_archive,
-            stuck_policy: crate::contract::stuck_policy::StuckPolicy {
-                image_pull_seconds: stuck("STUCK_IMAGE_PULL_SECONDS")?,
-                unschedulable_seconds: stuck("STUCK_UNSCHEDULABLE_SECONDS")?,
-            },
+            stuck_policy: Hold::ALL.iter().try_fold(
+                crate::contract::stuck_policy::StuckPolicy::default(),
+                |p, h| Ok::<_, SettingError>(p.with(*h, stuck(h.setting())?)),
+            )?,
             cleanup_dry_run,
             cleanup_grace: seconds(&get, "CLEANUP_GRACE_SECONDS", 3600)?,
             activities,

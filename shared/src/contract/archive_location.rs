@@ -51,7 +51,8 @@ impl ArchiveLocation {
         }
     }
 
-    /// The key of one container's log.
+    /// The key of one container's log (`container`: its name, or `init/<name>` for an
+    /// init container).
     #[must_use]
     pub fn key(&self, namespace: &str, job: &str, uid: &str, pod: &str, container: &str) -> String {
         let path = format!("{namespace}/{job}/{uid}/{pod}/{container}.log");

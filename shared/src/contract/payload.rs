@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::contract::error::TaskError;
+use crate::contract::stuck_policy::{Hold, StuckPolicy};
 
 /// The longest task token Step Functions issues.
 pub const MAX_TASK_TOKEN_CHARS: usize = 2048;
@@ -139,7 +140,7 @@ pub struct RunJobInput {
     /// against the deployment's minimum when it is used.
     pub poll_curve_seconds: Option<Vec<u64>>,
     /// `StuckPolicy` (the worker's own): when a stuck Job fails its task.
-    pub stuck_policy: crate::contract::stuck_policy::StuckPolicy,
+    pub stuck_policy: StuckPolicy,
     /// `WaitForCompletion` ([`wait_for_completion`]): answer once the Job ended (the
     /// `.sync` integration), or with the created Job.
     pub wait_for_completion: bool,
@@ -775,27 +776,26 @@ pub fn parse_run_job(payload: &Value) -> Result<RunJobInput, TaskError> {
         }
     };
     let stuck_policy = match fields.get("StuckPolicy") {
-        None | Some(Value::Null) => crate::contract::stuck_policy::StuckPolicy::default(),
+        None | Some(Value::Null) => StuckPolicy::default(),
         Some(p) => {
             let p = object(p, "StuckPolicy")?;
-            reject_unknown(
-                p,
-                &["ImagePullSeconds", "UnschedulableSeconds"],
-                "StuckPolicy",
-            )?;
-            let limit = |k: &str| match p.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                    TaskError::invalid_input(
-                        &format!("StuckPolicy.{k}"),
-                        "must be a whole number of seconds",
-                    )
-                }),
-            };
-            crate::contract::stuck_policy::StuckPolicy {
-                image_pull_seconds: limit("ImagePullSeconds")?,
-                unschedulable_seconds: limit("UnschedulableSeconds")?,
+            let keys: Vec<&str> = Hold::ALL.iter().map(|h| h.policy_key()).collect();
+            reject_unknown(p, &keys, "StuckPolicy")?;
+            let mut policy = StuckPolicy::default();
+            for hold in Hold::ALL {
+                let k = hold.policy_key();
+                let limit = match p.get(k) {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or_else(|| {
+                        TaskError::invalid_input(
+                            &format!("StuckPolicy.{k}"),
+                            "must be a whole number of seconds",
+                        )
+                    })?),
+                };
+                policy = policy.with(hold, limit);
             }
+            policy
         }
     };
     Ok(RunJobInput {

@@ -532,10 +532,11 @@ mod tests {
             attempt: 7,
             next_delay_seconds: 300,
             curve: PollCurve::default(),
-            stuck_policy: crate::contract::stuck_policy::StuckPolicy {
-                image_pull_seconds: Some(600),
-                unschedulable_seconds: Some(1800),
-            },
+            // Every limit set: the largest policy.
+            stuck_policy: crate::contract::stuck_policy::Hold::ALL.iter().fold(
+                crate::contract::stuck_policy::StuckPolicy::default(),
+                |p, h| p.with(*h, Some(86_400)),
+            ),
             failures: vec![],
             failed_polls: 0,
             execution: Some(format!(

@@ -70,6 +70,9 @@ pub struct EndFacts {
     /// Delete the Job once the answer is sent (`JOB_CLEANUP`): never before, so that an
     /// answer that fails and is tried again still finds its Job.
     pub clean_up: bool,
+    /// The Job's own TTL, held back while the worker followed it: given back once the
+    /// answer is sent ([`job::answered`]).
+    pub held_ttl: Option<u64>,
 }
 
 /// Answers the task with a Job's end and, once Step Functions took the answer, counts
@@ -239,11 +242,12 @@ impl AnswerTurn {
         // The answer and its bookkeeping are the invocation's last act: they may use the
         // grace kept for it.
         crate::ports::clock::last_act(async {
-            let clean_up = facts.clean_up;
+            let (clean_up, held_ttl) = (facts.clean_up, facts.held_ttl);
             let report = send_job_answer(deps, token, answer, facts, at).await;
             self.renewal.abort();
             if report.is_ok() {
-                job::answered(self.kube.as_ref(), &self.job, &self.me).await;
+                let held_ttl = held_ttl.filter(|_| !clean_up);
+                job::answered(self.kube.as_ref(), &self.job, &self.me, held_ttl).await;
                 if clean_up {
                     if let Err(e) = job::delete(self.kube.as_ref(), &self.job).await {
                         tracing::warn!(job = self.job.name, namespace = self.job.namespace, error = %e, "could not clean up the finished job");
@@ -281,7 +285,7 @@ mod cleanup_tests {
         for (refusals, kept) in [(100, 1), (0, 0)] {
             let kube = Arc::new(FakeKube::default());
             let token = format!("token-{refusals}");
-            let created = job::create(kube.as_ref(), "ns", &manifest, Some(&token))
+            let created = job::create(kube.as_ref(), "ns", &manifest, Some(&token), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let id = JobId::of(&created, "ns");

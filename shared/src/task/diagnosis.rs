@@ -1,5 +1,6 @@
-//! Why a Job does not progress: pods that cannot pull their image or be scheduled,
-//! reported and, by the stuck policy, failed.
+//! Why a Job does not progress: what holds it ([`Hold`]: pods that cannot pull their
+//! image, be made, mount their volumes, be scheduled or stay up; a Job whose pods
+//! cannot be created; a suspended Job), reported and, by the stuck policy, failed.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,107 +8,194 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::contract::error::{names, TaskError};
-use crate::contract::stuck_policy::StuckPolicy;
+use crate::contract::stuck_policy::{Hold, StuckPolicy};
 use crate::contract::time::rfc3339 as time_of;
 
-/// Container waiting reasons that mean the container cannot start.
-const START_FAILURES: [&str; 6] = [
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "ErrImageNeverPull",
-];
-
-/// What holds a pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Kind {
-    /// A container cannot start: its image cannot be pulled, or its config is wrong.
-    ContainerStart,
-    /// The pod cannot be scheduled.
-    Unschedulable,
-    /// A container keeps crashing (reported; the Job's backoff limit decides).
-    CrashLoop,
+/// The hold a container waiting for `reason` is in, if any (others, like
+/// `PodInitializing`, are the normal way to start).
+fn waiting_hold(reason: &str) -> Option<Hold> {
+    match reason {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            Some(Hold::ImagePull)
+        }
+        "CreateContainerConfigError" | "CreateContainerError" => Some(Hold::ContainerConfig),
+        "ContainerCreating" => Some(Hold::ContainerCreating),
+        "CrashLoopBackOff" => Some(Hold::CrashLoop),
+        _ => None,
+    }
 }
 
-/// One thing that holds a pod.
+/// The label (or annotation) by which Kueue names the queue a Job waits in.
+const QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
+
+/// One thing that holds the Job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     /// What kind.
-    pub kind: Kind,
-    /// The pod.
-    pub pod: String,
+    pub hold: Hold,
+    /// The pod, where a pod is held (none for `FailedCreate` and `Suspended`).
+    pub pod: Option<String>,
     /// The container, where it is one.
     pub container: Option<String>,
-    /// Kubernetes' reason (`ImagePullBackOff`, `Unschedulable`, …).
+    /// Kubernetes' reason (`ImagePullBackOff`, `Unschedulable`, `FailedCreate`, …).
     pub reason: String,
-    /// Kubernetes' message.
+    /// Kubernetes' message (for a container without one, the newest Warning event's
+    /// about its pod, e.g. `FailedMount`).
     pub message: String,
-    /// Since when (the pod's creation, or the condition's transition).
+    /// Since when (the pod's creation, the condition's transition, the first event).
     #[serde(skip)]
     pub since: Option<SystemTime>,
 }
 
-/// What holds each of `pods` (pods as the API lists them).
+impl Finding {
+    /// Where: `pod p container c`, `pod p`, or `the Job`.
+    fn place(&self) -> String {
+        match (&self.pod, &self.container) {
+            (Some(p), Some(c)) => format!("pod {p} container {c}"),
+            (Some(p), None) => format!("pod {p}"),
+            _ => "the Job".to_owned(),
+        }
+    }
+}
+
+/// What holds the Job: its own state (suspended; pods it cannot create, from its
+/// Warning `events` as [`crate::task::job::warning_events`] gives them, counted only
+/// while it has no pods), and each of its `pods` (as the API lists them).
 #[must_use]
-pub fn findings(pods: &[Value]) -> Vec<Finding> {
+pub fn findings(job: &Value, pods: &[Value], events: &[Value]) -> Vec<Finding> {
     let mut out = Vec::new();
-    for pod in pods {
-        let name = pod
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let created = time_of(&pod["metadata"]["creationTimestamp"]);
-        for c in pod
+    let name = job
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let created = time_of(&job["metadata"]["creationTimestamp"]);
+    let suspended = job.pointer("/spec/suspend") == Some(&json!(true));
+    let paused = job.pointer("/spec/parallelism") == Some(&json!(0));
+    if suspended || paused {
+        let queue = ["labels", "annotations"]
+            .iter()
+            .find_map(|m| {
+                job.pointer(&format!("/metadata/{m}"))
+                    .and_then(|m| m.get(QUEUE_NAME))
+            })
+            .and_then(Value::as_str);
+        let condition = job
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            if c["type"] == "PodScheduled" && c["status"] == "False" {
-                out.push(Finding {
-                    kind: Kind::Unschedulable,
-                    pod: name.clone(),
-                    container: None,
-                    reason: c["reason"].as_str().unwrap_or("Unschedulable").to_owned(),
-                    message: c["message"].as_str().unwrap_or_default().to_owned(),
-                    since: time_of(&c["lastTransitionTime"]).or(created),
-                });
-            }
-        }
-        let statuses = ["/status/initContainerStatuses", "/status/containerStatuses"];
-        for cs in statuses
-            .iter()
-            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-            .flatten()
-        {
-            let Some(waiting) = cs.pointer("/state/waiting") else {
-                continue;
-            };
-            let reason = waiting["reason"].as_str().unwrap_or_default();
-            let kind = if START_FAILURES.contains(&reason) {
-                Kind::ContainerStart
-            } else if reason == "CrashLoopBackOff" {
-                Kind::CrashLoop
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "Suspended" && c["status"] == "True")
+            });
+        let why = if suspended {
+            "the Job is suspended (spec.suspend)"
+        } else {
+            "the Job's parallelism is 0"
+        };
+        out.push(Finding {
+            hold: Hold::Suspended,
+            pod: None,
+            container: None,
+            reason: if suspended {
+                "JobSuspended"
             } else {
-                continue;
-            };
+                "ParallelismZero"
+            }
+            .to_owned(),
+            message: match queue {
+                Some(q) => format!("{why}: it waits in the queue {q}"),
+                None => format!("{why}: the Job controller makes no pods"),
+            },
+            since: condition
+                .and_then(|c| time_of(&c["lastTransitionTime"]))
+                .or(created),
+        });
+    }
+    if pods.is_empty() {
+        let object = format!("Job/{name}");
+        // Newest first: the last is the first seen.
+        let failed: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["object"] == object.as_str() && e["reason"] == "FailedCreate")
+            .collect();
+        if let Some(newest) = failed.first() {
             out.push(Finding {
-                kind,
-                pod: name.clone(),
-                container: cs["name"].as_str().map(str::to_owned),
-                reason: reason.to_owned(),
-                message: waiting["message"].as_str().unwrap_or_default().to_owned(),
-                since: created,
+                hold: Hold::FailedCreate,
+                pod: None,
+                container: None,
+                reason: "FailedCreate".to_owned(),
+                message: newest["message"].as_str().unwrap_or_default().to_owned(),
+                since: failed.iter().filter_map(|e| time_of(&e["firstSeen"])).min(),
             });
         }
+    }
+    for pod in pods {
+        out.extend(pod_findings(pod, events));
     }
     out
 }
 
-/// `EksTaskWorker.JobStuck` for the first finding held longer than the policy allows.
+fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let created = time_of(&pod["metadata"]["creationTimestamp"]);
+    // The newest Warning event about the pod: what a bare waiting reason does not say.
+    let event = events
+        .iter()
+        .find(|e| e["object"] == format!("Pod/{name}").as_str())
+        .and_then(|e| e["message"].as_str());
+    for c in pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if c["type"] == "PodScheduled" && c["status"] == "False" {
+            out.push(Finding {
+                hold: Hold::Unschedulable,
+                pod: Some(name.clone()),
+                container: None,
+                reason: c["reason"].as_str().unwrap_or("Unschedulable").to_owned(),
+                message: c["message"].as_str().unwrap_or_default().to_owned(),
+                since: time_of(&c["lastTransitionTime"]).or(created),
+            });
+        }
+    }
+    let statuses = ["/status/initContainerStatuses", "/status/containerStatuses"];
+    for cs in statuses
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+    {
+        let Some(waiting) = cs.pointer("/state/waiting") else {
+            continue;
+        };
+        let reason = waiting["reason"].as_str().unwrap_or_default();
+        let Some(hold) = waiting_hold(reason) else {
+            continue;
+        };
+        let message = waiting["message"]
+            .as_str()
+            .filter(|m| !m.is_empty())
+            .or(event)
+            .unwrap_or_default();
+        out.push(Finding {
+            hold,
+            pod: Some(name.clone()),
+            container: cs["name"].as_str().map(str::to_owned),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            since: created,
+        });
+    }
+    out
+}
+
+/// `EksTaskWorker.JobStuck` for the first finding held longer than the policy allows
+/// (`Reason`: the hold's stable name).
 #[must_use]
 pub fn stuck(
     findings: &[Finding],
@@ -116,17 +204,14 @@ pub fn stuck(
     job: &str,
 ) -> Option<TaskError> {
     findings.iter().find_map(|f| {
-        let limit = match f.kind {
-            Kind::ContainerStart => policy.image_pull_seconds?,
-            Kind::Unschedulable => policy.unschedulable_seconds?,
-            Kind::CrashLoop => return None,
-        };
+        let limit = policy.limit(f.hold)?;
         let held = f.since.and_then(|s| now.duration_since(s).ok()).unwrap_or_default();
         (held >= Duration::from_secs(limit)).then(|| {
             TaskError::new(
                 names::JOB_STUCK,
                 json!({
-                    "message": format!("the Job {job} is stuck: pod {}{} {} for {} s (limit {limit} s)", f.pod, f.container.as_ref().map(|c| format!(" container {c}")).unwrap_or_default(), f.reason, held.as_secs()),
+                    "message": format!("the Job {job} is stuck: {} {} for {} s (limit {limit} s)", f.place(), f.reason, held.as_secs()),
+                    "Reason": f.hold.reason(),
                     "pod": f.pod, "container": f.container, "reason": f.reason, "detail": f.message, "seconds": held.as_secs(),
                 }),
             )
@@ -134,14 +219,14 @@ pub fn stuck(
     })
 }
 
-/// Logs what holds the Job's pods, one structured line per finding, and the latest
-/// Warning events (the task's span gives the execution, cluster, namespace and Job).
+/// Logs what holds the Job, one structured line per finding, and the latest Warning
+/// events (the task's span gives the execution, cluster, namespace and Job).
 pub fn report(findings: &[Finding], events: &[Value]) {
     for f in findings {
-        tracing::warn!(pod = %f.pod, container = f.container.as_deref().unwrap_or(""), reason = %f.reason, message = %f.message, "job is held");
+        tracing::warn!(hold = f.hold.reason(), pod = f.pod.as_deref().unwrap_or(""), container = f.container.as_deref().unwrap_or(""), reason = %f.reason, detail = %f.message, "job is held");
     }
     for e in events {
-        tracing::warn!(object = %e["object"], reason = %e["reason"], message = %e["message"], count = %e["count"], "warning event");
+        tracing::warn!(object = %e["object"], reason = %e["reason"], detail = %e["message"], count = %e["count"], "warning event");
     }
 }
 
@@ -153,52 +238,126 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(s)
     }
 
-    fn pulling() -> Value {
-        json!({ "metadata": { "name": "p", "creationTimestamp": "1970-01-01T00:00:00Z" }, "status": { "phase": "Pending", "containerStatuses": [{ "name": "main", "state": { "waiting": { "reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\"" } } }] } })
+    fn job() -> Value {
+        json!({ "metadata": { "name": "j", "creationTimestamp": "1970-01-01T00:00:00Z" }, "spec": {} })
+    }
+
+    fn waiting(reason: &str, message: &str) -> Value {
+        json!({ "metadata": { "name": "p", "creationTimestamp": "1970-01-01T00:00:00Z" }, "status": { "phase": "Pending", "containerStatuses": [{ "name": "main", "state": { "waiting": { "reason": reason, "message": message } } }] } })
+    }
+
+    #[test]
+    fn each_waiting_reason_is_its_hold() {
+        for (reason, hold) in [
+            ("ImagePullBackOff", Some(Hold::ImagePull)),
+            ("ErrImagePull", Some(Hold::ImagePull)),
+            ("CreateContainerConfigError", Some(Hold::ContainerConfig)),
+            ("ContainerCreating", Some(Hold::ContainerCreating)),
+            ("CrashLoopBackOff", Some(Hold::CrashLoop)),
+            ("PodInitializing", None),
+        ] {
+            let f = findings(&job(), &[waiting(reason, "m")], &[]);
+            assert_eq!(f.first().map(|f| f.hold), hold, "{reason}");
+        }
     }
 
     #[test]
     fn image_pull_and_unschedulable_pods_are_found() {
         let unschedulable = json!({ "metadata": { "name": "q" }, "status": { "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available", "lastTransitionTime": "1970-01-01T00:00:10Z" }] } });
-        let f = findings(&[
-            pulling(),
-            unschedulable,
-            json!({ "metadata": { "name": "ok" }, "status": { "phase": "Running" } }),
-        ]);
+        let f = findings(
+            &job(),
+            &[
+                waiting("ImagePullBackOff", "Back-off pulling image"),
+                unschedulable,
+                json!({ "metadata": { "name": "ok" }, "status": { "phase": "Running" } }),
+            ],
+            &[],
+        );
         assert_eq!(f.len(), 2);
         assert_eq!(
-            (f[0].kind, f[0].container.as_deref(), f[0].reason.as_str()),
-            (Kind::ContainerStart, Some("main"), "ImagePullBackOff")
+            (f[0].hold, f[0].container.as_deref(), f[0].reason.as_str()),
+            (Hold::ImagePull, Some("main"), "ImagePullBackOff")
         );
-        assert_eq!((f[1].kind, f[1].since), (Kind::Unschedulable, Some(at(10))));
+        assert_eq!((f[1].hold, f[1].since), (Hold::Unschedulable, Some(at(10))));
+    }
+
+    #[test]
+    fn a_container_creating_takes_its_message_from_the_pods_event() {
+        let events = [
+            json!({ "object": "Pod/p", "reason": "FailedMount", "message": "configmap \"c\" not found" }),
+        ];
+        let f = findings(&job(), &[waiting("ContainerCreating", "")], &events);
+        assert_eq!(f[0].message, "configmap \"c\" not found");
+    }
+
+    #[test]
+    fn a_job_without_pods_is_held_by_its_failed_creates() {
+        let events = [
+            json!({ "object": "Job/j", "reason": "FailedCreate", "message": "newest", "firstSeen": "1970-01-01T00:00:30Z" }),
+            json!({ "object": "Job/j", "reason": "FailedCreate", "message": "older", "firstSeen": "1970-01-01T00:00:20Z" }),
+            json!({ "object": "Job/other", "reason": "FailedCreate", "message": "x", "firstSeen": "1970-01-01T00:00:01Z" }),
+        ];
+        let f = findings(&job(), &[], &events);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].hold, f[0].message.as_str(), f[0].since),
+            (Hold::FailedCreate, "newest", Some(at(20)))
+        );
+        assert!(
+            findings(&job(), &[json!({ "metadata": { "name": "p" } })], &events).is_empty(),
+            "a Job that has pods is not held by its old failed creates"
+        );
+        let policy = StuckPolicy::default().with(Hold::FailedCreate, Some(30));
+        assert!(stuck(&f, policy, at(49), "n/j").is_none());
+        let e = stuck(&f, policy, at(50), "n/j").unwrap_or_else(|| panic!("stuck"));
+        assert_eq!(
+            (e.cause["Reason"].as_str(), e.cause["pod"].is_null()),
+            (Some("FailedCreate"), true)
+        );
+    }
+
+    #[test]
+    fn a_suspended_job_is_held_and_names_its_queue_but_is_not_failed_by_default() {
+        let mut suspended = job();
+        suspended["spec"]["suspend"] = json!(true);
+        suspended["metadata"]["labels"] = json!({ QUEUE_NAME: "team-a" });
+        suspended["status"] = json!({ "conditions": [{ "type": "Suspended", "status": "True", "lastTransitionTime": "1970-01-01T00:00:05Z" }] });
+        let f = findings(&suspended, &[], &[]);
+        assert_eq!((f[0].hold, f[0].since), (Hold::Suspended, Some(at(5))));
+        assert!(f[0].message.contains("team-a"), "{}", f[0].message);
+        let all_but_suspended = Hold::ALL
+            .iter()
+            .filter(|h| **h != Hold::Suspended)
+            .fold(StuckPolicy::default(), |p, h| p.with(*h, Some(0)));
+        assert!(stuck(&f, all_but_suspended, at(100_000), "j").is_none());
+        let e = stuck(
+            &f,
+            StuckPolicy::default().with(Hold::Suspended, Some(60)),
+            at(65),
+            "j",
+        );
+        assert_eq!(
+            e.map(|e| e.cause["Reason"].clone()),
+            Some(json!("Suspended"))
+        );
+        let mut paused = job();
+        paused["spec"]["parallelism"] = json!(0);
+        assert_eq!(findings(&paused, &[], &[])[0].reason, "ParallelismZero");
     }
 
     #[test]
     fn the_policy_decides_when_stuck_is_stuck() {
-        let f = findings(&[pulling()]);
+        let f = findings(&job(), &[waiting("ImagePullBackOff", "m")], &[]);
         assert!(
             stuck(&f, StuckPolicy::default(), at(10_000), "j").is_none(),
             "off by default, as native"
         );
-        let policy = StuckPolicy {
-            image_pull_seconds: Some(60),
-            unschedulable_seconds: None,
-        };
+        let policy = StuckPolicy::default().with(Hold::ImagePull, Some(60));
         assert!(stuck(&f, policy, at(59), "j").is_none());
         let e = stuck(&f, policy, at(61), "j").unwrap_or_else(|| panic!("stuck"));
         assert_eq!(e.name, names::JOB_STUCK);
         assert_eq!(e.cause["container"], "main");
         assert_eq!(e.cause["reason"], "ImagePullBackOff");
-        assert_eq!(
-            StuckPolicy {
-                image_pull_seconds: None,
-                unschedulable_seconds: Some(5)
-            }
-            .or(policy),
-            StuckPolicy {
-                image_pull_seconds: Some(60),
-                unschedulable_seconds: Some(5)
-            }
-        );
+        assert_eq!(e.cause["Reason"], "ImagePull");
     }
 }

@@ -23,25 +23,28 @@ const POD_ERROR_CHARS: usize = 1024;
 /// Warning events named in a diagnosis or a failure cause.
 const WARNING_EVENTS: usize = 10;
 
-/// Reads the Job's pods, logs what holds them, and fails when the policy says stuck
-/// (deleting the Job first when `JOB_CLEANUP=always`).
+/// Reads the Job's pods (and, while it has none or they are held, its Warning events),
+/// logs what holds it, and fails when the policy says stuck (deleting the Job first
+/// when `JOB_CLEANUP=always`). `job` is the Job as last read.
 ///
 /// # Errors
 /// `EksTaskWorker.JobStuck`, or an error reading the pods.
 pub async fn check_stuck(
     kube: &dyn KubeApi,
     id: &JobId,
+    job: &Value,
     policy: StuckPolicy,
     deps: &Deps,
 ) -> Result<(), TaskError> {
     let pods = job::pods(kube, id).await?;
-    let found = diagnosis::findings(&pods);
-    let events = if found.is_empty() {
-        Vec::new()
-    } else {
+    let held = !diagnosis::findings(job, &pods, &[]).is_empty();
+    let events = if held || pods.is_empty() {
         job::warning_events(kube, id, &pods, WARNING_EVENTS).await
+    } else {
+        Vec::new()
     };
-    diagnosis::report(&found, &events);
+    let found = diagnosis::findings(job, &pods, &events);
+    diagnosis::report(&found, if found.is_empty() { &[] } else { &events });
     match diagnosis::stuck(&found, policy, deps.clock.now(), &id.display()) {
         None => Ok(()),
         Some(mut e) => {
@@ -94,6 +97,7 @@ pub async fn finish(
         finished_at: job::finished_at(done),
         log_bytes_cut: 0,
         clean_up: false,
+        held_ttl: job::held_ttl(done),
     };
     let answer = job_answer(kube.clone(), id, done, options, deps, &mut facts).await;
     facts.clean_up = match deps.settings.job_cleanup {
@@ -147,7 +151,7 @@ async fn job_answer(
             cause["logArchive"] = Value::Array(
                 archived
                     .iter()
-                    .map(|a| json!({ "pod": a.pod, "container": a.container, "archive": a.entry }))
+                    .map(|a| json!({ "pod": a.target.pod, "container": a.target.container, "initContainer": a.target.init, "archive": a.entry }))
                     .collect(),
             );
         }
@@ -200,8 +204,8 @@ fn logs_summary(tails: &[PlacedLog]) -> Value {
         tails
             .iter()
             .map(|t| match &t.log {
-                logs::ContainerLog::Text { text, .. } => json!({ "pod": t.pod, "container": t.container, "log": text }),
-                logs::ContainerLog::Failed { error, cause } => json!({ "pod": t.pod, "container": t.container, "error": error, "cause": cause }),
+                logs::ContainerLog::Text { text, .. } => json!({ "pod": t.target.pod, "container": t.target.container, "initContainer": t.target.init, "log": text }),
+                logs::ContainerLog::Failed { error, cause } => json!({ "pod": t.target.pod, "container": t.target.container, "initContainer": t.target.init, "error": error, "cause": cause }),
             })
             .collect(),
     )

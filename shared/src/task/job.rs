@@ -59,12 +59,58 @@ pub fn invocation_key() -> String {
     digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The manifest as sent: the user's Job with the worker's labels added (the task label
-/// holds the hash of `key`: the task token, or the invocation's key), and a
-/// `generateName` turned into the task's [`derived_name`].
+/// Where the worker keeps a Job's own `ttlSecondsAfterFinished` while it holds a longer
+/// one, so that Kubernetes does not delete the Job before the worker has read it.
+pub const HELD_TTL_ANNOTATION: &str = "eks-task-worker.io/ttl-seconds-after-finished";
+
+/// The shortest `ttlSecondsAfterFinished` a Job the worker follows may have: its
+/// longest wait between two reads of the Job (the curve's last delay), the time the
+/// Scheduler may retry a poll (`max_event_age_seconds`), and one more invocation
+/// (900 s). The worker gives the Job's own TTL back as soon as it has answered.
 #[must_use]
-pub fn prepare(job: &Value, key: &str) -> Value {
+pub fn ttl_floor(longest_delay: u64, max_event_age_seconds: u64) -> u64 {
+    longest_delay + max_event_age_seconds + 900
+}
+
+/// Holds the Job for its answer: a `ttlSecondsAfterFinished` under `floor` is raised to
+/// it, the Job's own kept in [`HELD_TTL_ANNOTATION`] for [`answered`] to give back.
+fn hold_ttl(job: &mut Value, floor: u64) {
+    let Some(own) = job
+        .pointer("/spec/ttlSecondsAfterFinished")
+        .and_then(Value::as_u64)
+    else {
+        return;
+    };
+    if own >= floor {
+        return;
+    }
+    job["spec"]["ttlSecondsAfterFinished"] = json!(floor);
+    if let Some(meta) = job.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(HELD_TTL_ANNOTATION.into(), json!(own.to_string()));
+        }
+    }
+}
+
+/// The Job's own `ttlSecondsAfterFinished` the worker holds back, if it does.
+#[must_use]
+pub fn held_ttl(job: &Value) -> Option<u64> {
+    metadata_entry(job, "annotations", HELD_TTL_ANNOTATION).and_then(|v| v.parse().ok())
+}
+
+/// The manifest as sent: the user's Job with the worker's labels added (the task label
+/// holds the hash of `key`: the task token, or the invocation's key), a
+/// `generateName` turned into the task's [`derived_name`], and, for a Job the worker
+/// follows (`ttl_floor`), its TTL held up to the floor.
+#[must_use]
+pub fn prepare(job: &Value, key: &str, ttl_floor: Option<u64>) -> Value {
     let mut job = job.clone();
+    if let Some(floor) = ttl_floor {
+        hold_ttl(&mut job, floor);
+    }
     if let Some(meta) = job.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = meta
             .entry("labels")
@@ -113,7 +159,7 @@ pub fn is_for_task(job: &Value, key: &str) -> bool {
 /// created for the key is adopted instead of created again: looked up by the task label
 /// before the first try (a token's retried delivery) and before every later try, and
 /// read back by name when the create meets 409 (a lost answer, a delivery at the same
-/// time).
+/// time). A Job the worker follows has its TTL held up to `ttl_floor` ([`prepare`]).
 ///
 /// # Errors
 /// `EKS.<status>` when the API server refuses (`EKS.409` when the name belongs to a
@@ -123,9 +169,10 @@ pub async fn create(
     namespace: &str,
     job: &Value,
     task_token: Option<&str>,
+    ttl_floor: Option<u64>,
 ) -> Result<Value, TaskError> {
     let key = task_token.map_or_else(invocation_key, str::to_owned);
-    let manifest = prepare(job, &key);
+    let manifest = prepare(job, &key, ttl_floor);
     let adopted = |existing: &Value| {
         tracing::info!(
             job = name_of(existing).unwrap_or_default(),
@@ -572,9 +619,16 @@ pub async fn renew_turn(
     }
 }
 
-/// Marks the Job's answer as sent by `me` (best effort: a Job already deleted is fine).
-pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str) {
-    let patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
+/// Marks the Job's answer as sent by `me`, and gives it back its own TTL when the
+/// worker held it (`held_ttl`): Kubernetes then deletes it as its owner asked (best
+/// effort: a Job already deleted is fine; a TTL not given back still ends, at the
+/// floor).
+pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str, held_ttl: Option<u64>) {
+    let mut patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
+    if let Some(ttl) = held_ttl {
+        patch["metadata"]["annotations"][HELD_TTL_ANNOTATION] = Value::Null;
+        patch["spec"] = json!({ "ttlSecondsAfterFinished": ttl });
+    }
     match kube.send(merge_patch(id, &patch), None).await {
         Ok(r) if r.is_success() || r.status == 404 => {}
         Ok(r) => tracing::info!(
@@ -696,6 +750,11 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
                         break;
                     }
                 }
+                // Deleted once finished (its TTL, a person): it ended, and says how.
+                Some("DELETED") if id.is(&object) && phase(&object) != Phase::Running => {
+                    tracing::warn!(job = name, "the job was deleted as it finished");
+                    return Ok(Waited::Finished(object));
+                }
                 Some("DELETED") if id.is(&object) => return Err(id.vanished()),
                 Some("ERROR") => {
                     // Usually 410 Gone: the resourceVersion is too old; re-read and go on.
@@ -769,7 +828,7 @@ pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskErr
 }
 
 /// Warning events the cluster recorded about the Job and its pods, newest first, at
-/// most `limit`: `{object, reason, message, count, lastSeen}`. Empty when events cannot
+/// most `limit`: `{object, reason, message, count, firstSeen, lastSeen}`. Empty when events cannot
 /// be read (the worker's role may not grant them): they add to a diagnosis, never
 /// replace it.
 pub async fn warning_events(
@@ -813,6 +872,7 @@ pub async fn warning_events(
             json!({
                 "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
                 "reason": e["reason"], "message": e["message"], "count": e["count"],
+                "firstSeen": e.get("firstTimestamp").filter(|t| !t.is_null()).or_else(|| e.get("eventTime")).cloned().unwrap_or(Value::Null),
                 "lastSeen": e.get("lastTimestamp").filter(|t| !t.is_null()).or_else(|| e.get("eventTime")).cloned().unwrap_or(Value::Null),
             })
         })
@@ -822,32 +882,102 @@ pub async fn warning_events(
     events
 }
 
-/// What a failed Job's cause says: its conditions and, per failed pod, each
-/// container's terminated reason and exit code.
+/// Why a Job failed, as a state machine branches on it (the cause's `Reason`): the
+/// Job's `Failed` condition reason (`DeadlineExceeded`, `BackoffLimitExceeded`,
+/// `PodFailurePolicy`, `MaxFailedIndexesExceeded`, …), made precise by its failed pods
+/// where the condition counts failures: `OOMKilled` when a container was killed for
+/// memory, else `Evicted` when a pod was evicted. A policy the user wrote
+/// (`PodFailurePolicy`) and a deadline stand as they are; `Unknown` when the condition
+/// gives no reason.
+#[must_use]
+pub fn failure_reason(job: &Value, pods: &[Value]) -> String {
+    let condition = job
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| {
+            c.iter().find(|c| {
+                (c["type"] == "Failed" || c["type"] == "FailureTarget") && c["status"] == "True"
+            })
+        })
+        .and_then(|c| c["reason"].as_str())
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Unknown");
+    if matches!(condition, "PodFailurePolicy" | "DeadlineExceeded") {
+        return condition.to_owned();
+    }
+    let failed: Vec<&Value> = pods
+        .iter()
+        .filter(|p| p.pointer("/status/phase") == Some(&json!("Failed")))
+        .collect();
+    let oom = failed.iter().flat_map(|p| container_statuses(p)).any(|c| {
+        c.pointer("/state/terminated/reason") == Some(&json!("OOMKilled"))
+            || c.pointer("/lastState/terminated/reason") == Some(&json!("OOMKilled"))
+    });
+    if oom {
+        return "OOMKilled".to_owned();
+    }
+    if failed
+        .iter()
+        .any(|p| p.pointer("/status/reason") == Some(&json!("Evicted")))
+    {
+        return "Evicted".to_owned();
+    }
+    condition.to_owned()
+}
+
+/// A pod's init container statuses, then its container statuses.
+fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
+    ["/status/initContainerStatuses", "/status/containerStatuses"]
+        .into_iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+}
+
+/// What a failed Job's cause says: its `Reason` ([`failure_reason`]), the distinct
+/// non-zero `ExitCodes` of its failed pods' containers, its conditions and, per failed
+/// pod, each container's (and init container's) terminated reason and exit code.
 #[must_use]
 pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
     let conditions = job
         .pointer("/status/conditions")
         .cloned()
         .unwrap_or(Value::Null);
-    let failed_pods: Vec<Value> = pods
+    let failed: Vec<&Value> = pods
         .iter()
         .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+        .collect();
+    let mut exit_codes: Vec<i64> = failed
+        .iter()
+        .flat_map(|p| container_statuses(p))
+        .filter_map(|c| {
+            c.pointer("/state/terminated/exitCode")
+                .and_then(Value::as_i64)
+        })
+        .filter(|code| *code != 0)
+        .collect();
+    exit_codes.sort_unstable();
+    exit_codes.dedup();
+    let failed_pods: Vec<Value> = failed
+        .iter()
         .map(|p| {
-            let containers: Vec<Value> = p
-                .pointer("/status/containerStatuses")
+            let init: Vec<&Value> = p
+                .pointer("/status/initContainerStatuses")
                 .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let containers: Vec<Value> = container_statuses(p)
                 .map(|c| {
                     let t = c.pointer("/state/terminated");
-                    json!({
+                    let mut entry = json!({
                         "container": c["name"],
                         "exitCode": t.and_then(|t| t.get("exitCode")).cloned().unwrap_or(Value::Null),
                         "reason": t.and_then(|t| t.get("reason")).cloned().unwrap_or(Value::Null),
                         "message": t.and_then(|t| t.get("message")).cloned().unwrap_or(Value::Null),
-                    })
+                    });
+                    if init.iter().any(|i| std::ptr::eq(*i, c)) {
+                        entry["initContainer"] = json!(true);
+                    }
+                    entry
                 })
                 .collect();
             json!({ "pod": p.pointer("/metadata/name").cloned().unwrap_or(Value::Null), "reason": p.pointer("/status/reason").cloned().unwrap_or(Value::Null), "containers": containers })
@@ -859,6 +989,8 @@ pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
             job.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
             job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
         ),
+        "Reason": failure_reason(job, pods),
+        "ExitCodes": exit_codes,
         "conditions": conditions,
         "failedPods": failed_pods,
     })
@@ -871,13 +1003,45 @@ mod tests {
     #[test]
     fn prepare_adds_labels_and_keeps_everything_else() {
         let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {"futureField": {"x": 1}}});
-        let p = prepare(&job, "token");
+        let p = prepare(&job, "token", None);
         assert_eq!(p["metadata"]["labels"]["a"], "b");
         assert_eq!(p["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
         assert_eq!(p["metadata"]["labels"][TASK_LABEL], task_label("token"));
         assert_eq!(p["spec"]["futureField"]["x"], 1);
         assert_eq!(task_label("token").len(), 40);
         assert_eq!(p["metadata"]["name"], "j", "a fixed name stays");
+    }
+
+    #[test]
+    fn a_ttl_under_the_floor_is_held_and_kept_for_later() {
+        let job =
+            |ttl: u64| json!({"metadata": {"name": "j"}, "spec": {"ttlSecondsAfterFinished": ttl}});
+        let held = prepare(&job(0), "t", Some(600));
+        assert_eq!(held["spec"]["ttlSecondsAfterFinished"], 600);
+        assert_eq!(held_ttl(&held), Some(0));
+        let long = prepare(&job(7200), "t", Some(600));
+        assert_eq!(
+            (
+                long["spec"]["ttlSecondsAfterFinished"].as_u64(),
+                held_ttl(&long)
+            ),
+            (Some(7200), None)
+        );
+        let unfollowed = prepare(&job(0), "t", None);
+        assert_eq!(
+            (
+                unfollowed["spec"]["ttlSecondsAfterFinished"].as_u64(),
+                held_ttl(&unfollowed)
+            ),
+            (Some(0), None)
+        );
+        let none = prepare(
+            &json!({"metadata": {"name": "j"}, "spec": {}}),
+            "t",
+            Some(600),
+        );
+        assert!(none["spec"].get("ttlSecondsAfterFinished").is_none());
+        assert_eq!(ttl_floor(300, 3600), 4800);
     }
 
     #[test]
@@ -924,6 +1088,59 @@ mod tests {
         assert_eq!(s["failedPods"][0]["containers"][0]["exitCode"], 3);
         assert_eq!(s["conditions"][0]["reason"], "BackoffLimitExceeded");
         assert_eq!(s["message"], "the Job n/j failed");
+        assert_eq!(
+            (&s["Reason"], &s["ExitCodes"]),
+            (&json!("BackoffLimitExceeded"), &json!([3]))
+        );
+    }
+
+    #[test]
+    fn the_failure_reason_names_what_a_state_machine_branches_on() {
+        let failed = |reason: &str| json!({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason}]}});
+        let pod = |status: Value| json!({"metadata": {"name": "p"}, "status": status});
+        let oom = pod(
+            json!({"phase": "Failed", "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+        );
+        let evicted = pod(json!({"phase": "Failed", "reason": "Evicted", "containerStatuses": []}));
+        let init = pod(
+            json!({"phase": "Failed", "initContainerStatuses": [{"name": "setup", "state": {"terminated": {"exitCode": 2, "reason": "Error"}}}], "containerStatuses": [{"name": "setup", "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+        );
+        assert_eq!(
+            failure_reason(&failed("BackoffLimitExceeded"), std::slice::from_ref(&oom)),
+            "OOMKilled"
+        );
+        assert_eq!(
+            failure_reason(
+                &failed("BackoffLimitExceeded"),
+                std::slice::from_ref(&evicted)
+            ),
+            "Evicted"
+        );
+        assert_eq!(
+            failure_reason(&failed("BackoffLimitExceeded"), &[oom.clone(), evicted]),
+            "OOMKilled"
+        );
+        assert_eq!(
+            failure_reason(&failed("DeadlineExceeded"), std::slice::from_ref(&oom)),
+            "DeadlineExceeded"
+        );
+        assert_eq!(
+            failure_reason(&failed("PodFailurePolicy"), &[oom]),
+            "PodFailurePolicy"
+        );
+        assert_eq!(failure_reason(&json!({"status": {}}), &[]), "Unknown");
+        let s = failure_summary(&failed("BackoffLimitExceeded"), &[init]);
+        assert_eq!(s["ExitCodes"], json!([2]));
+        assert_eq!(
+            s["failedPods"][0]["containers"][0]["initContainer"], true,
+            "{s}"
+        );
+        assert!(
+            s["failedPods"][0]["containers"][1]
+                .get("initContainer")
+                .is_none(),
+            "{s}"
+        );
     }
 }
 
@@ -943,7 +1160,7 @@ mod create_tests {
     }
 
     async fn run(server: &FakeKube, job: &Value, token: Option<&str>) -> Result<Value, TaskError> {
-        create(server, "ns", job, token).await
+        create(server, "ns", job, token, None).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -1008,7 +1225,7 @@ mod create_tests {
         assert_eq!(a.len(), 10);
         assert!(a[5..].bytes().all(|b| SUFFIX_ALPHABET.contains(&b)), "{a}");
         assert_eq!(derived_name(&"x".repeat(80), "t").len(), 63);
-        let p = prepare(&generated(), "t");
+        let p = prepare(&generated(), "t", None);
         assert_eq!(p["metadata"]["name"], json!(a));
         assert!(p["metadata"].get("generateName").is_none());
     }
@@ -1026,7 +1243,7 @@ mod create_tests {
             let turn = take_turn(&server, &JobId::new("ns", &name, uid), "a", &clock, until).await;
             // The answer takes a while (logs), then is marked sent.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            answered(&server, &JobId::new("ns", &name, uid), "a").await;
+            answered(&server, &JobId::new("ns", &name, uid), "a", None).await;
             turn
         };
         let b = async {

@@ -102,6 +102,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         let check = crate::task::finish::check_stuck(
             kube.as_ref(),
             &job_id(state),
+            &job,
             state.stuck_policy,
             deps,
         )

@@ -53,7 +53,7 @@ pub async fn handle(
                 let input = payload::parse_run_job(&payload)?;
                 let kube = deps.connector.connect(&input.cluster).await?;
                 let created =
-                    job::create(kube.as_ref(), &input.namespace, &input.job, None).await?;
+                    job::create(kube.as_ref(), &input.namespace, &input.job, None, None).await?;
                 started(deps, &at, &created);
                 Ok(created)
             }
@@ -112,7 +112,24 @@ async fn run_with_callback(
             .map_err(|m| TaskError::invalid_input("PollCurveSeconds", m))?,
     };
     let kube = deps.connector.connect(&input.cluster).await?;
-    let created = job::create(kube.as_ref(), &input.namespace, &input.job, Some(&token)).await?;
+    // A Job the worker follows is not deleted by its TTL before the worker has read it.
+    let ttl_floor = input.wait_for_completion.then(|| {
+        let event_age = deps
+            .settings
+            .schedule
+            .as_ref()
+            .map_or(0, |s| s.max_event_age_seconds);
+        let longest = curve.delays().iter().copied().max().unwrap_or_default();
+        job::ttl_floor(longest, u64::try_from(event_age).unwrap_or_default())
+    });
+    let created = job::create(
+        kube.as_ref(),
+        &input.namespace,
+        &input.job,
+        Some(&token),
+        ttl_floor,
+    )
+    .await?;
     started(deps, at, &created);
     if !input.wait_for_completion {
         return Ok(Inline::Started(Box::new(created)));
@@ -175,8 +192,8 @@ enum Watched {
 /// Watches the Job for `window` in slices of `HEARTBEAT_SECONDS` (ten seconds at most
 /// while a stuck policy is active). After each slice a heartbeat tells Step Functions
 /// the task lives (a state's `HeartbeatSeconds` is met while the Job runs inline), and
-/// the pods are read when a policy is active: what holds them is logged, and a Job held
-/// past the policy is `EksTaskWorker.JobStuck`. A refused heartbeat ends the watch.
+/// the Job and its pods are read: what holds them is logged, and a Job held past the
+/// policy is `EksTaskWorker.JobStuck`. A refused heartbeat ends the watch.
 async fn watch_inline(
     kube: &dyn KubeApi,
     id: &JobId,
@@ -200,12 +217,16 @@ async fn watch_inline(
         if let Err(code) = heartbeat(deps, task_token).await {
             return Ok(Watched::TaskGone(code));
         }
-        if policy.is_active() {
-            match check_stuck(kube, id, policy, deps).await {
-                Err(e) if e.name == names::JOB_STUCK => return Err(e),
-                Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
-                Ok(()) => {}
-            }
+        // What holds the Job is logged after every slice; it fails the task only by
+        // the policy.
+        let checked = match id.read(kube).await {
+            Ok(job) => check_stuck(kube, id, &job, policy, deps).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Err(e) if e.name == names::JOB_STUCK => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "could not read the job and its pods"),
+            Ok(()) => {}
         }
     }
 }

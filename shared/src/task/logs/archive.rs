@@ -34,11 +34,12 @@ pub async fn archive_logs(
 ) -> Vec<Archived> {
     let targets = logs::targets(pods, options);
     futures::stream::iter(targets)
-        .map(|(pod, container)| {
+        .map(|target| {
             let archive = archive.clone();
             async move {
-                let key = location.key(&job.namespace, &job.name, &job.uid, &pod, &container);
-                let entry = match archive_one(kube, archive.as_ref(), location, &job.namespace, &pod, &container, &key).await {
+                let (pod, container) = (&target.pod, &target.container);
+                let key = location.key(&job.namespace, &job.name, &job.uid, pod, &target.key_part());
+                let entry = match archive_one(kube, archive.as_ref(), location, &job.namespace, pod, container, &key).await {
                     Ok((bytes, false)) => json!({ "uri": format!("s3://{}/{key}", location.bucket), "bytes": bytes }),
                     Ok((bytes, true)) => {
                         tracing::warn!(pod = %pod, container = %container, bytes, "log archive cut at the invocation's deadline");
@@ -49,7 +50,7 @@ pub async fn archive_logs(
                         json!({ "error": e.name, "cause": e.cause })
                     }
                 };
-                Archived { pod, container, entry }
+                Archived { target, entry }
             }
         })
         .buffered(PARALLEL)

@@ -44,13 +44,47 @@ pub enum ContainerLog {
     },
 }
 
-/// A log in its place: pod, container, log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlacedLog {
+/// A container whose log is read: its pod, its name, and whether it is an init
+/// container (a pod may have an init container and an app container of one name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
     /// The pod.
     pub pod: String,
     /// The container.
     pub container: String,
+    /// An init container (`spec.initContainers`).
+    pub init: bool,
+}
+
+impl Target {
+    /// The pod's map in the result that holds it: `containers` (native) or
+    /// `initContainers`, so that names never collide.
+    #[must_use]
+    pub fn section(&self) -> &'static str {
+        if self.init {
+            "initContainers"
+        } else {
+            "containers"
+        }
+    }
+
+    /// Its place in an archive key: the container's name, or `init/<name>` (a name
+    /// never holds a slash, so neither collides).
+    #[must_use]
+    pub fn key_part(&self) -> String {
+        if self.init {
+            format!("init/{}", self.container)
+        } else {
+            self.container.clone()
+        }
+    }
+}
+
+/// A log in its place: pod, container, log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedLog {
+    /// Whose log.
+    pub target: Target,
     /// The log.
     pub log: ContainerLog,
 }
@@ -79,27 +113,56 @@ impl Cuttable for Piece<'_> {
     }
 }
 
-/// The containers whose logs are read: every container of every pod, or only the one
-/// named by the `container` log parameter.
+/// The containers whose logs are read: every init container that started and every
+/// container of every pod, or only those named by the `container` log parameter.
 #[must_use]
-pub fn targets(pods: &[Value], options: &LogOptions) -> Vec<(String, String)> {
+pub fn targets(pods: &[Value], options: &LogOptions) -> Vec<Target> {
     let only = options.parameter("container");
     let mut out = Vec::new();
     for pod in pods {
         let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
             continue;
         };
-        for c in pod
-            .pointer("/spec/containers")
+        let listed = |path: &str| {
+            pod.pointer(path)
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .filter(|c| only.is_none_or(|o| o == *c))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        // An init container that never started has no log (the API server answers 400).
+        let started: Vec<String> = pod
+            .pointer("/status/initContainerStatuses")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default()
-        {
-            if let Some(cname) = c.get("name").and_then(Value::as_str) {
-                if only.is_none_or(|o| o == cname) {
-                    out.push((name.to_owned(), cname.to_owned()));
-                }
+            .iter()
+            .filter(|s| {
+                s.pointer("/state/running").is_some()
+                    || s.pointer("/state/terminated").is_some()
+                    || s.pointer("/lastState/terminated").is_some()
+            })
+            .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for container in listed("/spec/initContainers") {
+            if started.contains(&container) {
+                out.push(Target {
+                    pod: name.to_owned(),
+                    container,
+                    init: true,
+                });
             }
+        }
+        for container in listed("/spec/containers") {
+            out.push(Target {
+                pod: name.to_owned(),
+                container,
+                init: false,
+            });
         }
     }
     out
@@ -198,15 +261,19 @@ pub async fn read(
     }
     let available = RESULT_BUDGET.saturating_sub(skeleton);
     let first_cap = (available / targets.len()).max(1024);
-    let read_all = |targets: Vec<(String, String)>, cap: usize| {
+    let read_all = |targets: Vec<Target>, cap: usize| {
         futures::stream::iter(targets)
-            .map(move |(pod, container)| async move {
-                let log = read_tail(kube, namespace, &pod, &container, options, cap).await;
-                PlacedLog {
-                    pod,
-                    container,
-                    log,
-                }
+            .map(move |target| async move {
+                let log = read_tail(
+                    kube,
+                    namespace,
+                    &target.pod,
+                    &target.container,
+                    options,
+                    cap,
+                )
+                .await;
+                PlacedLog { target, log }
             })
             .buffered(PARALLEL_READS)
             .collect::<Vec<_>>()
@@ -227,17 +294,14 @@ pub async fn read(
         .collect();
     let level = water_level(&costs, available);
     if level != usize::MAX && level > first_cap + first_cap / 4 {
-        let again: Vec<(String, String)> = logs
+        let again: Vec<Target> = logs
             .iter()
             .filter(|l| matches!(l.log, ContainerLog::Text { partial: true, .. }))
-            .map(|l| (l.pod.clone(), l.container.clone()))
+            .map(|l| l.target.clone())
             .collect();
         let reread = read_all(again, level).await;
         for r in reread {
-            if let Some(slot) = logs
-                .iter_mut()
-                .find(|l| l.pod == r.pod && l.container == r.container)
-            {
+            if let Some(slot) = logs.iter_mut().find(|l| l.target == r.target) {
                 *slot = r;
             }
         }
@@ -254,19 +318,22 @@ fn logs_value(
 ) -> Value {
     fn slot<'m>(
         pods: &'m mut Map<String, Value>,
-        pod: &str,
-        container: &str,
+        target: &Target,
     ) -> Option<&'m mut Map<String, Value>> {
-        pods.entry(pod.to_owned())
+        pods.entry(target.pod.clone())
             .or_insert_with(|| json!({ "containers": {} }))
-            .get_mut("containers")
+            .as_object_mut()
+            .map(|p| p.entry(target.section()).or_insert_with(|| json!({})))
             .and_then(Value::as_object_mut)
-            .map(|c| c.entry(container.to_owned()).or_insert_with(|| json!({})))
+            .map(|c| {
+                c.entry(target.container.clone())
+                    .or_insert_with(|| json!({}))
+            })
             .and_then(Value::as_object_mut)
     }
     let mut pods = Map::new();
     for l in logs {
-        if let Some(entry) = slot(&mut pods, &l.pod, &l.container) {
+        if let Some(entry) = slot(&mut pods, &l.target) {
             match &l.log {
                 ContainerLog::Text { .. } => {
                     entry.insert("log".into(), texts.next().unwrap_or(Value::Null));
@@ -279,7 +346,7 @@ fn logs_value(
         }
     }
     for a in archived {
-        if let Some(entry) = slot(&mut pods, &a.pod, &a.container) {
+        if let Some(entry) = slot(&mut pods, &a.target) {
             entry.insert("archive".into(), a.entry.clone());
         }
     }
@@ -299,7 +366,8 @@ pub fn bytes_cut(placed: &[PlacedLog], result: &Value) -> u64 {
     let kept: usize = placed
         .iter()
         .filter_map(|l| {
-            ["logs", "pods", &l.pod, "containers", &l.container, "log"]
+            let t = &l.target;
+            ["logs", "pods", &t.pod, t.section(), &t.container, "log"]
                 .iter()
                 .try_fold(result, |v, key| v.get(key))
         })
@@ -379,10 +447,8 @@ fn fit_job(job: &Value) -> Value {
 /// One container's archived log: `{uri, bytes}` or `{error, cause}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Archived {
-    /// The pod.
-    pub pod: String,
-    /// The container.
-    pub container: String,
+    /// Whose log.
+    pub target: Target,
     /// What to put beside its log in the result.
     pub entry: Value,
 }
@@ -393,8 +459,11 @@ mod tests {
 
     fn text(pod: &str, t: &str, partial: bool, parse: bool) -> PlacedLog {
         PlacedLog {
-            pod: pod.into(),
-            container: "main".into(),
+            target: Target {
+                pod: pod.into(),
+                container: "main".into(),
+                init: false,
+            },
             log: ContainerLog::Text {
                 text: t.into(),
                 partial,
@@ -430,8 +499,11 @@ mod tests {
     #[test]
     fn failed_reads_stand_in_with_error_and_cause() {
         let logs = vec![PlacedLog {
-            pod: "p".into(),
-            container: "c".into(),
+            target: Target {
+                pod: "p".into(),
+                container: "c".into(),
+                init: false,
+            },
             log: ContainerLog::Failed {
                 error: "EKS.400".into(),
                 cause: "no".into(),
@@ -500,9 +572,55 @@ mod tests {
             log_parameters: vec![("container".into(), "b".into())],
             ..LogOptions::default()
         };
+        let only_b = targets(&pods, &only);
         assert_eq!(
-            targets(&pods, &only),
-            vec![("p".to_owned(), "b".to_owned())]
+            only_b
+                .iter()
+                .map(|t| t.container.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+    }
+
+    #[test]
+    fn init_containers_that_started_are_read_in_their_own_map() {
+        let pods = vec![json!({
+            "metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "main"}, {"name": "later"}], "containers": [{"name": "main"}]},
+            "status": {"initContainerStatuses": [
+                {"name": "main", "state": {"terminated": {"exitCode": 1}}},
+                {"name": "later", "state": {"waiting": {"reason": "PodInitializing"}}}
+            ]}
+        })];
+        let t = targets(&pods, &LogOptions::default());
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.container.as_str(), t.init))
+                .collect::<Vec<_>>(),
+            [("main", true), ("main", false)],
+            "the init container that never started is not read"
+        );
+        let text = |target: &Target, log: &str| PlacedLog {
+            target: target.clone(),
+            log: ContainerLog::Text {
+                text: log.into(),
+                partial: false,
+                parse_json: false,
+            },
+        };
+        let r = result(
+            &json!({}),
+            Some(&[text(&t[0], "init\n"), text(&t[1], "app\n")]),
+            &[],
+        );
+        assert_eq!(
+            r["logs"]["pods"]["p"]["initContainers"]["main"]["log"],
+            "init\n"
+        );
+        assert_eq!(r["logs"]["pods"]["p"]["containers"]["main"]["log"], "app\n");
+        assert_eq!(
+            (t[0].key_part(), t[1].key_part()),
+            ("init/main".into(), "main".into())
         );
     }
 }
