@@ -7,8 +7,11 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::{json, Value};
 use worker::ports::kube::KubeRequest;
 use world_tests::{function_output, send, sim_job, unique, until_job, Platform, World};
@@ -385,16 +388,31 @@ async fn ttl_shorter_than_a_poll(world: &World) {
 async fn every_way_a_job_fails_or_waits_is_named() {
     let world = World::get();
     let _platform = Platform::start();
-    tokio::join!(
-        failed_create(&world),
-        container_creating(&world),
-        container_config(&world),
-        crash_loop(&world),
-        init_containers(&world),
-        failure_reasons(&world),
-        suspended(&world),
-        ttl_shorter_than_a_poll(&world),
-    );
+    let w = &world;
+    let cases: Vec<(&str, BoxFuture<'_, ()>)> = vec![
+        ("failed_create", failed_create(w).boxed()),
+        ("container_creating", container_creating(w).boxed()),
+        ("container_config", container_config(w).boxed()),
+        ("crash_loop", crash_loop(w).boxed()),
+        ("init_containers", init_containers(w).boxed()),
+        ("failure_reasons", failure_reasons(w).boxed()),
+        ("suspended", suspended(w).boxed()),
+        (
+            "ttl_shorter_than_a_poll",
+            ttl_shorter_than_a_poll(w).boxed(),
+        ),
+    ];
+    // All at once, each to its end: a case that fails is named, and the others still run.
+    let ended = futures::future::join_all(cases.into_iter().map(|(name, case)| async move {
+        (name, AssertUnwindSafe(case).catch_unwind().await.is_ok())
+    }))
+    .await;
+    let failed: Vec<&str> = ended
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
 }
 
 /// The crash case of the held TTL: the worker held a Job's TTL and never answered (it
