@@ -76,6 +76,56 @@ async fn failed_create(world: &World) {
     assert!(says(&cause, "detail", "no-such-account"), "{cause}");
 }
 
+/// An image that cannot be pulled, found by the poller (the inline wait of 1 s ends
+/// first), and a pod that cannot be scheduled, found inline.
+async fn image_pull_and_unschedulable(world: &World) {
+    let name = unique("held-pull");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/image-pull-error": "true" }),
+        1,
+    );
+    let policy = json!({ "StuckPolicy": { "ImagePullSeconds": 3 }, "InlineWaitSeconds": 1 });
+    let (_, _, error, cause) = run(world, &name, job, policy, Duration::from_secs(90)).await;
+    assert_eq!(error, "EksTaskWorker.JobStuck", "{cause}");
+    assert_eq!(
+        (&cause["Reason"], &cause["reason"], &cause["container"]),
+        (
+            &json!("ImagePull"),
+            &json!("ImagePullBackOff"),
+            &json!("main")
+        ),
+        "{cause}"
+    );
+    assert!(
+        function_output()
+            .iter()
+            .any(|(file, text)| file.starts_with("poller")
+                && text.lines().any(|l| l.contains("task answered")
+                    && l.contains("EksTaskWorker.JobStuck")
+                    && l.contains(&name))),
+        "{name}: not answered by the poller"
+    );
+
+    let name = unique("held-sched");
+    let job = sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/unschedulable": "true" }),
+        1,
+    );
+    let policy = json!({ "StuckPolicy": { "UnschedulableSeconds": 2 } });
+    let (_, _, error, cause) = run(world, &name, job, policy, Duration::from_secs(90)).await;
+    assert_eq!(error, "EksTaskWorker.JobStuck", "{cause}");
+    assert_eq!(
+        (&cause["Reason"], &cause["reason"]),
+        (&json!("Unschedulable"), &json!("Unschedulable")),
+        "{cause}"
+    );
+    assert!(says(&cause, "detail", "nodes are available"), "{cause}");
+}
+
 /// A volume whose ConfigMap does not exist: the pod stays in `ContainerCreating`, and
 /// the kubelet's `FailedMount` event says which.
 async fn container_creating(world: &World) {
@@ -391,6 +441,10 @@ async fn every_way_a_job_fails_or_waits_is_named() {
     let w = &world;
     let cases: Vec<(&str, BoxFuture<'_, ()>)> = vec![
         ("failed_create", failed_create(w).boxed()),
+        (
+            "image_pull_and_unschedulable",
+            image_pull_and_unschedulable(w).boxed(),
+        ),
         ("container_creating", container_creating(w).boxed()),
         ("container_config", container_config(w).boxed()),
         ("crash_loop", crash_loop(w).boxed()),
