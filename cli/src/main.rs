@@ -8,7 +8,7 @@
 //!   [--output FILE]` writes a kubeconfig for the cluster (its endpoint and CA from
 //!   `DescribeCluster`) that uses this program's `token` as its exec credential plugin.
 //! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
-//!   the same code the Lambda runs, and prints its result.
+//!   the same code the Lambda runs, and prints its result (its log lines on stderr).
 //! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
 //!   [--region R] [--dry-run]` grants the worker's role access to a cluster: an access
 //!   entry (or `aws-auth` mapping), the namespace, a least-privilege Role and binding.
@@ -168,6 +168,9 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
     let payload: Value =
         serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+    // The handler's log lines as the function writes them (`AWS_LAMBDA_LOG_FORMAT`,
+    // `AWS_LAMBDA_LOG_LEVEL`), on stderr: stdout is the result's.
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
     let sdk = aws_config::load_from_env().await;
     let deps = Deps::aws(&sdk, Settings::from_env()?)?;
     let deadline = SystemTime::now() + Duration::from_secs(900);

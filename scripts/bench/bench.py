@@ -3,7 +3,8 @@ memory, P4 logs at scale, and binary sizes. Needs the local world, the release
 binaries (target/release) and, for P1, the local Lambda platform running them.
 
 Usage: bench.py --world .local-world/world.json --bin target/release [--p1-jobs 20] [--p4-pods 100]
-Prints a JSON document of every figure with its median and spread.
+Prints a JSON document of every figure with its median and spread on stdout, and its
+progress on stderr.
 """
 import argparse
 import datetime
@@ -12,12 +13,31 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+
+
+def say(message):
+    """Progress, on stderr (stdout is the figures' JSON)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A Runtime API whose client may be killed mid-request (the benchmark ends each
+    cold-started process so): a connection it drops is expected, not an error to print;
+    any other error still is."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def summary(values):
@@ -115,7 +135,7 @@ def p2_poll_cost(world, world_dir, seconds):
         elif m.group(3).rstrip(":") in starts:
             durations.append((t - starts[m.group(3).rstrip(":")]) * 1000)
     return {"polls": len(durations), "poller_invocation_ms": summary(durations),
-            "calls_per_poll": "3: GET the Job, SendTaskHeartbeat, CreateSchedule (4 with a stuck policy: list the pods)"}
+            "calls_per_poll": "4: GET the Job, list its pods, SendTaskHeartbeat, CreateSchedule (5 while it has no pods or is held: its Warning events)"}
 
 
 def p3_cold_start(world, binary, runs):
@@ -156,7 +176,7 @@ def p3_cold_start(world, binary, runs):
                 self.end_headers()
                 served.set()
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+        server = QuietServer(("127.0.0.1", 0), Api)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         env = dict(worker_env(world), AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME="run-job",
                    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
@@ -200,10 +220,26 @@ def run_handler(world, cli, name, payload):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(payload, f)
     t0 = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=worker_env(world), capture_output=True, text=True)
+    env = dict(worker_env(world), AWS_LAMBDA_LOG_FORMAT="JSON")
+    out = subprocess.run(["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    return wait_end(sfn, ex, 60), round(peak_kb / 1024, 1), round(wall, 2), out.stdout.strip()[:200]
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr)
+    if out.returncode not in (0, 1) or peak is None:
+        raise SystemExit(f"{name}: the handler failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return wait_end(sfn, ex, 60), round(int(peak.group(1)) / 1024, 1), round(wall, 2), out.stdout.strip()[:200], log_phase(out.stderr)
+
+
+def log_phase(stderr):
+    """Seconds of the handler's log phase, from its `"log phase"` line (`millis`)."""
+    for line in stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        fields = event.get("fields", {}) if isinstance(event, dict) else {}
+        if fields.get("message") == "log phase":
+            return round(fields["millis"] / 1000, 3)
+    return None
 
 
 def p4_logs_at_scale(world, world_dir, cli, pods, megabytes):
@@ -213,12 +249,13 @@ def p4_logs_at_scale(world, world_dir, cli, pods, megabytes):
                "Job": job("p4", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000), "sim.eks-task-worker.io/run-seconds": "1"},
                           ("main", "sidecar"), pods)}
     served_before = open(os.path.join(world_dir, "logs/podsim.log")).read().count("log served")
-    d, peak, wall, report = run_handler(world, cli, "p4", payload)
+    d, peak, wall, report, phase = run_handler(world, cli, "p4", payload)
     lines = open(os.path.join(world_dir, "logs/podsim.log")).read().split("\n")
     served = [l for l in lines if "log served" in l][served_before:]
     read = sum(int(re.search(r"(\d+) bytes", l).group(1)) for l in served if "/p4-" in l)
     return {"status": d["status"], "result_bytes": len(d.get("output", "")), "log_bytes_total": pods * 2 * megabytes * 1_000_000,
-            "bytes_read_from_api_server": read, "peak_rss_mb": peak, "wall_seconds": wall, "handler_report": report}
+            "bytes_read_from_api_server": read, "peak_rss_mb": peak, "wall_seconds": wall, "log_phase_seconds": phase,
+            "handler_report": report}
 
 
 def archive(world, cli, megabytes):
@@ -227,11 +264,11 @@ def archive(world, cli, megabytes):
     payload = {"ClusterName": world["cluster"], "Namespace": world["namespace"],
                "LogOptions": {"RetrieveLogs": True, "ArchiveUri": f"s3://{world['log_bucket']}/bench"},
                "Job": job("archive", {"sim.eks-task-worker.io/log-bytes": str(megabytes * 1_000_000)})}
-    d, peak, wall, report = run_handler(world, cli, "archive", payload)
+    d, peak, wall, report, phase = run_handler(world, cli, "archive", payload)
     output = json.loads(d.get("output", "{}"))
     entries = [c.get("archive", {}) for p in output.get("logs", {}).get("pods", {}).values() for c in p["containers"].values()]
     return {"status": d["status"], "log_bytes": megabytes * 1_000_000, "archived_bytes": sum(e.get("bytes", 0) for e in entries),
-            "result_bytes": len(d.get("output", "")), "peak_rss_mb": peak, "wall_seconds": wall}
+            "result_bytes": len(d.get("output", "")), "peak_rss_mb": peak, "wall_seconds": wall, "log_phase_seconds": phase}
 
 
 def main():
@@ -250,6 +287,7 @@ def main():
     only = args.only.split(",")
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count()}
     if "sizes" in only:
+        say("binary sizes")
         figures["binary_sizes_mb"] = {n: round(os.path.getsize(os.path.join(args.bin, n)) / 1e6, 2)
                                       for n in ("run-job", "call", "poller", "activity", "cluster-ops", "cleanup") if os.path.exists(os.path.join(args.bin, n))}
         arm = {n: round(os.path.getsize(p_) / 1e6, 2) for n, p_ in ((n, f".aws-sam/build/{f}/bootstrap") for n, f in
@@ -257,10 +295,13 @@ def main():
         if arm:
             figures["arm64_binary_sizes_mb"] = arm
     if "p3" in only:
+        say(f"P3: {args.p3_runs} cold starts of the release run-job")
         figures["p3_cold_start"] = p3_cold_start(world, os.path.join(args.bin, "run-job"), args.p3_runs)
     if "archive" in only:
+        say(f"archive: one container's {args.archive_mb} MB log to S3")
         figures["archive_200mb"] = archive(world, os.path.join(args.bin, "eks-task-worker"), args.archive_mb)
     if "p4" in only:  # before P1: the platform would take P4's task too
+        say(f"P4: {args.p4_pods} pods x 2 containers x {args.p4_mb} MB of log")
         figures["p4_logs_at_scale"] = p4_logs_at_scale(world, world_dir, os.path.join(args.bin, "eks-task-worker"), args.p4_pods, args.p4_mb)
     if "p1" in only or "p2" in only:
         # P1 and P2 run through the local Lambda platform, on the release binaries.
@@ -269,8 +310,10 @@ def main():
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
             if "p1" in only:
+                say(f"P1: {args.p1_jobs} short Jobs through the local Lambda platform")
                 figures["p1_callback_latency"] = p1_callback_latency(world, world_dir, args.p1_jobs)
             if "p2" in only:
+                say("P2: a 20 s Job through the poller")
                 figures["p2_poll_cost"] = p2_poll_cost(world, world_dir, 20)
         finally:
             subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False)

@@ -181,7 +181,7 @@ class Simulator:
         if phase == "Pending" and not st.get("containerStatuses") and self.cannot_create(pod, base, containers, images):
             return
         if phase == "Pending" and st.get("containerStatuses") and any(
-                c.get("state", {}).get("waiting", {}).get("reason") in ("ContainerCreating", "CreateContainerConfigError")
+                c.get("state", {}).get("waiting", {}).get("reason") in ("ContainerCreating", "PodInitializing", "CreateContainerConfigError")
                 for c in st["containerStatuses"]):
             return
         if phase == "Pending" and annotation(pod, "image-pull-error") == "true":
@@ -253,9 +253,14 @@ class Simulator:
             for kind, field, key in (("configmap", "configMap", "name"), ("secret", "secret", "secretName")):
                 ref = v.get(field)
                 if ref and not ref.get("optional") and not self.exists(ns, kind, ref.get(key, "")):
-                    self.patch_status(base, {"containerStatuses": [
-                        {"name": c, "image": images[c], "imageID": "", "ready": False, "restartCount": 0, "started": False,
-                         "state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers]})
+                    # As a kubelet reports it: every container waits (init containers
+                    # and, in a pod that has them, the app containers: PodInitializing).
+                    inits = [c["name"] for c in spec.get("initContainers", [])]
+                    reason = "PodInitializing" if inits else "ContainerCreating"
+                    waiting = lambda c, r: {"name": c, "image": images.get(c, ""), "imageID": "", "ready": False, "restartCount": 0,
+                                            "started": False, "state": {"waiting": {"reason": r}}}
+                    self.patch_status(base, {**({"initContainerStatuses": [waiting(c, "PodInitializing") for c in inits]} if inits else {}),
+                                             "containerStatuses": [waiting(c, reason) for c in containers]})
                     self.warn(pod, "FailedMount", f'MountVolume.SetUp failed for volume "{v["name"]}" : {kind} "{ref.get(key, "")}" not found', "kubelet")
                     return True
         missing = {}

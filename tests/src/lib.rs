@@ -1109,3 +1109,12 @@ pub fn function_output() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The logs of the first pod of a run-job result (`logs.pods.<pod>`), or `null`.
+#[must_use]
+pub fn first_pod_logs(result: &Value) -> Value {
+    result["logs"]["pods"]
+        .as_object()
+        .and_then(|p| p.values().next().cloned())
+        .unwrap_or_default()
+}

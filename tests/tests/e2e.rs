@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use world_tests::{
-    cli, function_output, request, send, sim_job, unique, until_job, Platform, World,
+    cli, first_pod_logs, function_output, request, send, sim_job, unique, until_job, Platform,
+    World,
 };
 
 fn repo_file(path: &str) -> String {
@@ -35,10 +36,7 @@ async fn example_run_job(world: &World) {
     assert_eq!(status, "SUCCEEDED", "{error:?}");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
     assert_eq!(output["status"]["succeeded"], 1, "{output}");
-    let pod = output["logs"]["pods"]
-        .as_object()
-        .and_then(|p| p.values().next().cloned())
-        .unwrap_or_default();
+    let pod = first_pod_logs(&output);
     // The example's log is the JSON {"pi": 3.14159265358979}, parsed.
     let pi = pod["containers"]["pi-2000"]["log"]["pi"]
         .as_f64()
@@ -135,10 +133,7 @@ async fn long_job(world: &World) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED", "{error:?}");
     let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
-    let pod = output["logs"]["pods"]
-        .as_object()
-        .and_then(|p| p.values().next().cloned())
-        .unwrap_or_default();
+    let pod = first_pod_logs(&output);
     assert_eq!(pod["containers"]["main"]["log"], "slow and steady\n");
 }
 

@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use worker::ports::kube::KubeRequest;
-use world_tests::{function_output, send, sim_job, unique, until_job, Platform, World};
+use world_tests::{
+    first_pod_logs, function_output, send, sim_job, unique, until_job, Platform, World,
+};
 
 /// Runs `job` through a run-job state whose Catch takes every error; returns the
 /// execution's status, its output and, when caught, the error's name and parsed cause.
@@ -65,15 +67,30 @@ fn says(cause: &Value, field: &str, part: &str) -> bool {
 /// `FailedCreate` events say why.
 async fn failed_create(world: &World) {
     let name = unique("held-create");
-    let job = with_pod_spec(sim_job(&name, &["main"], json!({}), 1), |spec| {
+    let mut job = with_pod_spec(sim_job(&name, &["main"], json!({}), 1), |spec| {
         spec["serviceAccountName"] = json!("no-such-account");
     });
+    // A TTL under the worker's floor: held while the worker follows the Job.
+    job["spec"]["ttlSecondsAfterFinished"] = json!(30);
     let policy = json!({ "StuckPolicy": { "FailedCreateSeconds": 2 } });
     let (_, _, error, cause) = run(world, &name, job, policy, Duration::from_secs(90)).await;
     assert_eq!(error, "EksTaskWorker.JobStuck", "{cause}");
     assert_eq!(cause["Reason"], "FailedCreate", "{cause}");
     assert!(cause["pod"].is_null(), "{cause}");
     assert!(says(&cause, "detail", "no-such-account"), "{cause}");
+    // Nobody follows it any more: its own TTL is back.
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+    let path = format!(
+        "/apis/batch/v1/namespaces/{}/jobs/{name}",
+        world.namespace()
+    );
+    let r = send(&admin, KubeRequest::get(path))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let left: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(left["spec"]["ttlSecondsAfterFinished"], 30, "{left}");
+    let kept = "/metadata/annotations/eks-task-worker.io~1ttl-seconds-after-finished";
+    assert!(left.pointer(kept).is_none(), "{left}");
 }
 
 /// An image that cannot be pulled, found by the poller (the inline wait of 1 s ends
@@ -98,15 +115,27 @@ async fn image_pull_and_unschedulable(world: &World) {
         ),
         "{cause}"
     );
-    assert!(
-        function_output()
-            .iter()
-            .any(|(file, text)| file.starts_with("poller")
-                && text.lines().any(|l| l.contains("task answered")
-                    && l.contains("EksTaskWorker.JobStuck")
-                    && l.contains(&name))),
-        "{name}: not answered by the poller"
-    );
+    // The poller writes its line once Step Functions took the answer: it may come a
+    // moment after the execution ended.
+    let by_poller = || {
+        function_output().iter().any(|(file, text)| {
+            file.starts_with("poller")
+                && text.lines().any(|l| {
+                    l.contains("task answered")
+                        && l.contains("EksTaskWorker.JobStuck")
+                        && l.contains(&name)
+                })
+        })
+    };
+    let mut answered = by_poller();
+    for _ in 0..20 {
+        if answered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        answered = by_poller();
+    }
+    assert!(answered, "{name}: not answered by the poller");
 
     let name = unique("held-sched");
     let job = sim_job(
@@ -156,6 +185,25 @@ async fn container_creating(world: &World) {
         ),
         "{cause}"
     );
+
+    // In a pod with init containers every container waits in PodInitializing.
+    let name = unique("held-mount-init");
+    let missing = format!("{name}-settings");
+    let job = with_pod_spec(sim_job(&name, &["main"], json!({}), 1), |spec| {
+        spec["volumes"] = json!([{ "name": "settings", "secret": { "secretName": missing } }]);
+        spec["initContainers"] = json!([{ "name": "setup", "image": "busybox:1.36",
+            "volumeMounts": [{ "name": "settings", "mountPath": "/etc/settings" }] }]);
+    });
+    let policy = json!({ "StuckPolicy": { "ContainerCreatingSeconds": 2 } });
+    let (_, _, error, cause) = run(world, &name, job, policy, Duration::from_secs(90)).await;
+    assert_eq!(error, "EksTaskWorker.JobStuck", "{cause}");
+    assert_eq!(
+        (&cause["Reason"], &cause["reason"]),
+        (&json!("ContainerCreating"), &json!("PodInitializing")),
+        "{cause}"
+    );
+    let secret = format!("secret \"{missing}\" not found");
+    assert!(says(&cause, "detail", &secret), "{cause}");
 }
 
 /// An env var from a Secret that does not exist: `CreateContainerConfigError`.
@@ -221,10 +269,7 @@ async fn init_containers(world: &World) {
     );
     let (_, output, error, _) = run(world, &name, job, json!({}), Duration::from_secs(60)).await;
     assert_eq!(error, "", "{output}");
-    let pod = output["logs"]["pods"]
-        .as_object()
-        .and_then(|p| p.values().next().cloned())
-        .unwrap_or_default();
+    let pod = first_pod_logs(&output);
     assert_eq!(
         (
             &pod["initContainers"]["prepare"]["log"],
@@ -339,24 +384,31 @@ async fn suspended(world: &World) {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // Handed to the poller, which says at each poll what holds the Job.
-    let mut reported = false;
-    for _ in 0..60 {
-        reported = function_output().iter().any(|(file, text)| {
-            file.starts_with("poller")
-                && text.lines().any(|l| {
-                    l.contains("job is held")
-                        && l.contains("Suspended")
-                        && l.contains("ParallelismZero")
-                        && l.contains(&name)
-                })
-        });
-        if reported {
+    // Handed to the poller, which says at each poll what holds the Job: three polls
+    // (2, 2, 3 s apart on the test's curve), the task waiting all along.
+    let mut reported = 0;
+    for _ in 0..90 {
+        reported = function_output()
+            .iter()
+            .filter(|(file, _)| file.starts_with("poller"))
+            .flat_map(|(_, text)| text.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| {
+                l.contains("job is held")
+                    && l.contains("Suspended")
+                    && l.contains("ParallelismZero")
+                    && l.contains(&name)
+            })
+            .count();
+        if reported >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(reported, "no poller line says the Job {name} is held");
+    assert!(
+        reported >= 3,
+        "{reported} poller lines say the Job {name} is held"
+    );
+
     let still = world
         .execution_end(&execution, Duration::from_secs(1))
         .await;
@@ -416,10 +468,7 @@ async fn ttl_shorter_than_a_poll(world: &World) {
     let (_, output, error, cause) = run(world, &name, job, extra, Duration::from_secs(90)).await;
     assert_eq!(error, "", "not JobVanished: {cause}");
     assert_eq!(output["status"]["succeeded"], 1, "{output}");
-    let pod = output["logs"]["pods"]
-        .as_object()
-        .and_then(|p| p.values().next().cloned())
-        .unwrap_or_default();
+    let pod = first_pod_logs(&output);
     assert_eq!(pod["containers"]["main"]["log"], "done early\n", "{output}");
     // Its own TTL back, the Job is deleted by Kubernetes.
     let kube = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));

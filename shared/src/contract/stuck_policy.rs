@@ -115,8 +115,16 @@ impl StuckPolicy {
     #[must_use]
     pub fn limit(&self, hold: Hold) -> Option<u64> {
         match hold {
+            Hold::ContainerConfig => self.own(hold).or(self.image_pull_seconds),
+            _ => self.own(hold),
+        }
+    }
+
+    /// The limit set for `hold` itself (no fallback).
+    fn own(&self, hold: Hold) -> Option<u64> {
+        match hold {
             Hold::ImagePull => self.image_pull_seconds,
-            Hold::ContainerConfig => self.container_config_seconds.or(self.image_pull_seconds),
+            Hold::ContainerConfig => self.container_config_seconds,
             Hold::ContainerCreating => self.container_creating_seconds,
             Hold::Unschedulable => self.unschedulable_seconds,
             Hold::CrashLoop => self.crash_loop_seconds,
@@ -147,21 +155,12 @@ impl StuckPolicy {
         Hold::ALL.iter().any(|h| self.limit(*h).is_some())
     }
 
-    /// The payload's policy where it sets a limit, else the deployment's.
+    /// The payload's policy where it sets a limit, else the deployment's, key by key.
     #[must_use]
     pub fn or(self, default: StuckPolicy) -> StuckPolicy {
-        Hold::ALL.iter().fold(self, |p, h| {
-            let own = match h {
-                // Its own limit or the image-pull limit of the same policy come first.
-                Hold::ContainerConfig => self.container_config_seconds,
-                _ => self.limit(*h),
-            };
-            let fallback = match h {
-                Hold::ContainerConfig => default.container_config_seconds,
-                _ => default.limit(*h),
-            };
-            p.with(*h, own.or(fallback))
-        })
+        Hold::ALL
+            .iter()
+            .fold(self, |p, h| p.with(*h, self.own(*h).or(default.own(*h))))
     }
 }
 

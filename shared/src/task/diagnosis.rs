@@ -11,19 +11,29 @@ use crate::contract::error::{names, TaskError};
 use crate::contract::stuck_policy::{Hold, StuckPolicy};
 use crate::contract::time::rfc3339 as time_of;
 
-/// The hold a container waiting for `reason` is in, if any (others, like
-/// `PodInitializing`, are the normal way to start).
+/// The hold a container waiting for `reason` is in, if any (`ContainerCreating` and
+/// `PodInitializing` are how every container starts: a hold only with the kubelet's
+/// word that something fails, [`MOUNT_EVENTS`]).
 fn waiting_hold(reason: &str) -> Option<Hold> {
     match reason {
         "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
             Some(Hold::ImagePull)
         }
         "CreateContainerConfigError" | "CreateContainerError" => Some(Hold::ContainerConfig),
-        "ContainerCreating" => Some(Hold::ContainerCreating),
+        "ContainerCreating" | "PodInitializing" => Some(Hold::ContainerCreating),
         "CrashLoopBackOff" => Some(Hold::CrashLoop),
         _ => None,
     }
 }
+
+/// The kubelet's Warning events that say a pod's containers cannot be created yet: its
+/// volumes cannot be attached or mounted, or its sandbox cannot be made.
+const MOUNT_EVENTS: [&str; 4] = [
+    "FailedMount",
+    "FailedAttachVolume",
+    "FailedMapVolume",
+    "FailedCreatePodSandBox",
+];
 
 /// The label (or annotation) by which Kueue names the queue a Job waits in.
 const QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
@@ -141,18 +151,30 @@ fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let created = time_of(&pod["metadata"]["creationTimestamp"]);
-    // The newest Warning event about the pod: what a bare waiting reason does not say.
-    let event = events
-        .iter()
-        .find(|e| e["object"] == format!("Pod/{name}").as_str())
-        .and_then(|e| e["message"].as_str());
-    for c in pod
+    let conditions = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    let created = time_of(&pod["metadata"]["creationTimestamp"]);
+    // Containers wait from the pod's scheduling (time unschedulable is its own hold).
+    let scheduled = conditions
+        .iter()
+        .find(|c| c["type"] == "PodScheduled" && c["status"] == "True")
+        .and_then(|c| time_of(&c["lastTransitionTime"]))
+        .or(created);
+    // The Warning events about the pod, newest first: what a waiting reason alone does
+    // not say.
+    let object = format!("Pod/{name}");
+    let about_pod: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["object"] == object.as_str())
+        .collect();
+    let mount = about_pod
+        .iter()
+        .copied()
+        .find(|e| MOUNT_EVENTS.iter().any(|r| e["reason"] == *r));
+    for c in conditions {
         if c["type"] == "PodScheduled" && c["status"] == "False" {
             out.push(Finding {
                 hold: Hold::Unschedulable,
@@ -164,12 +186,7 @@ fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
             });
         }
     }
-    let statuses = ["/status/initContainerStatuses", "/status/containerStatuses"];
-    for cs in statuses
-        .iter()
-        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-        .flatten()
-    {
+    for cs in crate::task::job::container_statuses(pod) {
         let Some(waiting) = cs.pointer("/state/waiting") else {
             continue;
         };
@@ -177,21 +194,62 @@ fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
         let Some(hold) = waiting_hold(reason) else {
             continue;
         };
+        let event = if hold == Hold::ContainerCreating {
+            // Starting, unless the kubelet says a mount fails; one finding per pod.
+            match mount {
+                Some(e) if !out.iter().any(|f: &Finding| f.hold == hold) => Some(e),
+                _ => continue,
+            }
+        } else {
+            about_pod.first().copied()
+        };
         let message = waiting["message"]
             .as_str()
             .filter(|m| !m.is_empty())
-            .or(event)
+            .or_else(|| event.and_then(|e| e["message"].as_str()))
             .unwrap_or_default();
+        // A crash loop is held for as long as its current back-off has lasted: the
+        // kubelet doubles the back-off with every crash in a row (10 s up to 5 minutes),
+        // so one crash after a long run is a short hold, a loop a long one.
+        let since = if hold == Hold::CrashLoop {
+            time_of(&cs["lastState"]["terminated"]["finishedAt"]).or(scheduled)
+        } else {
+            scheduled
+        };
         out.push(Finding {
             hold,
             pod: Some(name.clone()),
             container: cs["name"].as_str().map(str::to_owned),
             reason: reason.to_owned(),
             message: message.to_owned(),
-            since: created,
+            since,
         });
     }
     out
+}
+
+/// Whether the Job's Warning events are needed to say what holds it: it has no pods
+/// (its `FailedCreate` events), or a pod is unscheduled or has a container waiting for
+/// a reason that may be a hold (its kubelet's events say which).
+#[must_use]
+pub fn wants_events(pods: &[Value]) -> bool {
+    pods.is_empty()
+        || pods.iter().any(|pod| {
+            let unscheduled = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                });
+            unscheduled
+                || crate::task::job::container_statuses(pod).any(|cs| {
+                    cs.pointer("/state/waiting/reason")
+                        .and_then(Value::as_str)
+                        .and_then(waiting_hold)
+                        .is_some()
+                })
+        })
 }
 
 /// `EksTaskWorker.JobStuck` for the first finding held longer than the policy allows
@@ -252,8 +310,9 @@ mod tests {
             ("ImagePullBackOff", Some(Hold::ImagePull)),
             ("ErrImagePull", Some(Hold::ImagePull)),
             ("CreateContainerConfigError", Some(Hold::ContainerConfig)),
-            ("ContainerCreating", Some(Hold::ContainerCreating)),
             ("CrashLoopBackOff", Some(Hold::CrashLoop)),
+            // How every container starts: not a hold without a failing mount.
+            ("ContainerCreating", None),
             ("PodInitializing", None),
         ] {
             let f = findings(&job(), &[waiting(reason, "m")], &[]);
@@ -282,12 +341,48 @@ mod tests {
     }
 
     #[test]
-    fn a_container_creating_takes_its_message_from_the_pods_event() {
-        let events = [
+    fn a_container_creating_is_held_only_by_a_failing_mount_and_says_which() {
+        let mount = [
             json!({ "object": "Pod/p", "reason": "FailedMount", "message": "configmap \"c\" not found" }),
         ];
-        let f = findings(&job(), &[waiting("ContainerCreating", "")], &events);
-        assert_eq!(f[0].message, "configmap \"c\" not found");
+        let other = [json!({ "object": "Pod/p", "reason": "BackOff", "message": "slow" })];
+        for reason in ["ContainerCreating", "PodInitializing"] {
+            let f = findings(&job(), &[waiting(reason, "")], &mount);
+            assert_eq!(
+                (f.len(), f[0].hold, f[0].message.as_str()),
+                (1, Hold::ContainerCreating, "configmap \"c\" not found"),
+                "{reason}"
+            );
+            assert!(findings(&job(), &[waiting(reason, "")], &other).is_empty());
+            assert!(
+                wants_events(&[waiting(reason, "")]),
+                "its events say if it is held"
+            );
+        }
+        let running = json!({ "metadata": { "name": "p" }, "status": { "phase": "Running" } });
+        assert!(!wants_events(&[running]));
+        assert!(wants_events(&[]), "no pods: the Job's own events");
+    }
+
+    #[test]
+    fn containers_wait_from_the_pods_scheduling_and_a_crash_loop_from_its_last_crash() {
+        let mut pod = waiting("ImagePullBackOff", "m");
+        pod["status"]["conditions"] = json!([{ "type": "PodScheduled", "status": "True", "lastTransitionTime": "1970-01-01T00:01:00Z" }]);
+        assert_eq!(findings(&job(), &[pod.clone()], &[])[0].since, Some(at(60)));
+        pod["status"]["containerStatuses"][0] = json!({ "name": "main", "restartCount": 1,
+            "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+            "lastState": { "terminated": { "exitCode": 1, "finishedAt": "1970-01-01T02:00:00Z" } } });
+        let f = findings(&job(), &[pod], &[]);
+        assert_eq!((f[0].hold, f[0].since), (Hold::CrashLoop, Some(at(7200))));
+        let policy = StuckPolicy::default().with(Hold::CrashLoop, Some(60));
+        assert!(
+            stuck(&f, policy, at(7210), "j").is_none(),
+            "one crash after a long run"
+        );
+        assert!(
+            stuck(&f, policy, at(7260), "j").is_some(),
+            "a back-off of a minute"
+        );
     }
 
     #[test]

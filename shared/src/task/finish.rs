@@ -23,9 +23,10 @@ const POD_ERROR_CHARS: usize = 1024;
 /// Warning events named in a diagnosis or a failure cause.
 const WARNING_EVENTS: usize = 10;
 
-/// Reads the Job's pods (and, while it has none or they are held, its Warning events),
+/// Reads the Job's pods (and, while it has none or one may be held, its Warning events),
 /// logs what holds it, and fails when the policy says stuck (deleting the Job first
-/// when `JOB_CLEANUP=always`). `job` is the Job as last read.
+/// when `JOB_CLEANUP=always`, else giving it back the TTL the worker held). `job` is
+/// the Job as last read.
 ///
 /// # Errors
 /// `EksTaskWorker.JobStuck`, or an error reading the pods.
@@ -37,8 +38,7 @@ pub async fn check_stuck(
     deps: &Deps,
 ) -> Result<(), TaskError> {
     let pods = job::pods(kube, id).await?;
-    let held = !diagnosis::findings(job, &pods, &[]).is_empty();
-    let events = if held || pods.is_empty() {
+    let events = if diagnosis::wants_events(&pods) {
         job::warning_events(kube, id, &pods, WARNING_EVENTS).await
     } else {
         Vec::new()
@@ -51,6 +51,8 @@ pub async fn check_stuck(
             e.cause["warningEvents"] = Value::Array(events);
             if deps.settings.job_cleanup == Cleanup::Always {
                 job::delete(kube, id).await?;
+            } else {
+                job::release_ttl(kube, id, job).await;
             }
             Err(e)
         }
@@ -74,6 +76,9 @@ pub async fn stand_down(
     let deleted = phase == Phase::Running && deps.settings.delete_job_when_stopped;
     if deleted {
         job::delete(kube, id).await?;
+    } else if let Ok(job) = id.read(kube).await {
+        // Nobody waits for its answer any more: its own TTL applies again.
+        job::release_ttl(kube, id, &job).await;
     }
     tracing::info!(job = %id.name, code, deleted, "the task is gone; the Job is no longer followed");
     Ok(json!({ "taskGone": code, "jobDeleted": deleted, "job": id.name }))
@@ -85,7 +90,8 @@ pub async fn stand_down(
 /// `LOG_ARCHIVE_URI`) every container's whole log is archived first, and each object's
 /// URI and size go beside its log. Whether the Job is to be deleted (`JOB_CLEANUP`)
 /// is in the facts: [`AnswerTurn::send`](crate::task::answer::AnswerTurn::send) deletes
-/// it once the answer is sent (a failed deletion is logged, not fatal).
+/// it once the answer is sent (a failed deletion is logged, not fatal). How long it
+/// took is logged: `"log phase"`, `millis`.
 pub async fn finish(
     kube: Arc<dyn KubeApi>,
     id: &JobId,
@@ -99,7 +105,11 @@ pub async fn finish(
         clean_up: false,
         held_ttl: job::held_ttl(done),
     };
+    // The log phase: the pods listed, their logs archived and read, the answer fitted.
+    let started = std::time::Instant::now();
     let answer = job_answer(kube.clone(), id, done, options, deps, &mut facts).await;
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(millis, failed = answer.is_err(), "log phase");
     facts.clean_up = match deps.settings.job_cleanup {
         Cleanup::Never => false,
         Cleanup::OnSuccess => answer.is_ok(),
@@ -155,9 +165,8 @@ async fn job_answer(
                     .collect(),
             );
         }
-        let failed: Vec<Value> = pods
-            .iter()
-            .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+        let failed: Vec<Value> = job::failed_pods(&pods)
+            .into_iter()
             .take(8)
             .cloned()
             .collect();

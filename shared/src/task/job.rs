@@ -63,13 +63,15 @@ pub fn invocation_key() -> String {
 /// one, so that Kubernetes does not delete the Job before the worker has read it.
 pub const HELD_TTL_ANNOTATION: &str = "eks-task-worker.io/ttl-seconds-after-finished";
 
-/// The shortest `ttlSecondsAfterFinished` a Job the worker follows may have: its
-/// longest wait between two reads of the Job (the curve's last delay), the time the
-/// Scheduler may retry a poll (`max_event_age_seconds`), and one more invocation
-/// (900 s). The worker gives the Job's own TTL back as soon as it has answered.
+/// The shortest `ttlSecondsAfterFinished` a Job the worker follows may have: the
+/// longest the worker may take to read the Job once it finished. That is a wait of the
+/// curve's longest delay for each poll that may fail in a row before the task fails
+/// (`failed_polls`) and one more, the time Scheduler may retry a poll
+/// (`max_event_age_seconds`), and one more invocation (900 s). The worker gives the
+/// Job's own TTL back as soon as it has answered.
 #[must_use]
-pub fn ttl_floor(longest_delay: u64, max_event_age_seconds: u64) -> u64 {
-    longest_delay + max_event_age_seconds + 900
+pub fn ttl_floor(longest_delay: u64, failed_polls: u64, max_event_age_seconds: u64) -> u64 {
+    longest_delay * (failed_polls + 1) + max_event_age_seconds + 900
 }
 
 /// Holds the Job for its answer: a `ttlSecondsAfterFinished` under `floor` is raised to
@@ -92,6 +94,34 @@ fn hold_ttl(job: &mut Value, floor: u64) {
         if let Some(a) = annotations.as_object_mut() {
             a.insert(HELD_TTL_ANNOTATION.into(), json!(own.to_string()));
         }
+    }
+}
+
+/// Adds to a merge patch of the Job what gives it back its own TTL: the value, and the
+/// annotation that kept it removed (`null` in a merge patch).
+fn give_back_ttl(patch: &mut Value, ttl: u64) {
+    patch["metadata"]["annotations"][HELD_TTL_ANNOTATION] = Value::Null;
+    patch["spec"] = json!({ "ttlSecondsAfterFinished": ttl });
+}
+
+/// Gives the Job its own TTL back when the worker held it and its task ends without
+/// an answer about its end (stuck, or the task gone): best effort, logged.
+pub async fn release_ttl(kube: &dyn KubeApi, id: &JobId, job: &Value) {
+    let Some(ttl) = held_ttl(job) else {
+        return;
+    };
+    let mut patch = json!({});
+    give_back_ttl(&mut patch, ttl);
+    patch_or_log(kube, id, &patch, "could not give the job its ttl back").await;
+}
+
+/// Sends a merge patch of the Job, best effort: a Job already gone is fine, any other
+/// failure is logged as `failed`.
+async fn patch_or_log(kube: &dyn KubeApi, id: &JobId, patch: &Value, failed: &str) {
+    match kube.send(merge_patch(id, patch), None).await {
+        Ok(r) if r.is_success() || r.status == 404 => {}
+        Ok(r) => tracing::info!(job = id.name, status = r.status, "{failed}"),
+        Err(e) => tracing::info!(job = id.name, error = %e, "{failed}"),
     }
 }
 
@@ -626,18 +656,9 @@ pub async fn renew_turn(
 pub async fn answered(kube: &dyn KubeApi, id: &JobId, me: &str, held_ttl: Option<u64>) {
     let mut patch = json!({ "metadata": { "annotations": { ANSWERED_ANNOTATION: me } } });
     if let Some(ttl) = held_ttl {
-        patch["metadata"]["annotations"][HELD_TTL_ANNOTATION] = Value::Null;
-        patch["spec"] = json!({ "ttlSecondsAfterFinished": ttl });
+        give_back_ttl(&mut patch, ttl);
     }
-    match kube.send(merge_patch(id, &patch), None).await {
-        Ok(r) if r.is_success() || r.status == 404 => {}
-        Ok(r) => tracing::info!(
-            job = id.name,
-            status = r.status,
-            "could not mark the answer sent"
-        ),
-        Err(e) => tracing::info!(job = id.name, error = %e, "could not mark the answer sent"),
-    }
+    patch_or_log(kube, id, &patch, "could not mark the answer sent").await;
 }
 
 /// Reads the Job, tried again as reads are; `None` when the API server keeps failing in
@@ -750,11 +771,6 @@ pub async fn wait(kube: &dyn KubeApi, id: &JobId, window: Duration) -> Result<Wa
                         break;
                     }
                 }
-                // Deleted once finished (its TTL, a person): it ended, and says how.
-                Some("DELETED") if id.is(&object) && phase(&object) != Phase::Running => {
-                    tracing::warn!(job = name, "the job was deleted as it finished");
-                    return Ok(Waited::Finished(object));
-                }
                 Some("DELETED") if id.is(&object) => return Err(id.vanished()),
                 Some("ERROR") => {
                     // Usually 410 Gone: the resourceVersion is too old; re-read and go on.
@@ -851,23 +867,13 @@ pub async fn warning_events(
             return Vec::new();
         }
     };
-    let names: Vec<&str> = std::iter::once(job.name.as_str())
-        .chain(
-            pods.iter()
-                .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str)),
-        )
-        .collect();
     let mut events: Vec<Value> = list
         .get("items")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|e| {
-            e.pointer("/involvedObject/name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| names.contains(&n))
-        })
+        .filter(|e| is_about(e, job, pods))
         .map(|e| {
             json!({
                 "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
@@ -884,11 +890,9 @@ pub async fn warning_events(
 
 /// Why a Job failed, as a state machine branches on it (the cause's `Reason`): the
 /// Job's `Failed` condition reason (`DeadlineExceeded`, `BackoffLimitExceeded`,
-/// `PodFailurePolicy`, `MaxFailedIndexesExceeded`, …), made precise by its failed pods
-/// where the condition counts failures: `OOMKilled` when a container was killed for
-/// memory, else `Evicted` when a pod was evicted. A policy the user wrote
-/// (`PodFailurePolicy`) and a deadline stand as they are; `Unknown` when the condition
-/// gives no reason.
+/// `PodFailurePolicy`, `MaxFailedIndexesExceeded`, …; `Unknown` without one), where it
+/// is `BackoffLimitExceeded` made precise by the failed pods: `OOMKilled` when a
+/// container was killed for memory, else `Evicted` when a pod was evicted.
 #[must_use]
 pub fn failure_reason(job: &Value, pods: &[Value]) -> String {
     let condition = job
@@ -902,13 +906,10 @@ pub fn failure_reason(job: &Value, pods: &[Value]) -> String {
         .and_then(|c| c["reason"].as_str())
         .filter(|r| !r.is_empty())
         .unwrap_or("Unknown");
-    if matches!(condition, "PodFailurePolicy" | "DeadlineExceeded") {
+    if condition != "BackoffLimitExceeded" {
         return condition.to_owned();
     }
-    let failed: Vec<&Value> = pods
-        .iter()
-        .filter(|p| p.pointer("/status/phase") == Some(&json!("Failed")))
-        .collect();
+    let failed = failed_pods(pods);
     let oom = failed.iter().flat_map(|p| container_statuses(p)).any(|c| {
         c.pointer("/state/terminated/reason") == Some(&json!("OOMKilled"))
             || c.pointer("/lastState/terminated/reason") == Some(&json!("OOMKilled"))
@@ -925,12 +926,45 @@ pub fn failure_reason(job: &Value, pods: &[Value]) -> String {
     condition.to_owned()
 }
 
+/// The pods that failed (phase `Failed`).
+pub(crate) fn failed_pods(pods: &[Value]) -> Vec<&Value> {
+    pods.iter()
+        .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+        .collect()
+}
+
 /// A pod's init container statuses, then its container statuses.
-fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
+pub(crate) fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
     ["/status/initContainerStatuses", "/status/containerStatuses"]
         .into_iter()
         .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
         .flatten()
+}
+
+/// Whether the event `e` is about this Job or one of its `pods`: by the object's uid
+/// (an older Job of the same name, deleted and made again, keeps its events for an hour:
+/// they are not this one's); by its name only when the event names no uid.
+fn is_about(e: &Value, job: &JobId, pods: &[Value]) -> bool {
+    let field = |k: &str| {
+        e.pointer(&format!("/involvedObject/{k}"))
+            .and_then(Value::as_str)
+    };
+    let ours =
+        std::iter::once((job.name.as_str(), Some(job.uid.as_str()))).chain(pods.iter().map(|p| {
+            (
+                p.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                p.pointer("/metadata/uid").and_then(Value::as_str),
+            )
+        }));
+    match (field("name"), field("uid").filter(|u| !u.is_empty())) {
+        (Some(name), Some(uid)) => ours
+            .into_iter()
+            .any(|(n, u)| n == name && u.is_none_or(|u| u == uid)),
+        (Some(name), None) => ours.into_iter().any(|(n, _)| n == name),
+        _ => false,
+    }
 }
 
 /// What a failed Job's cause says: its `Reason` ([`failure_reason`]), the distinct
@@ -942,10 +976,7 @@ pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
         .pointer("/status/conditions")
         .cloned()
         .unwrap_or(Value::Null);
-    let failed: Vec<&Value> = pods
-        .iter()
-        .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
-        .collect();
+    let failed = failed_pods(pods);
     let mut exit_codes: Vec<i64> = failed
         .iter()
         .flat_map(|p| container_statuses(p))
@@ -960,13 +991,17 @@ pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
     let failed_pods: Vec<Value> = failed
         .iter()
         .map(|p| {
-            let init: Vec<&Value> = p
-                .pointer("/status/initContainerStatuses")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().collect())
-                .unwrap_or_default();
-            let containers: Vec<Value> = container_statuses(p)
-                .map(|c| {
+            let statuses = |path: &str| {
+                p.pointer(path)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let init = statuses("/status/initContainerStatuses").into_iter().map(|c| (c, true));
+            let app = statuses("/status/containerStatuses").into_iter().map(|c| (c, false));
+            let containers: Vec<Value> = init
+                .chain(app)
+                .map(|(c, init)| {
                     let t = c.pointer("/state/terminated");
                     let mut entry = json!({
                         "container": c["name"],
@@ -974,7 +1009,7 @@ pub fn failure_summary(job: &Value, pods: &[Value]) -> Value {
                         "reason": t.and_then(|t| t.get("reason")).cloned().unwrap_or(Value::Null),
                         "message": t.and_then(|t| t.get("message")).cloned().unwrap_or(Value::Null),
                     });
-                    if init.iter().any(|i| std::ptr::eq(*i, c)) {
+                    if init {
                         entry["initContainer"] = json!(true);
                     }
                     entry
@@ -1013,6 +1048,22 @@ mod tests {
     }
 
     #[test]
+    fn events_of_an_older_job_of_the_same_name_are_not_this_ones() {
+        let id = JobId::new("n", "j", "new");
+        let event = |kind: &str, name: &str, uid: Option<&str>| json!({"involvedObject": {"kind": kind, "name": name, "uid": uid}});
+        let pods = [json!({"metadata": {"name": "j-abc", "uid": "pod-1"}})];
+        assert!(is_about(&event("Job", "j", Some("new")), &id, &pods));
+        assert!(!is_about(&event("Job", "j", Some("old")), &id, &pods));
+        assert!(is_about(&event("Pod", "j-abc", Some("pod-1")), &id, &pods));
+        assert!(!is_about(&event("Pod", "j-abc", Some("pod-0")), &id, &pods));
+        assert!(
+            is_about(&event("Job", "j", None), &id, &pods),
+            "no uid: by name"
+        );
+        assert!(!is_about(&event("Pod", "other", Some("x")), &id, &pods));
+    }
+
+    #[test]
     fn a_ttl_under_the_floor_is_held_and_kept_for_later() {
         let job =
             |ttl: u64| json!({"metadata": {"name": "j"}, "spec": {"ttlSecondsAfterFinished": ttl}});
@@ -1041,7 +1092,7 @@ mod tests {
             Some(600),
         );
         assert!(none["spec"].get("ttlSecondsAfterFinished").is_none());
-        assert_eq!(ttl_floor(300, 3600), 4800);
+        assert_eq!(ttl_floor(300, 5, 3600), 6300);
     }
 
     #[test]
@@ -1123,6 +1174,13 @@ mod tests {
         assert_eq!(
             failure_reason(&failed("DeadlineExceeded"), std::slice::from_ref(&oom)),
             "DeadlineExceeded"
+        );
+        assert_eq!(
+            failure_reason(
+                &failed("MaxFailedIndexesExceeded"),
+                std::slice::from_ref(&oom)
+            ),
+            "MaxFailedIndexesExceeded"
         );
         assert_eq!(
             failure_reason(&failed("PodFailurePolicy"), &[oom]),

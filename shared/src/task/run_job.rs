@@ -120,7 +120,11 @@ async fn run_with_callback(
             .as_ref()
             .map_or(0, |s| s.max_event_age_seconds);
         let longest = curve.delays().iter().copied().max().unwrap_or_default();
-        job::ttl_floor(longest, u64::try_from(event_age).unwrap_or_default())
+        job::ttl_floor(
+            longest,
+            u64::from(deps.settings.max_failed_polls),
+            u64::try_from(event_age).unwrap_or_default(),
+        )
     });
     let created = job::create(
         kube.as_ref(),
@@ -218,9 +222,12 @@ async fn watch_inline(
             return Ok(Watched::TaskGone(code));
         }
         // What holds the Job is logged after every slice; it fails the task only by
-        // the policy.
+        // the policy. A Job that finished since the watch saw it is the next slice's.
         let checked = match id.read(kube).await {
-            Ok(job) => check_stuck(kube, id, &job, policy, deps).await,
+            Ok(job) if job::phase(&job) == Phase::Running => {
+                check_stuck(kube, id, &job, policy, deps).await
+            }
+            Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
         match checked {

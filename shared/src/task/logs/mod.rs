@@ -45,7 +45,7 @@ pub enum ContainerLog {
 }
 
 /// A container whose log is read: its pod, its name, and whether it is an init
-/// container (a pod may have an init container and an app container of one name).
+/// container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The pod.
@@ -57,8 +57,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// The pod's map in the result that holds it: `containers` (native) or
-    /// `initContainers`, so that names never collide.
+    /// The pod's map in the result that holds it: `containers` (native: the app
+    /// containers only, as before) or `initContainers`.
     #[must_use]
     pub fn section(&self) -> &'static str {
         if self.init {
@@ -69,7 +69,7 @@ impl Target {
     }
 
     /// Its place in an archive key: the container's name, or `init/<name>` (a name
-    /// never holds a slash, so neither collides).
+    /// never holds a slash: the two kinds stay apart).
     #[must_use]
     pub fn key_part(&self) -> String {
         if self.init {
@@ -586,9 +586,9 @@ mod tests {
     fn init_containers_that_started_are_read_in_their_own_map() {
         let pods = vec![json!({
             "metadata": {"name": "p"},
-            "spec": {"initContainers": [{"name": "main"}, {"name": "later"}], "containers": [{"name": "main"}]},
+            "spec": {"initContainers": [{"name": "setup"}, {"name": "later"}], "containers": [{"name": "main"}]},
             "status": {"initContainerStatuses": [
-                {"name": "main", "state": {"terminated": {"exitCode": 1}}},
+                {"name": "setup", "state": {"terminated": {"exitCode": 1}}},
                 {"name": "later", "state": {"waiting": {"reason": "PodInitializing"}}}
             ]}
         })];
@@ -597,7 +597,7 @@ mod tests {
             t.iter()
                 .map(|t| (t.container.as_str(), t.init))
                 .collect::<Vec<_>>(),
-            [("main", true), ("main", false)],
+            [("setup", true), ("main", false)],
             "the init container that never started is not read"
         );
         let text = |target: &Target, log: &str| PlacedLog {
@@ -614,13 +614,13 @@ mod tests {
             &[],
         );
         assert_eq!(
-            r["logs"]["pods"]["p"]["initContainers"]["main"]["log"],
+            r["logs"]["pods"]["p"]["initContainers"]["setup"]["log"],
             "init\n"
         );
         assert_eq!(r["logs"]["pods"]["p"]["containers"]["main"]["log"], "app\n");
         assert_eq!(
             (t[0].key_part(), t[1].key_part()),
-            ("init/main".into(), "main".into())
+            ("init/setup".into(), "main".into())
         );
     }
 }
