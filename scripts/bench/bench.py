@@ -227,7 +227,13 @@ def run_handler(world, cli, name, payload):
     if out.returncode not in (0, 1) or peak is None:
         raise SystemExit(f"{name}: the handler failed ({out.returncode}):\n{out.stderr[-2000:]}")
     phases = {"started_at": started, "log_phase_seconds": log_phase(out.stderr)}
-    return wait_end(sfn, ex, 60), round(int(peak.group(1)) / 1024, 1), round(wall, 2), out.stdout.strip()[:200], phases
+    try:
+        ended = wait_end(sfn, ex, 60)
+    except SystemExit:
+        # The handler ended without answering: what it said is the reason.
+        print(out.stderr[-2000:], file=sys.stderr)
+        raise
+    return ended, round(int(peak.group(1)) / 1024, 1), round(wall, 2), out.stdout.strip()[:200], phases
 
 
 def log_phase(stderr):

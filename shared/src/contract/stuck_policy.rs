@@ -12,7 +12,7 @@ pub enum Hold {
     /// missing Secret or ConfigMap key, `CreateContainerError`).
     ContainerConfig,
     /// A container stays in `ContainerCreating` (a volume that cannot be mounted: a
-    /// missing ConfigMap, Secret or claim).
+    /// missing ConfigMap or Secret; a missing claim holds the pod as `Unschedulable`).
     ContainerCreating,
     /// The pod cannot be scheduled.
     Unschedulable,
@@ -99,7 +99,8 @@ pub struct StuckPolicy {
     /// Fail after a pod could not be scheduled this many seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unschedulable_seconds: Option<u64>,
-    /// Fail after a pod crash-looped this many seconds from its start.
+    /// Fail after a container waited this many seconds in one crash-loop back-off
+    /// (counted from its last crash; the kubelet's back-off reaches 300 s at most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_loop_seconds: Option<u64>,
     /// Fail after the Job controller could not create pods this many seconds.

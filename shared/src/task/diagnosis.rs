@@ -52,7 +52,8 @@ pub struct Finding {
     /// Kubernetes' message (for a container without one, the newest Warning event's
     /// about its pod, e.g. `FailedMount`).
     pub message: String,
-    /// Since when (the pod's creation, the condition's transition, the first event).
+    /// Since when (the pod's scheduling, a container's last crash, the condition's
+    /// transition, the first event).
     #[serde(skip)]
     pub since: Option<SystemTime>,
 }
