@@ -160,6 +160,10 @@ class Slot:
         return self.process.poll() is None
 
 
+# The chaos switch is one file for every function and thread.
+CHAOS_LOCK = threading.Lock()
+
+
 class Function:
     """One function: its invocation queue and its processes, each with its own Runtime
     API. A process that dies (or is killed at its timeout) is started again; the
@@ -220,16 +224,20 @@ class Function:
         deployed with that setting: a
         cell that needs an invocation short of time gets one without shortening every
         other. One use.
-        Returns the seconds (or True) when it applies."""
-        if not self.chaos_file or not os.path.exists(self.chaos_file):
+        Returns the seconds (or True) when it applies. Threads of every function read
+        the switch (an invocation checks `twice`, the Runtime API that hands it out checks
+        `kill`): one at a time, and a switch another thread used up is simply gone."""
+        if not self.chaos_file:
             return None
-        words = open(self.chaos_file).read().split()
-        if len(words) < 2 or words[0] != action or words[1] != self.name:
-            return None
-        try:
+        with CHAOS_LOCK:
+            try:
+                with open(self.chaos_file) as f:
+                    words = f.read().split()
+            except FileNotFoundError:
+                return None
+            if len(words) < 2 or words[0] != action or words[1] != self.name:
+                return None
             os.remove(self.chaos_file)
-        except FileNotFoundError:
-            return None
         return float(words[2]) if len(words) > 2 else True
 
     def supervise(self):
