@@ -29,8 +29,11 @@ What a kubelet does by the pod's spec, with no annotation:
   - an env or envFrom reference to a ConfigMap or Secret that does not exist keeps the
     container in CreateContainerConfigError;
   - with restartPolicy OnFailure, a container that exits non-zero is restarted: it waits
-    in CrashLoopBackOff (10 s, a kubelet's first back-off), its restartCount counted, then
-    runs again.
+    in CrashLoopBackOff (10 s, a kubelet's first back-off), its restartCount counted and a
+    BackOff Warning event recorded, then runs again.
+
+Warning events are aggregated as the kubelet's recorder does: the same one again moves
+the event's count and lastTimestamp on.
 
 Objects are looked up when the pod is first bound; one created later is not noticed.
 """
@@ -104,6 +107,9 @@ class Simulator:
         self.api = api
         self.kubelet_port = kubelet_port
         self.pods = {}
+        # The Warning events recorded, by (pod uid, reason, message, component): their
+        # name and count.
+        self.events = {}
         self.lock = threading.Lock()
 
     def register_node(self):
@@ -143,16 +149,32 @@ class Simulator:
             self.pods = seen
 
     def warn(self, pod, reason, message, component):
-        """A Warning event about the pod, as the scheduler or the kubelet records it."""
+        """A Warning event about the pod, as the scheduler or the kubelet records it: the
+        same reason and message about the same pod again is one event, its count and
+        lastTimestamp moved on and its firstTimestamp kept (client-go's aggregation)."""
         meta = pod["metadata"]
         stamp = rfc3339(now())
-        self.api.call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", {
+        key = (meta.get("uid"), reason, message, component)
+        known = self.events.get(key)
+        if known:
+            name, count = known
+            status, _ = self.api.call("PATCH", f"/api/v1/namespaces/{meta['namespace']}/events/{name}",
+                                      {"count": count + 1, "lastTimestamp": stamp}, "application/merge-patch+json")
+            if status < 300:
+                self.events[key] = (name, count + 1)
+                return
+        name = f"{meta['name']}.{int(now().timestamp() * 1e6):x}"
+        status, _ = self.api.call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{int(now().timestamp() * 1e6):x}", "namespace": meta["namespace"]},
+            "metadata": {"name": name, "namespace": meta["namespace"]},
             "involvedObject": {"kind": "Pod", "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
                                "apiVersion": "v1"},
             "reason": reason, "message": message, "type": "Warning", "count": 1,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": component, "host": NODE}})
+        if status < 300:
+            self.events[key] = (name, 1)
+            if len(self.events) > 4096:  # the recorder's cache is bounded too
+                self.events.pop(next(iter(self.events)))
 
     def advance(self, pod):
         meta, spec, st = pod["metadata"], pod["spec"], pod.get("status", {})
@@ -316,7 +338,8 @@ class Simulator:
                  "state": {"waiting": {"reason": "CrashLoopBackOff",
                                        "message": f"back-off 10s restarting failed container={c} pod={name}_{ns}({meta.get('uid')})"}}}
                 for c in containers]})
-            self.warn(pod, "BackOff", "Back-off restarting failed container", "kubelet")
+            for c in containers:
+                self.warn(pod, "BackOff", f"Back-off restarting failed container {c} in pod {name}_{ns}({meta.get('uid')})", "kubelet")
             return
         evicted = annotation(pod, "evicted") == "true"
         status = {

@@ -244,7 +244,9 @@ async fn crash_loop(world: &World) {
         |spec| spec["restartPolicy"] = json!("OnFailure"),
     );
     job["spec"]["backoffLimit"] = json!(6);
-    let policy = json!({ "StuckPolicy": { "CrashLoopSeconds": 2 } });
+    // Longer than one back-off (the simulator's are 10 s): the loop is counted from its
+    // first back-off, not from its last crash.
+    let policy = json!({ "StuckPolicy": { "CrashLoopSeconds": 15 } });
     let (_, _, error, cause) = run(world, &name, job, policy, Duration::from_secs(90)).await;
     assert_eq!(error, "EksTaskWorker.JobStuck", "{cause}");
     assert_eq!(

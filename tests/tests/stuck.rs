@@ -153,3 +153,78 @@ async fn without_a_policy_a_stuck_job_is_waited_for_as_native() {
         "handed to the poller, still waiting: {report}"
     );
 }
+
+/// A stuck answer changes the Job only once Step Functions has taken it: refused (the
+/// invocation fails, and is delivered again), the Job stays with the TTL the worker
+/// holds, so the next delivery finds it (never `JobVanished`); taken, the Job gets its
+/// own TTL back, or is deleted with `JOB_CLEANUP=always`.
+#[tokio::test]
+async fn a_stuck_answer_changes_the_job_only_once_it_is_taken() {
+    let world = World::get();
+    let kube = world.worker_kube().unwrap_or_else(|e| panic!("{e}"));
+    let held = worker::task::job::HELD_TTL_ANNOTATION;
+    for (cleanup, refusals) in [("never", 100), ("never", 0), ("always", 100), ("always", 0)] {
+        let mut deps = world
+            .deps(world.settings_with(&[("JOB_CLEANUP", cleanup.to_owned())]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let callback = std::sync::Arc::new(worker::testing::RecordingCallback::default());
+        callback.refuse_answers(refusals);
+        deps.callback = callback.clone();
+        let name = unique("stuck-answer");
+        let mut job = sim_job(
+            &name,
+            &["main"],
+            json!({ "sim.eks-task-worker.io/image-pull-error": "true" }),
+            1,
+        );
+        job["spec"]["ttlSecondsAfterFinished"] = json!(5);
+        let p = json!({ "ClusterName": world.cluster(), "Namespace": world.namespace(), "Job": job,
+            "TaskToken": format!("token-{name}"), "StuckPolicy": { "ImagePullSeconds": 2 }, "InlineWaitSeconds": 60 });
+        let report = worker::task::run_job::handle(p, &deps, None).await;
+        let case = format!("JOB_CLEANUP={cleanup}, {refusals} refusals: {report:?}");
+        let left = world_tests::until_job(
+            &kube,
+            &world.namespace(),
+            &name,
+            Duration::from_secs(5),
+            |_| true,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if refusals > 0 {
+            assert!(report.is_err(), "{case}");
+            let left = left.unwrap_or_else(|| panic!("the Job is gone: {case}"));
+            assert!(
+                left["metadata"]["annotations"][held] == "5",
+                "{case}: {left}"
+            );
+            assert!(
+                left["spec"]["ttlSecondsAfterFinished"].as_u64() > Some(5),
+                "{case}: {left}"
+            );
+            continue;
+        }
+        let answers = callback.failed();
+        assert_eq!(answers.len(), 1, "{case}");
+        assert_eq!(answers[0].1.name, "EksTaskWorker.JobStuck", "{case}");
+        if cleanup == "always" {
+            let gone = world_tests::until_job(
+                &kube,
+                &world.namespace(),
+                &name,
+                Duration::from_secs(30),
+                |j| j.is_none(),
+            )
+            .await;
+            assert!(gone.is_ok(), "{case}: {gone:?}");
+            continue;
+        }
+        let left = left.unwrap_or_else(|| panic!("the Job is gone: {case}"));
+        assert!(
+            left["metadata"]["annotations"][held].is_null(),
+            "{case}: {left}"
+        );
+        assert_eq!(left["spec"]["ttlSecondsAfterFinished"], 5, "{case}: {left}");
+    }
+}

@@ -35,6 +35,16 @@ const MOUNT_EVENTS: [&str; 4] = [
     "FailedCreatePodSandBox",
 ];
 
+/// How recently a kubelet Warning event must have been seen to say why a pod waits
+/// now: the kubelet tries a failing mount or sandbox again within about two minutes
+/// (its back-off's cap) and records each failure on the same event, whose `lastSeen`
+/// moves on.
+const RECENT_EVENT: Duration = Duration::from_secs(300);
+
+/// A container that ran this long before it crashed starts a new crash loop: the
+/// kubelet resets its restart back-off after ten minutes of running.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
 /// The label (or annotation) by which Kueue names the queue a Job waits in.
 const QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
 
@@ -73,7 +83,7 @@ impl Finding {
 /// Warning `events` as [`crate::task::job::warning_events`] gives them, counted only
 /// while it has no pods), and each of its `pods` (as the API lists them).
 #[must_use]
-pub fn findings(job: &Value, pods: &[Value], events: &[Value]) -> Vec<Finding> {
+pub fn findings(job: &Value, pods: &[Value], events: &[Value], now: SystemTime) -> Vec<Finding> {
     let mut out = Vec::new();
     let name = job
         .pointer("/metadata/name")
@@ -140,54 +150,66 @@ pub fn findings(job: &Value, pods: &[Value], events: &[Value]) -> Vec<Finding> {
         }
     }
     for pod in pods {
-        out.extend(pod_findings(pod, events));
+        out.extend(pod_findings(pod, events, now));
     }
     out
 }
 
-fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
+fn pod_findings(pod: &Value, events: &[Value], now: SystemTime) -> Vec<Finding> {
     let mut out = Vec::new();
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let conditions = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let conditions = list(pod, "/status/conditions");
     let created = time_of(&pod["metadata"]["creationTimestamp"]);
-    // Containers wait from the pod's scheduling (time unschedulable is its own hold).
-    let scheduled = conditions
-        .iter()
-        .find(|c| c["type"] == "PodScheduled" && c["status"] == "True")
-        .and_then(|c| time_of(&c["lastTransitionTime"]))
-        .or(created);
-    // The Warning events about the pod, newest first: what a waiting reason alone does
-    // not say.
+    let since_true = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == "True")
+            .and_then(|c| time_of(&c["lastTransitionTime"]))
+    };
+    // Time unschedulable is its own hold: containers wait from the pod's scheduling.
+    let scheduled = since_true("PodScheduled").or(created);
+    // The kubelet's Warning events about the pod that still repeat, newest first: what
+    // a waiting reason alone does not say. An older one is history (a sandbox that once
+    // failed while no IP was free), not why the pod waits now.
     let object = format!("Pod/{name}");
-    let about_pod: Vec<&Value> = events
+    let recent: Vec<&Value> = events
         .iter()
         .filter(|e| e["object"] == object.as_str())
+        .filter(|e| {
+            time_of(&e["lastSeen"])
+                .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= RECENT_EVENT)
+        })
         .collect();
-    let mount = about_pod
+    let mount = recent
         .iter()
         .copied()
         .find(|e| MOUNT_EVENTS.iter().any(|r| e["reason"] == *r));
-    for c in conditions {
-        if c["type"] == "PodScheduled" && c["status"] == "False" {
-            out.push(Finding {
-                hold: Hold::Unschedulable,
-                pod: Some(name.clone()),
-                container: None,
-                reason: c["reason"].as_str().unwrap_or("Unschedulable").to_owned(),
-                message: c["message"].as_str().unwrap_or_default().to_owned(),
-                since: time_of(&c["lastTransitionTime"]).or(created),
-            });
-        }
+    if let Some(c) = unscheduled(pod) {
+        out.push(Finding {
+            hold: Hold::Unschedulable,
+            pod: Some(name.clone()),
+            container: None,
+            reason: c["reason"].as_str().unwrap_or("Unschedulable").to_owned(),
+            message: c["message"].as_str().unwrap_or_default().to_owned(),
+            since: time_of(&c["lastTransitionTime"]).or(created),
+        });
     }
-    for cs in crate::task::job::container_statuses(pod) {
+    // When each container could first start: an init container once the one before it
+    // ended, an app container once the pod was initialized.
+    let initialized = since_true("Initialized").max(scheduled);
+    let inits = list(pod, "/status/initContainerStatuses");
+    let apps = list(pod, "/status/containerStatuses");
+    let mut ready = scheduled;
+    let starts = inits.iter().map(move |cs| {
+        let at = ready;
+        ready = ready.max(time_of(&cs["state"]["terminated"]["finishedAt"]));
+        (cs, at)
+    });
+    for (cs, ready) in starts.chain(apps.iter().map(|cs| (cs, initialized))) {
         let Some(waiting) = cs.pointer("/state/waiting") else {
             continue;
         };
@@ -195,38 +217,87 @@ fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
         let Some(hold) = waiting_hold(reason) else {
             continue;
         };
-        let event = if hold == Hold::ContainerCreating {
-            // Starting, unless the kubelet says a mount fails; one finding per pod.
-            match mount {
-                Some(e) if !out.iter().any(|f: &Finding| f.hold == hold) => Some(e),
+        let container = cs["name"].as_str().unwrap_or_default();
+        let crashed = time_of(&cs["lastState"]["terminated"]["finishedAt"]);
+        let (event, since) = match hold {
+            // Starting, unless the kubelet says a mount fails: held since it first said
+            // so; one finding per pod.
+            Hold::ContainerCreating => match mount {
+                Some(e) if !out.iter().any(|f: &Finding| f.hold == hold) => {
+                    (Some(e), ready.max(time_of(&e["firstSeen"])))
+                }
                 _ => continue,
-            }
-        } else {
-            about_pod.first().copied()
+            },
+            Hold::CrashLoop => (
+                recent.first().copied(),
+                crash_loop_since(cs, &recent, ready),
+            ),
+            // Waiting since it could start, or since it last ended (a restart).
+            _ => (recent.first().copied(), ready.max(crashed)),
         };
         let message = waiting["message"]
             .as_str()
             .filter(|m| !m.is_empty())
             .or_else(|| event.and_then(|e| e["message"].as_str()))
             .unwrap_or_default();
-        // A crash loop is held for as long as its current back-off has lasted: the
-        // kubelet doubles the back-off with every crash in a row (10 s up to 5 minutes),
-        // so one crash after a long run is a short hold, a loop a long one.
-        let since = if hold == Hold::CrashLoop {
-            time_of(&cs["lastState"]["terminated"]["finishedAt"]).or(scheduled)
-        } else {
-            scheduled
-        };
         out.push(Finding {
             hold,
             pod: Some(name.clone()),
-            container: cs["name"].as_str().map(str::to_owned),
+            container: Some(container.to_owned()),
             reason: reason.to_owned(),
             message: message.to_owned(),
             since,
         });
     }
     out
+}
+
+/// Since when a container has crash looped: since the kubelet first said it backs off
+/// restarting it (its `BackOff` event, repeated on one event while the loop lasts,
+/// keeps its first time), never before it could start; from its last crash when that
+/// event is not in sight, or when its last run lasted [`BACKOFF_RESET`] (the kubelet
+/// then starts its back-off afresh: a new loop).
+fn crash_loop_since(
+    cs: &Value,
+    recent: &[&Value],
+    ready: Option<SystemTime>,
+) -> Option<SystemTime> {
+    let last = &cs["lastState"]["terminated"];
+    let crashed = time_of(&last["finishedAt"]);
+    let ran = crashed
+        .zip(time_of(&last["startedAt"]))
+        .and_then(|(end, start)| end.duration_since(start).ok())
+        .unwrap_or_default();
+    if ran >= BACKOFF_RESET {
+        return crashed.or(ready);
+    }
+    let name = cs["name"].as_str().unwrap_or_default();
+    let said = format!("restarting failed container {name} ");
+    let first = recent
+        .iter()
+        .filter(|e| e["reason"] == "BackOff")
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(&said)))
+        .filter_map(|e| time_of(&e["firstSeen"]))
+        .min();
+    match first {
+        Some(first) => Some(first).max(ready),
+        None => crashed.or(ready),
+    }
+}
+
+/// The array at `pointer` in `v` (empty when there is none).
+fn list<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The pod's `PodScheduled=False` condition: the scheduler found no node for it.
+fn unscheduled(pod: &Value) -> Option<&Value> {
+    list(pod, "/status/conditions")
+        .iter()
+        .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
 }
 
 /// Whether the Job's Warning events are needed to say what holds it: it has no pods
@@ -236,14 +307,7 @@ fn pod_findings(pod: &Value, events: &[Value]) -> Vec<Finding> {
 pub fn wants_events(pods: &[Value]) -> bool {
     pods.is_empty()
         || pods.iter().any(|pod| {
-            let unscheduled = pod
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
-                });
-            unscheduled
+            unscheduled(pod).is_some()
                 || crate::task::job::container_statuses(pod).any(|cs| {
                     cs.pointer("/state/waiting/reason")
                         .and_then(Value::as_str)
@@ -293,6 +357,9 @@ pub fn report(findings: &[Finding], events: &[Value]) {
 mod tests {
     use super::*;
 
+    /// When the tests' findings are made.
+    const NOW: u64 = 1000;
+
     fn at(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(s)
     }
@@ -316,7 +383,7 @@ mod tests {
             ("ContainerCreating", None),
             ("PodInitializing", None),
         ] {
-            let f = findings(&job(), &[waiting(reason, "m")], &[]);
+            let f = findings(&job(), &[waiting(reason, "m")], &[], at(NOW));
             assert_eq!(f.first().map(|f| f.hold), hold, "{reason}");
         }
     }
@@ -332,6 +399,7 @@ mod tests {
                 json!({ "metadata": { "name": "ok" }, "status": { "phase": "Running" } }),
             ],
             &[],
+            at(NOW),
         );
         assert_eq!(f.len(), 2);
         assert_eq!(
@@ -344,17 +412,30 @@ mod tests {
     #[test]
     fn a_container_creating_is_held_only_by_a_failing_mount_and_says_which() {
         let mount = [
-            json!({ "object": "Pod/p", "reason": "FailedMount", "message": "configmap \"c\" not found" }),
+            json!({ "object": "Pod/p", "reason": "FailedMount", "message": "configmap \"c\" not found", "firstSeen": "1970-01-01T00:10:00Z", "lastSeen": "1970-01-01T00:15:00Z" }),
         ];
-        let other = [json!({ "object": "Pod/p", "reason": "BackOff", "message": "slow" })];
+        let other = [
+            json!({ "object": "Pod/p", "reason": "BackOff", "message": "slow", "firstSeen": "1970-01-01T00:10:00Z", "lastSeen": "1970-01-01T00:15:00Z" }),
+        ];
+        // A sandbox that failed once, long ago (no IP was free), then a long init
+        // container: history, not why the pod waits now.
+        let old = [
+            json!({ "object": "Pod/p", "reason": "FailedCreatePodSandBox", "message": "no IP", "firstSeen": "1970-01-01T00:00:30Z", "lastSeen": "1970-01-01T00:01:00Z" }),
+        ];
         for reason in ["ContainerCreating", "PodInitializing"] {
-            let f = findings(&job(), &[waiting(reason, "")], &mount);
+            let f = findings(&job(), &[waiting(reason, "")], &mount, at(NOW));
             assert_eq!(
-                (f.len(), f[0].hold, f[0].message.as_str()),
-                (1, Hold::ContainerCreating, "configmap \"c\" not found"),
-                "{reason}"
+                (f.len(), f[0].hold, f[0].message.as_str(), f[0].since),
+                (
+                    1,
+                    Hold::ContainerCreating,
+                    "configmap \"c\" not found",
+                    Some(at(600))
+                ),
+                "{reason}: held since the kubelet first said so"
             );
-            assert!(findings(&job(), &[waiting(reason, "")], &other).is_empty());
+            assert!(findings(&job(), &[waiting(reason, "")], &other, at(NOW)).is_empty());
+            assert!(findings(&job(), &[waiting(reason, "")], &old, at(NOW)).is_empty());
             assert!(
                 wants_events(&[waiting(reason, "")]),
                 "its events say if it is held"
@@ -366,18 +447,87 @@ mod tests {
     }
 
     #[test]
-    fn containers_wait_from_the_pods_scheduling_and_a_crash_loop_from_its_last_crash() {
+    fn containers_wait_from_when_they_could_start() {
         let mut pod = waiting("ImagePullBackOff", "m");
         pod["status"]["conditions"] = json!([{ "type": "PodScheduled", "status": "True", "lastTransitionTime": "1970-01-01T00:01:00Z" }]);
-        assert_eq!(findings(&job(), &[pod.clone()], &[])[0].since, Some(at(60)));
+        assert_eq!(
+            findings(&job(), &[pod.clone()], &[], at(NOW))[0].since,
+            Some(at(60)),
+            "from the pod's scheduling"
+        );
+        // After a long init container: from the pod's initialization.
+        pod["status"]["conditions"] = json!([
+            { "type": "PodScheduled", "status": "True", "lastTransitionTime": "1970-01-01T00:01:00Z" },
+            { "type": "Initialized", "status": "True", "lastTransitionTime": "1970-01-01T00:10:00Z" },
+        ]);
+        assert_eq!(
+            findings(&job(), &[pod.clone()], &[], at(NOW))[0].since,
+            Some(at(600))
+        );
+        // An init container after another: from the other's end.
+        pod["status"]["initContainerStatuses"] = json!([
+            { "name": "first", "state": { "terminated": { "exitCode": 0, "finishedAt": "1970-01-01T00:08:20Z" } } },
+            { "name": "second", "state": { "waiting": { "reason": "ErrImagePull" } } },
+        ]);
+        let f = findings(&job(), &[pod.clone()], &[], at(NOW));
+        assert_eq!(
+            (f[0].container.as_deref(), f[0].since),
+            (Some("second"), Some(at(500)))
+        );
+        // A restarted container: from its last end.
         pod["status"]["containerStatuses"][0] = json!({ "name": "main", "restartCount": 1,
-            "state": { "waiting": { "reason": "CrashLoopBackOff" } },
-            "lastState": { "terminated": { "exitCode": 1, "finishedAt": "1970-01-01T02:00:00Z" } } });
-        let f = findings(&job(), &[pod], &[]);
-        assert_eq!((f[0].hold, f[0].since), (Hold::CrashLoop, Some(at(7200))));
+            "state": { "waiting": { "reason": "CreateContainerConfigError" } },
+            "lastState": { "terminated": { "exitCode": 1, "finishedAt": "1970-01-01T00:11:40Z" } } });
+        let f = findings(&job(), &[pod], &[], at(NOW));
+        assert_eq!(
+            (f[1].hold, f[1].since),
+            (Hold::ContainerConfig, Some(at(700)))
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_is_held_from_its_first_back_off() {
+        let crash_loop = |started: &str| {
+            let mut pod = waiting(
+                "CrashLoopBackOff",
+                "back-off 5m0s restarting failed container=main",
+            );
+            pod["status"]["containerStatuses"][0]["lastState"] = json!({ "terminated": { "exitCode": 1, "startedAt": started, "finishedAt": "1970-01-01T02:00:00Z" } });
+            pod
+        };
+        let back_off = [
+            json!({ "object": "Pod/p", "reason": "BackOff", "message": "Back-off restarting failed container main in pod p_ns(u)", "firstSeen": "1970-01-01T01:56:40Z", "lastSeen": "1970-01-01T02:00:00Z" }),
+        ];
+        let another = [
+            json!({ "object": "Pod/p", "reason": "BackOff", "message": "Back-off restarting failed container main-2 in pod p_ns(u)", "firstSeen": "1970-01-01T01:00:00Z", "lastSeen": "1970-01-01T02:00:00Z" }),
+        ];
+        let now = at(7210);
         let policy = StuckPolicy::default().with(Hold::CrashLoop, Some(60));
+        // Runs of 10 s between back-offs: a loop since its first back-off, 200 s before
+        // its last crash.
+        let f = findings(
+            &job(),
+            &[crash_loop("1970-01-01T01:59:50Z")],
+            &back_off,
+            now,
+        );
+        assert_eq!((f[0].hold, f[0].since), (Hold::CrashLoop, Some(at(7000))));
+        assert!(stuck(&f, policy, now, "j").is_some(), "looping for 210 s");
+        // Without its event in sight: from its last crash.
+        for events in [&[][..], &another[..]] {
+            let f = findings(&job(), &[crash_loop("1970-01-01T01:59:50Z")], events, now);
+            assert_eq!(f[0].since, Some(at(7200)));
+        }
+        // One crash after a run of an hour: a new loop, from that crash.
+        let f = findings(
+            &job(),
+            &[crash_loop("1970-01-01T01:00:00Z")],
+            &back_off,
+            now,
+        );
+        assert_eq!(f[0].since, Some(at(7200)));
         assert!(
-            stuck(&f, policy, at(7210), "j").is_none(),
+            stuck(&f, policy, now, "j").is_none(),
             "one crash after a long run"
         );
         assert!(
@@ -393,14 +543,20 @@ mod tests {
             json!({ "object": "Job/j", "reason": "FailedCreate", "message": "older", "firstSeen": "1970-01-01T00:00:20Z" }),
             json!({ "object": "Job/other", "reason": "FailedCreate", "message": "x", "firstSeen": "1970-01-01T00:00:01Z" }),
         ];
-        let f = findings(&job(), &[], &events);
+        let f = findings(&job(), &[], &events, at(NOW));
         assert_eq!(f.len(), 1);
         assert_eq!(
             (f[0].hold, f[0].message.as_str(), f[0].since),
             (Hold::FailedCreate, "newest", Some(at(20)))
         );
         assert!(
-            findings(&job(), &[json!({ "metadata": { "name": "p" } })], &events).is_empty(),
+            findings(
+                &job(),
+                &[json!({ "metadata": { "name": "p" } })],
+                &events,
+                at(NOW)
+            )
+            .is_empty(),
             "a Job that has pods is not held by its old failed creates"
         );
         let policy = StuckPolicy::default().with(Hold::FailedCreate, Some(30));
@@ -418,7 +574,7 @@ mod tests {
         suspended["spec"]["suspend"] = json!(true);
         suspended["metadata"]["labels"] = json!({ QUEUE_NAME: "team-a" });
         suspended["status"] = json!({ "conditions": [{ "type": "Suspended", "status": "True", "lastTransitionTime": "1970-01-01T00:00:05Z" }] });
-        let f = findings(&suspended, &[], &[]);
+        let f = findings(&suspended, &[], &[], at(NOW));
         assert_eq!((f[0].hold, f[0].since), (Hold::Suspended, Some(at(5))));
         assert!(f[0].message.contains("team-a"), "{}", f[0].message);
         let all_but_suspended = Hold::ALL
@@ -438,12 +594,15 @@ mod tests {
         );
         let mut paused = job();
         paused["spec"]["parallelism"] = json!(0);
-        assert_eq!(findings(&paused, &[], &[])[0].reason, "ParallelismZero");
+        assert_eq!(
+            findings(&paused, &[], &[], at(NOW))[0].reason,
+            "ParallelismZero"
+        );
     }
 
     #[test]
     fn the_policy_decides_when_stuck_is_stuck() {
-        let f = findings(&job(), &[waiting("ImagePullBackOff", "m")], &[]);
+        let f = findings(&job(), &[waiting("ImagePullBackOff", "m")], &[], at(NOW));
         assert!(
             stuck(&f, StuckPolicy::default(), at(10_000), "j").is_none(),
             "off by default, as native"

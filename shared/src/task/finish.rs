@@ -24,9 +24,11 @@ const POD_ERROR_CHARS: usize = 1024;
 const WARNING_EVENTS: usize = 10;
 
 /// Reads the Job's pods (and, while it has none or one may be held, its Warning events),
-/// logs what holds it, and fails when the policy says stuck (deleting the Job first
-/// when `JOB_CLEANUP=always`, else giving it back the TTL the worker held). `job` is
-/// the Job as last read.
+/// logs what holds it, and fails when the policy says stuck. Nothing is changed on the
+/// Job: a stuck answer is sent with [`stuck_end`]'s facts, which delete the Job
+/// (`JOB_CLEANUP=always`) or give it back its own TTL only once Step Functions has the
+/// answer (an answer that fails and is tried again still finds its Job). `job` is the
+/// Job as last read.
 ///
 /// # Errors
 /// `EksTaskWorker.JobStuck`, or an error reading the pods.
@@ -43,19 +45,27 @@ pub async fn check_stuck(
     } else {
         Vec::new()
     };
-    let found = diagnosis::findings(job, &pods, &events);
+    let now = deps.clock.now();
+    let found = diagnosis::findings(job, &pods, &events, now);
     diagnosis::report(&found, if found.is_empty() { &[] } else { &events });
-    match diagnosis::stuck(&found, policy, deps.clock.now(), &id.display()) {
+    match diagnosis::stuck(&found, policy, now, &id.display()) {
         None => Ok(()),
         Some(mut e) => {
             e.cause["warningEvents"] = Value::Array(events);
-            if deps.settings.job_cleanup == Cleanup::Always {
-                job::delete(kube, id).await?;
-            } else {
-                job::release_ttl(kube, id, job).await;
-            }
             Err(e)
         }
+    }
+}
+
+/// The facts a stuck answer is sent with: the still-running Job is deleted once the
+/// answer is sent when `JOB_CLEANUP=always`, else it is left, unfollowed, with its own
+/// TTL given back.
+#[must_use]
+pub fn stuck_end(job: &Value, deps: &Deps) -> EndFacts {
+    EndFacts {
+        clean_up: deps.settings.job_cleanup == Cleanup::Always,
+        held_ttl: job::held_ttl(job),
+        ..EndFacts::default()
     }
 }
 

@@ -19,9 +19,7 @@ use tracing::Instrument;
 use crate::contract::error::{names, TaskError};
 use crate::contract::poll_state::PollState;
 use crate::ports::kube::KubeApi;
-use crate::task::answer::{
-    heartbeat, send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace,
-};
+use crate::task::answer::{heartbeat, send_answer, AnswerTurn, JobPlace};
 use crate::task::deps::Deps;
 use crate::task::finish::{finish, stand_down};
 use crate::task::job::{self, JobId, Phase};
@@ -109,7 +107,14 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         .await;
         match check {
             Err(e) if e.name == names::JOB_STUCK => {
-                return send_job_answer(deps, token, Err(e), EndFacts::default(), &at).await
+                let turn = match AnswerTurn::take(kube.clone(), &job_id(state), deps, None).await {
+                    Ok(turn) => turn,
+                    Err(by) => {
+                        return Ok(json!({ "answered": "by another delivery", "delivery": by }))
+                    }
+                };
+                let facts = crate::task::finish::stuck_end(&job, deps);
+                return turn.send(deps, token, Err(e), facts, &at).await;
             }
             Err(e) => tracing::warn!(error = %e, "could not read the job's pods"),
             Ok(()) => {}

@@ -20,7 +20,7 @@ use crate::task::answer::{
     heartbeat, send_answer, send_job_answer, AnswerTurn, EndFacts, JobPlace,
 };
 use crate::task::deps::Deps;
-use crate::task::finish::{check_stuck, finish, stand_down};
+use crate::task::finish::{check_stuck, finish, stand_down, stuck_end};
 use crate::task::job::{JobId, Phase, Waited};
 use crate::task::telemetry::Metric;
 use crate::task::{job, telemetry};
@@ -147,6 +147,14 @@ async fn run_with_callback(
             let report = stand_down(kube.as_ref(), &id, Phase::Running, &code, deps).await?;
             return Ok(Inline::TaskGone(Box::new(report)));
         }
+        Watched::Stuck(stuck, job) => {
+            return Ok(
+                match AnswerTurn::take(kube.clone(), &id, deps, deadline).await {
+                    Err(by) => Inline::AnsweredElsewhere(by),
+                    Ok(turn) => Inline::Finished(Err(stuck), stuck_end(&job, deps), Box::new(turn)),
+                },
+            );
+        }
     };
     match waited {
         Waited::Finished(done) => match AnswerTurn::take(kube.clone(), &id, deps, deadline).await {
@@ -191,13 +199,15 @@ enum Watched {
     Waited(Waited),
     /// A heartbeat was refused: the task is gone (its code: `TaskTimedOut`, …).
     TaskGone(String),
+    /// The Job (as read) is held past the policy: `EksTaskWorker.JobStuck`.
+    Stuck(TaskError, Box<Value>),
 }
 
 /// Watches the Job for `window` in slices of `HEARTBEAT_SECONDS` (ten seconds at most
 /// while a stuck policy is active). After each slice a heartbeat tells Step Functions
 /// the task lives (a state's `HeartbeatSeconds` is met while the Job runs inline), and
 /// the Job and its pods are read: what holds them is logged, and a Job held past the
-/// policy is `EksTaskWorker.JobStuck`. A refused heartbeat ends the watch.
+/// policy ends the watch as [`Watched::Stuck`]. A refused heartbeat ends it too.
 async fn watch_inline(
     kube: &dyn KubeApi,
     id: &JobId,
@@ -225,15 +235,18 @@ async fn watch_inline(
         // the policy. A Job that finished since the watch saw it is the next slice's.
         let checked = match id.read(kube).await {
             Ok(job) if job::phase(&job) == Phase::Running => {
-                check_stuck(kube, id, &job, policy, deps).await
+                match check_stuck(kube, id, &job, policy, deps).await {
+                    Err(e) if e.name == names::JOB_STUCK => {
+                        return Ok(Watched::Stuck(e, Box::new(job)))
+                    }
+                    checked => checked,
+                }
             }
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
-        match checked {
-            Err(e) if e.name == names::JOB_STUCK => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "could not read the job and its pods"),
-            Ok(()) => {}
+        if let Err(e) = checked {
+            tracing::warn!(error = %e, "could not read the job and its pods");
         }
     }
 }
