@@ -461,52 +461,68 @@ async fn heartbeats_keep_a_task_alive_while_its_job_runs_inline() -> anyhow::Res
 
 /// An execution stopped while its Job runs inline: the next heartbeat is refused, the
 /// watch ends and the Job is deleted, within a heartbeat interval (3 s here), not when
-/// the inline window (60 s) closes.
+/// the inline window (60 s) closes. With `DELETE_JOB_WHEN_STOPPED=false` the Job stays,
+/// unfollowed, and gets back its own TTL, which the worker held while it followed it.
 #[tokio::test]
 async fn a_task_stopped_during_the_inline_watch_has_its_job_deleted() -> anyhow::Result<()> {
     let world = World::get();
-    let deps = world
-        .deps(world.settings_with(&[("HEARTBEAT_SECONDS", "3".into())]))
-        .await?;
-    let name = unique("rj-stop");
-    let (execution, token) = world.waiting_execution(&name, None).await?;
-    let annotations = json!({ "sim.eks-task-worker.io/run-seconds": "120" });
-    let p = payload(
-        &world,
-        sim_job(&name, &["main"], annotations, 1),
-        json!({ "TaskToken": token, "InlineWaitSeconds": 60 }),
-    );
-    let watching = tokio::spawn(async move { worker::task::run_job::handle(p, &deps, None).await });
-    let kube = world.admin_kube()?;
-    let path = format!(
-        "/apis/batch/v1/namespaces/{}/jobs/{name}",
-        world.namespace()
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while send(&kube, KubeRequest::get(&path)).await?.status != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Job was never created"
+    let held = worker::task::job::HELD_TTL_ANNOTATION;
+    for delete in [true, false] {
+        let deps = world
+            .deps(world.settings_with(&[
+                ("HEARTBEAT_SECONDS", "3".into()),
+                ("DELETE_JOB_WHEN_STOPPED", delete.to_string()),
+            ]))
+            .await?;
+        let name = unique("rj-stop");
+        let (execution, token) = world.waiting_execution(&name, None).await?;
+        let annotations = json!({ "sim.eks-task-worker.io/run-seconds": "120" });
+        let mut job = sim_job(&name, &["main"], annotations, 1);
+        job["spec"]["ttlSecondsAfterFinished"] = json!(5);
+        let p = payload(
+            &world,
+            job,
+            json!({ "TaskToken": token, "InlineWaitSeconds": 60 }),
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let watching =
+            tokio::spawn(async move { worker::task::run_job::handle(p, &deps, None).await });
+        let kube = world.admin_kube()?;
+        let path = format!(
+            "/apis/batch/v1/namespaces/{}/jobs/{name}",
+            world.namespace()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while send(&kube, KubeRequest::get(&path)).await?.status != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Job was never created"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        world.stop_execution(&execution).await?;
+        let stopped = tokio::time::Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(15), watching)
+            .await
+            .map_err(|_| anyhow::anyhow!("the watch went on 15 s after the stop"))??
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(report["jobDeleted"], delete, "{report}");
+        assert!(report["taskGone"].is_string(), "{report}");
+        let job = send(&kube, KubeRequest::get(&path)).await?;
+        if delete {
+            assert!(
+                job.status == 404 || job.json()?.pointer("/metadata/deletionTimestamp").is_some(),
+                "the Job is still there, not being deleted"
+            );
+        } else {
+            let job = job.json()?;
+            assert!(job["metadata"]["annotations"][held].is_null(), "{job}");
+            assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 5, "{job}");
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            stopped.elapsed()
+        );
     }
-    world.stop_execution(&execution).await?;
-    let stopped = tokio::time::Instant::now();
-    let report = tokio::time::timeout(Duration::from_secs(15), watching)
-        .await
-        .map_err(|_| anyhow::anyhow!("the watch went on 15 s after the stop"))??
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    assert_eq!(report["jobDeleted"], true, "{report}");
-    assert!(report["taskGone"].is_string(), "{report}");
-    let job = send(&kube, KubeRequest::get(&path)).await?;
-    assert!(
-        job.status == 404 || job.json()?.pointer("/metadata/deletionTimestamp").is_some(),
-        "the Job is still there, not being deleted"
-    );
-    assert!(
-        stopped.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        stopped.elapsed()
-    );
     Ok(())
 }
