@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package unit test demo bench fuzz local-up local-down local-reset deploy-local
+.PHONY: help build lint package unit test demo bench load fuzz local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the
 	$(CARGO) build --release --bins -p run-job -p call -p poller -p activity -p cluster-ops -p cleanup -p eks-task-worker
 	mkdir -p target/bench
 	scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/bench.py --world .local-world/world.json --bin target/release | tee target/bench/figures.json
+
+LOAD_ARGS ?=
+load: ## the load run: 200 Jobs at once through the release run-job and poller, clean and with 2 % of requests failed at random (BENCHMARKS.md, RELIABILITY.md); LOAD_ARGS="--jobs 50" for a smaller one
+	$(CARGO) build --release --bins -p run-job -p poller
+	mkdir -p target/load
+	set -o pipefail; scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/load.py --world .local-world/world.json --bin target/release $(LOAD_ARGS) | tee target/load/figures.json
 
 FUZZ_SECONDS ?= 60
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)

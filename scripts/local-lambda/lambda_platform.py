@@ -75,6 +75,8 @@ class Invocation:
         self.payload = payload
         self.kind, self.attempt = kind, attempt
         self.deadline_ms = None
+        # When it was invoked, and when a process took it (Lambda bills from there).
+        self.queued, self.started = time.time(), None
         self.done = threading.Event()
         self.result = None
         self.error = None
@@ -164,6 +166,26 @@ class Slot:
 CHAOS_LOCK = threading.Lock()
 
 
+class InvocationLog:
+    """--invocations: one JSON line per ended invocation (function, kind, attempt, when it
+    was invoked, taken by a process and ended, the configured memory, and how it ended),
+    what Lambda's REPORT lines and its bill say: the load run's invocations and
+    GB-seconds."""
+
+    def __init__(self, path):
+        self.path, self.lock = path, threading.Lock()
+
+    def write(self, fn, inv):
+        line = {"function": fn.name, "id": inv.id, "kind": inv.kind, "attempt": inv.attempt,
+                "queued": inv.queued, "started": inv.started, "ended": time.time(), "memory_mb": fn.memory,
+                "error": (inv.error or {}).get("errorType") if inv.error is not None else None}
+        with self.lock, open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+INVOCATIONS = None
+
+
 class Function:
     """One function: its invocation queue and its processes, each with its own Runtime
     API. A process that dies (or is killed at its timeout) is started again; the
@@ -199,6 +221,8 @@ class Function:
                 return False
         inv.result, inv.error, inv.unhandled = result, error, unhandled
         inv.done.set()
+        if INVOCATIONS is not None:
+            INVOCATIONS.write(self, inv)
         if error is not None:
             self.report(self, inv)
         return True
@@ -306,6 +330,7 @@ class Function:
                     except queue.Empty:
                         continue
                 slot.current = inv
+                inv.started = time.time()
                 # The switch may only shorten the template's Timeout, never lengthen it.
                 timeout = min(int(fn.chaos("timeout") or fn.timeout), fn.timeout)
                 inv.deadline_ms = int((time.time() + timeout) * 1000)
@@ -464,6 +489,10 @@ def main():
     p.add_argument("--state", required=True)
     p.add_argument("--logs", required=True)
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--function-concurrency", action="append", default=[],
+                   help="NAME=N: this function's processes, in place of --concurrency (the load run's run-job)")
+    p.add_argument("--functions", default=",".join(FUNCTIONS), help="the functions to run (default: all six)")
+    p.add_argument("--invocations", help="write one JSON line per ended invocation here (see InvocationLog)")
     p.add_argument("--template", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../template.yaml"),
                    help="the SAM template whose function settings apply")
     p.add_argument("--chaos-file", help="tests: \"kill <function> <seconds>\" or \"twice <function>\" (see Function.chaos)")
@@ -487,12 +516,18 @@ def main():
     if args.aws_endpoint:
         env["AWS_ENDPOINT_URL"] = args.aws_endpoint
     overrides = dict(kv.split("=", 1) for kv in args.env)
+    concurrency = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.function_concurrency)}
+    if args.invocations:
+        global INVOCATIONS
+        INVOCATIONS = InvocationLog(args.invocations)
     settings = template_functions(args.template)
     report = reporter(world, os.path.join(args.logs, "dead-letters.jsonl"))
     journal = aws_journal.Journal(args.aws_journal or os.path.join(os.path.dirname(os.path.abspath(args.world)),
                                                                     "logs", "aws-calls.jsonl"))
     functions = {}
-    for name in FUNCTIONS:
+    for name in args.functions.split(","):
+        if name not in FUNCTIONS:
+            sys.exit(f"no function {name}: one of {', '.join(FUNCTIONS)}")
         binary = os.path.join(args.bin, name)
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")
@@ -502,7 +537,8 @@ def main():
                                          fenv["AWS_ACCESS_KEY_ID"], journal)
         log.info("%s: timeout %d s, memory %d MB, %s", name, settings[name]["timeout"], settings[name]["memory"],
                  " ".join(f"{k}={v}" for k, v in sorted(fenv.items()) if not k.startswith("AWS_")))
-        functions[name] = Function(name, world["functions"][name], binary, fenv, settings[name], args.concurrency,
+        functions[name] = Function(name, world["functions"][name], binary, fenv, settings[name],
+                                   concurrency.get(name, args.concurrency),
                                    args.logs, report, args.chaos_file)
     stop = threading.Event()
     with open(args.state + ".tmp", "w") as f:

@@ -11,7 +11,10 @@
 
 A rule: {"id", "side": "kube"|"aws", "method", "path" (regex on the path and query),
 "target" (regex on X-Amz-Target or the form Action), "body" (regex on the request body),
-"times" (how many requests it takes, default 1; 0 = every one), and one action:
+"times" (how many requests it takes, default 1; 0 = every one), "probability" (the
+share of matching requests it takes, drawn from the proxy's random numbers, seeded by
+POST /__faults {"seed": N} so a run's draws can be made again: the load run's 2 %), and
+one action:
 "status" (+ "headers", "reply" body), "delay" (seconds before forwarding), "reset"
 (close the connection without an answer), "cut_after" (forward, then cut the response
 after that many bytes), "rate" (forward the response at most that many bytes a second:
@@ -20,10 +23,14 @@ upstream's body so rewritten, a resource shown in another state than it is)}. Wi
 forwards the request and reads the upstream answer, then throws it away: the server
 did the work, the client never hears of it (an answer lost after the commit); GET
 /__faults then also says what the upstream answered ("forwarded": {id: [status]}).
+
+GET /__stats counts the API server's side: requests by method, watches open at most at
+once, and how many requests a rule answered.
 """
 import argparse
 import http.client
 import json
+import random
 import re
 import socket
 import ssl
@@ -46,6 +53,24 @@ class Faults:
         # on_call(entry, method, path, headers, body): told of every AWS call too (the
         # local Lambda platform's journal).
         self.on_call = on_call
+        self.random = random.Random(0)
+        # The API server's side: requests by method, watches open now and at most.
+        self.kube = {"requests": {}, "watches": 0, "watches_max": 0, "injected": 0}
+
+    def kube_request(self, method, watch):
+        with self.lock:
+            by = self.kube["requests"]
+            by[method] = by.get(method, 0) + 1
+            if watch:
+                self.kube["watches"] += 1
+                self.kube["watches_max"] = max(self.kube["watches_max"], self.kube["watches"])
+
+    def kube_done(self, watch, injected):
+        with self.lock:
+            if watch:
+                self.kube["watches"] -= 1
+            if injected:
+                self.kube["injected"] += 1
 
     def record(self, entry, method, path, headers, body):
         with self.lock:
@@ -53,8 +78,10 @@ class Faults:
         if self.on_call:
             self.on_call(entry, method, path, headers, body)
 
-    def add(self, rules):
+    def add(self, rules, seed=None):
         with self.lock:
+            if seed is not None:
+                self.random.seed(seed)
             for r in rules:
                 r.setdefault("times", 1)
                 r["fired"] = 0
@@ -79,6 +106,8 @@ class Faults:
                     continue
                 if r.get("body") and not re.search(r["body"], body.decode("utf-8", "replace")):
                     continue
+                if r.get("probability") is not None and self.random.random() >= float(r["probability"]):
+                    continue
                 r["fired"] += 1
                 return dict(r)
         return None
@@ -99,7 +128,8 @@ def make_handler(side, faults, upstream):
 
         def control(self, body):
             if self.path == "/__faults" and self.command == "POST":
-                faults.add(json.loads(body or b"{}").get("rules", []))
+                request = json.loads(body or b"{}")
+                faults.add(request.get("rules", []), request.get("seed"))
                 return self.reply(200, {"ok": True})
             if self.path == "/__faults" and self.command == "DELETE":
                 faults.clear()
@@ -107,6 +137,9 @@ def make_handler(side, faults, upstream):
             if self.path == "/__faults":
                 with faults.lock:
                     return self.reply(200, {"rules": faults.rules, "forwarded": faults.forwarded})
+            if self.path == "/__stats":
+                with faults.lock:
+                    return self.reply(200, {"kube": faults.kube})
             if self.path == "/__calls":
                 with faults.lock:
                     return self.reply(200, {"calls": faults.calls})
@@ -137,6 +170,9 @@ def make_handler(side, faults, upstream):
                 target = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action")
             rule = faults.match(side, self.command, self.path, target, body)
             status = None
+            watch = side == "kube" and bool(re.search(r"[?&]watch=(true|1)", self.path))
+            if side == "kube":
+                faults.kube_request(self.command, watch)
             try:
                 if rule and rule.get("delay"):
                     time.sleep(float(rule["delay"]))
@@ -157,6 +193,8 @@ def make_handler(side, faults, upstream):
                     return
                 status = self.forward(body, rule.get("cut_after") if rule else None, rule.get("rate") if rule else None)
             finally:
+                if side == "kube":
+                    faults.kube_done(watch, bool(rule and (rule.get("status") or rule.get("reset"))))
                 if side == "aws":
                     token = None
                     if target and target.startswith("AWSStepFunctions.SendTask"):

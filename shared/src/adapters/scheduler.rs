@@ -128,9 +128,13 @@ impl HandOff for SchedulerHandOff {
                 Ok(())
             }
             Err(e) => {
-                let busy = e.as_service_error().is_none_or(|s| {
-                    s.is_throttling_exception() || s.is_internal_server_exception()
-                });
+                // Busy (tried again): no answer, throttled, or any 5xx, whatever its
+                // code (`InternalServerException`, or the generic `InternalFailure`).
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let busy = status.is_some_and(|s| s == 429 || s >= 500)
+                    || e.as_service_error().is_none_or(|s| {
+                        s.is_throttling_exception() || s.is_internal_server_exception()
+                    });
                 let error =
                     schedule_error(format!("CreateSchedule {name} failed: {}", error_chain(&e)));
                 Err(if busy {
@@ -252,7 +256,20 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{e}")),
             )
         });
-        for (rule, busy) in [(&throttled, true), (&failing, true), (&invalid, false)] {
+        // A 5xx with the generic AWS code, which the Scheduler model does not name.
+        let generic = mock!(aws_sdk_scheduler::Client::create_schedule)
+            .sequence()
+            .http_status(
+                500,
+                Some(r#"{"__type":"InternalFailure","message":"injected"}"#.to_owned()),
+            )
+            .build();
+        for (rule, busy) in [
+            (&throttled, true),
+            (&failing, true),
+            (&generic, true),
+            (&invalid, false),
+        ] {
             let e = handoff(rule).hand_off(&poll()).await;
             match e {
                 Err(HandOffError::Busy(e)) if busy => assert_eq!(e.name, names::SCHEDULER),
