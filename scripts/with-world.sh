@@ -8,7 +8,7 @@ started=0
 if ! { [ -f "$D/pids/kube-apiserver.pid" ] && kill -0 "$(cat "$D/pids/kube-apiserver.pid")" 2>/dev/null; }; then
   started=1
 fi
-"$HERE/local-world/up.sh"
+"$HERE/local-world/up.sh" >&2
 if [ "$started" = 1 ]; then
   trap '"$HERE/local-world/down.sh"' EXIT
 fi
