@@ -231,6 +231,8 @@ def run(args, world, world_dir, label):
                                       "--key", os.path.join(pki, "apiserver.key")], stdout=subprocess.DEVNULL)
     endpoint = f"https://127.0.0.1:{KUBE_PORT}"
     platform_pid = None
+    # This run's Jobs: load-<5 digits>s-… (short) and load-<5 digits>l-… (long).
+    prefix = f"load-{int(time.time()) % 100000:05d}"
     try:
         for _ in range(100):
             try:
@@ -250,7 +252,6 @@ def run(args, world, world_dir, label):
                        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         platform_pid = int(open(os.path.join(world_dir, "pids", "lambda.pid")).read())
         stamp = int(time.time())
-        prefix = f"load-{stamp % 100000}"
         arn = machine(sfn, world, f"load-{label}-{stamp}", endpoint)
         long_jobs = int(round(args.jobs * args.long_share))
         inputs = []
@@ -299,9 +300,12 @@ def run(args, world, world_dir, label):
         figures["fault_rate"] = args.fault_rate
         figures["faults_fired"] = {r["id"]: r["fired"] for r in proxy("/__faults")["rules"]}
         figures["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
-        clean_up(kube, world, prefix)
         return figures
     finally:
+        try:
+            clean_up(kube, world, prefix)
+        except OSError as e:
+            say(f"{label}: could not delete this run's Jobs ({e}); they start with {prefix}")
         subprocess.run([os.path.join(HERE, "../local-lambda/down.sh")], check=False, stdout=subprocess.DEVNULL)
         proxy_process.terminate()
         proxy_process.wait(timeout=10)
@@ -314,7 +318,7 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
     split = {"inline": {"job_controller": [], "worker": []}, "poller": {"job_controller": [], "worker": []}}
     pod_ends = podsim_ends(world_dir)
     _, jobs = kube.call("GET", f"/apis/batch/v1/namespaces/{world['namespace']}/jobs?limit=5000")
-    ours = [j for j in jobs.get("items", []) if j["metadata"]["name"].startswith(prefix)]
+    ours = [j for j in jobs.get("items", []) if ours_(j, prefix)]
     completed = {j["metadata"]["name"]: datetime.datetime.strptime(j["status"]["completionTime"], "%Y-%m-%dT%H:%M:%SZ")
                  .replace(tzinfo=datetime.timezone.utc).timestamp() for j in ours if j.get("status", {}).get("completionTime")}
     last_end = started
@@ -330,7 +334,7 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
                 out = ev.get("taskSucceededEventDetails", {}).get("output")
                 pods = list(json.loads(out).get("logs", {}).get("pods", {})) if out else []
                 if pods and pods[0] in pod_ends:
-                    kind = "poller" if pods[0].startswith(f"{prefix}l") else "inline"
+                    kind = "poller" if pods[0].startswith(f"{prefix}l-") else "inline"
                     latency[kind].append(done - pod_ends[pods[0]])
                     # Where the time went: the Job controller marking the Job Complete
                     # (its completionTime, to the second), then the worker.
@@ -359,13 +363,20 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
         c = json.loads(line)
         by_service[c.get("service") or "?"] += 1
     inv_by_fn, gb_seconds, inv_errors = collections.Counter(), collections.Counter(), collections.Counter()
+    # run-job's GB-seconds by what the invocation did: a short Job answered inline, a long
+    # one handed to the poller.
+    by_outcome, outcomes = collections.Counter(), collections.Counter()
     for line in open(invocations):
         i = json.loads(line)
         inv_by_fn[i["function"]] += 1
         if i["error"]:
             inv_errors[f"{i['function']} {i['error']}"] += 1
         if i["started"]:
-            gb_seconds[i["function"]] += (i["ended"] - i["started"]) * i["memory_mb"] / 1024
+            gb = (i["ended"] - i["started"]) * i["memory_mb"] / 1024
+            gb_seconds[i["function"]] += gb
+            if i["function"] == "run-job":
+                by_outcome[i.get("outcome") or i["error"] or "?"] += gb
+                outcomes[i.get("outcome") or i["error"] or "?"] += 1
     stats = proxy("/__stats")["kube"]
     n = len(executions)
     kube_requests = sum(stats["requests"].values())
@@ -393,15 +404,22 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
         "lambda_invocations_per_job": {k: round(v / n, 3) for k, v in sorted(inv_by_fn.items())},
         "lambda_invocation_errors": dict(inv_errors),
         "lambda_gb_seconds_per_job": {k: round(v / n, 4) for k, v in sorted(gb_seconds.items())},
+        "run_job_gb_seconds_per_invocation_by_outcome": {k: round(v / outcomes[k], 3) for k, v in sorted(by_outcome.items())},
+        "run_job_invocations_by_outcome": dict(outcomes),
         "schedules_left": schedules[:10],
         "jobs_left_running": running[:10],
     }
 
 
+def ours_(job_, prefix):
+    """Whether the Job is one of this run's."""
+    return job_["metadata"]["name"].startswith((f"{prefix}s-", f"{prefix}l-"))
+
+
 def clean_up(kube, world, prefix):
     _, jobs = kube.call("GET", f"/apis/batch/v1/namespaces/{world['namespace']}/jobs?limit=5000")
     for j in jobs.get("items", []):
-        if j["metadata"]["name"].startswith(prefix):
+        if ours_(j, prefix):
             kube.call("DELETE", f"/apis/batch/v1/namespaces/{world['namespace']}/jobs/{j['metadata']['name']}?propagationPolicy=Background")
 
 

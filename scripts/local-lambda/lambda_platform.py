@@ -168,7 +168,8 @@ CHAOS_LOCK = threading.Lock()
 
 class InvocationLog:
     """--invocations: one JSON line per ended invocation (function, kind, attempt, when it
-    was invoked, taken by a process and ended, the configured memory, and how it ended),
+    was invoked, taken by a process and ended, the configured memory, how it ended and the
+    first key of its result),
     what Lambda's REPORT lines and its bill say: the load run's invocations and
     GB-seconds."""
 
@@ -178,7 +179,9 @@ class InvocationLog:
     def write(self, fn, inv):
         line = {"function": fn.name, "id": inv.id, "kind": inv.kind, "attempt": inv.attempt,
                 "queued": inv.queued, "started": inv.started, "ended": time.time(), "memory_mb": fn.memory,
-                "error": (inv.error or {}).get("errorType") if inv.error is not None else None}
+                "error": (inv.error or {}).get("errorType") if inv.error is not None else None,
+                # What the function's result says it did (run-job: "answered" or "handedOff").
+                "outcome": next(iter(inv.result), None) if isinstance(inv.result, dict) else None}
         with self.lock, open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
 

@@ -35,11 +35,12 @@ const MOUNT_EVENTS: [&str; 4] = [
     "FailedCreatePodSandBox",
 ];
 
-/// How recently a kubelet Warning event must have been seen to say why a pod waits
-/// now: the kubelet tries a failing mount or sandbox again within about two minutes
-/// (its back-off's cap) and records each failure on the same event, whose `lastSeen`
-/// moves on.
-const RECENT_EVENT: Duration = Duration::from_secs(300);
+/// How recently a kubelet mount or sandbox Warning event must have been seen to say why
+/// a pod waits now: the kubelet tries a failing mount or sandbox again within about two
+/// minutes and records each failure on the same event, whose `lastSeen` moves on; but its
+/// event recorder lets only one a five minutes through about the same object once 25
+/// have been, so twice that.
+const RECENT_EVENT: Duration = Duration::from_secs(600);
 
 /// A container that ran this long before it crashed starts a new crash loop: the
 /// kubelet resets its restart back-off after ten minutes of running.
@@ -172,22 +173,26 @@ fn pod_findings(pod: &Value, events: &[Value], now: SystemTime) -> Vec<Finding> 
     };
     // Time unschedulable is its own hold: containers wait from the pod's scheduling.
     let scheduled = since_true("PodScheduled").or(created);
-    // The kubelet's Warning events about the pod that still repeat, newest first: what
-    // a waiting reason alone does not say. An older one is history (a sandbox that once
-    // failed while no IP was free), not why the pod waits now.
+    // The Warning events about the pod, newest first: what a waiting reason alone does
+    // not say.
     let object = format!("Pod/{name}");
-    let recent: Vec<&Value> = events
+    let about_pod: Vec<&Value> = events
         .iter()
         .filter(|e| e["object"] == object.as_str())
+        .collect();
+    // The kubelet's mount and sandbox failures that still repeat, and since when the
+    // first of them: an older one is history (a sandbox that once failed while no IP
+    // was free), not why the pod waits now.
+    let mounts: Vec<&Value> = about_pod
+        .iter()
+        .copied()
+        .filter(|e| MOUNT_EVENTS.iter().any(|r| e["reason"] == *r))
         .filter(|e| {
             time_of(&e["lastSeen"])
                 .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= RECENT_EVENT)
         })
         .collect();
-    let mount = recent
-        .iter()
-        .copied()
-        .find(|e| MOUNT_EVENTS.iter().any(|r| e["reason"] == *r));
+    let mount_since = mounts.iter().filter_map(|e| time_of(&e["firstSeen"])).min();
     if let Some(c) = unscheduled(pod) {
         out.push(Finding {
             hold: Hold::Unschedulable,
@@ -206,7 +211,11 @@ fn pod_findings(pod: &Value, events: &[Value], now: SystemTime) -> Vec<Finding> 
     let mut ready = scheduled;
     let starts = inits.iter().map(move |cs| {
         let at = ready;
-        ready = ready.max(time_of(&cs["state"]["terminated"]["finishedAt"]));
+        // The next one starts once this one ended, or (a sidecar, restartPolicy
+        // Always) once it started.
+        ready = ready
+            .max(time_of(&cs["state"]["terminated"]["finishedAt"]))
+            .max(time_of(&cs["state"]["running"]["startedAt"]));
         (cs, at)
     });
     for (cs, ready) in starts.chain(apps.iter().map(|cs| (cs, initialized))) {
@@ -222,18 +231,18 @@ fn pod_findings(pod: &Value, events: &[Value], now: SystemTime) -> Vec<Finding> 
         let (event, since) = match hold {
             // Starting, unless the kubelet says a mount fails: held since it first said
             // so; one finding per pod.
-            Hold::ContainerCreating => match mount {
+            Hold::ContainerCreating => match mounts.first() {
                 Some(e) if !out.iter().any(|f: &Finding| f.hold == hold) => {
-                    (Some(e), ready.max(time_of(&e["firstSeen"])))
+                    (Some(*e), ready.max(mount_since))
                 }
                 _ => continue,
             },
             Hold::CrashLoop => (
-                recent.first().copied(),
-                crash_loop_since(cs, &recent, ready),
+                about_pod.first().copied(),
+                crash_loop_since(cs, &about_pod, ready),
             ),
             // Waiting since it could start, or since it last ended (a restart).
-            _ => (recent.first().copied(), ready.max(crashed)),
+            _ => (about_pod.first().copied(), ready.max(crashed)),
         };
         let message = waiting["message"]
             .as_str()
@@ -254,12 +263,13 @@ fn pod_findings(pod: &Value, events: &[Value], now: SystemTime) -> Vec<Finding> 
 
 /// Since when a container has crash looped: since the kubelet first said it backs off
 /// restarting it (its `BackOff` event, repeated on one event while the loop lasts,
-/// keeps its first time), never before it could start; from its last crash when that
+/// keeps its first time; however long ago it was last seen, as the container waits in
+/// `CrashLoopBackOff` now), never before it could start; from its last crash when that
 /// event is not in sight, or when its last run lasted [`BACKOFF_RESET`] (the kubelet
 /// then starts its back-off afresh: a new loop).
 fn crash_loop_since(
     cs: &Value,
-    recent: &[&Value],
+    about_pod: &[&Value],
     ready: Option<SystemTime>,
 ) -> Option<SystemTime> {
     let last = &cs["lastState"]["terminated"];
@@ -273,7 +283,7 @@ fn crash_loop_since(
     }
     let name = cs["name"].as_str().unwrap_or_default();
     let said = format!("restarting failed container {name} ");
-    let first = recent
+    let first = about_pod
         .iter()
         .filter(|e| e["reason"] == "BackOff")
         .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(&said)))
@@ -413,6 +423,8 @@ mod tests {
     fn a_container_creating_is_held_only_by_a_failing_mount_and_says_which() {
         let mount = [
             json!({ "object": "Pod/p", "reason": "FailedMount", "message": "configmap \"c\" not found", "firstSeen": "1970-01-01T00:10:00Z", "lastSeen": "1970-01-01T00:15:00Z" }),
+            // Seen again within the recorder's five minutes of a busy object's events.
+            json!({ "object": "Pod/p", "reason": "FailedAttachVolume", "message": "attach", "firstSeen": "1970-01-01T00:09:00Z", "lastSeen": "1970-01-01T00:12:00Z" }),
         ];
         let other = [
             json!({ "object": "Pod/p", "reason": "BackOff", "message": "slow", "firstSeen": "1970-01-01T00:10:00Z", "lastSeen": "1970-01-01T00:15:00Z" }),
@@ -430,7 +442,7 @@ mod tests {
                     1,
                     Hold::ContainerCreating,
                     "configmap \"c\" not found",
-                    Some(at(600))
+                    Some(at(540))
                 ),
                 "{reason}: held since the kubelet first said so"
             );
@@ -474,6 +486,10 @@ mod tests {
             (f[0].container.as_deref(), f[0].since),
             (Some("second"), Some(at(500)))
         );
+        // After a sidecar (restartPolicy Always): from its start.
+        pod["status"]["initContainerStatuses"][0] = json!({ "name": "proxy", "state": { "running": { "startedAt": "1970-01-01T00:08:20Z" } } });
+        let f = findings(&job(), &[pod.clone()], &[], at(NOW));
+        assert_eq!(f[0].since, Some(at(500)));
         // A restarted container: from its last end.
         pod["status"]["containerStatuses"][0] = json!({ "name": "main", "restartCount": 1,
             "state": { "waiting": { "reason": "CreateContainerConfigError" } },
@@ -496,14 +512,16 @@ mod tests {
             pod
         };
         let back_off = [
-            json!({ "object": "Pod/p", "reason": "BackOff", "message": "Back-off restarting failed container main in pod p_ns(u)", "firstSeen": "1970-01-01T01:56:40Z", "lastSeen": "1970-01-01T02:00:00Z" }),
+            // Last let through twelve minutes ago: the recorder lets one a five minutes through
+            // about a busy object, and the loop goes on.
+            json!({ "object": "Pod/p", "reason": "BackOff", "message": "Back-off restarting failed container main in pod p_ns(u)", "firstSeen": "1970-01-01T01:36:40Z", "lastSeen": "1970-01-01T01:48:00Z" }),
         ];
         let another = [
             json!({ "object": "Pod/p", "reason": "BackOff", "message": "Back-off restarting failed container main-2 in pod p_ns(u)", "firstSeen": "1970-01-01T01:00:00Z", "lastSeen": "1970-01-01T02:00:00Z" }),
         ];
         let now = at(7210);
         let policy = StuckPolicy::default().with(Hold::CrashLoop, Some(60));
-        // Runs of 10 s between back-offs: a loop since its first back-off, 200 s before
+        // Runs of 10 s between back-offs: a loop since its first back-off, 1400 s before
         // its last crash.
         let f = findings(
             &job(),
@@ -511,8 +529,8 @@ mod tests {
             &back_off,
             now,
         );
-        assert_eq!((f[0].hold, f[0].since), (Hold::CrashLoop, Some(at(7000))));
-        assert!(stuck(&f, policy, now, "j").is_some(), "looping for 210 s");
+        assert_eq!((f[0].hold, f[0].since), (Hold::CrashLoop, Some(at(5800))));
+        assert!(stuck(&f, policy, now, "j").is_some(), "looping for 1410 s");
         // Without its event in sight: from its last crash.
         for events in [&[][..], &another[..]] {
             let f = findings(&job(), &[crash_loop("1970-01-01T01:59:50Z")], events, now);
