@@ -46,6 +46,8 @@ import urllib.request
 
 import boto3
 
+import bench  # noqa: E402 - beside this script: the pod simulator's log, read once
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = "sim.eks-task-worker.io/"
 TASK_LABEL = "eks-task-worker.io/task"
@@ -182,15 +184,6 @@ def log_bytes(world_dir):
     return out
 
 
-def podsim_ends(world_dir):
-    out = {}
-    for line in open(os.path.join(world_dir, "logs/podsim.log")):
-        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) podsim INFO pod [^/]+/(\S+) (Succeeded|Failed)", line)
-        if m:
-            out[m.group(2)] = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return out
-
-
 def machine(sfn, world, name, endpoint):
     run = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "TimeoutSeconds": 900,
            "Parameters": {"FunctionName": world["functions"]["run-job"], "Payload": {
@@ -316,7 +309,7 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
     # Each execution's token and task end, from its history.
     tokens, latency = {}, {"inline": [], "poller": []}
     split = {"inline": {"job_controller": [], "worker": []}, "poller": {"job_controller": [], "worker": []}}
-    pod_ends = podsim_ends(world_dir)
+    pod_ends = bench.podsim_times(world_dir)
     _, jobs = kube.call("GET", f"/apis/batch/v1/namespaces/{world['namespace']}/jobs?limit=5000")
     ours = [j for j in jobs.get("items", []) if ours_(j, prefix)]
     completed = {j["metadata"]["name"]: datetime.datetime.strptime(j["status"]["completionTime"], "%Y-%m-%dT%H:%M:%SZ")
