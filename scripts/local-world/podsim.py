@@ -1,7 +1,8 @@
 """The local world's pod simulator: stands in for the scheduler and the kubelet.
 
 It registers a Node (`sim-node`, Ready, kubelet endpoint 127.0.0.1:--kubelet-port),
-binds pending pods to it, runs them Pending -> Running -> Succeeded/Failed by the test
+binds pending pods to it as they are made (a thread of its own follows the pods that have
+no node with a watch, so a busy world does not delay a binding), runs them Pending -> Running -> Succeeded/Failed by the test
 convention below, force-deletes pods being deleted (there is no real kubelet to finish
 them), and serves container logs through the kubelet API over HTTPS, so that the API
 server's `pods/{name}/log` works, honouring tailLines, limitBytes, sinceSeconds,
@@ -36,6 +37,11 @@ Warning events are aggregated as the kubelet's recorder does: the same one again
 the event's count and lastTimestamp on.
 
 Objects are looked up when the pod is first bound; one created later is not noticed.
+
+The pods it runs are listed every --interval seconds, all but the finished ones (a world
+that has run for a while holds thousands); a step that takes over half a second is
+logged with its duration and the number of pods, and a line every minute gives the
+slowest step of that minute.
 """
 import argparse
 import datetime
@@ -82,6 +88,27 @@ class Api:
                     raise
         raise RuntimeError("unreachable")
 
+    def watch(self, path):
+        """The events of a watch (`path` with watch=1), one dict each, until the API server
+        ends it; an ERROR event (a resourceVersion too old) ends it too."""
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=120)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            if r.status != 200:
+                raise RuntimeError(f"watch {path}: {r.status} {r.read()[:300]!r}")
+            while True:
+                line = r.readline()
+                if not line:
+                    return
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    log.info("watch ended: %s", event.get("object", {}).get("message"))
+                    return
+                yield event
+        finally:
+            conn.close()
+
 
 def now():
     return datetime.datetime.now(datetime.timezone.utc)
@@ -111,6 +138,9 @@ class Simulator:
         # name and count.
         self.events = {}
         self.lock = threading.Lock()
+        # The binder's thread records events too.
+        self.events_lock = threading.Lock()
+        self.minute, self.slowest = time.monotonic(), 0.0
 
     def register_node(self):
         status, _ = self.api.call("GET", f"/api/v1/nodes/{NODE}")
@@ -133,7 +163,8 @@ class Simulator:
             raise RuntimeError(f"cannot set the node status: {status} {body}")
 
     def step(self):
-        status, body = self.api.call("GET", "/api/v1/pods")
+        began = time.monotonic()
+        status, body = self.api.call("GET", "/api/v1/pods?fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed")
         if status != 200:
             log.warning("list pods: %s %s", status, body)
             return
@@ -147,8 +178,65 @@ class Simulator:
                 log.exception("pod %s/%s", *key)
         with self.lock:
             self.pods = seen
+        took = time.monotonic() - began
+        if took > 0.5:
+            log.warning("slow step: %.2f s for %d pods", took, len(seen))
+        self.slowest = max(self.slowest, took)
+        if time.monotonic() - self.minute >= 60:
+            log.info("slowest step of the last minute: %.2f s (%d pods)", self.slowest, len(seen))
+            self.minute, self.slowest = time.monotonic(), 0.0
+
+    def binder(self):
+        """Binds each pod without a node as soon as it is made: a list, then a watch of
+        such pods from the list's resourceVersion, again whenever the watch ends."""
+        api = self.api  # its connection is per thread
+        unbound = "/api/v1/pods?fieldSelector=spec.nodeName%3D"
+        while True:
+            try:
+                status, body = api.call("GET", unbound)
+                if status != 200:
+                    raise RuntimeError(f"list unbound pods: {status} {body}")
+                for pod in body.get("items", []):
+                    self.schedule(api, pod)
+                rv = body["metadata"]["resourceVersion"]
+                for event in api.watch(f"{unbound}&watch=1&allowWatchBookmarks=false&timeoutSeconds=60&resourceVersion={rv}"):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        self.schedule(api, event["object"])
+            except Exception:  # noqa: BLE001 - keep binding through API hiccups
+                log.exception("binder")
+                time.sleep(1)
+
+    def schedule(self, api, pod):
+        """What the scheduler does with a pod that has no node: binds it to the node, or,
+        marked unschedulable, reports it so once."""
+        meta, spec, st = pod["metadata"], pod["spec"], pod.get("status", {})
+        if meta.get("deletionTimestamp") or spec.get("nodeName"):
+            return
+        ns, name = meta["namespace"], meta["name"]
+        base = f"/api/v1/namespaces/{ns}/pods/{name}"
+        if annotation(pod, "unschedulable") == "true":
+            if not any(c.get("type") == "PodScheduled" for c in st.get("conditions", [])):
+                self.patch_status(base, {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                          "message": "0/1 nodes are available: 1 Insufficient cpu.",
+                                                          "lastTransitionTime": rfc3339(now())}]})
+                self.warn(pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.", "default-scheduler")
+            return
+        began = time.monotonic()
+        code, body = api.call("POST", f"{base}/binding", {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                                                         "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
+        if code >= 300:
+            if code not in (404, 409):  # gone, or bound already
+                log.warning("bind %s/%s: %s %s", ns, name, code, body.get("message"))
+        else:
+            created = parse_time(meta.get("creationTimestamp", rfc3339(now())))
+            log.info("bound %s/%s %.1f s after it was made (the call %.2f s)", ns, name,
+                     (now() - created).total_seconds(), time.monotonic() - began)
 
     def warn(self, pod, reason, message, component):
+        with self.events_lock:
+            self._warn(pod, reason, message, component)
+
+    def _warn(self, pod, reason, message, component):
         """A Warning event about the pod, as the scheduler or the kubelet records it: the
         same reason and message about the same pod again is one event, its count and
         lastTimestamp moved on and its firstTimestamp kept (client-go's aggregation)."""
@@ -184,16 +272,7 @@ class Simulator:
             self.api.call("DELETE", f"{base}?gracePeriodSeconds=0", {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
             return
         if not spec.get("nodeName"):
-            if annotation(pod, "unschedulable") == "true":
-                if not any(c.get("type") == "PodScheduled" for c in st.get("conditions", [])):
-                    self.patch_status(base, {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                              "message": "0/1 nodes are available: 1 Insufficient cpu.",
-                                                              "lastTransitionTime": rfc3339(now())}]})
-                    self.warn(pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.", "default-scheduler")
-                return
-            self.api.call("POST", f"{base}/binding", {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-                                                      "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
-            return
+            return  # the binder's (scheduler's) part
         if spec.get("nodeName") != NODE:
             return
         phase = st.get("phase", "Pending")
@@ -512,6 +591,7 @@ def main():
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sim.register_node()
+    threading.Thread(target=sim.binder, daemon=True).start()
     log.info("node %s ready, kubelet on 127.0.0.1:%d", NODE, args.kubelet_port)
     while True:
         try:

@@ -217,14 +217,35 @@ async fn an_unreachable_endpoint_is_cluster_unreachable() {
     assert_eq!(e.cause["endpoint"], "https://127.0.0.1:1/");
 }
 
+/// A CA other than the one EKS reports for the cluster is refused before any token is
+/// made (`EksTaskWorker.UntrustedCertificateAuthority`); under an endpoint the deployment
+/// trusts, whose CA is the payload's, a CA that does not verify the server is
+/// `EksTaskWorker.ClusterUnreachable`.
 #[tokio::test]
-async fn a_wrong_ca_is_cluster_unreachable() {
+async fn a_wrong_ca_is_refused_or_cluster_unreachable() {
     let world = World::get();
     // The kubelet's self-signed certificate is a certificate, but not the cluster's CA.
     let other =
         std::fs::read(world.fact("/ca_file").replace("ca.crt", "kubelet.crt")).unwrap_or_default();
     use base64::Engine;
-    let e = call(&world, json!({ "CertificateAuthority": base64::engine::general_purpose::STANDARD.encode(other), "Method": "GET", "Path": "/api" })).await.err().unwrap_or_else(|| panic!("TLS must fail"));
+    let wrong = json!({ "CertificateAuthority": base64::engine::general_purpose::STANDARD.encode(other), "Method": "GET", "Path": "/api" });
+    let e = call(&world, wrong.clone())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the wrong CA must be refused"));
+    assert_eq!(e.name, "EksTaskWorker.UntrustedCertificateAuthority", "{e}");
+    let trusted = world
+        .deps(world.settings_with(&[("TRUSTED_ENDPOINTS", world.fact("/api_endpoint"))]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut p = world.cluster_fields();
+    if let (Some(p), Some(f)) = (p.as_object_mut(), wrong.as_object()) {
+        p.extend(f.clone());
+    }
+    let e = worker::task::call::handle(p, &trusted)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("TLS must fail"));
     assert_eq!(e.name, "EksTaskWorker.ClusterUnreachable", "{e}");
 }
 

@@ -7,8 +7,11 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::time::Duration;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde_json::{json, Value};
 use world_tests::{send, sim_job, unique, FaultProxy, Platform, World};
 
@@ -38,6 +41,37 @@ struct Cell<'a> {
 /// for running one cell against a deliberate mutation.
 fn wanted(cell: &str) -> bool {
     std::env::var("FAULT_CELLS").map_or(true, |w| w.split(',').any(|c| c.trim() == cell))
+}
+
+/// The matrix's cells, each run to its end whatever an earlier one did; the red ones
+/// named at the end (a red cell does not hide the cells after it).
+struct Cells<'a> {
+    proxy: &'a FaultProxy,
+    chaos: &'a std::path::Path,
+    red: Vec<String>,
+}
+
+impl Cells<'_> {
+    /// Runs the cell `name` when it is [`wanted`]; a cell that panics is recorded red and
+    /// its faults cleared (the proxy's rules, the platform's chaos switch), so that they
+    /// cannot reach the next cell.
+    async fn check(&mut self, name: &str, cell: impl Future<Output = ()>) {
+        if !wanted(name) {
+            return;
+        }
+        let began = Instant::now();
+        let green = AssertUnwindSafe(cell).catch_unwind().await.is_ok();
+        if !green {
+            self.proxy.clear().await;
+            let _ = std::fs::remove_file(self.chaos);
+            self.red.push(name.to_owned());
+        }
+        eprintln!(
+            "fault cell {name}: {} in {} s",
+            if green { "green" } else { "RED" },
+            began.elapsed().as_secs()
+        );
+    }
 }
 
 /// Whether a function logged that it stood down for another delivery of the task of
@@ -295,9 +329,28 @@ fn handed_off() -> Value {
     json!({ "InlineWaitSeconds": 1 })
 }
 
-#[tokio::test]
+/// The matrix on a thread with a large stack: each cell is a future of its own, caught
+/// on its own ([`Cells::check`]), and a debug build lays them out on the stack.
+#[test]
+fn the_fault_matrix() {
+    let matrix = std::thread::Builder::new()
+        .name("the_fault_matrix".into())
+        .stack_size(512 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .block_on(Box::pin(matrix()));
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Err(panic) = matrix.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[allow(clippy::too_many_lines)]
-async fn the_fault_matrix() {
+async fn matrix() {
     let world = World::get();
     let proxy = FaultProxy::start(&world);
     let chaos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/chaos");
@@ -331,6 +384,11 @@ async fn the_fault_matrix() {
         world: &world,
         proxy: &proxy,
     };
+    let mut red = Cells {
+        proxy: &proxy,
+        chaos: &chaos,
+        red: Vec::new(),
+    };
     let kube = json!("kube");
     let jobs_path = format!("/apis/batch/v1/namespaces/{}/jobs", world.namespace());
     // The Job's create, forwarded to the API server (which makes the Job), its answer
@@ -344,7 +402,7 @@ async fn the_fault_matrix() {
     };
 
     // 1. Kubernetes 5xx on create, on read (the poller's), on the log read.
-    if wanted("create-500") {
+    red.check("create-500", async {
         // The API server made the Job; a 500 came back in place of its answer.
         let name = unique("f-create-500");
         let o = cell
@@ -370,7 +428,8 @@ async fn the_fault_matrix() {
             "the made Job is adopted: {o:?}"
         );
         kept_promises("create-500", &o);
-    }
+    })
+    .await;
 
     // 1b. The create's answer lost after the API server made the Job: generateName and
     // a fixed name, callback (the task label) and request/response (the invocation's key).
@@ -378,7 +437,7 @@ async fn the_fault_matrix() {
         ("create-lost-generate-name", true),
         ("create-lost-fixed-name", false),
     ] {
-        if wanted(cell_name) {
+        red.check(cell_name, async {
             let name = unique(&format!("f-{cell_name}"));
             let extra = if generate {
                 json!({ "GenerateName": true })
@@ -405,13 +464,14 @@ async fn the_fault_matrix() {
                 "{cell_name}: {o:?}"
             );
             kept_promises(cell_name, &o);
-        }
+        })
+        .await;
     }
     for (cell_name, generate) in [
         ("create-lost-rr-generate-name", true),
         ("create-lost-rr-fixed-name", false),
     ] {
-        if wanted(cell_name) {
+        red.check(cell_name, async {
             let name = unique(&format!("f-{cell_name}"));
             let (result, jobs) = cell
                 .run_request_response(
@@ -434,19 +494,21 @@ async fn the_fault_matrix() {
                     .is_some_and(|n| n.starts_with(&name)),
                 "{cell_name}: the result is the Job: {job}"
             );
-        }
+        })
+        .await;
     }
 
-    if wanted("read-503") {
+    red.check("read-503", async {
         let name = unique("f-read-503");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2);
         succeeded("read-503", &o);
-    }
+    })
+.await;
 
-    if wanted("log-500") {
+    red.check("log-500", async {
         let name = unique("f-log-500");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "/pods/{name}-[a-z0-9]+/log", "status": 500, "reply": status_body(500, "InternalError", None), "times": 0 }]))
@@ -463,39 +525,43 @@ async fn the_fault_matrix() {
             "the log's place says why: {o:?}"
         );
         kept_promises("log-500", &o);
-    }
+    })
+.await;
 
     // 2. 429 with Retry-After, honoured.
-    if wanted("read-429") {
+    red.check("read-429", async {
         let name = unique("f-read-429");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 429, "headers": { "Retry-After": "2" }, "reply": status_body(429, "TooManyRequests", Some(2)), "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("read-429", &o);
-    }
+    })
+.await;
 
     // 3. A read timeout, and a watch cut in the middle of the Job.
-    if wanted("watch-timeout") {
+    red.check("watch-timeout", async {
         let name = unique("f-watch-timeout");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "2" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "delay": 6, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("watch-timeout", &o);
-    }
+    })
+.await;
 
-    if wanted("watch-cut") {
+    red.check("watch-cut", async {
         let name = unique("f-watch-cut");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "3" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "cut_after": 200, "times": 0 }]))
             .await;
         assert!(proxy.fired(&name).await >= 1, "the fault fired");
         succeeded("watch-cut", &o);
-    }
+    })
+.await;
 
     // 4. STS unreachable while getting the credentials for the token (RoleArn).
-    if wanted("sts-reset") {
+    red.check("sts-reset", async {
         let name = unique("f-sts-reset");
         let role = format!(
             "arn:aws:iam::{}:role/eks-task-worker-function",
@@ -513,48 +579,53 @@ async fn the_fault_matrix() {
         kept_promises("sts-reset", &o);
         // Later cells must not meet it: it took every AssumeRole (times 0).
         proxy.clear().await;
-    }
+    })
+.await;
 
     // 5. CreateSchedule failing, then throttled, at the hand-off.
-    if wanted("schedule-500") {
+    red.check("schedule-500", async {
         let name = unique("f-schedule-500");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 500, "reply": { "Message": "injected" }, "headers": { "x-amzn-ErrorType": "InternalServerException" }, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1);
         succeeded("schedule-500", &o);
-    }
+    })
+.await;
 
-    if wanted("schedule-429") {
+    red.check("schedule-429", async {
         let name = unique("f-schedule-429");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 429, "reply": { "Message": "Rate exceeded" }, "headers": { "x-amzn-ErrorType": "ThrottlingException" }, "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2, "the fault fired");
         succeeded("schedule-429", &o);
-    }
+    })
+.await;
 
     // 6. SendTaskSuccess throttled, then failing with a 5xx.
-    if wanted("success-throttled") {
+    red.check("success-throttled", async {
         let name = unique("f-success-throttled");
         let o = cell
             .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 400, "reply": { "__type": "ThrottlingException", "message": "Rate exceeded" }, "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2);
         succeeded("success-throttled", &o);
-    }
+    })
+.await;
 
-    if wanted("success-500") {
+    red.check("success-500", async {
         let name = unique("f-success-500");
         let o = cell
             .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 500, "reply": { "__type": "InternalFailure", "message": "injected" }, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("success-500", &o);
-    }
+    })
+.await;
 
     // 7. The poller killed (SIGKILL) in the middle of a poll, its event delivered again.
-    if wanted("poller-killed") {
+    red.check("poller-killed", async {
         let name = unique("f-poller-killed");
         std::fs::write(&chaos, "kill poller 1").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -568,9 +639,10 @@ async fn the_fault_matrix() {
             "the killed poll was delivered again"
         );
         kept_promises("poller-killed", &o);
-    }
+    })
+.await;
 
-    if wanted("run-job-killed") {
+    red.check("run-job-killed", async {
         // run-job's process SIGKILLed 1 s into its invocation, the Job created and running
         // (6 s). Step Functions invokes synchronously: Lambda reports the crash to it and
         // never delivers the invocation again, so the task fails by Lambda's name.
@@ -591,11 +663,12 @@ async fn the_fault_matrix() {
             "{o:?}"
         );
         assert_eq!((o.sent, o.jobs), (0, 1), "the worker sent nothing: {o:?}");
-    }
+    })
+    .await;
 
     // 8. The same run-job event delivered twice at once (a generateName Job, as users
     // write them); the same poll twice at once.
-    if wanted("run-job-twice") {
+    red.check("run-job-twice", async {
         let name = unique("f-run-job-twice");
         std::fs::write(&chaos, "twice run-job").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -617,9 +690,10 @@ async fn the_fault_matrix() {
             "one delivery stood down: the other answered"
         );
         kept_promises("run-job-twice", &o);
-    }
+    })
+    .await;
 
-    if wanted("poll-twice") {
+    red.check("poll-twice", async {
         let name = unique("f-poll-twice");
         std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
         let o = cell.run(&name, long(), handed_off(), json!([])).await;
@@ -653,11 +727,12 @@ async fn the_fault_matrix() {
             (1, 1),
             "one schedule made, the other refused as a conflict: {asked:?}"
         );
-    }
+    })
+    .await;
 
     // The poll that finds the Job finished, delivered twice at once: both see it done,
     // one answers (the turn on the Job), the other stands down.
-    if wanted("poll-twice-finished") {
+    red.check("poll-twice-finished", async {
         let name = unique("f-poll-twice-finished");
         std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -678,16 +753,18 @@ async fn the_fault_matrix() {
             "both polls saw the Job finished; one stood down"
         );
         succeeded("poll-twice-finished", &o);
-    }
+    })
+.await;
 
     // 9. The namespace deleted while the poller follows its Job (a namespace of its own,
     // with the worker's Role and RoleBinding in it, as bootstrap makes them).
-    if wanted("ns-deleted") {
+    red.check("ns-deleted", async {
         ns_deleted(&world, &cell).await;
-    }
+    })
+    .await;
 
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
-    if wanted("timed-out") {
+    red.check("timed-out", async {
         let name = unique("f-timed-out");
         // Rules with no action only count: the Job's create, and its delete.
         let (made, deleted) = (format!("{name}-create"), format!("{name}-delete"));
@@ -722,10 +799,11 @@ async fn the_fault_matrix() {
             (0, 0),
             "nobody waits: no answer: {o:?}"
         );
-    }
+    })
+.await;
 
     // 10. Long invocations and flaky clusters.
-    if wanted("outage-heartbeat") {
+    red.check("outage-heartbeat", async {
         // Every read of the Job answered 503 for 12 requests: run-job's (3 tries: it hands
         // the Job to the poller instead of failing the task) and three polls' (3 tries
         // each), about 14 s, longer than the state's HeartbeatSeconds (8); the Job runs
@@ -736,9 +814,10 @@ async fn the_fault_matrix() {
             .await;
         assert_eq!(proxy.fired(&name).await, 12, "the outage lasted 12 reads");
         succeeded("outage-heartbeat", &o);
-    }
+    })
+.await;
 
-    if wanted("apiserver-restart") {
+    red.check("apiserver-restart", async {
         // The API server killed 3 s into a 20 s Job's inline watch and started again 2 s
         // later, its storage kept: the watch breaks, the worker watches again or hands
         // the Job to the poller, and the task ends with the Job's result.
@@ -779,13 +858,15 @@ async fn the_fault_matrix() {
         let (o, restarted) = tokio::join!(run, restart);
         restarted.unwrap_or_else(|e| panic!("{e}"));
         succeeded("apiserver-restart", &o);
-    }
+    })
+.await;
 
-    if wanted("poller-dead-letter") {
+    red.check("poller-dead-letter", async {
         dead_letter(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("heartbeat-60") {
+    red.check("heartbeat-60", async {
         // `HeartbeatSeconds: 60` (common in native state machines) on a Job that runs
         // 150 s watched inline, with the template's settings: an inline wait of 600 s and
         // a heartbeat every 30 s (HEARTBEAT_SECONDS). Every heartbeat is counted.
@@ -808,17 +889,20 @@ async fn the_fault_matrix() {
             "answered inline, never handed off: {handed:?}"
         );
         succeeded("heartbeat-60", &o);
-    }
+    })
+    .await;
 
-    if wanted("stopped-inline") {
+    red.check("stopped-inline", async {
         stopped_inline(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("token-lifetimes") {
+    red.check("token-lifetimes", async {
         token_lifetimes(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("deadline-503") {
+    red.check("deadline-503", async {
         // Every request about Jobs held 3 s, then answered 503 with `Retry-After: 10`,
         // for longer than run-job's invocation has: 25 s for this one invocation (the
         // platform's `timeout` switch; the template's 900 would make the cell 15 minutes
@@ -838,9 +922,10 @@ async fn the_fault_matrix() {
             "{o:?}"
         );
         kept_promises("deadline-503", &o);
-    }
+    })
+.await;
 
-    if wanted("poll-state-limit") {
+    red.check("poll-state-limit", async {
         // Every read of the Job answered 503 with a 10,000-character message full of
         // characters JSON escapes, 12 times: run-job's three tries (it hands the Job
         // over), then three polls' three each. Each failed poll writes its failure into
@@ -859,13 +944,15 @@ async fn the_fault_matrix() {
             "the hand-off and every failed poll's next poll scheduled: {scheduled:?}"
         );
         succeeded("poll-state-limit", &o);
-    }
+    })
+.await;
 
-    if wanted("archive-2gb") {
+    red.check("archive-2gb", async {
         archive_2gb(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("archive-aborted") {
+    red.check("archive-aborted", async {
         // Every part of the archive's upload refused (S3's 500, the SDK's own retries
         // included): the upload is aborted (no parts left to pay for), the answer
         // still goes, its log entry saying the archive failed.
@@ -900,25 +987,29 @@ async fn the_fault_matrix() {
             "the answer says the archive failed: {entry}"
         );
         succeeded("archive-aborted", &o);
-    }
+    })
+.await;
 
-    if wanted("cluster-gone") {
+    red.check("cluster-gone", async {
         cluster_gone(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("cluster-active-late") {
+    red.check("cluster-active-late", async {
         cluster_active_late(&world, &cell).await;
-    }
+    })
+    .await;
 
-    if wanted("credentials-expiry") {
+    red.check("credentials-expiry", async {
         credentials_expiry(&world, &cell).await;
-    }
+    })
+    .await;
 
     let pods_list = format!(
         "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
         world.namespace()
     );
-    if wanted("pods-list-once") {
+    red.check("pods-list-once", async {
         // The list of the finished Job's pods answered 500 once: it is tried again, as
         // reads are, and the logs come back.
         let name = unique("f-pods-once");
@@ -933,9 +1024,10 @@ async fn the_fault_matrix() {
             .clone();
         assert_eq!(log, json!("hello\n"), "{o:?}");
         succeeded("pods-list-once", &o);
-    }
+    })
+.await;
 
-    if wanted("pods-list-down") {
+    red.check("pods-list-down", async {
         // Every list of the pods answered 500: the Job succeeded, so does the task; the
         // logs' place says why they are missing (native log retrieval is best effort).
         let name = unique("f-pods-down");
@@ -948,7 +1040,9 @@ async fn the_fault_matrix() {
         assert_eq!(o.output["logs"]["error"], "EKS.500", "{o:?}");
         assert_eq!(o.output["status"]["succeeded"], 1, "{o:?}");
         succeeded("pods-list-down", &o);
-    }
+    })
+.await;
+    assert!(red.red.is_empty(), "red fault cells: {:?}", red.red);
 }
 
 /// The poller failing all its retries: once the Job is handed off, every next poll's

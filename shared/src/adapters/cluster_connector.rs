@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -27,10 +28,19 @@ pub fn same_server(a: &Url, b: &Url) -> bool {
 /// (endpoint, CA, token identity), kept across warm invocations, that asks for a fresh
 /// enough bearer token before each request.
 ///
-/// A bearer token goes only to the cluster's own endpoint: the one DescribeCluster
-/// reports for `ClusterName` (asked as the payload's `RoleArn` when it names one), or
-/// one of the deployment's `TRUSTED_ENDPOINTS`. A payload `Endpoint` that is neither is
-/// `EksTaskWorker.UntrustedEndpoint`, before any token is made.
+/// A bearer token goes only to the cluster's own endpoint, under its own CA: the ones
+/// DescribeCluster reports for `ClusterName` (asked as the payload's `RoleArn` when it
+/// names one), or one of the deployment's `TRUSTED_ENDPOINTS` (with the payload's CA).
+/// A payload `Endpoint` that is neither is `EksTaskWorker.UntrustedEndpoint`, and a
+/// payload `CertificateAuthority` other than the described one
+/// `EksTaskWorker.UntrustedCertificateAuthority`, before any token is made; for a
+/// described cluster the request goes to the described origin (a path in `Endpoint` is
+/// dropped), under the described CA.
+///
+/// A DescribeCluster answer is kept for [`DESCRIBED_FOR`], and asked again at once when
+/// a payload's endpoint or CA disagrees with the kept one: a cluster deleted and made
+/// again under the same name (a create → run → delete pipeline run twice on a warm
+/// function) has a new endpoint and CA.
 pub struct ClusterConnector {
     directory: Arc<dyn ClusterDirectory>,
     tokens: Arc<BearerTokens>,
@@ -38,7 +48,32 @@ pub struct ClusterConnector {
     timeouts: Timeouts,
     trusted: Vec<Url>,
     clients: Mutex<HashMap<ClientKey, KubeClient>>,
-    described: Mutex<HashMap<DescribedKey, ClusterAccess>>,
+    described: Mutex<HashMap<DescribedKey, (Instant, ClusterAccess)>>,
+}
+
+/// How long a DescribeCluster answer is used. EKS takes minutes to delete a cluster and
+/// more to make one, so a cluster made again under the same name is described afresh
+/// before it can serve.
+pub const DESCRIBED_FOR: Duration = Duration::from_secs(300);
+
+/// Whether two CA bundles are the same certificates (as text when either is not PEM).
+fn same_ca(a: &str, b: &str) -> bool {
+    match (parse_certificates(a), parse_certificates(b)) {
+        (Ok(x), Ok(y)) if !x.is_empty() && !y.is_empty() => x == y,
+        _ => a.trim() == b.trim(),
+    }
+}
+
+/// Whether a payload's endpoint and CA, where given, are the described cluster's.
+fn agrees(cluster: &ClusterRef, found: &ClusterAccess) -> bool {
+    cluster
+        .endpoint
+        .as_ref()
+        .is_none_or(|e| same_server(e, &found.endpoint))
+        && cluster
+            .certificate_authority
+            .as_deref()
+            .is_none_or(|ca| same_ca(ca, &found.certificate_authority))
 }
 
 /// A client's key: the endpoint, the CA, and the region, cluster and role its tokens
@@ -69,15 +104,23 @@ impl ClusterConnector {
         }
     }
 
-    async fn described(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
+    /// The cluster as DescribeCluster reports it: a kept answer unless `fresh` or older
+    /// than [`DESCRIBED_FOR`].
+    async fn described(
+        &self,
+        cluster: &ClusterRef,
+        fresh: bool,
+    ) -> Result<ClusterAccess, TaskError> {
         let key = (
             cluster.name.clone(),
             cluster.region.clone(),
             cluster.role_arn.clone(),
         );
         let mut described = self.described.lock().await;
-        if let Some(a) = described.get(&key) {
-            return Ok(a.clone());
+        if let Some((at, a)) = described.get(&key) {
+            if !fresh && at.elapsed() < DESCRIBED_FOR {
+                return Ok(a.clone());
+            }
         }
         let a = self
             .directory
@@ -87,52 +130,63 @@ impl ClusterConnector {
                 cluster.role_arn.as_deref(),
             )
             .await?;
-        described.insert(key, a.clone());
+        described.insert(key, (Instant::now(), a.clone()));
         Ok(a)
     }
 
     async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
         let listed = |e: &Url| self.trusted.iter().any(|t| same_server(t, e));
-        let found = match &cluster.endpoint {
+        if let Some(endpoint) = cluster.endpoint.as_ref().filter(|e| listed(e)) {
             // A listed endpoint (a cluster that is not EKS, the local world) with its CA
             // needs no DescribeCluster.
-            Some(endpoint) if listed(endpoint) => match &cluster.certificate_authority {
-                Some(ca) => {
-                    return Ok(ClusterAccess {
-                        endpoint: endpoint.clone(),
-                        certificate_authority: ca.clone(),
-                    })
-                }
-                None => self.described(cluster).await?,
-            },
-            Some(endpoint) => {
-                let found = self.described(cluster).await?;
-                if !same_server(endpoint, &found.endpoint) {
-                    return Err(TaskError::new(
-                        names::UNTRUSTED_ENDPOINT,
-                        serde_json::json!({
-                            "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the \
-                                cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer \
-                                token is sent to it", cluster.name, found.endpoint),
-                            "endpoint": endpoint.as_str(),
-                            "clusterEndpoint": found.endpoint.as_str(),
-                            "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is \
-                                looked up), or add this endpoint to the deployment's \
-                                TRUSTED_ENDPOINTS",
-                        }),
-                    ));
-                }
-                found
-            }
-            None => self.described(cluster).await?,
-        };
-        Ok(ClusterAccess {
-            endpoint: cluster.endpoint.clone().unwrap_or(found.endpoint),
-            certificate_authority: cluster
-                .certificate_authority
-                .clone()
-                .unwrap_or(found.certificate_authority),
-        })
+            let ca = match &cluster.certificate_authority {
+                Some(ca) => ca.clone(),
+                None => self.described(cluster, false).await?.certificate_authority,
+            };
+            return Ok(ClusterAccess {
+                endpoint: endpoint.clone(),
+                certificate_authority: ca,
+            });
+        }
+        let mut found = self.described(cluster, false).await?;
+        if !agrees(cluster, &found) {
+            found = self.described(cluster, true).await?;
+        }
+        if let Some(endpoint) = cluster
+            .endpoint
+            .as_ref()
+            .filter(|e| !same_server(e, &found.endpoint))
+        {
+            return Err(TaskError::new(
+                names::UNTRUSTED_ENDPOINT,
+                serde_json::json!({
+                    "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the \
+                        cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer \
+                        token is sent to it", cluster.name, found.endpoint),
+                    "endpoint": endpoint.as_str(),
+                    "clusterEndpoint": found.endpoint.as_str(),
+                    "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is \
+                        looked up), or add this endpoint to the deployment's \
+                        TRUSTED_ENDPOINTS",
+                }),
+            ));
+        }
+        if cluster
+            .certificate_authority
+            .as_deref()
+            .is_some_and(|ca| !same_ca(ca, &found.certificate_authority))
+        {
+            return Err(TaskError::new(
+                names::UNTRUSTED_CA,
+                serde_json::json!({
+                    "message": format!("CertificateAuthority is not the one EKS reports for the \
+                        cluster {}: no bearer token is sent under it", cluster.name),
+                    "hint": "pass the cluster's own CertificateAuthority, or leave it out: it \
+                        is looked up",
+                }),
+            ));
+        }
+        Ok(found)
     }
 }
 
@@ -177,8 +231,10 @@ mod tests {
     use super::*;
     use crate::testing::FakeCredentials;
 
+    /// EKS's answer: `endpoint`, under "described CA" (a cluster made again under the
+    /// same name: another endpoint).
     struct Directory {
-        endpoint: &'static str,
+        endpoint: std::sync::Mutex<&'static str>,
         asked: AtomicU32,
     }
 
@@ -191,16 +247,19 @@ mod tests {
             _role_arn: Option<&str>,
         ) -> Result<ClusterAccess, TaskError> {
             self.asked.fetch_add(1, Ordering::SeqCst);
+            let endpoint = *self.endpoint.lock().unwrap_or_else(|e| panic!("{e}"));
             Ok(ClusterAccess {
-                endpoint: Url::parse(self.endpoint).unwrap_or_else(|e| panic!("{e}")),
+                endpoint: Url::parse(endpoint).unwrap_or_else(|e| panic!("{e}")),
                 certificate_authority: "described CA".into(),
             })
         }
     }
 
+    const OWN: &str = "https://abc.gr7.us-east-1.eks.amazonaws.com";
+
     fn connector(trusted: &[&str]) -> (ClusterConnector, Arc<Directory>) {
         let directory = Arc::new(Directory {
-            endpoint: "https://abc.gr7.us-east-1.eks.amazonaws.com",
+            endpoint: std::sync::Mutex::new(OWN),
             asked: AtomicU32::new(0),
         });
         let tokens = Arc::new(BearerTokens::new(
@@ -224,14 +283,18 @@ mod tests {
         (c, directory)
     }
 
-    fn cluster(endpoint: Option<&str>) -> ClusterRef {
+    fn cluster(endpoint: Option<&str>, ca: Option<&str>) -> ClusterRef {
         ClusterRef {
             name: "c".into(),
             endpoint: endpoint.map(|e| Url::parse(e).unwrap_or_else(|e| panic!("{e}"))),
-            certificate_authority: Some("payload CA".into()),
+            certificate_authority: ca.map(str::to_owned),
             role_arn: None,
             region: None,
         }
+    }
+
+    fn refused(a: Result<ClusterAccess, TaskError>) -> Option<String> {
+        a.err().map(|e| e.name)
     }
 
     #[tokio::test]
@@ -239,40 +302,87 @@ mod tests {
         let (c, directory) = connector(&["https://proxy.internal:8443"]);
         // The cluster's own endpoint, as EKS reports it (trailing slash or not).
         let own = c
-            .access(&cluster(Some(
-                "https://ABC.gr7.us-east-1.eks.amazonaws.com/",
-            )))
+            .access(&cluster(
+                Some("https://ABC.gr7.us-east-1.eks.amazonaws.com/"),
+                None,
+            ))
             .await;
         assert!(own.is_ok(), "{own:?}");
-        // Another host, or the right host on another port: refused, named, explained.
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        // Another host, or the right host on another port: refused, named, explained
+        // (EKS asked again first, in case the cluster was made again).
         for wrong in [
             "https://attacker.example",
             "https://abc.gr7.us-east-1.eks.amazonaws.com:8443",
         ] {
-            let e = c.access(&cluster(Some(wrong))).await.err();
-            assert_eq!(
-                e.as_ref().map(|e| e.name.as_str()),
-                Some(names::UNTRUSTED_ENDPOINT),
-                "{wrong}: {e:?}"
-            );
+            let e = refused(c.access(&cluster(Some(wrong), None)).await);
+            assert_eq!(e.as_deref(), Some(names::UNTRUSTED_ENDPOINT), "{wrong}");
         }
-        // Described once per warm container.
-        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
         // A listed endpoint with its CA needs no DescribeCluster.
         let listed = c
-            .access(&cluster(Some("https://proxy.internal:8443")))
+            .access(&cluster(
+                Some("https://proxy.internal:8443"),
+                Some("proxy CA"),
+            ))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(listed.certificate_authority, "payload CA");
-        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
-        // No Endpoint: the described one.
+        assert_eq!(listed.certificate_authority, "proxy CA");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+        // No Endpoint: the described one, kept.
         let looked_up = c
-            .access(&cluster(None))
+            .access(&cluster(None, None))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            looked_up.endpoint.as_str(),
-            "https://abc.gr7.us-east-1.eks.amazonaws.com/"
-        );
+        assert_eq!(looked_up.endpoint.as_str(), format!("{OWN}/"));
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+    }
+
+    /// A described cluster's token goes only under the CA EKS reports, to its origin:
+    /// a payload's other CA is refused (with the endpoint given or looked up), and a
+    /// path in the payload's endpoint is dropped.
+    #[tokio::test]
+    async fn a_described_cluster_is_reached_only_under_its_own_ca_at_its_origin() {
+        let (c, _) = connector(&[]);
+        for endpoint in [Some(OWN), None] {
+            let e = refused(c.access(&cluster(endpoint, Some("attacker CA"))).await);
+            assert_eq!(e.as_deref(), Some(names::UNTRUSTED_CA), "{endpoint:?}");
+            let same = c
+                .access(&cluster(endpoint, Some("described CA")))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(same.certificate_authority, "described CA");
+        }
+        let proxied = c
+            .access(&cluster(
+                Some(&format!("{OWN}/api/v1/namespaces/x/services/y:80/proxy")),
+                None,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(proxied.endpoint.as_str(), format!("{OWN}/"));
+    }
+
+    /// A cluster deleted and made again under the same name while the function is warm:
+    /// its new endpoint is taken at once (EKS asked again when the payload disagrees
+    /// with the kept answer), the old one refused.
+    #[tokio::test]
+    async fn a_cluster_made_again_under_its_name_is_described_afresh() {
+        let (c, directory) = connector(&[]);
+        assert!(c.access(&cluster(Some(OWN), None)).await.is_ok());
+        let again = "https://def.gr7.us-east-1.eks.amazonaws.com";
+        *directory.endpoint.lock().unwrap_or_else(|e| panic!("{e}")) = again;
+        let new = c
+            .access(&cluster(Some(again), None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(new.endpoint.as_str(), format!("{again}/"));
+        let looked_up = c
+            .access(&cluster(None, None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(looked_up.endpoint.as_str(), format!("{again}/"));
+        let old = refused(c.access(&cluster(Some(OWN), None)).await);
+        assert_eq!(old.as_deref(), Some(names::UNTRUSTED_ENDPOINT));
     }
 }

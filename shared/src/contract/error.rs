@@ -43,6 +43,9 @@ pub mod names {
     /// The payload's `Endpoint` is not the one EKS reports for `ClusterName` and not in
     /// `TRUSTED_ENDPOINTS`: no bearer token is sent to it.
     pub const UNTRUSTED_ENDPOINT: &str = "EksTaskWorker.UntrustedEndpoint";
+    /// The payload's `CertificateAuthority` is not the one EKS reports for a cluster the
+    /// worker describes: no bearer token is sent under it.
+    pub const UNTRUSTED_CA: &str = "EksTaskWorker.UntrustedCertificateAuthority";
     /// A defect in the worker itself; the cause says what, please report it.
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
     /// A log could not be archived (reported beside the log; it never fails the task).

@@ -635,7 +635,7 @@ fn nesting(v: &Value) -> usize {
 }
 
 fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
-    let job = match v {
+    let mut job = match v {
         None | Some(Value::Null) => {
             return Err(TaskError::invalid_input(
                 "Job",
@@ -664,31 +664,26 @@ fn job_manifest(v: Option<&Value>) -> Result<Value, TaskError> {
             format!("nests {depth} levels deep; at most {MAX_JOB_DEPTH}"),
         ));
     }
-    let fields = object(&job, "Job")?;
-    match fields.get("apiVersion") {
-        Some(Value::String(s)) if s == "batch/v1" => {}
-        Some(other) => {
-            return Err(TaskError::invalid_input(
-                "Job.apiVersion",
-                format!("must be \"batch/v1\", got {other}"),
-            ))
-        }
-        None => {
-            return Err(TaskError::invalid_input(
-                "Job.apiVersion",
-                "is required: \"batch/v1\"",
-            ))
-        }
+    // The API server takes a Job without `apiVersion` or `kind` as the request path's
+    // (batch/v1, Job): so does the worker, which posts to that path. A wrong one it
+    // refuses, as the API server does.
+    if let Some(map) = job.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert_with(|| Value::from("batch/v1"));
+        map.entry("kind").or_insert_with(|| Value::from("Job"));
     }
-    match fields.get("kind") {
-        Some(Value::String(s)) if s == "Job" => {}
-        Some(other) => {
-            return Err(TaskError::invalid_input(
-                "Job.kind",
-                format!("must be \"Job\", got {other}"),
-            ))
-        }
-        None => return Err(TaskError::invalid_input("Job.kind", "is required: \"Job\"")),
+    let fields = object(&job, "Job")?;
+    if let Some(other) = fields.get("apiVersion").filter(|v| *v != "batch/v1") {
+        return Err(TaskError::invalid_input(
+            "Job.apiVersion",
+            format!("must be \"batch/v1\" (or left out), got {other}"),
+        ));
+    }
+    if let Some(other) = fields.get("kind").filter(|v| *v != "Job") {
+        return Err(TaskError::invalid_input(
+            "Job.kind",
+            format!("must be \"Job\" (or left out), got {other}"),
+        ));
     }
     let meta = match fields.get("metadata") {
         Some(m) => object(m, "Job.metadata")?,
@@ -988,6 +983,32 @@ mod tests {
         assert!(is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS)));
         assert!(!is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS + 1)));
         assert!(!is_task_token(""));
+    }
+
+    /// A Job without `apiVersion` and `kind` is taken as the API server takes it (from
+    /// the path: batch/v1 Job); a wrong one is refused by name.
+    #[test]
+    fn a_job_without_api_version_or_kind_is_a_batch_v1_job() {
+        let job = |extra: Value| {
+            let mut j = serde_json::json!({ "metadata": { "name": "n" }, "spec": { "template": { "spec": { "containers": [{ "name": "c", "image": "i" }], "restartPolicy": "Never" } } } });
+            for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+                j[k] = v;
+            }
+            job_manifest(Some(&j))
+        };
+        let filled = job(serde_json::json!({})).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(filled["apiVersion"], "batch/v1");
+        assert_eq!(filled["kind"], "Job");
+        for (extra, field) in [
+            (
+                serde_json::json!({ "apiVersion": "batch/v2" }),
+                "Job.apiVersion",
+            ),
+            (serde_json::json!({ "kind": "Pod" }), "Job.kind"),
+        ] {
+            let e = job(extra).err().map(|e| e.cause["field"].clone());
+            assert_eq!(e, Some(Value::from(field)));
+        }
     }
 
     #[test]

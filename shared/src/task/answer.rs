@@ -39,13 +39,24 @@ where
 /// # Errors
 /// The code of a task that is gone.
 pub async fn heartbeat(deps: &Deps, task_token: &str) -> Result<(), String> {
+    heartbeat_taken(deps, task_token).await.map(|_| ())
+}
+
+/// Sends the task's heartbeat as [`heartbeat`] does, and says whether Step Functions
+/// took it: `Ok(false)` when it failed for another reason (throttled, denied, out of
+/// reach), which proves nothing about the token. For a step that deletes: it goes on
+/// only on `Ok(true)`.
+///
+/// # Errors
+/// The code of a task that is gone.
+pub async fn heartbeat_taken(deps: &Deps, task_token: &str) -> Result<bool, String> {
     match with_retries(|| deps.callback.heartbeat(task_token)).await {
         Err(CallbackError::TaskGone { code, .. }) => Err(code),
         Err(e) => {
             tracing::warn!(error = %e, "heartbeat failed; going on");
-            Ok(())
+            Ok(false)
         }
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::contract::poll_state::ClusterPoll;
 use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
-use crate::task::answer::{deliver, heartbeat, send_answer};
+use crate::task::answer::{deliver, heartbeat_taken, send_answer};
 use crate::task::cadence::CLUSTER_FOLLOW_INLINE;
 use crate::task::cluster_access::{ask_for_access_entries, grant};
 use crate::task::deps::Deps;
@@ -282,35 +282,48 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         }
     }
     // Then the heartbeat: only a live task moves a deletion on (a forged state with a
-    // made-up token stops here).
-    if let Err(code) = heartbeat(deps, &state.task_token).await {
-        return Ok(json!({ "taskGone": code, "cluster": state.cluster_name }));
-    }
-    let waiting = match check(
-        eks,
-        deps.connector.as_ref(),
-        &state,
-        &deps.settings.cluster_access,
-        deps.clock.now(),
-    )
-    .await
-    {
-        Ok(Stage::Done(v)) => {
-            return send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await
-        }
-        // No EKS client in this deployment: the invocation fails (nothing to poll with).
-        Err(e) if e.name == names::INTERNAL => return Err(e),
-        // A failed resource (`ClusterOperationFailed`) or a permanent refusal (the
-        // resource gone from under a create, access denied …) ends the task by its
-        // name: polling again would only meet it again.
-        Err(e) if !is_transient(&e) => return send_answer(deps, &state.task_token, Err(e)).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
-            e.name
-        }
-        Ok(Stage::Pending(what)) => {
-            tracing::info!(waiting_for = %what, "cluster operation still going");
-            what
+    // made-up token stops here). It fails closed: a forced delete takes no step on a
+    // heartbeat Step Functions did not take (throttled or denied, a made-up token would
+    // pass as live); it waits for the next poll.
+    let confirmed = match heartbeat_taken(deps, &state.task_token).await {
+        Err(code) => return Ok(json!({ "taskGone": code, "cluster": state.cluster_name })),
+        Ok(taken) => taken,
+    };
+    let waiting = if !confirmed && state.force_delete_compute {
+        tracing::warn!(
+            cluster = %state.cluster_name,
+            "the task's heartbeat was not taken: the forced delete takes no step this poll"
+        );
+        "the task's heartbeat to be taken before anything is deleted".to_owned()
+    } else {
+        match check(
+            eks,
+            deps.connector.as_ref(),
+            &state,
+            &deps.settings.cluster_access,
+            deps.clock.now(),
+        )
+        .await
+        {
+            Ok(Stage::Done(v)) => {
+                return send_answer(deps, &state.task_token, Ok(pascal_case(&v))).await
+            }
+            // No EKS client in this deployment: the invocation fails (nothing to poll with).
+            Err(e) if e.name == names::INTERNAL => return Err(e),
+            // A failed resource (`ClusterOperationFailed`) or a permanent refusal (the
+            // resource gone from under a create, access denied …) ends the task by its
+            // name: polling again would only meet it again.
+            Err(e) if !is_transient(&e) => {
+                return send_answer(deps, &state.task_token, Err(e)).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster poll failed; the next one is scheduled");
+                e.name
+            }
+            Ok(Stage::Pending(what)) => {
+                tracing::info!(waiting_for = %what, "cluster operation still going");
+                what
+            }
         }
     };
     let attempt = state.attempt + 1;
@@ -805,6 +818,55 @@ mod tests {
             cluster.connects(),
             0,
             "nothing released in the cluster before all of its compute was found the worker's"
+        );
+    }
+
+    /// A forced-delete poll whose heartbeat Step Functions did not take (throttled,
+    /// denied: a made-up token passes for live) deletes nothing and connects to nothing;
+    /// it polls again. Once the heartbeat is taken, the delete moves on.
+    #[tokio::test]
+    async fn a_forced_delete_takes_no_step_on_a_heartbeat_not_taken() {
+        use crate::testing::{RecordingCallback, RecordingHandOff};
+        use std::sync::Arc;
+        let callback = Arc::new(RecordingCallback::default());
+        callback.refuse_heartbeats(3);
+        let handoff = Arc::new(RecordingHandOff::answering(vec![Ok(()), Ok(())]));
+        let cluster = Arc::new(crate::testing::NoCluster::default());
+        let mut deps = Deps::test(cluster.clone(), callback.clone());
+        deps.handoff = handoff.clone();
+        let eks = Arc::new(ScriptedEks::new(&[
+            (
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "status": "ACTIVE", "tags": ours() } }),
+                )],
+            ),
+            (
+                "GET /clusters/c/node-groups",
+                vec![Ok(json!({ "nodegroups": [] }))],
+            ),
+            (
+                "GET /clusters/c/fargate-profiles",
+                vec![Ok(json!({ "fargateProfileNames": [] }))],
+            ),
+            ("DELETE /clusters/c", vec![Ok(json!({}))]),
+        ]));
+        deps.eks = eks.clone();
+        let mut forced = poll(Operation::DeleteCluster, None);
+        forced.force_delete_compute = true;
+        let report = super::poll(forced.clone(), &deps).await;
+        assert!(report.is_ok(), "{report:?}");
+        assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
+        assert_eq!(cluster.connects(), 0);
+        assert_eq!(handoff.polls().len(), 1, "polled again");
+        assert!(callback.failed().is_empty() && callback.succeeded().is_empty());
+        // The heartbeat taken: the delete moves on.
+        let report = super::poll(forced, &deps).await;
+        assert!(report.is_ok(), "{report:?}");
+        assert!(
+            eks.calls().iter().any(|c| c == "DELETE /clusters/c"),
+            "{:?}",
+            eks.calls()
         );
     }
 

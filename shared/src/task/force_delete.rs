@@ -189,8 +189,8 @@ pub async fn advance_force_delete(
 /// gone (unhealthy nodes) never releases it.
 pub const RELEASE_PATIENCE: Duration = Duration::from_secs(600);
 
-/// Deletes the cluster's `LoadBalancer` Services and PersistentVolumeClaims (a claim
-/// still held by the pods that mount it: those pods), and names each that is still
+/// Deletes the cluster's `LoadBalancer` Services and PersistentVolumeClaims with the
+/// pods that mount them (scheduled or not), and names each that is still
 /// there and within [`RELEASE_PATIENCE`]. Idempotent: what is already being deleted is
 /// only waited for.
 ///
@@ -230,7 +230,13 @@ async fn release(
         }
         wait_for(&service, format!("Service {ns}/{name}"));
     }
-    for claim in items(kube, "/api/v1/persistentvolumeclaims").await? {
+    let claims = items(kube, "/api/v1/persistentvolumeclaims").await?;
+    let pods = if claims.is_empty() {
+        Vec::new()
+    } else {
+        items(kube, "/api/v1/pods").await?
+    };
+    for claim in claims {
         let (ns, name) = place(&claim);
         if claim["metadata"]["deletionTimestamp"].is_null() {
             delete(
@@ -238,22 +244,29 @@ async fn release(
                 &format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}"),
             )
             .await?;
-        } else {
-            // Kept by its protection finalizer while a pod mounts it.
-            for pod in items(kube, &format!("/api/v1/namespaces/{ns}/pods")).await? {
-                let mounts = pod["spec"]["volumes"].as_array().is_some_and(|v| {
-                    v.iter()
-                        .any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str())
-                });
-                if mounts && pod["metadata"]["deletionTimestamp"].is_null() {
-                    let (_, pod_name) = place(&pod);
-                    delete(kube, &format!("/api/v1/namespaces/{ns}/pods/{pod_name}")).await?;
-                }
+        }
+        // Every pod that mounts it, scheduled or not: a scheduled one keeps the claim
+        // (its protection finalizer) until it is gone; one not yet scheduled does not
+        // keep it (the protection counts only pods with a node), can never start on a
+        // claim being deleted, and would keep it the moment it is scheduled.
+        for pod in pods.iter().filter(|p| mounts_claim(p, &ns, &name)) {
+            if pod["metadata"]["deletionTimestamp"].is_null() {
+                let (_, pod_name) = place(pod);
+                delete(kube, &format!("/api/v1/namespaces/{ns}/pods/{pod_name}")).await?;
             }
         }
         wait_for(&claim, format!("PersistentVolumeClaim {ns}/{name}"));
     }
     Ok(held)
+}
+
+/// Whether `pod` (of any phase or scheduling) mounts the claim `ns`/`name`.
+fn mounts_claim(pod: &Value, ns: &str, name: &str) -> bool {
+    pod["metadata"]["namespace"] == ns
+        && pod["spec"]["volumes"].as_array().is_some_and(|v| {
+            v.iter()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == name)
+        })
 }
 
 /// The items of a list.

@@ -84,7 +84,11 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
     let (kube, job) = match read_job(deps, state).await {
         Ok(found) => found,
         // A forged or corrupted state: nothing is touched, nobody is answered.
-        Err(e) if e.name == names::NOT_OWNED || e.name == names::UNTRUSTED_ENDPOINT => {
+        Err(e)
+            if e.name == names::NOT_OWNED
+                || e.name == names::UNTRUSTED_ENDPOINT
+                || e.name == names::UNTRUSTED_CA =>
+        {
             tracing::warn!(error = %e, "refused a poll state");
             return Err(e);
         }

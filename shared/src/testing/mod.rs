@@ -85,6 +85,7 @@ pub struct RecordingCallback {
     failed: Mutex<Vec<(String, TaskError)>>,
     heartbeats: Mutex<usize>,
     refusals: Mutex<u32>,
+    heartbeat_refusals: Mutex<u32>,
 }
 
 impl RecordingCallback {
@@ -92,6 +93,14 @@ impl RecordingCallback {
     /// refuses under throttling: [`CallbackError::Other`], nothing recorded.
     pub fn refuse_answers(&self, n: u32) {
         if let Ok(mut r) = self.refusals.lock() {
+            *r = n;
+        }
+    }
+
+    /// Refuses the next `n` heartbeats as Step Functions refuses under throttling:
+    /// [`CallbackError::Other`], nothing counted.
+    pub fn refuse_heartbeats(&self, n: u32) {
+        if let Ok(mut r) = self.heartbeat_refusals.lock() {
             *r = n;
         }
     }
@@ -144,6 +153,12 @@ impl TaskCallback for RecordingCallback {
         Ok(())
     }
     async fn heartbeat(&self, _token: &str) -> Result<(), CallbackError> {
+        if let Ok(mut r) = self.heartbeat_refusals.lock() {
+            if *r > 0 {
+                *r -= 1;
+                return Err(CallbackError::Other("test double: throttled".into()));
+            }
+        }
         if let Ok(mut h) = self.heartbeats.lock() {
             *h += 1;
         }
