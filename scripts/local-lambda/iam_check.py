@@ -62,6 +62,8 @@ UNREACHED = {
     ("activity", "scheduler:CreateSchedule"): "an activity's Job handed to the poller: locally the poller answers "
                                               "moto's Step Functions, while the activity's token is LocalStack's",
     ("activity", "iam:PassRole"): "the Scheduler role passed with that hand-off",
+    ("activity", "kms:GenerateMac"): "the seal of that hand-off's poll state",
+    ("activity", "scheduler:GetSchedule"): "that hand-off delivered twice (its schedule's name taken)",
 }
 
 

@@ -511,7 +511,7 @@ def main():
         "AWS_ENDPOINT_URL": world["aws_endpoint"], "AWS_REGION": world["region"],
         "AWS_ACCESS_KEY_ID": world["worker"]["access_key_id"], "AWS_SECRET_ACCESS_KEY": world["worker"]["secret_access_key"],
         "POLLER_ARN": world["functions"]["poller"], "SCHEDULER_ROLE_ARN": world["scheduler_role"],
-        "SCHEDULE_GROUP": world["schedule_group"],
+        "SCHEDULE_GROUP": world["schedule_group"], "POLL_STATE_KEY": world["poll_state_key"],
         # As the template sets it: the functions' own identity is let into every cluster
         # they create (here all functions share the worker's IAM user).
         "CLUSTER_ACCESS_PRINCIPALS": world["worker"]["arn"],

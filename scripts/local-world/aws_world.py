@@ -598,6 +598,11 @@ def bootstrap(moto_url, args):
     iam.create_role(RoleName="eks-task-worker-scheduler", AssumeRolePolicyDocument=trust("scheduler.amazonaws.com"))
     client("scheduler").create_schedule_group(Name="eks-task-worker")
     client("s3").create_bucket(Bucket=LOG_BUCKET)
+    # The poll states' seal: an HMAC key, as the template's PollStateKey (moto names a
+    # key by its id in GenerateMac and VerifyMac, not by its ARN).
+    users["poll_state_key"] = client("kms").create_key(
+        KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC",
+        Description="eks-task-worker - seals the poll states")["KeyMetadata"]["KeyId"]
     # The functions' names exist in moto so that state machines can name them; the
     # local Lambda platform runs the real binaries.
     import io
@@ -637,12 +642,14 @@ def main():
     moto.start()
     moto_url = f"http://127.0.0.1:{args.moto_port}"
     users, functions = bootstrap(moto_url, args)
+    poll_state_key = users.pop("poll_state_key")
     server = ThreadingHTTPServer(("127.0.0.1", args.webhook_port), make_handler(args.cluster, moto_url))
     with open(args.facts + ".tmp", "w") as f:
         json.dump({"aws_endpoint": moto_url, "region": args.region, "account": ACCOUNT, "users": users,
                    "functions": functions, "states_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-states",
                    "scheduler_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-scheduler",
-                   "schedule_group": "eks-task-worker", "log_bucket": LOG_BUCKET}, f, indent=2)
+                   "schedule_group": "eks-task-worker", "log_bucket": LOG_BUCKET,
+                   "poll_state_key": poll_state_key}, f, indent=2)
     import os
     os.replace(args.facts + ".tmp", args.facts)
     log.info("moto on %s, webhook on 127.0.0.1:%d", moto_url, args.webhook_port)

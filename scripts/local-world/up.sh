@@ -11,6 +11,8 @@ CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
 D="${LOCAL_WORLD_DIR:-$REPO/.local-world}"
 ETCD_PORT="${ETCD_PORT:-23790}"
 ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
+# etcd reads every ETCD_* variable of its environment as a flag: these are ours only.
+export -n ETCD_PORT ETCD_PEER_PORT
 API_PORT="${API_PORT:-16443}"
 KUBELET_PORT="${KUBELET_PORT:-20250}"
 MOTO_PORT="${MOTO_PORT:-15000}"
@@ -202,7 +204,7 @@ facts = {
     "cluster": cluster, "namespace": ns, "region": aws["region"], "account": aws["account"],
     "api_endpoint": api, "certificate_authority": base64.b64encode(ca).decode(), "ca_file": f"{d}/pki/ca.crt",
     "aws_endpoint": aws["aws_endpoint"], "worker": w, "functions": aws["functions"], "states_role": aws["states_role"],
-    "scheduler_role": aws["scheduler_role"], "schedule_group": aws["schedule_group"], "log_bucket": aws["log_bucket"], "intruder": aws["users"]["intruder"], "cluster_admin": aws["users"]["cluster-admin"],
+    "scheduler_role": aws["scheduler_role"], "schedule_group": aws["schedule_group"], "log_bucket": aws["log_bucket"], "poll_state_key": aws["poll_state_key"], "intruder": aws["users"]["intruder"], "cluster_admin": aws["users"]["cluster-admin"],
     "python": sys.executable, "token_oracle": os.path.join(here, "eks_token.py"),
     "webhook": "http://127.0.0.1:" + os.environ["WEBHOOK_PORT"], "localstack_endpoint": "http://127.0.0.1:" + os.environ["LOCALSTACK_PORT"], "admin": {"kubeconfig": f"{d}/admin.kubeconfig", "cert": f"{d}/pki/admin.crt", "key": f"{d}/pki/admin.key"},
 }

@@ -91,6 +91,7 @@ impl Deps {
             settings.timeouts,
             settings.trusted_endpoints.clone(),
         ));
+        let settings_keys = settings.poll_state_keys.clone();
         let handoff: Arc<dyn HandOff> = match settings.schedule.clone() {
             Some(s) => Arc::new(SchedulerHandOff::new(sdk, s, clock.clone())),
             None => Arc::new(NoPoller),
@@ -103,6 +104,11 @@ impl Deps {
             clock,
             eks,
             archive: Arc::new(S3Archive::new(sdk)),
+            seal: if settings_keys.is_empty() {
+                Arc::new(crate::adapters::null::NoSeal)
+            } else {
+                Arc::new(crate::adapters::kms_seal::KmsSeal::new(sdk, settings_keys))
+            },
         })
     }
 }

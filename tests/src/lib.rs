@@ -593,6 +593,7 @@ impl World {
             "POLLER_ARN" => Some(facts.fact("/functions/poller")),
             "SCHEDULER_ROLE_ARN" => Some(facts.fact("/scheduler_role")),
             "SCHEDULE_GROUP" => Some(facts.fact("/schedule_group")),
+            "POLL_STATE_KEY" => Some(facts.fact("/poll_state_key")),
             _ => None,
         })
         .unwrap_or_else(|e| panic!("{e}"))
@@ -994,6 +995,47 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `state` sealed with the deployment's poll-state key (the world's, in `deps`), as the
+/// worker's hand-off seals it: a state written by a holder of the key.
+///
+/// # Panics
+/// When the key cannot be used.
+pub async fn sealed(deps: &Deps, state: &Value) -> Value {
+    let message = worker::contract::seal::message(state).unwrap_or_else(|e| panic!("{e}"));
+    let made = deps
+        .seal
+        .seal(&message)
+        .await
+        .unwrap_or_else(|e| panic!("sealing with the world's key: {e}"));
+    let text = worker::contract::seal::with_seal(&state.to_string(), &made)
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A forged poll state given to the poller: as a forger delivers it (no seal: the key
+/// is not theirs), refused by name before anything is read, sent or deleted; then
+/// sealed with the deployment's key (as if the key had leaked), the error the poller's
+/// own checks end it with (`None`: accepted).
+///
+/// # Panics
+/// When the unsealed state is not refused.
+pub async fn forged_poll(
+    deps: &Deps,
+    forged: &Value,
+) -> Option<worker::contract::error::TaskError> {
+    let out = worker::task::poller::handle(forged.clone(), deps)
+        .await
+        .unwrap_or_else(|e| panic!("an unsealed poll state fails the invocation: {e}"));
+    assert_eq!(
+        out["refused"],
+        worker::contract::error::names::UNVERIFIED_POLL_STATE,
+        "{out}"
+    );
+    worker::task::poller::handle(sealed(deps, forged).await, deps)
+        .await
+        .err()
 }
 
 /// Runs a cluster-operation payload through the handler with `deps`' EKS client.

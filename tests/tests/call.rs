@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use worker::contract::error::TaskError;
-use world_tests::{sim_job, unique, World};
+use world_tests::{request, send, sim_job, unique, World};
 
 async fn call(world: &World, fields: Value) -> Result<Value, TaskError> {
     let deps = world
@@ -250,24 +250,38 @@ async fn a_wrong_ca_is_refused_or_cluster_unreachable() {
 }
 
 /// A response longer than a call reads (8 MiB: nine ConfigMaps of 1 MB) is not read on:
-/// `EksTaskWorker.ResponseTooLarge`, with how to page it; the same list paged
-/// (`limit`) answers.
+/// `EksTaskWorker.ResponseTooLarge`, with how to page it. A page of two (2 MB) is read,
+/// but its list does not fit a Step Functions result: refused by the same name (natively
+/// `States.DataLimitExceeded`), never cut into a string. A POST whose answer (the 1 MB
+/// object) does not fit is made, and refused by that name with its status.
 #[tokio::test]
-async fn a_response_past_the_cap_is_refused_by_name_and_a_paged_one_answers() {
+async fn a_response_past_the_cap_or_the_result_is_refused_by_name() {
     let world = World::get();
     let ns = world.namespace();
     let set = unique("big");
     let base = format!("/api/v1/namespaces/{ns}/configmaps");
     let filler = "x".repeat(1_000_000);
+    let admin = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
     for i in 0..9 {
         let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": format!("{set}-{i}"), "labels": { "set": set } },
             "data": { "filler": filler } });
-        ok(call(
-            &world,
-            json!({ "Method": "POST", "Path": base, "RequestBody": cm }),
-        )
-        .await);
+        if i == 0 {
+            let e = call(
+                &world,
+                json!({ "Method": "POST", "Path": base, "RequestBody": cm }),
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a 1 MB answer must not be a result"));
+            assert_eq!(e.name, "EksTaskWorker.ResponseTooLarge", "{e}");
+            assert_eq!(e.cause["StatusCode"], 201, "made: {e}");
+        } else {
+            let made = send(&admin, request(http::Method::POST, &base, Some(&cm)))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(made.status, 201);
+        }
     }
     let selector = json!([format!("set={set}")]);
     let whole = call(
@@ -282,7 +296,10 @@ async fn a_response_past_the_cap_is_refused_by_name_and_a_paged_one_answers() {
     .await;
     for i in 0..9 {
         let path = format!("{base}/{set}-{i}");
-        ok(call(&world, json!({ "Method": "DELETE", "Path": path })).await);
+        let gone = send(&admin, request(http::Method::DELETE, &path, None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gone.status, 200, "{path}");
     }
     let e = whole
         .err()
@@ -292,7 +309,15 @@ async fn a_response_past_the_cap_is_refused_by_name_and_a_paged_one_answers() {
     assert!(e.cause["hint"]
         .as_str()
         .is_some_and(|h| h.contains("continue")));
-    assert_eq!(ok(paged)["StatusCode"], 200);
+    let e = paged
+        .err()
+        .unwrap_or_else(|| panic!("a 2 MB page must not be answered"));
+    assert_eq!(e.name, "EksTaskWorker.ResponseTooLarge", "{e}");
+    assert_eq!(e.cause["StatusCode"], 200, "{e}");
+    assert!(
+        e.cause["limitBytes"].as_u64().is_some_and(|l| l <= 262_144),
+        "{e}"
+    );
 }
 
 /// A call answers once: a watch or a followed log is refused before anything is sent.

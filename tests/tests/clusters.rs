@@ -394,7 +394,7 @@ async fn the_poller_answers_a_handed_off_cluster_operation() {
     let input: Value =
         serde_json::from_str(&state.next_poll().unwrap_or_else(|e| panic!("{e}")).input)
             .unwrap_or_default();
-    let out = worker::task::poller::handle(input, &deps)
+    let out = worker::task::poller::handle(world_tests::sealed(&deps, &input).await, &deps)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out["answered"], "SendTaskSuccess", "{out}");

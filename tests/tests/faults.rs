@@ -145,7 +145,7 @@ impl Cell<'_> {
         let tokens = world.task_tokens(&execution).await.unwrap_or_default();
         assert!(!tokens.is_empty(), "{name}: the task got a token");
         // Give a late delivery (a retried poll, a second answer) time to show.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
         // The task's Jobs: every Job carrying its task label, whatever its name.
         let mut jobs = Vec::new();
         for t in &tokens {
@@ -643,15 +643,17 @@ async fn matrix() {
 .await;
 
     red.check("run-job-killed", async {
-        // run-job's process SIGKILLed 1 s into its invocation, the Job created and running
-        // (6 s). Step Functions invokes synchronously: Lambda reports the crash to it and
-        // never delivers the invocation again, so the task fails by Lambda's name.
+        // run-job's process SIGKILLed 4 s into its invocation, the Job created and running
+        // (60 s: still running at the kill however slow the machine; creating it takes
+        // under a second on an idle one). Step Functions invokes synchronously: Lambda
+        // reports the crash to it and never delivers the invocation again, so the task
+        // fails by Lambda's name.
         let name = unique("f-run-job-killed");
-        std::fs::write(&chaos, "kill run-job 1").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&chaos, "kill run-job 4").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
             .run(
                 &name,
-                json!({ "sim.eks-task-worker.io/run-seconds": "6" }),
+                json!({ "sim.eks-task-worker.io/run-seconds": "60" }),
                 json!({}),
                 json!([]),
             )
@@ -804,15 +806,17 @@ async fn matrix() {
 
     // 10. Long invocations and flaky clusters.
     red.check("outage-heartbeat", async {
-        // Every read of the Job answered 503 for 12 requests: run-job's (3 tries: it hands
-        // the Job to the poller instead of failing the task) and three polls' (3 tries
-        // each), about 14 s, longer than the state's HeartbeatSeconds (8); the Job runs
-        // 20 s. Each failed poll still sends its heartbeat.
+        // Every read of the Job answered 503 for 24 requests: run-job's (3 tries: it hands
+        // the Job to the poller instead of failing the task) and seven polls' (3 tries
+        // each), about 28 s on an idle machine, longer than the state's HeartbeatSeconds
+        // (15: twice the ~6 s between a failed poll's heartbeats, so that a busy machine
+        // does not time the task out on its own); the Job runs 40 s. Each failed poll
+        // still sends its heartbeat.
         let name = unique("f-outage");
         let o = cell
-            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "20" }), json!({ "InlineWaitSeconds": 1, "HeartbeatSeconds": 8 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 12 }]))
+            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "40" }), json!({ "InlineWaitSeconds": 1, "HeartbeatSeconds": 15 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 24 }]))
             .await;
-        assert_eq!(proxy.fired(&name).await, 12, "the outage lasted 12 reads");
+        assert_eq!(proxy.fired(&name).await, 24, "the outage lasted 24 reads");
         succeeded("outage-heartbeat", &o);
     })
 .await;

@@ -109,9 +109,8 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let forged = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
-    let e = worker::task::poller::handle(forged, &deps)
+    let e = world_tests::forged_poll(&deps, &forged)
         .await
-        .err()
         .unwrap_or_else(|| panic!("a forged cluster poll must be refused"));
     assert_eq!(e.name, names::NOT_OWNED, "{e}");
     assert!(all_still_there(&deps, &name).await);
@@ -230,9 +229,8 @@ async fn a_forged_poll_state_cannot_touch_a_foreign_job() {
         "LogOptions": { "RetrieveLogs": false, "RawLogs": false, "LogParameters": [] },
         "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1]
     });
-    let e = worker::task::poller::handle(forged, &deps)
+    let e = world_tests::forged_poll(&deps, &forged)
         .await
-        .err()
         .unwrap_or_else(|| panic!("a forged poll state must be refused"));
     assert_eq!(e.name, names::NOT_OWNED, "{e}");
     let still = until_job(&admin, &ns, &name, Duration::from_secs(3), |j| {
@@ -270,9 +268,8 @@ async fn no_token_goes_to_an_endpoint_that_is_not_the_clusters() {
         "TaskToken": "a-token", "LogOptions": { "RetrieveLogs": false, "RawLogs": false, "LogParameters": [] },
         "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1]
     });
-    let e = worker::task::poller::handle(forged, &deps)
+    let e = world_tests::forged_poll(&deps, &forged)
         .await
-        .err()
         .unwrap_or_else(|| panic!("a foreign endpoint must be refused"));
     assert_eq!(e.name, names::UNTRUSTED_ENDPOINT, "{e}");
     let run_job = json!({ "ClusterName": world.cluster(), "Endpoint": endpoint, "CertificateAuthority": world.fact("/certificate_authority"),

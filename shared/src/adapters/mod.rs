@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod eks_access;
 pub mod eks_directory;
 pub mod eks_rest;
+pub mod kms_seal;
 pub mod kube_client;
 pub mod null;
 pub mod s3;

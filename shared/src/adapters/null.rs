@@ -25,6 +25,28 @@ impl HandOff for NoPoller {
     }
 }
 
+/// No poll-state key (`POLL_STATE_KEY` unset): nothing is sealed, nothing verifies.
+#[derive(Debug, Default)]
+pub struct NoSeal;
+
+#[async_trait]
+impl crate::ports::seal::PollSeal for NoSeal {
+    async fn seal(
+        &self,
+        _message: &str,
+    ) -> Result<crate::contract::seal::Seal, crate::ports::seal::SealError> {
+        Err(crate::ports::seal::SealError::NoKey)
+    }
+
+    async fn verify(
+        &self,
+        _message: &str,
+        _seal: &crate::contract::seal::Seal,
+    ) -> Result<bool, crate::ports::seal::SealError> {
+        Err(crate::ports::seal::SealError::NoKey)
+    }
+}
+
 /// No EKS client (it could not be built: `why`). Every call is an
 /// `EksTaskWorker.InternalError`, which nothing retries.
 #[derive(Debug)]

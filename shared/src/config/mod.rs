@@ -102,6 +102,11 @@ pub struct Settings {
     /// payload's `Endpoint` may name besides the cluster's own (clusters that are not
     /// EKS, proxies of one's own); see [`crate::adapters::cluster_connector::ClusterConnector`].
     pub trusted_endpoints: Vec<url::Url>,
+    /// `POLL_STATE_KEY` then `POLL_STATE_PREVIOUS_KEY` (each optional): the KMS HMAC
+    /// keys (ARNs or key ids) of poll states' seals; the first seals, both verify.
+    /// Without one, nothing can be handed to the poller, and the poller refuses every
+    /// state.
+    pub poll_state_keys: Vec<String>,
     /// `LOG_ARCHIVE_URI` (default none): where whole logs are archived when a payload's
     /// `LogOptions` names no `ArchiveUri` (`s3://bucket/prefix`).
     pub log_archive: Option<crate::contract::archive_location::ArchiveLocation>,
@@ -331,6 +336,11 @@ impl Settings {
         Ok(Self {
             cluster_access,
             trusted_endpoints,
+            poll_state_keys: ["POLL_STATE_KEY", "POLL_STATE_PREVIOUS_KEY"]
+                .into_iter()
+                .filter_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+                .map(|v| v.trim().to_owned())
+                .collect(),
             metrics_namespace: match get("METRICS_NAMESPACE") {
                 None => Some(DEFAULT_NAMESPACE.to_owned()),
                 Some(v) if v.is_empty() || v == "off" => None,

@@ -115,8 +115,12 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
         }
     };
     let cluster_name = string_field(fields, cluster_field)?.to_owned();
+    payload::eks_name(cluster_field, &cluster_name, 100)?;
     let resource_name = resource_field
-        .map(|f| string_field(fields, f).map(str::to_owned))
+        .map(|f| {
+            let name = string_field(fields, f)?;
+            payload::eks_name(f, name, 63).map(|()| name.to_owned())
+        })
         .transpose()?;
     let force_delete_compute = match fields.get("ForceDeleteCompute") {
         None | Some(Value::Null) => false,

@@ -46,6 +46,13 @@ pub mod names {
     /// The payload's `CertificateAuthority` is not the one EKS reports for a cluster the
     /// worker describes: no bearer token is sent under it.
     pub const UNTRUSTED_CA: &str = "EksTaskWorker.UntrustedCertificateAuthority";
+    /// A poll state the worker did not write: no seal, a seal that does not verify, or
+    /// one made with a key that is not the deployment's. Refused before anything is
+    /// read, sent or deleted; never tried again.
+    pub const UNVERIFIED_POLL_STATE: &str = "EksTaskWorker.UnverifiedPollState";
+    /// The poll-state key (`POLL_STATE_KEY`) cannot be used: unset, denied, disabled,
+    /// or KMS out of reach.
+    pub const POLL_STATE_KEY: &str = "EksTaskWorker.PollStateKeyError";
     /// A defect in the worker itself; the cause says what, please report it.
     pub const INTERNAL: &str = "EksTaskWorker.InternalError";
     /// A log could not be archived (reported beside the log; it never fails the task).

@@ -10,6 +10,7 @@ pub mod error;
 pub mod migration;
 pub mod payload;
 pub mod poll_state;
+pub mod seal;
 pub mod stuck_policy;
 pub mod tags;
 pub mod time;

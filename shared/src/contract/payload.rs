@@ -313,6 +313,13 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain, as a Job's): at most 253 characters,
+/// dot-separated DNS labels, so never `.`, `..` or a path.
+#[must_use]
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// `Namespace`, default `default`: a DNS label.
 ///
 /// # Errors
@@ -330,24 +337,38 @@ pub fn namespace(fields: &Fields) -> Result<String, TaskError> {
     }
 }
 
-/// Parses and validates the cluster fields common to every payload.
+/// An EKS resource name as EKS takes it (a cluster's, up to 100 characters; a
+/// nodegroup's or Fargate profile's, up to 63): letters, digits, `-` and `_`, starting
+/// with a letter or digit; so never a path (`/`, `.`, `..`, `%2F`).
 ///
 /// # Errors
-/// `EksTaskWorker.InvalidInput` naming the bad field.
-pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
-    let name = req_string(fields, "ClusterName")?;
-    if name.len() > 100
+/// `EksTaskWorker.InvalidInput` naming `field`.
+pub fn eks_name(field: &str, name: &str, max: usize) -> Result<(), TaskError> {
+    if name.is_empty()
+        || name.len() > max
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
     {
         return Err(TaskError::invalid_input(
-            "ClusterName",
-            "must be 1-100 characters of letters, digits, '-' and '_', starting with a \
-                letter or digit",
+            field,
+            format!(
+                "must be 1-{max} characters of letters, digits, '-' and '_', starting with a \
+                letter or digit"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// Parses and validates the cluster fields common to every payload.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming the bad field.
+pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
+    let name = req_string(fields, "ClusterName")?;
+    eks_name("ClusterName", name, 100)?;
     let endpoint = opt_string(fields, "Endpoint")?
         .map(endpoint_url)
         .transpose()?;
@@ -514,7 +535,23 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
         None | Some(Value::Null) => Vec::new(),
         Some(p) => string_lists(p, "LogOptions.LogParameters")?,
     };
-    for (k, value) in &log_parameters {
+    check_log_parameters(&log_parameters)?;
+    Ok(LogOptions {
+        retrieve_logs: opt_bool(fields, "RetrieveLogs", at)?,
+        raw_logs: opt_bool(fields, "RawLogs", at)?,
+        log_parameters,
+        archive,
+    })
+}
+
+/// Checks read-log parameters as the read-log API takes them, and what the worker
+/// refuses (`follow`, `insecureSkipTLSVerifyBackend`): in a payload and again in every
+/// poll state.
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` naming `LogOptions.LogParameters.<name>`.
+pub fn check_log_parameters(log_parameters: &[(String, String)]) -> Result<(), TaskError> {
+    for (k, value) in log_parameters {
         let field = format!("LogOptions.LogParameters.{k}");
         if k == "follow" {
             return Err(TaskError::invalid_input(
@@ -597,12 +634,7 @@ fn log_options(v: Option<&Value>) -> Result<LogOptions, TaskError> {
             "gives a parameter more than one value",
         ));
     }
-    Ok(LogOptions {
-        retrieve_logs: opt_bool(fields, "RetrieveLogs", at)?,
-        raw_logs: opt_bool(fields, "RawLogs", at)?,
-        log_parameters,
-        archive,
-    })
+    Ok(())
 }
 
 fn task_token(fields: &Fields) -> Result<Option<String>, TaskError> {
@@ -983,6 +1015,32 @@ mod tests {
         assert!(is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS)));
         assert!(!is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS + 1)));
         assert!(!is_task_token(""));
+    }
+
+    /// Names that go into request paths are names, never paths.
+    #[test]
+    fn names_are_never_paths() {
+        for name in ["job", "a.b-c", "x1"] {
+            assert!(is_dns_subdomain(name), "{name}");
+        }
+        for name in [".", "..", "a/b", "a..b", "-a", "A", "a%2Fb", "", ".a", "a."] {
+            assert!(!is_dns_subdomain(name), "{name}");
+        }
+        assert!(eks_name("NodegroupName", "ng_1-a", 63).is_ok());
+        for name in [
+            "x/../../victim",
+            ".",
+            "..",
+            "a%2Fb",
+            "_a",
+            "",
+            &"n".repeat(64),
+        ] {
+            let e = eks_name("NodegroupName", name, 63)
+                .err()
+                .map(|e| e.cause["field"].clone());
+            assert_eq!(e, Some(Value::from("NodegroupName")), "{name}");
+        }
     }
 
     /// A Job without `apiVersion` and `kind` is taken as the API server takes it (from

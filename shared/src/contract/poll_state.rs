@@ -80,14 +80,7 @@ impl ClusterPoll {
         crate::contract::payload::cluster_ref(&fields)?;
         crate::contract::payload::execution_arn(&fields)?;
         if let Some(r) = &self.resource_name {
-            let mut named = Map::new();
-            named.insert("ClusterName".into(), json!(r));
-            crate::contract::payload::cluster_ref(&named).map_err(|_| {
-                TaskError::invalid_input(
-                    "ResourceName",
-                    "must be 1-100 characters of letters, digits, '-' and '_'",
-                )
-            })?;
+            crate::contract::payload::eks_name("ResourceName", r, 63)?;
         }
         crate::contract::poll_state::check_poll_bounds(
             &self.task_token,
@@ -294,11 +287,12 @@ impl PollState {
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?
             .chars()
             .count();
-        if chars + FAILURES_ROOM > MAX_SCHEDULE_INPUT_CHARS {
+        let room = FAILURES_ROOM + crate::contract::seal::SEAL_ROOM;
+        if chars + room > MAX_SCHEDULE_INPUT_CHARS {
             return Err(TaskError::invalid_input(
                 "$",
                 format!(
-                    "the poll state would be {chars} characters and up to {FAILURES_ROOM} more, \
+                    "the poll state would be {chars} characters and up to {room} more, \
                      over the {MAX_SCHEDULE_INPUT_CHARS} a schedule holds: the task token, \
                      CertificateAuthority or ExecutionArn is far longer than AWS makes them"
                 ),
@@ -393,13 +387,7 @@ impl PollState {
         }
         payload::namespace(&more)?;
         payload::execution_arn(&more)?;
-        let name_ok = !self.job_name.is_empty()
-            && self.job_name.len() <= 253
-            && self
-                .job_name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !name_ok {
+        if !payload::is_dns_subdomain(&self.job_name) {
             return Err(TaskError::invalid_input(
                 "JobName",
                 "must be a Kubernetes object name",
@@ -428,6 +416,7 @@ impl PollState {
                 format!("at most {MAX_FAILURES}, each at most {MAX_FAILURE_CHARS} characters"),
             ));
         }
+        payload::check_log_parameters(&self.log_options.log_parameters)?;
         if let Some(uri) = &self.log_options.archive_uri {
             crate::contract::archive_location::ArchiveLocation::parse(uri)
                 .map_err(|m| TaskError::invalid_input("LogOptions.ArchiveUri", m))?;
@@ -590,9 +579,18 @@ mod tests {
         let mut s = state(&"T".repeat(payload::MAX_TASK_TOKEN_CHARS));
         assert!(s.check_room().is_ok());
         let body = "\"\\\u{1}é".repeat(2500);
+        // The longest seal: a multi-Region key's ARN in the longest partition, an
+        // HMAC-SHA-256 in base64.
+        let seal = crate::contract::seal::Seal {
+            key_id: "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab".into(),
+            mac: "A".repeat(44),
+        };
+        let sealed = |input: &str| {
+            crate::contract::seal::with_seal(input, &seal).unwrap_or_else(|e| panic!("{e}"))
+        };
         for _ in 0..64 {
             s = s.failed(&format!("EKS.503: {body}"));
-            let input = s.next_poll().map(|p| p.input).unwrap_or_default();
+            let input = sealed(&s.next_poll().map(|p| p.input).unwrap_or_default());
             assert!(
                 !input.is_empty() && input.chars().count() <= MAX_SCHEDULE_INPUT_CHARS,
                 "{} characters",
@@ -616,6 +614,7 @@ mod tests {
         };
         let room = MAX_SCHEDULE_INPUT_CHARS
             - FAILURES_ROOM
+            - crate::contract::seal::SEAL_ROOM
             - serde_json::to_string(&edge)
                 .map(|t| t.chars().count())
                 .unwrap_or_default();
@@ -626,10 +625,10 @@ mod tests {
         for _ in 0..3 {
             edge = edge.failed(&body);
         }
-        let input = edge
-            .next_poll()
-            .map(|p| p.input)
-            .unwrap_or_else(|e| panic!("a state accepted at the hand-off is refused later: {e}"));
+        let input =
+            sealed(&edge.next_poll().map(|p| p.input).unwrap_or_else(|e| {
+                panic!("a state accepted at the hand-off is refused later: {e}")
+            }));
         assert!(
             input.chars().count() <= MAX_SCHEDULE_INPUT_CHARS,
             "{}",

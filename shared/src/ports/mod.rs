@@ -11,3 +11,4 @@ pub mod eks;
 pub mod executions;
 pub mod handoff;
 pub mod kube;
+pub mod seal;

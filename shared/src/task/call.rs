@@ -45,7 +45,7 @@ async fn run(payload: &Value, deps: &Deps) -> Result<Value, TaskError> {
         ));
     }
     let response = response.ok()?;
-    Ok(result(&input, &response))
+    result(&input, &response)
 }
 
 /// The most response bytes a call reads into memory (8 MiB); a longer response is
@@ -77,11 +77,15 @@ pub fn request(input: &CallInput) -> KubeRequest {
     }
 }
 
-/// The native call result, plus `Headers`; a body that would not fit the result
-/// budget is cut (as text) to fit: the whole budget on a task token, less the room
-/// Step Functions' `lambda:invoke` envelope takes when it is the invocation's result.
-#[must_use]
-pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
+/// The native call result, plus `Headers`. A result that would not fit the result
+/// budget (the whole budget on a task token, less the room Step Functions' `lambda:invoke`
+/// envelope takes when it is the invocation's result): a JSON body (a list, an object)
+/// fails the call, as natively (`States.DataLimitExceeded` there), rather than change
+/// its type; a text body (a log) is cut to its tail, a string still.
+///
+/// # Errors
+/// `EksTaskWorker.ResponseTooLarge` for a JSON body that does not fit.
+pub fn result(input: &CallInput, response: &KubeResponse) -> Result<Value, TaskError> {
     let body = if input.method == CallMethod::Head {
         Value::Null
     } else {
@@ -94,18 +98,30 @@ pub fn result(input: &CallInput, response: &KubeResponse) -> Value {
         .collect();
     let doc = json!({ "ResponseBody": body, "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
     let budget = result_budget(input.task_token.is_some());
-    if serialized_len(&doc) <= budget {
-        return doc;
+    let size = serialized_len(&doc);
+    if size <= budget {
+        return Ok(doc);
+    }
+    if body.is_object() || body.is_array() {
+        return Err(TaskError::new(
+            names::RESPONSE_TOO_LARGE,
+            json!({
+                "message": format!("the result of {} {} would be {size} bytes, over the {budget} a Step Functions result holds; it is not cut, as a cut list would read as another answer (natively: States.DataLimitExceeded)", input.method.as_str(), input.path),
+                "StatusCode": response.status,
+                "limitBytes": budget,
+                "hint": "page the list: QueryParameters {\"limit\": [\"50\"]}, then {\"continue\": [<metadata.continue of the page before>]}; or narrow it with a labelSelector or fieldSelector",
+            }),
+        ));
     }
     let text = String::from_utf8_lossy(&response.body).into_owned();
     let skeleton = json!({ "ResponseBody": "", "StatusCode": response.status, "StatusText": response.reason, "Headers": headers });
     let room = budget.saturating_sub(serialized_len(&skeleton));
-    json!({
+    Ok(json!({
         "ResponseBody": crate::contract::budget::keep_tail(&text, room, false),
         "StatusCode": response.status,
         "StatusText": response.reason,
         "Headers": headers,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -134,12 +150,48 @@ mod tests {
         let mut with_token = call.clone();
         with_token["TaskToken"] = json!("t".repeat(64));
         let on_token = parse_call(&with_token).unwrap_or_else(|e| panic!("{e}"));
-        let invoked = serialized_len(&result(&plain, &response));
-        let answered = serialized_len(&result(&on_token, &response));
+        let invoked = serialized_len(&result(&plain, &response).unwrap_or_default());
+        let answered = serialized_len(&result(&on_token, &response).unwrap_or_default());
         assert!(invoked <= RESULT_BUDGET - ENVELOPE_ROOM, "{invoked}");
         assert!(
             answered <= RESULT_BUDGET && answered > RESULT_BUDGET - ENVELOPE_ROOM,
             "{answered}"
+        );
+    }
+
+    /// A list that does not fit the result is not cut into a string (a `Choice` on
+    /// `$.ResponseBody.items[0]` would read it as empty): the call fails by name, with
+    /// how to page it; a list that fits stays a list.
+    #[test]
+    fn a_json_body_over_the_budget_fails_rather_than_change_type() {
+        let list = |n: usize| {
+            let items: Vec<_> = (0..n).map(|i| json!({ "metadata": { "name": format!("pod-{i:06}") }, "spec": { "x": "y".repeat(100) } })).collect();
+            let body = json!({ "kind": "PodList", "items": items }).to_string();
+            KubeResponse {
+                status: 200,
+                reason: "OK".into(),
+                headers: vec![],
+                body_len: body.len() as u64,
+                body: body.into(),
+            }
+        };
+        let call =
+            parse_call(&json!({ "ClusterName": "c", "Method": "GET", "Path": "/api/v1/pods" }))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let small = result(&call, &list(10)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            small["ResponseBody"]["items"][0]["metadata"]["name"],
+            "pod-000000"
+        );
+        let e = result(&call, &list(5000))
+            .err()
+            .unwrap_or_else(|| panic!("must fail"));
+        assert_eq!(e.name, crate::contract::error::names::RESPONSE_TOO_LARGE);
+        assert!(
+            e.cause["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("continue")),
+            "{e}"
         );
     }
 }

@@ -9,6 +9,7 @@ use crate::ports::clock::Clock;
 use crate::ports::cluster::Connector;
 use crate::ports::eks::EksApi;
 use crate::ports::handoff::{HandOff, HandOffError};
+use crate::ports::seal::{PollSeal, SealError};
 
 /// The ports a handler uses.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct Deps {
     pub eks: Arc<dyn EksApi>,
     /// Where whole logs are archived (S3).
     pub archive: Arc<dyn LogArchive>,
+    /// Seals the poll states handed to the poller, and checks the poller's input.
+    pub seal: Arc<dyn PollSeal>,
 }
 
 impl Deps {
@@ -64,17 +67,26 @@ impl Deps {
         })
     }
 
-    /// Hands a poll to the poller, trying again (four tries in all, pausing 0.2 s, then
-    /// twice as long each time) while the scheduler is busy: a last act, its retries
-    /// allowed into half the margin ([`clock::last_act`](crate::ports::clock::last_act)).
+    /// Hands a poll to the poller, its state sealed ([`crate::contract::seal`]), trying
+    /// again (four tries in all, pausing 0.2 s, then twice as long each time) while the
+    /// key service or the scheduler is busy: a last act, its retries allowed into half
+    /// the margin ([`clock::last_act`](crate::ports::clock::last_act)).
     ///
     /// # Errors
     /// What the last try failed with ([`HandOffError::NoPoller`] when this deployment
-    /// has no poller).
+    /// has no poller; `EksTaskWorker.PollStateKeyError` when the state cannot be
+    /// sealed).
     pub async fn hand_off(
         &self,
         poll: &crate::contract::poll_state::NextPoll,
     ) -> Result<(), HandOffError> {
+        use crate::contract::error::{names, TaskError};
+        use crate::contract::seal;
+        let key_error = |m: String| TaskError::message(names::POLL_STATE_KEY, m);
+        let state: serde_json::Value = serde_json::from_str(&poll.input)
+            .map_err(|e| HandOffError::Refused(key_error(format!("the poll state: {e}"))))?;
+        let message =
+            seal::message(&state).map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
         let busy = |e: &HandOffError| matches!(e, HandOffError::Busy(_));
         let policy = crate::task::retry::Policy {
             tries: 4,
@@ -85,7 +97,25 @@ impl Deps {
             policy,
             busy,
             |_| None,
-            || self.handoff.hand_off(poll),
+            || async {
+                let made = self.seal.seal(&message).await.map_err(|e| match e {
+                    SealError::Busy(m) => HandOffError::Busy(key_error(m)),
+                    SealError::NoKey => HandOffError::Refused(key_error(
+                        "no poll-state key is configured (POLL_STATE_KEY): nothing can be \
+                         handed to the poller"
+                            .into(),
+                    )),
+                    SealError::Refused(m) => HandOffError::Refused(key_error(m)),
+                })?;
+                let input = seal::with_seal(&poll.input, &made)
+                    .map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
+                self.handoff
+                    .hand_off(&crate::contract::poll_state::NextPoll {
+                        input,
+                        ..poll.clone()
+                    })
+                    .await
+            },
         ))
         .await
     }

@@ -25,13 +25,28 @@ use crate::task::finish::{finish, stand_down};
 use crate::task::job::{self, JobId, Phase};
 use crate::task::telemetry;
 
-/// Handles one poll.
+/// Handles one poll: first checks that the worker wrote the state (its seal), then
+/// polls.
+///
+/// A state the worker did not write (no seal, a seal that does not verify, a key that
+/// is not the deployment's) is refused before anything is read, sent or deleted: the
+/// invocation answers `{"refused": "EksTaskWorker.UnverifiedPollState", "reason"}` and
+/// logs it, and succeeds, so that nothing delivers it again.
 ///
 /// # Errors
-/// `EksTaskWorker.InvalidInput` for an input that is not a poll state; otherwise only
-/// when neither an answer nor the next schedule could be arranged (the invocation then
-/// fails so that Lambda and Scheduler deliver it again).
-pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
+/// `EksTaskWorker.PollStateKeyError` when the seal could not be checked (the key
+/// service busy or the key unusable: delivered again); `EksTaskWorker.InvalidInput`
+/// for a sealed input that is not a poll state; otherwise only when neither an answer
+/// nor the next schedule could be arranged (the invocation then fails so that Lambda
+/// and Scheduler deliver it again).
+pub async fn handle(delivered: Value, deps: &Deps) -> Result<Value, TaskError> {
+    let payload = match verified(&delivered, deps).await? {
+        Ok(state) => state,
+        Err(reason) => {
+            tracing::warn!(refused = names::UNVERIFIED_POLL_STATE, %reason, "refused a poll state the worker did not write");
+            return Ok(json!({ "refused": names::UNVERIFIED_POLL_STATE, "reason": reason }));
+        }
+    };
     if payload.get("Operation").is_some() {
         let state: crate::contract::poll_state::ClusterPoll = serde_json::from_value(payload)
             .map_err(|e| {
@@ -57,6 +72,29 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TaskError> {
 }
 
 pub use crate::task::retry::is_transient;
+
+/// The delivered state without its seal when its seal is the worker's; else why not.
+async fn verified(delivered: &Value, deps: &Deps) -> Result<Result<Value, String>, TaskError> {
+    use crate::contract::seal;
+    use crate::ports::seal::SealError;
+    let (message, found, state) = match seal::open(delivered) {
+        Ok(opened) => opened,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    match deps.seal.verify(&message, &found).await {
+        Ok(true) => Ok(Ok(state)),
+        Ok(false) => Ok(Err(format!(
+            "the seal (key {}) is not a seal of this state by the deployment's key",
+            found.key_id
+        ))),
+        // Not the state's fault: the invocation fails, so that it is delivered again
+        // and, failing still, dead-lettered (redriven once the key is there).
+        Err(e @ SealError::NoKey) => Err(TaskError::message(names::POLL_STATE_KEY, e.to_string())),
+        Err(SealError::Busy(m) | SealError::Refused(m)) => {
+            Err(TaskError::message(names::POLL_STATE_KEY, m))
+        }
+    }
+}
 
 /// The Job a poll state names.
 fn job_id(state: &PollState) -> JobId {
@@ -172,4 +210,94 @@ async fn schedule(deps: &Deps, next: PollState) -> Result<Value, TaskError> {
     Ok(
         json!({ "nextPoll": { "attempt": next.attempt, "inSeconds": next.next_delay_seconds, "failures": next.consecutive_failures() } }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use crate::contract::error::names;
+    use crate::contract::poll_state::NextPoll;
+    use crate::task::deps::Deps;
+    use crate::testing::{LocalSeal, NoCluster, RecordingCallback, RecordingHandOff};
+
+    /// A forced delete's poll state, as the worker hands it off.
+    fn state() -> Value {
+        json!({ "Operation": "deleteCluster", "ClusterName": "c", "ForceDeleteCompute": true, "TaskToken": "t", "Attempt": 1, "NextDelaySeconds": 60 })
+    }
+
+    /// `state` handed off through `deps` (sealed), as Scheduler delivers it.
+    async fn delivered(deps: &Deps, state: &Value) -> Value {
+        let handoff = Arc::new(RecordingHandOff::answering(vec![Ok(())]));
+        let mut deps = deps.clone();
+        deps.handoff = handoff.clone();
+        let poll = NextPoll {
+            key: "k".into(),
+            attempt: 1,
+            delay_seconds: 60,
+            input: state.to_string(),
+        };
+        assert_eq!(deps.hand_off(&poll).await, Ok(()));
+        let input = handoff.polls().pop().map(|p| p.input).unwrap_or_default();
+        serde_json::from_str(&input).unwrap_or_else(|e| panic!("{e}: {input}"))
+    }
+
+    /// Only a state the worker sealed is acted on (its heartbeat sent); a state without
+    /// a seal, with one field changed, sealed with another secret or naming another key
+    /// is refused before anything is sent, by name, and the invocation succeeds (nothing
+    /// delivers it again).
+    #[tokio::test]
+    async fn only_a_state_the_worker_sealed_is_polled() {
+        let callback = Arc::new(RecordingCallback::default());
+        let deps = Deps::test(Arc::new(NoCluster::default()), callback.clone());
+        let genuine = delivered(&deps, &state()).await;
+        assert!(genuine["Seal"]["Mac"].is_string(), "{genuine}");
+
+        let mut changed = genuine.clone();
+        changed["ClusterName"] = json!("victim");
+        let mut unsealed = genuine.clone();
+        if let Some(m) = unsealed.as_object_mut() {
+            m.shift_remove("Seal");
+        }
+        let mut other_secret = deps.clone();
+        other_secret.seal = Arc::new(LocalSeal::new("test-key", "the forger's secret"));
+        let forged_mac = delivered(&other_secret, &state()).await;
+        let mut other_key = genuine.clone();
+        other_key["Seal"]["KeyId"] = json!("arn:aws:kms:us-east-1:999999999999:key/theirs");
+        for (what, forged) in [
+            ("one field changed", changed),
+            ("no seal", unsealed),
+            ("another secret", forged_mac),
+            ("another key", other_key),
+            ("not an object", json!("x")),
+        ] {
+            let out = super::handle(forged, &deps)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(
+                out["refused"],
+                names::UNVERIFIED_POLL_STATE,
+                "{what}: {out}"
+            );
+            assert_eq!(callback.heartbeats(), 0, "{what}: nothing sent");
+        }
+        // The genuine one is polled: its heartbeat is sent.
+        let _ = super::handle(genuine, &deps).await;
+        assert_eq!(callback.heartbeats(), 1);
+    }
+
+    /// A poller without a key cannot tell: the invocation fails (delivered again, then
+    /// dead-lettered), nothing sent.
+    #[tokio::test]
+    async fn without_a_key_the_poll_fails_and_is_kept() {
+        let callback = Arc::new(RecordingCallback::default());
+        let mut deps = Deps::test(Arc::new(NoCluster::default()), callback.clone());
+        let genuine = delivered(&deps, &state()).await;
+        deps.seal = Arc::new(crate::testing::NoSeal);
+        let e = super::handle(genuine, &deps).await.err().map(|e| e.name);
+        assert_eq!(e.as_deref(), Some(names::POLL_STATE_KEY));
+        assert_eq!(callback.heartbeats(), 0);
+    }
 }

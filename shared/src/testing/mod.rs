@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde_json::Value;
 
+/// The seal of a deployment without a key (for tests of what happens then).
+pub use crate::adapters::null::NoSeal;
 use crate::adapters::null::{NoArchive, NoEks, NoPoller};
 use crate::config::Settings;
 use crate::contract::error::{names, TaskError};
@@ -163,6 +165,61 @@ impl TaskCallback for RecordingCallback {
             *h += 1;
         }
         Ok(())
+    }
+}
+
+/// A seal made in-process with a secret of the test's (SHA-256 of the key, the secret
+/// and the message: a test double, not a MAC to rely on), as the KMS seal makes them
+/// with KMS: the same message and key, the same seal.
+#[derive(Debug, Clone)]
+pub struct LocalSeal {
+    /// The key id seals carry.
+    pub key_id: String,
+    secret: String,
+}
+
+impl Default for LocalSeal {
+    fn default() -> Self {
+        Self::new("test-key", "test secret")
+    }
+}
+
+impl LocalSeal {
+    /// A seal with `key_id` and `secret`.
+    #[must_use]
+    pub fn new(key_id: &str, secret: &str) -> Self {
+        Self {
+            key_id: key_id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    fn mac(&self, key_id: &str, message: &str) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{key_id}\n{}\n{message}", self.secret));
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    }
+}
+
+#[async_trait]
+impl crate::ports::seal::PollSeal for LocalSeal {
+    async fn seal(
+        &self,
+        message: &str,
+    ) -> Result<crate::contract::seal::Seal, crate::ports::seal::SealError> {
+        Ok(crate::contract::seal::Seal {
+            key_id: self.key_id.clone(),
+            mac: self.mac(&self.key_id, message),
+        })
+    }
+
+    async fn verify(
+        &self,
+        message: &str,
+        seal: &crate::contract::seal::Seal,
+    ) -> Result<bool, crate::ports::seal::SealError> {
+        Ok(seal.key_id == self.key_id && seal.mac == self.mac(&self.key_id, message))
     }
 }
 
@@ -335,6 +392,7 @@ impl Deps {
             clock: Arc::new(SystemClock),
             eks: Arc::new(NoEks::new("a test without EKS")),
             archive: Arc::new(NoArchive),
+            seal: Arc::new(LocalSeal::default()),
         }
     }
 }

@@ -1,0 +1,115 @@
+//! [`PollSeal`] on a KMS HMAC key (`GenerateMac`, `VerifyMac`, HMAC-SHA-256): the key's
+//! material never leaves KMS, so only principals allowed the key's MAC operations (the
+//! worker's roles) can seal a poll state.
+
+use async_trait::async_trait;
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::MacAlgorithmSpec;
+use base64::Engine;
+
+use crate::contract::error::error_chain;
+use crate::contract::seal::Seal;
+use crate::ports::seal::{same_key, PollSeal, SealError};
+
+/// Seals with the first of `keys` (`POLL_STATE_KEY`) and verifies with any of them (the
+/// previous key too, `POLL_STATE_PREVIOUS_KEY`, while keys are rotated).
+pub struct KmsSeal {
+    client: aws_sdk_kms::Client,
+    keys: Vec<String>,
+}
+
+impl KmsSeal {
+    /// A seal on `keys` (ARNs or key ids; the first seals) through the SDK
+    /// configuration loaded at cold start. The SDK's standard retry stays on: a MAC is
+    /// idempotent.
+    #[must_use]
+    pub fn new(config: &aws_config::SdkConfig, keys: Vec<String>) -> Self {
+        let client = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(config)
+                .timeout_config(
+                    aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(crate::ports::callback::CALL_TIMEOUT)
+                        .build(),
+                )
+                .build(),
+        );
+        Self { client, keys }
+    }
+}
+
+#[async_trait]
+impl PollSeal for KmsSeal {
+    async fn seal(&self, message: &str) -> Result<Seal, SealError> {
+        let key = self.keys.first().ok_or(SealError::NoKey)?;
+        let made = self
+            .client
+            .generate_mac()
+            .key_id(key)
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .message(Blob::new(message.as_bytes()))
+            .send()
+            .await;
+        match made {
+            Ok(out) => Ok(Seal {
+                key_id: out.key_id().unwrap_or(key).to_owned(),
+                mac: base64::engine::general_purpose::STANDARD
+                    .encode(out.mac().map(Blob::as_ref).unwrap_or_default()),
+            }),
+            Err(e) => Err(busy_or_refused(
+                e.raw_response().map(|r| r.status().as_u16()),
+                e.as_service_error().and_then(ProvideErrorMetadata::code),
+                format!("GenerateMac with {key}: {}", error_chain(&e)),
+            )),
+        }
+    }
+
+    async fn verify(&self, message: &str, seal: &Seal) -> Result<bool, SealError> {
+        if self.keys.is_empty() {
+            return Err(SealError::NoKey);
+        }
+        if !self.keys.iter().any(|k| same_key(&seal.key_id, k)) {
+            return Ok(false);
+        }
+        let Ok(mac) = base64::engine::general_purpose::STANDARD.decode(&seal.mac) else {
+            return Ok(false);
+        };
+        let checked = self
+            .client
+            .verify_mac()
+            .key_id(&seal.key_id)
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .message(Blob::new(message.as_bytes()))
+            .mac(Blob::new(mac))
+            .send()
+            .await;
+        match checked {
+            Ok(out) => Ok(out.mac_valid()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_kms_invalid_mac_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(busy_or_refused(
+                e.raw_response().map(|r| r.status().as_u16()),
+                e.as_service_error().and_then(ProvideErrorMetadata::code),
+                format!("VerifyMac with {}: {}", seal.key_id, error_chain(&e)),
+            )),
+        }
+    }
+}
+
+/// Busy when there was no answer, a 5xx, or throttling (KMS answers it 400,
+/// `ThrottlingException`) or a key briefly unavailable; refused otherwise.
+fn busy_or_refused(status: Option<u16>, code: Option<&str>, message: String) -> SealError {
+    let busy_code = matches!(
+        code,
+        Some("ThrottlingException" | "KMSInternalException" | "KeyUnavailableException")
+    );
+    if busy_code || status.is_none_or(|s| s == 429 || s >= 500) {
+        SealError::Busy(message)
+    } else {
+        SealError::Refused(message)
+    }
+}

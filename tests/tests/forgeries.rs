@@ -1,0 +1,267 @@
+//! Forged poll states through the real poller binary on the local Lambda platform, each
+//! delivered as EventBridge Scheduler delivers it (a one-time schedule in moto's
+//! Scheduler, fired by the platform): the forced delete of a cluster the worker made for
+//! another execution, with that execution's live token, (1) unsealed, (2) sealed with
+//! the forger's own HMAC key, (3) a genuine sealed state of a harmless poll with one
+//! field changed (`ForceDeleteCompute`), (4) a genuine seal moved onto another state.
+//! None may change anything: the cluster and its nodegroup stay, the task stays
+//! unanswered, and no poll is scheduled on its behalf; each is refused by name in the
+//! poller's log.
+
+// Test helpers fail the test by panicking.
+#![allow(clippy::panic)]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use world_tests::{cluster_op, sealed, unique, Platform, World};
+
+/// Fires the poller once with `input`, by a one-time schedule in moto's Scheduler (in a
+/// group of the test's own, which the worker's hand-offs never use).
+async fn fire(world: &World, group: &str, input: &Value) {
+    let client = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    let at = worker::contract::time::utc_seconds(SystemTime::now());
+    let target = aws_sdk_scheduler::types::Target::builder()
+        .arn(world.fact("/functions/poller"))
+        .role_arn(world.fact("/scheduler_role"))
+        .input(input.to_string())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .create_schedule()
+        .name(unique("forged"))
+        .group_name(group)
+        .schedule_expression(format!("at({at})"))
+        .flexible_time_window(
+            aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .action_after_completion(aws_sdk_scheduler::types::ActionAfterCompletion::Delete)
+        .target(target)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// An execution whose task waits for its token (`events:putEvents.waitForTaskToken`:
+/// nothing of the worker's is invoked, nothing answers it), and that token.
+async fn waiting(world: &World, name: &str) -> (String, String) {
+    let sfn = world.sfn().await;
+    let definition = json!({ "StartAt": "Wait", "States": { "Wait": {
+        "Type": "Task", "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
+        "Parameters": { "Entries": [{ "Source": "forgeries", "DetailType": "wait", "Detail": { "TaskToken.$": "$$.Task.Token" } }] },
+        "HeartbeatSeconds": 300, "End": true } } });
+    let machine = sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition.to_string())
+        .role_arn(world.fact("/states_role"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let execution = sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .name(name)
+        .input("{}")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .execution_arn()
+        .to_owned();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(&execution)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let token = history.events().iter().find_map(|e| {
+            let parameters = e.task_scheduled_event_details()?.parameters();
+            let parameters: Value = serde_json::from_str(parameters).ok()?;
+            parameters["Entries"][0]["Detail"]["TaskToken"]
+                .as_str()
+                .map(str::to_owned)
+        });
+        if let Some(token) = token {
+            return (execution, token);
+        }
+        assert!(Instant::now() < until, "no TaskScheduled event");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The poller's log lines that refused a state as not the worker's.
+fn refusals() -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("poller-"))
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains("refused a poll state the worker did not write"))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn no_forged_poll_state_changes_anything() {
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let group = unique("forgeries");
+    let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // The victim: a cluster the worker made, with a nodegroup, for another execution
+    // whose task is still waiting (its token is live: a forger reads it off a schedule).
+    let name = unique("victim");
+    let (execution, token) = waiting(&world, &name).await;
+    let _platform = Platform::start();
+    let created = cluster_op(
+        &deps,
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] } }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created["Cluster"]["Status"], "ACTIVE", "{created}");
+    cluster_op(
+        &deps,
+        json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": "ng", "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"] }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let forced = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
+    // (2) The forger's own HMAC key, in the same account: a seal KMS verifies, by a key
+    // that is not the deployment's.
+    let kms = aws_sdk_kms::Client::new(&world.sdk("intruder").await);
+    let theirs = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Hmac256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let their_key = theirs
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .unwrap_or_default();
+    let message = worker::contract::seal::message(&forced).unwrap_or_else(|e| panic!("{e}"));
+    let mac = kms
+        .generate_mac()
+        .key_id(&their_key)
+        .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+        .message(aws_sdk_kms::primitives::Blob::new(message.as_bytes()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    use base64::Engine;
+    let mut their_seal = forced.clone();
+    their_seal["Seal"] = json!({ "KeyId": their_key, "Mac": base64::engine::general_purpose::STANDARD.encode(mac.mac().map(|b| b.as_ref()).unwrap_or_default()) });
+    // (3) A genuine, harmless poll (a plain delete's status), sealed by the worker's key,
+    // then made forceful.
+    let mut harmless = forced.clone();
+    harmless["ForceDeleteCompute"] = json!(false);
+    let mut changed = sealed(&deps, &harmless).await;
+    changed["ForceDeleteCompute"] = json!(true);
+    // (4) That genuine seal moved onto the forced state.
+    let mut moved = forced.clone();
+    moved["Seal"] = changed["Seal"].clone();
+
+    let before = refusals();
+    for forged in [&forced, &their_seal, &changed, &moved] {
+        fire(&world, &group, forged).await;
+    }
+    // Until the poller has refused all four (at most 60 s; then whatever it did shows).
+    let until = Instant::now() + Duration::from_secs(60);
+    while refusals() < before + 4 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let refused = refusals() - before;
+    // Nothing changed: the cluster and its nodegroup, the task, the worker's schedules.
+    let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
+    let cluster = eks
+        .describe_cluster()
+        .name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        cluster
+            .cluster()
+            .and_then(|c| c.status())
+            .map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
+    let ng = eks
+        .describe_nodegroup()
+        .cluster_name(&name)
+        .nodegroup_name("ng")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the nodegroup is gone: {e:?}"));
+    assert_eq!(
+        ng.nodegroup().and_then(|n| n.status()).map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
+    let status = world
+        .sfn()
+        .await
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .map(|d| d.status().as_str().to_owned())
+        .unwrap_or_default();
+    assert_eq!(status, "RUNNING", "the task was not answered");
+    let polls = scheduler
+        .list_schedules()
+        .group_name(world.fact("/schedule_group"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for s in polls.schedules() {
+        let input = scheduler
+            .get_schedule()
+            .group_name(world.fact("/schedule_group"))
+            .name(s.name().unwrap_or_default())
+            .send()
+            .await
+            .ok()
+            .and_then(|g| g.target().and_then(|t| t.input()).map(str::to_owned))
+            .unwrap_or_default();
+        assert!(
+            !input.contains(&name),
+            "a poll was scheduled for the victim: {input}"
+        );
+    }
+    assert_eq!(
+        refused, 4,
+        "each forged state refused by name in the poller's log"
+    );
+    // Clean up: the worker's own delete of its cluster (as its task would).
+    let _ = world
+        .sfn()
+        .await
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await;
+    for path in [
+        format!("/clusters/{name}/node-groups/ng"),
+        format!("/clusters/{name}"),
+    ] {
+        let _ = deps.eks.call(http::Method::DELETE, &path, None).await;
+    }
+}
