@@ -66,6 +66,10 @@ def exists(clients, resource, resources):
         if kind == "AWS::Scheduler::Schedule":
             c("scheduler").get_schedule(Name=physical)
             return True, "schedule"
+        if kind == "AWS::KMS::Key":
+            meta = c("kms").describe_key(KeyId=physical)["KeyMetadata"]
+            return meta.get("KeySpec") == "HMAC_256" and meta.get("KeyUsage") == "GENERATE_VERIFY_MAC", \
+                f"KMS key {meta.get('KeySpec')} {meta.get('KeyUsage')}"
         if kind == "AWS::CloudWatch::Alarm":
             return bool(c("cloudwatch").describe_alarms(AlarmNames=[physical])["MetricAlarms"]), "alarm"
         if kind == "AWS::CloudWatch::Dashboard":

@@ -63,7 +63,6 @@ UNREACHED = {
                                               "moto's Step Functions, while the activity's token is LocalStack's",
     ("activity", "iam:PassRole"): "the Scheduler role passed with that hand-off",
     ("activity", "kms:GenerateMac"): "the seal of that hand-off's poll state",
-    ("activity", "scheduler:GetSchedule"): "that hand-off delivered twice (its schedule's name taken)",
 }
 
 

@@ -225,6 +225,32 @@ def _schedule_inputs_within_their_limit():
         setattr(EventBridgeSchedulerBackend, method, checked)
 
 
+def _mac_messages_within_their_limit():
+    """moto MACs a message of any size; KMS refuses a GenerateMac or VerifyMac message
+    over 4,096 bytes (ValidationException). So does the world, so that a seal made over
+    a whole poll state (up to 8,192 characters) fails here as it would in AWS."""
+    import base64 as b64
+    from moto.kms.exceptions import ValidationException
+    from moto.kms.models import KmsBackend
+
+    for method in ("generate_mac", "verify_mac"):
+        original = getattr(KmsBackend, method)
+
+        def checked(self, *args, _original=original, **kwargs):
+            message = kwargs.get("message", args[0] if args else b"") or b""
+            try:
+                size = len(b64.b64decode(message)) if isinstance(message, str) else len(message)
+            except ValueError:
+                size = len(message)
+            if size > 4096:
+                raise ValidationException(
+                    f"1 validation error detected: Value at 'message' failed to satisfy constraint: "
+                    f"Member must have length less than or equal to 4096 (it has {size})")
+            return _original(self, *args, **kwargs)
+
+        setattr(KmsBackend, method, checked)
+
+
 def _indefinite_paths_answer_lists():
     """moto answers a JSONPath that can match many values (a deep scan `$.logs..log`, a
     wildcard `$.items[*].name`, a filter, a slice or a union) with the bare value when
@@ -255,6 +281,7 @@ _accept_heartbeats_of_every_waiting_task()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()
+_mac_messages_within_their_limit()
 _assumed_roles_live_as_their_role_says()
 _heartbeats_keep_the_default_timeout()
 

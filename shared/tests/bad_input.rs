@@ -103,18 +103,7 @@ async fn run_case(function: &str, payload: Value, doubles: &Doubles) -> Option<T
             // Delivered as the worker writes poll states: sealed (an array cannot be).
             // A refused state answers the invocation with its refusal, by name.
             let payload = match payload.as_object() {
-                Some(_) => {
-                    let message =
-                        worker::contract::seal::message(&payload).unwrap_or_else(|e| panic!("{e}"));
-                    let made = deps
-                        .seal
-                        .seal(&message)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    let sealed = worker::contract::seal::with_seal(&payload.to_string(), &made)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    serde_json::from_str(&sealed).unwrap_or_else(|e| panic!("{e}"))
-                }
+                Some(_) => worker::testing::sealed(&deps, &payload).await,
                 None => payload,
             };
             return match worker::task::poller::handle(payload, &deps).await {

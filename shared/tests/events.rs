@@ -26,7 +26,10 @@ fn every_sample_payload_parses() {
         } else if name.starts_with("cluster-ops") {
             worker::contract::cluster_op::parse(&payload, std::time::SystemTime::now()).map(|_| ())
         } else if name.starts_with("poller") {
-            serde_json::from_value::<worker::contract::poll_state::PollState>(payload.clone())
+            // A poll state as a schedule carries it: its seal beside its fields.
+            let (_, _, state) =
+                worker::contract::seal::open(&payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+            serde_json::from_value::<worker::contract::poll_state::PollState>(state)
                 .map(|_| ())
                 .map_err(|e| worker::contract::error::TaskError::invalid_input("$", e.to_string()))
         } else {

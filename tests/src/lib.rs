@@ -805,10 +805,23 @@ impl World {
             .collect())
     }
 
-    /// Waits (10 s at most) for the execution to end FAILED with `error`.
+    /// The status of `execution` now (`RUNNING`, `SUCCEEDED`, …; empty when moto cannot
+    /// say).
+    pub async fn execution_status(&self, execution: &str) -> String {
+        self.sfn()
+            .await
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .map(|d| d.status().as_str().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Asserts that `execution` ended FAILED with `error` (within 10 s).
     ///
     /// # Panics
-    /// When it ends otherwise, or not at all.
+    /// When it did not.
     pub async fn expect_failed(&self, execution: &str, error: &str) {
         let (status, _, got) = self
             .execution_end(execution, Duration::from_secs(10))
@@ -998,20 +1011,40 @@ impl Drop for FaultProxy {
 }
 
 /// `state` sealed with the deployment's poll-state key (the world's, in `deps`), as the
-/// worker's hand-off seals it: a state written by a holder of the key.
+/// worker's hand-off seals it.
+pub use worker::testing::sealed;
+
+/// Fires `function` once with `input`, by a one-time schedule in moto's Scheduler (in
+/// `group`, else the default group), as EventBridge Scheduler fires the template's
+/// schedules; the local Lambda platform delivers it.
 ///
 /// # Panics
-/// When the key cannot be used.
-pub async fn sealed(deps: &Deps, state: &Value) -> Value {
-    let message = worker::contract::seal::message(state).unwrap_or_else(|e| panic!("{e}"));
-    let made = deps
-        .seal
-        .seal(&message)
-        .await
-        .unwrap_or_else(|e| panic!("sealing with the world's key: {e}"));
-    let text = worker::contract::seal::with_seal(&state.to_string(), &made)
+/// When moto refuses the schedule.
+pub async fn fire(world: &World, function: &str, group: Option<&str>, input: &Value) {
+    let client = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    let at = worker::contract::time::utc_seconds(std::time::SystemTime::now());
+    let target = aws_sdk_scheduler::types::Target::builder()
+        .arn(world.fact(&format!("/functions/{function}")))
+        .role_arn(world.fact("/scheduler_role"))
+        .input(input.to_string())
+        .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
+    client
+        .create_schedule()
+        .name(unique(&format!("fire-{function}")))
+        .set_group_name(group.map(str::to_owned))
+        .schedule_expression(format!("at({at})"))
+        .flexible_time_window(
+            aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .action_after_completion(aws_sdk_scheduler::types::ActionAfterCompletion::Delete)
+        .target(target)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
 }
 
 /// A forged poll state given to the poller: as a forger delivers it (no seal: the key

@@ -806,17 +806,18 @@ async fn matrix() {
 
     // 10. Long invocations and flaky clusters.
     red.check("outage-heartbeat", async {
-        // Every read of the Job answered 503 for 24 requests: run-job's (3 tries: it hands
-        // the Job to the poller instead of failing the task) and seven polls' (3 tries
-        // each), about 28 s on an idle machine, longer than the state's HeartbeatSeconds
-        // (15: twice the ~6 s between a failed poll's heartbeats, so that a busy machine
-        // does not time the task out on its own); the Job runs 40 s. Each failed poll
-        // still sends its heartbeat.
+        // Every read of the Job answered 503 for 15 requests: run-job's (3 tries: it hands
+        // the Job to the poller instead of failing the task) and four polls' (3 tries
+        // each; a fifth failed poll in a row would fail the task, MAX_FAILED_POLLS),
+        // about 19 s on an idle machine, longer than the state's HeartbeatSeconds (12:
+        // twice the ~6 s between a failed poll's heartbeats, so that a busy machine does
+        // not time the task out on its own); the Job runs 30 s. Each failed poll still
+        // sends its heartbeat.
         let name = unique("f-outage");
         let o = cell
-            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "40" }), json!({ "InlineWaitSeconds": 1, "HeartbeatSeconds": 15 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 24 }]))
+            .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "30" }), json!({ "InlineWaitSeconds": 1, "HeartbeatSeconds": 12 }), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 15 }]))
             .await;
-        assert_eq!(proxy.fired(&name).await, 24, "the outage lasted 24 reads");
+        assert_eq!(proxy.fired(&name).await, 15, "the outage lasted 15 reads");
         succeeded("outage-heartbeat", &o);
     })
 .await;
@@ -1083,7 +1084,11 @@ async fn dead_letter(world: &World, cell: &Cell<'_>) {
         .find(|l| l["requestPayload"]["JobName"] == name.as_str())
         .map(|l| l["requestPayload"].clone())
         .unwrap_or_else(|| panic!("the poll was dead-lettered: {letters}"));
-    let settings = world.settings_with(&[("TRUSTED_ENDPOINTS", cell.proxy.kube_endpoint.clone())]);
+    // The poller's redrive: with its key (the dead letter carries the sealed state).
+    let settings = world.settings_with(&[
+        ("TRUSTED_ENDPOINTS", cell.proxy.kube_endpoint.clone()),
+        ("POLL_STATE_KEY", world.fact("/poll_state_key")),
+    ]);
     let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
     let redriven = worker::task::poller::handle(state, &deps)
         .await

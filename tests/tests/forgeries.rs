@@ -3,7 +3,8 @@
 //! Scheduler, fired by the platform): the forced delete of a cluster the worker made for
 //! another execution, with that execution's live token, (1) unsealed, (2) sealed with
 //! the forger's own HMAC key, (3) a genuine sealed state of a harmless poll with one
-//! field changed (`ForceDeleteCompute`), (4) a genuine seal moved onto another state.
+//! field changed (`ForceDeleteCompute`), (4) a genuine seal moved onto another state,
+//! (5) the deployment's key named with an empty MAC.
 //! None may change anything: the cluster and its nodegroup stay, the task stays
 //! unanswered, and no poll is scheduled on its behalf; each is refused by name in the
 //! poller's log.
@@ -11,39 +12,10 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use world_tests::{cluster_op, sealed, unique, Platform, World};
-
-/// Fires the poller once with `input`, by a one-time schedule in moto's Scheduler (in a
-/// group of the test's own, which the worker's hand-offs never use).
-async fn fire(world: &World, group: &str, input: &Value) {
-    let client = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
-    let at = worker::contract::time::utc_seconds(SystemTime::now());
-    let target = aws_sdk_scheduler::types::Target::builder()
-        .arn(world.fact("/functions/poller"))
-        .role_arn(world.fact("/scheduler_role"))
-        .input(input.to_string())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    client
-        .create_schedule()
-        .name(unique("forged"))
-        .group_name(group)
-        .schedule_expression(format!("at({at})"))
-        .flexible_time_window(
-            aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
-                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .action_after_completion(aws_sdk_scheduler::types::ActionAfterCompletion::Delete)
-        .target(target)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-}
 
 /// An execution whose task waits for its token (`events:putEvents.waitForTaskToken`:
 /// nothing of the worker's is invoked, nothing answers it), and that token.
@@ -178,14 +150,18 @@ async fn no_forged_poll_state_changes_anything() {
     // (4) That genuine seal moved onto the forced state.
     let mut moved = forced.clone();
     moved["Seal"] = changed["Seal"].clone();
+    // (5) The deployment's key named, with a MAC that is no MAC (no KMS error, no retry).
+    let mut empty = forced.clone();
+    empty["Seal"] = json!({ "KeyId": world.fact("/poll_state_key"), "Mac": "" });
 
     let before = refusals();
-    for forged in [&forced, &their_seal, &changed, &moved] {
-        fire(&world, &group, forged).await;
+    for forged in [&forced, &their_seal, &changed, &moved, &empty] {
+        // In a group of the test's own, which the worker's hand-offs never use.
+        world_tests::fire(&world, "poller", Some(&group), forged).await;
     }
-    // Until the poller has refused all four (at most 60 s; then whatever it did shows).
+    // Until the poller has refused all five (at most 60 s; then whatever it did shows).
     let until = Instant::now() + Duration::from_secs(60);
-    while refusals() < before + 4 && Instant::now() < until {
+    while refusals() < before + 5 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let refused = refusals() - before;
@@ -215,15 +191,7 @@ async fn no_forged_poll_state_changes_anything() {
         ng.nodegroup().and_then(|n| n.status()).map(|s| s.as_str()),
         Some("ACTIVE")
     );
-    let status = world
-        .sfn()
-        .await
-        .describe_execution()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .map(|d| d.status().as_str().to_owned())
-        .unwrap_or_default();
+    let status = world.execution_status(&execution).await;
     assert_eq!(status, "RUNNING", "the task was not answered");
     let polls = scheduler
         .list_schedules()
@@ -247,7 +215,7 @@ async fn no_forged_poll_state_changes_anything() {
         );
     }
     assert_eq!(
-        refused, 4,
+        refused, 5,
         "each forged state refused by name in the poller's log"
     );
     // Clean up: the worker's own delete of its cluster (as its task would).
@@ -264,4 +232,22 @@ async fn no_forged_poll_state_changes_anything() {
     ] {
         let _ = deps.eks.call(http::Method::DELETE, &path, None).await;
     }
+}
+
+/// KMS MACs at most 4,096 bytes (the world refuses more, as KMS does); a poll state may
+/// hold 8,192 characters. A state of 7,000 is sealed and verified with the world's key;
+/// one character changed, it is not.
+#[tokio::test]
+async fn a_state_of_any_size_is_sealed_and_verified() {
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let big =
+        json!({ "Cluster": { "ClusterName": "c", "CertificateAuthority": "M".repeat(7000) } });
+    let sealed = sealed(&deps, &big).await;
+    let (message, seal, _) =
+        worker::contract::seal::open(&sealed).unwrap_or_else(|e| panic!("{e}"));
+    assert!(message.len() > 7000);
+    assert_eq!(deps.seal.verify(&message, &seal).await, Ok(true));
+    let changed = message.replacen('M', "N", 1);
+    assert_eq!(deps.seal.verify(&changed, &seal).await, Ok(false));
 }

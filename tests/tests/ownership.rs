@@ -114,15 +114,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .unwrap_or_else(|| panic!("a forged cluster poll must be refused"));
     assert_eq!(e.name, names::NOT_OWNED, "{e}");
     assert!(all_still_there(&deps, &name).await);
-    let status = world
-        .sfn()
-        .await
-        .describe_execution()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .map(|d| d.status().as_str().to_owned())
-        .unwrap_or_default();
+    let status = world.execution_status(&execution).await;
     assert_eq!(status, "RUNNING", "the forged state's task is not answered");
 
     // The cleanup: an untagged cluster is never an orphan.

@@ -14,36 +14,14 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use world_tests::{activity_end, activity_waiter, cluster_op, sim_job, unique, Platform, World};
 
 /// Fires `function` once with `input`, by a one-time schedule in moto's Scheduler.
 async fn fire(world: &World, function: &str, input: &Value) {
-    let client = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
-    let at = worker::contract::time::utc_seconds(SystemTime::now());
-    let target = aws_sdk_scheduler::types::Target::builder()
-        .arn(world.fact(&format!("/functions/{function}")))
-        .role_arn(world.fact("/scheduler_role"))
-        .input(input.to_string())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    client
-        .create_schedule()
-        .name(unique(&format!("fire-{function}")))
-        .schedule_expression(format!("at({at})"))
-        .flexible_time_window(
-            aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
-                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .action_after_completion(aws_sdk_scheduler::types::ActionAfterCompletion::Delete)
-        .target(target)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    world_tests::fire(world, function, None, input).await;
 }
 
 async fn cluster_status(world: &World, name: &str) -> Option<String> {

@@ -9,7 +9,7 @@ use aws_sdk_kms::types::MacAlgorithmSpec;
 use base64::Engine;
 
 use crate::contract::error::error_chain;
-use crate::contract::seal::Seal;
+use crate::contract::seal::{self, Seal};
 use crate::ports::seal::{same_key, PollSeal, SealError};
 
 /// Seals with the first of `keys` (`POLL_STATE_KEY`) and verifies with any of them (the
@@ -47,7 +47,7 @@ impl PollSeal for KmsSeal {
             .generate_mac()
             .key_id(key)
             .mac_algorithm(MacAlgorithmSpec::HmacSha256)
-            .message(Blob::new(message.as_bytes()))
+            .message(Blob::new(seal::digest(message)))
             .send()
             .await;
         match made {
@@ -64,22 +64,25 @@ impl PollSeal for KmsSeal {
         }
     }
 
-    async fn verify(&self, message: &str, seal: &Seal) -> Result<bool, SealError> {
+    async fn verify(&self, message: &str, found: &Seal) -> Result<bool, SealError> {
         if self.keys.is_empty() {
             return Err(SealError::NoKey);
         }
-        if !self.keys.iter().any(|k| same_key(&seal.key_id, k)) {
+        // Checked with the deployment's own key as configured, never a key the input
+        // names; a MAC that is not an HMAC-SHA-256 is no seal (KMS is not asked).
+        let Some(key) = self.keys.iter().find(|k| same_key(&found.key_id, k)) else {
             return Ok(false);
-        }
-        let Ok(mac) = base64::engine::general_purpose::STANDARD.decode(&seal.mac) else {
-            return Ok(false);
+        };
+        let mac = match base64::engine::general_purpose::STANDARD.decode(&found.mac) {
+            Ok(mac) if mac.len() == seal::MAC_BYTES => mac,
+            _ => return Ok(false),
         };
         let checked = self
             .client
             .verify_mac()
-            .key_id(&seal.key_id)
+            .key_id(key)
             .mac_algorithm(MacAlgorithmSpec::HmacSha256)
-            .message(Blob::new(message.as_bytes()))
+            .message(Blob::new(seal::digest(message)))
             .mac(Blob::new(mac))
             .send()
             .await;
@@ -94,7 +97,7 @@ impl PollSeal for KmsSeal {
             Err(e) => Err(busy_or_refused(
                 e.raw_response().map(|r| r.status().as_u16()),
                 e.as_service_error().and_then(ProvideErrorMetadata::code),
-                format!("VerifyMac with {}: {}", seal.key_id, error_chain(&e)),
+                format!("VerifyMac with {key}: {}", error_chain(&e)),
             )),
         }
     }

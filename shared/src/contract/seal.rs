@@ -5,7 +5,9 @@
 //!
 //! The MAC covers the state's canonical JSON: every field but `Seal`, objects' keys
 //! sorted at every depth, no spaces, so that a service that passes the input on with its
-//! keys in another order does not break it (and any changed byte of a value does).
+//! keys in another order does not break it (and any changed byte of a value does). KMS
+//! MACs at most 4,096 bytes and a state may hold 8,192 characters, so what is MACed is
+//! the SHA-256 of that text ([`digest`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,6 +91,17 @@ pub fn message(state: &Value) -> Result<String, Unsealed> {
     fields.shift_remove(SEAL_FIELD);
     Ok(canonical(&Value::Object(fields)))
 }
+
+/// What a key MACs for `message` (a state's canonical text): its SHA-256, 32 bytes
+/// whatever the state's size.
+#[must_use]
+pub fn digest(message: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(message.as_bytes()).to_vec()
+}
+
+/// The length of an HMAC-SHA-256, the only MAC a seal carries.
+pub const MAC_BYTES: usize = 32;
 
 /// `input` (a poll state's JSON) with `seal` beside its fields.
 ///

@@ -223,6 +223,23 @@ impl crate::ports::seal::PollSeal for LocalSeal {
     }
 }
 
+/// `state` (a poll state) sealed as the hand-off seals it, with `deps`' seal: a state
+/// written by a holder of the key.
+///
+/// # Panics
+/// When the state is not an object or the key cannot be used.
+pub async fn sealed(deps: &Deps, state: &Value) -> Value {
+    let message = crate::contract::seal::message(state).unwrap_or_else(|e| panic!("{e}"));
+    let made = deps
+        .seal
+        .seal(&message)
+        .await
+        .unwrap_or_else(|e| panic!("sealing: {e}"));
+    let text = crate::contract::seal::with_seal(&state.to_string(), &made)
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A cluster nobody can reach: every connect is counted and refused
 /// (`EksTaskWorker.ClusterUnreachable`).
 #[derive(Debug, Default)]
