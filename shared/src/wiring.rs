@@ -74,11 +74,20 @@ impl Deps {
         let region = sdk
             .region()
             .map_or_else(|| settings.region.clone(), ToString::to_string);
-        let eks: Arc<dyn EksApi> =
-            match EksRest::new(&region, EksRest::endpoint_from_env(), credentials.clone()) {
-                Ok(e) => Arc::new(e),
-                Err(e) => Arc::new(NoEks::new(e.to_string())),
-            };
+        let eks: Arc<dyn EksApi> = match EksRest::endpoint_from_env()
+            .map(Ok)
+            .unwrap_or_else(|| {
+                EksRest::sdk_endpoint(
+                    &region,
+                    sdk.use_fips().unwrap_or(false),
+                    sdk.use_dual_stack().unwrap_or(false),
+                )
+            })
+            .and_then(|e| EksRest::new(&region, Some(e), credentials.clone()))
+        {
+            Ok(e) => Arc::new(e),
+            Err(e) => Arc::new(NoEks::new(e.to_string())),
+        };
         let tokens = Arc::new(BearerTokens::new(
             credentials.clone(),
             clock.clone(),

@@ -1,4 +1,8 @@
-//! The EKS REST API, SigV4-signed over HTTPS.
+//! The EKS REST API, SigV4-signed over HTTPS. Kept beside `aws-sdk-eks` because the
+//! cluster operations pass the native request through as JSON and answer with EKS's own
+//! JSON (every field, including ones newer than the SDK's model), which the SDK's typed
+//! builders and outputs would drop or need written out field by field; the endpoint and
+//! the signing are the SDK's (its endpoint rules, `aws-sigv4`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,8 +22,9 @@ type HttpsClient = hyper_util::client::legacy::Client<
     Full<bytes::Bytes>,
 >;
 
-/// [`EksApi`] over HTTPS with SigV4, at `AWS_ENDPOINT_URL_EKS`, `AWS_ENDPOINT_URL` or
-/// `https://eks.<region>.amazonaws.com`.
+/// [`EksApi`] over HTTPS with SigV4, at `AWS_ENDPOINT_URL_EKS`, `AWS_ENDPOINT_URL` or the
+/// endpoint the SDK's rules give the region ([`EksRest::sdk_endpoint`]: the partition's
+/// domain, FIPS and dual-stack).
 pub struct EksRest {
     endpoint: String,
     region: String,
@@ -37,10 +42,12 @@ impl EksRest {
         endpoint: Option<String>,
         credentials: Arc<dyn CredentialSource>,
     ) -> Result<Self, TaskError> {
-        let endpoint = endpoint
-            .unwrap_or_else(|| format!("https://eks.{region}.amazonaws.com"))
-            .trim_end_matches('/')
-            .to_owned();
+        let endpoint = match endpoint {
+            Some(e) => e,
+            None => Self::sdk_endpoint(region, false, false)?,
+        }
+        .trim_end_matches('/')
+        .to_owned();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| TaskError::message(names::INTERNAL, format!("no TLS roots: {e}")))?
@@ -58,7 +65,32 @@ impl EksRest {
         })
     }
 
-    /// The endpoint from the environment, as the AWS SDKs read it.
+    /// The EKS endpoint of `region` by the SDK's endpoint rules: `eks.<region>.amazonaws.com`,
+    /// `….amazonaws.com.cn` in China, the FIPS and dual-stack hosts when asked (not
+    /// written by hand: the rules know every partition).
+    ///
+    /// # Errors
+    /// `EksTaskWorker.InternalError` for a region the rules cannot place.
+    pub fn sdk_endpoint(region: &str, fips: bool, dual_stack: bool) -> Result<String, TaskError> {
+        use aws_sdk_eks::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+        use futures::FutureExt;
+        let internal = |m: String| TaskError::message(names::INTERNAL, m);
+        let params = Params::builder()
+            .region(region)
+            .use_fips(fips)
+            .use_dual_stack(dual_stack)
+            .build()
+            .map_err(|e| internal(format!("the EKS endpoint of {region}: {e}")))?;
+        let resolved = DefaultResolver::new()
+            .resolve_endpoint(&params)
+            .now_or_never()
+            .ok_or_else(|| internal(format!("the EKS endpoint of {region}: not resolved")))?
+            .map_err(|e| internal(format!("the EKS endpoint of {region}: {e}")))?;
+        Ok(resolved.url().to_owned())
+    }
+
+    /// The endpoint from the environment, as the AWS SDKs read it:
+    /// `AWS_ENDPOINT_URL_EKS`, else `AWS_ENDPOINT_URL`.
     #[must_use]
     pub fn endpoint_from_env() -> Option<String> {
         std::env::var("AWS_ENDPOINT_URL_EKS")
@@ -157,5 +189,31 @@ impl EksApi for EksRest {
             kind,
             message,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EksRest;
+
+    /// The endpoint comes from the SDK's rules, right in every partition.
+    #[test]
+    fn the_endpoint_follows_the_partition_fips_and_dual_stack() {
+        let at = |r: &str, fips: bool, dual: bool| {
+            EksRest::sdk_endpoint(r, fips, dual).unwrap_or_else(|e| panic!("{r}: {e}"))
+        };
+        assert_eq!(
+            at("us-east-1", false, false),
+            "https://eks.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            at("cn-north-1", false, false),
+            "https://eks.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            at("us-east-1", true, false),
+            "https://fips.eks.us-east-1.amazonaws.com"
+        );
+        assert!(at("us-east-1", false, true).contains("api.aws"));
     }
 }

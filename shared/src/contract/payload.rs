@@ -393,7 +393,10 @@ pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
                 ))
             }
         })
-        .transpose()?;
+        .transpose()?
+        // An EKS endpoint names its region (`<id>.<shard>.<region>.eks.amazonaws.com`): the
+        // cluster is described, and its token signed, there.
+        .or_else(|| endpoint.as_ref().and_then(eks_endpoint_region));
     Ok(ClusterRef {
         name: name.to_owned(),
         endpoint,
@@ -401,6 +404,25 @@ pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
         role_arn,
         region,
     })
+}
+
+/// The region an EKS API server endpoint's host names (`….<region>.eks.amazonaws.com`,
+/// or `.com.cn` in China); none for any other host.
+#[must_use]
+pub fn eks_endpoint_region(endpoint: &Url) -> Option<String> {
+    let host = endpoint.host_str()?.to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let at = labels
+        .windows(3)
+        .position(|w| w[0] == "eks" && w[1] == "amazonaws" && w[2] == "com")?;
+    let region = labels.get(at.checked_sub(1)?)?;
+    let mut parts = region.split('-');
+    let well_formed = parts
+        .next()
+        .is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && region.ends_with(|c: char| c.is_ascii_digit())
+        && region.split('-').count() >= 3;
+    well_formed.then(|| (*region).to_owned())
 }
 
 /// Validates an API server URL: https, a host, no query or fragment.
@@ -1015,6 +1037,34 @@ mod tests {
         assert!(is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS)));
         assert!(!is_task_token(&"t".repeat(MAX_TASK_TOKEN_CHARS + 1)));
         assert!(!is_task_token(""));
+    }
+
+    /// A cluster in another region, named by its endpoint alone, is described there.
+    #[test]
+    fn an_eks_endpoint_names_its_region() {
+        let region =
+            |u: &str| eks_endpoint_region(&Url::parse(u).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            region("https://ABC123.gr7.eu-west-1.eks.amazonaws.com"),
+            Some("eu-west-1".into())
+        );
+        assert_eq!(
+            region("https://abc.yl4.cn-north-1.eks.amazonaws.com.cn"),
+            Some("cn-north-1".into())
+        );
+        assert_eq!(
+            region("https://abc.sk1.us-gov-west-1.eks.amazonaws.com"),
+            Some("us-gov-west-1".into())
+        );
+        assert_eq!(region("https://127.0.0.1:6443"), None);
+        assert_eq!(region("https://eks.amazonaws.com.attacker.example"), None);
+        let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let named = cluster_ref(&fields(serde_json::json!({ "ClusterName": "c", "Endpoint": "https://abc.gr7.ap-south-1.eks.amazonaws.com" })))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(named.region.as_deref(), Some("ap-south-1"));
+        let given = cluster_ref(&fields(serde_json::json!({ "ClusterName": "c", "Region": "us-west-2", "Endpoint": "https://abc.gr7.ap-south-1.eks.amazonaws.com" })))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(given.region.as_deref(), Some("us-west-2"), "Region wins");
     }
 
     /// Names that go into request paths are names, never paths.
