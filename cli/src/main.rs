@@ -1,31 +1,33 @@
-//! `eks-task-worker`: the worker's command line.
+//! `eks-task-worker`: the worker's command line, parsed by clap (`--help` on every
+//! subcommand, `--version`; an unknown or misspelt flag is refused with exit 2).
 //!
-//! - `eks-task-worker token --cluster NAME [--region R] [--role-arn ARN]` prints the
-//!   bearer token the worker sends, as an `ExecCredential` like `aws eks get-token`
-//!   (so kubectl can use it as an exec credential plugin), in the version kubectl asks
-//!   for in `KUBERNETES_EXEC_INFO` (`v1beta1` when it says none).
-//! - `eks-task-worker kubeconfig --cluster NAME [--region R] [--role-arn ARN]
-//!   [--output FILE]` writes a kubeconfig for the cluster (its endpoint and CA from
-//!   `DescribeCluster`) that uses this program's `token` as its exec credential plugin.
-//! - `eks-task-worker invoke run-job|call --payload FILE` runs a handler locally with
-//!   the same code the Lambda runs, and prints its result (its log lines on stderr).
-//! - `eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS]
-//!   [--region R] [--dry-run]` grants the worker's role access to a cluster: an access
-//!   entry (or `aws-auth` mapping), the namespace, a least-privilege Role and binding.
-//! - `eks-task-worker migrate --run-job-function F --call-function F
-//!   --cluster-ops-function F [FILE]` prints a state machine definition (FILE or stdin)
-//!   with every native EKS state moved onto the worker by the README's recipe; it
-//!   refuses (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` the
-//!   worker's heartbeats cannot meet with the settings in the environment.
-//! - `eks-task-worker check [--function F]... [FILE]` checks every
-//!   `lambda:invoke.waitForTaskToken` state of a definition that invokes a function F
-//!   (every one when none is named) the same way; it exits 1 when one fails.
+//! - `token --cluster NAME [--region R] [--role-arn ARN]` prints the bearer token the
+//!   worker sends, as an `ExecCredential` like `aws eks get-token` (so kubectl can use
+//!   it as an exec credential plugin), in the version kubectl asks for in
+//!   `KUBERNETES_EXEC_INFO` (`v1beta1` when it says none).
+//! - `kubeconfig --cluster NAME [--region R] [--role-arn ARN] [--output FILE]` writes a
+//!   kubeconfig for the cluster (its endpoint and CA from `DescribeCluster`) that uses
+//!   this program's `token` as its exec credential plugin.
+//! - `invoke run-job|call --payload FILE` runs a handler locally with the same code the
+//!   Lambda runs, and prints its result (its log lines on stderr).
+//! - `bootstrap --cluster NAME --role-arn ARN[,ARN…] [--namespace NS] [--region R]
+//!   [--dry-run]` grants the worker's roles access to a cluster: an access entry (or
+//!   `aws-auth` mapping), the namespace, a least-privilege Role and binding, per role.
+//! - `migrate --run-job-function F --call-function F [--cluster-ops-function F] [FILE]`
+//!   prints a state machine definition (FILE or stdin) with every native EKS state moved
+//!   onto the worker by the README's recipe; it refuses (`HeartbeatTooShort`) a migrated
+//!   state whose `HeartbeatSeconds` the worker's heartbeats cannot meet with the settings
+//!   in the environment, and a native cluster operation without a cluster-ops function.
+//! - `check [--function F]... [FILE]` checks every `lambda:invoke.waitForTaskToken`
+//!   state of a definition that invokes a function F (every one when none is named) the
+//!   same way; it exits 1 when one fails.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use worker::adapters::credentials::AwsCredentials;
 use worker::adapters::eks_directory::EksDirectory;
@@ -35,19 +37,106 @@ use worker::ports::clock::{Clock, SystemClock};
 use worker::ports::cluster::ClusterDirectory;
 use worker::task::deps::Deps;
 
-const USAGE: &str = "usage:
-  eks-task-worker token --cluster NAME [--region REGION] [--role-arn ARN]
-  eks-task-worker kubeconfig --cluster NAME [--region REGION] [--role-arn ARN] [--output FILE]
-  eks-task-worker invoke run-job|call --payload FILE
-  eks-task-worker bootstrap --cluster NAME --role-arn ARN [--namespace NS] [--region REGION] [--dry-run]
-  eks-task-worker migrate --run-job-function F --call-function F --cluster-ops-function F [FILE]
-  eks-task-worker check [--function F]... [FILE]";
+/// The worker's command line (its subcommands below; `--help` on each).
+#[derive(Debug, Parser)]
+#[command(
+    name = "eks-task-worker",
+    version,
+    about = "eks-task-worker's command line: bearer tokens, kubeconfigs, local handler runs, cluster access, state machine migration",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// Where a cluster is, for `token` and `kubeconfig`.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The EKS cluster's name.
+    #[arg(long, value_name = "NAME")]
+    cluster: String,
+    /// Its region (default: the AWS configuration's).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// Act as this role (assumed with the caller's credentials).
+    #[arg(long, value_name = "ARN")]
+    role_arn: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the bearer token the worker sends, as an `ExecCredential` (an exec
+    /// credential plugin for kubectl, like `aws eks get-token`).
+    Token(ClusterArgs),
+    /// Write a kubeconfig for the cluster that uses `token` as its credential plugin.
+    Kubeconfig {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Write it here (default: print it).
+        #[arg(long, value_name = "FILE")]
+        output: Option<String>,
+    },
+    /// Run a handler locally with the Lambda's own code; print its result.
+    Invoke {
+        /// The function: run-job or call.
+        #[arg(value_parser = ["run-job", "call"])]
+        function: String,
+        /// The payload, a JSON file.
+        #[arg(long, value_name = "FILE")]
+        payload: String,
+    },
+    /// Grant the worker's role(s) access to a cluster: an access entry (or `aws-auth`
+    /// mapping), the namespace, a least-privilege Role and binding.
+    Bootstrap {
+        /// The EKS cluster's name.
+        #[arg(long, value_name = "NAME")]
+        cluster: String,
+        /// The worker's execution role(s): repeat it, or give a comma-separated list (as
+        /// the stack's `WorkerRoleArns` output).
+        #[arg(
+            long = "role-arn",
+            value_name = "ARN",
+            required = true,
+            value_delimiter = ','
+        )]
+        role_arns: Vec<String>,
+        /// The namespace the worker runs Jobs in.
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
+        /// The cluster's region (default: the AWS configuration's).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// Print what it would do, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a state machine definition with every native EKS state moved onto the
+    /// worker (the README's recipe).
+    Migrate {
+        /// The run-job function (name or ARN).
+        #[arg(long, value_name = "NAME_OR_ARN")]
+        run_job_function: String,
+        /// The call function (name or ARN).
+        #[arg(long, value_name = "NAME_OR_ARN")]
+        call_function: String,
+        /// The cluster-ops function (name or ARN); needed only when the definition has a
+        /// native cluster operation.
+        #[arg(long, value_name = "NAME_OR_ARN")]
+        cluster_ops_function: Option<String>,
+        /// The definition (default: stdin).
+        file: Option<String>,
+    },
+    /// Check every worker task's `HeartbeatSeconds` against the worker's heartbeats with
+    /// the settings in the environment; exit 1 when one is too short.
+    Check {
+        /// A worker function (name or ARN); repeat it (default: every
+        /// `lambda:invoke.waitForTaskToken` state).
+        #[arg(long = "function", value_name = "F")]
+        functions: Vec<String>,
+        /// The definition (default: stdin).
+        file: Option<String>,
+    },
 }
 
 /// Prints a line to stdout; a closed pipe (`| head`) is not an error.
@@ -81,23 +170,25 @@ fn exec_api_version(info: Option<&str>) -> anyhow::Result<&'static str> {
         })
 }
 
-/// `--cluster` (required), the SDK configuration from the environment, and the region
-/// (`--region`, else the configuration's).
-async fn cluster_args(args: &[String]) -> anyhow::Result<(String, aws_config::SdkConfig, String)> {
-    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
+/// The SDK configuration from the environment, and the region (`--region`, else the
+/// configuration's).
+async fn sdk_and_region(args: &ClusterArgs) -> anyhow::Result<(aws_config::SdkConfig, String)> {
     let sdk = aws_config::load_from_env().await;
-    let region = flag(args, "--region")
+    let region = args
+        .region
+        .clone()
         .or_else(|| sdk.region().map(ToString::to_string))
         .context("no region: pass --region or set AWS_REGION")?;
-    Ok((cluster, sdk, region))
+    Ok((sdk, region))
 }
 
-async fn token(args: &[String]) -> anyhow::Result<()> {
-    let (cluster, sdk, region) = cluster_args(args).await?;
+async fn token(args: &ClusterArgs) -> anyhow::Result<()> {
+    let (sdk, region) = sdk_and_region(args).await?;
+    let cluster = &args.cluster;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tokens = BearerTokens::new(Arc::new(AwsCredentials::new(&sdk)?), clock, RENEW_AFTER);
     let t = tokens
-        .token(&region, &cluster, flag(args, "--role-arn").as_deref())
+        .token(&region, cluster, args.role_arn.as_deref())
         .await?;
     // A minute before the server would refuse it, or before its credentials expire.
     let mut expires = t.signed_at + TOKEN_LIFETIME - Duration::from_secs(60);
@@ -118,10 +209,11 @@ async fn token(args: &[String]) -> anyhow::Result<()> {
 /// `--role-arn` when given) whose user runs this program's `token` as an exec
 /// credential plugin, so kubectl sends the very tokens the worker sends. Written to
 /// `--output`, or printed (JSON, which kubeconfig readers take as YAML).
-async fn kubeconfig(args: &[String]) -> anyhow::Result<()> {
+async fn kubeconfig(args: &ClusterArgs, output: Option<&str>) -> anyhow::Result<()> {
     use base64::Engine as _;
-    let (cluster, sdk, region) = cluster_args(args).await?;
-    let role = flag(args, "--role-arn");
+    let (sdk, region) = sdk_and_region(args).await?;
+    let cluster = args.cluster.clone();
+    let role = args.role_arn.clone();
     let directory = EksDirectory::new(&sdk, Arc::new(AwsCredentials::new(&sdk)?));
     let access = directory
         .describe(&cluster, Some(&region), role.as_deref())
@@ -151,10 +243,9 @@ async fn kubeconfig(args: &[String]) -> anyhow::Result<()> {
         "current-context": cluster,
     });
     let text = serde_json::to_string_pretty(&config)?;
-    match flag(args, "--output") {
+    match output {
         Some(path) => {
-            std::fs::write(&path, format!("{text}\n"))
-                .with_context(|| format!("writing {path}"))?;
+            std::fs::write(path, format!("{text}\n")).with_context(|| format!("writing {path}"))?;
             eprintln!("eks-task-worker: wrote {path} (context {cluster})");
         }
         None => print_out(&text),
@@ -162,10 +253,8 @@ async fn kubeconfig(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn invoke(args: &[String]) -> anyhow::Result<bool> {
-    let function = args.first().map(String::as_str).unwrap_or_default();
-    let file = flag(args, "--payload").context("--payload FILE is required")?;
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+async fn invoke(function: &str, file: &str) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
     let payload: Value =
         serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
     // The handler's log lines as the function writes them (`AWS_LAMBDA_LOG_FORMAT`,
@@ -177,7 +266,7 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     let result = match function {
         "run-job" => worker::task::run_job::handle(payload, &deps, Some(deadline)).await,
         "call" => worker::task::call::handle(payload, &deps).await,
-        other => bail!("unknown function {other:?}: run-job or call\n{USAGE}"),
+        other => bail!("unknown function {other:?}: run-job or call"),
     };
     match result {
         Ok(v) => {
@@ -194,18 +283,35 @@ async fn invoke(args: &[String]) -> anyhow::Result<bool> {
     }
 }
 
-async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
+/// The `bootstrap` subcommand's arguments.
+struct BootstrapArgs<'a> {
+    cluster: &'a str,
+    role_arns: &'a [String],
+    namespace: &'a str,
+    region: Option<&'a str>,
+    dry_run: bool,
+}
+
+async fn bootstrap(args: &BootstrapArgs<'_>) -> anyhow::Result<()> {
     use worker::task::bootstrap::{apply, plan, AuthMode, Grant};
-    let cluster = flag(args, "--cluster").context("--cluster NAME is required")?;
-    let grant = Grant {
-        cluster: cluster.clone(),
-        principal_arn: flag(args, "--role-arn")
-            .context("--role-arn ARN (the worker's execution role) is required")?,
-        namespace: flag(args, "--namespace").unwrap_or_else(|| "default".into()),
-    };
+    let cluster = args.cluster.to_owned();
+    let grants: Vec<Grant> = args
+        .role_arns
+        .iter()
+        .map(|arn| arn.trim())
+        .filter(|arn| !arn.is_empty())
+        .map(|arn| Grant {
+            cluster: cluster.clone(),
+            principal_arn: arn.to_owned(),
+            namespace: args.namespace.to_owned(),
+        })
+        .collect();
+    if grants.is_empty() {
+        bail!("--role-arn ARN (the worker's execution role) is required");
+    }
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = flag(args, "--region") {
-        loader = loader.region(aws_config::Region::new(r));
+    if let Some(r) = args.region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
     }
     let sdk = loader.load().await;
     let eks = aws_sdk_eks::Client::new(&sdk);
@@ -222,11 +328,17 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
             .and_then(|a| a.authentication_mode())
             .map(|m| m.as_str()),
     );
-    let steps = plan(&grant, mode).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if args.iter().any(|a| a == "--dry-run") {
+    let mut planned = Vec::new();
+    for grant in grants {
+        let steps = plan(&grant, mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+        planned.push((grant, steps));
+    }
+    if args.dry_run {
         print_out(&format!("authentication mode {mode:?}; would:"));
-        for s in &steps {
-            print_out(&format!("  {}", s.describe(&grant)));
+        for (grant, steps) in &planned {
+            for s in steps {
+                print_out(&format!("  {}", s.describe(grant)));
+            }
         }
         return Ok(());
     }
@@ -245,23 +357,20 @@ async fn bootstrap(args: &[String]) -> anyhow::Result<()> {
         .connect(&cluster_ref)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for line in apply(&steps, &grant, &eks, kube.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    {
-        print_out(&line);
+    for (grant, steps) in &planned {
+        for line in apply(steps, grant, &eks, kube.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            print_out(&line);
+        }
     }
     Ok(())
 }
 
-/// The state machine definition named by the positional FILE argument, else stdin.
-fn read_definition(args: &[String]) -> anyhow::Result<Value> {
-    let file = args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
-        .map(|(_, a)| a.clone());
-    let text = match &file {
+/// The state machine definition in `file`, else on stdin.
+fn read_definition(file: Option<&str>) -> anyhow::Result<Value> {
+    let text = match file {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
     };
@@ -283,20 +392,31 @@ fn short_heartbeats(
         .collect())
 }
 
-/// Prints `FILE` (or stdin) migrated; says on stderr how many states moved. Refuses
-/// (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` cannot be met.
-fn migrate(args: &[String]) -> anyhow::Result<()> {
+/// Prints `file` (or stdin) migrated; says on stderr how many states moved. Refuses
+/// (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` cannot be met, and a
+/// native cluster operation when no cluster-ops function is named.
+fn migrate(
+    run_job: &str,
+    call: &str,
+    cluster_ops: Option<&str>,
+    file: Option<&str>,
+) -> anyhow::Result<()> {
     use worker::contract::migration::{migrate, Functions};
-    let function = |name: &str| {
-        flag(args, name).with_context(|| format!("{name} NAME_OR_ARN is required\n{USAGE}"))
-    };
+    // Without a cluster-ops function, a name no state can carry: a native cluster
+    // operation in the definition is then refused by name.
+    const NONE: &str = "--cluster-ops-function";
+    let definition = read_definition(file)?;
     let functions = Functions {
-        run_job: function("--run-job-function")?,
-        call: function("--call-function")?,
-        cluster_ops: function("--cluster-ops-function")?,
+        run_job: run_job.to_owned(),
+        call: call.to_owned(),
+        cluster_ops: cluster_ops.unwrap_or(NONE).to_owned(),
     };
-    let definition = read_definition(args)?;
     let (migrated, moved) = migrate(&definition, &functions)?;
+    if cluster_ops.is_none() && migrated.to_string().contains(NONE) {
+        bail!(
+            "the definition has a native EKS cluster operation: pass --cluster-ops-function NAME_OR_ARN"
+        );
+    }
     let ours = [&functions.run_job, &functions.call, &functions.cluster_ops];
     let short = short_heartbeats(&migrated, |f| ours.iter().any(|o| o.as_str() == f))?;
     if !short.is_empty() {
@@ -309,13 +429,8 @@ fn migrate(args: &[String]) -> anyhow::Result<()> {
 
 /// `check [--function F]... [FILE]`: every worker task's `HeartbeatSeconds` against
 /// the heartbeat cadence of the settings in the environment. `Ok(false)` when one fails.
-fn check(args: &[String]) -> anyhow::Result<bool> {
-    let named: Vec<String> = args
-        .windows(2)
-        .filter(|w| w[0] == "--function")
-        .map(|w| w[1].clone())
-        .collect();
-    let definition = read_definition(args)?;
+fn check(named: &[String], file: Option<&str>) -> anyhow::Result<bool> {
+    let definition = read_definition(file)?;
     let mut checked = 0;
     let short = short_heartbeats(&definition, |f| {
         let worker = named.is_empty()
@@ -337,18 +452,43 @@ fn check(args: &[String]) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args.first().map(String::as_str) {
-        Some("token") => token(&args[1..]).await.map(|()| true),
-        Some("kubeconfig") => kubeconfig(&args[1..]).await.map(|()| true),
-        Some("invoke") => invoke(&args[1..]).await,
-        Some("bootstrap") => bootstrap(&args[1..]).await.map(|()| true),
-        Some("migrate") => migrate(&args[1..]).map(|()| true),
-        Some("check") => check(&args[1..]),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    // Usage errors (an unknown or misspelt flag, a missing argument) exit 2 on stderr;
+    // --help and --version print on stdout and exit 0.
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::Token(args) => token(args).await.map(|()| true),
+        Command::Kubeconfig { cluster, output } => {
+            kubeconfig(cluster, output.as_deref()).await.map(|()| true)
         }
+        Command::Invoke { function, payload } => invoke(function, payload).await,
+        Command::Bootstrap {
+            cluster,
+            role_arns,
+            namespace,
+            region,
+            dry_run,
+        } => bootstrap(&BootstrapArgs {
+            cluster,
+            role_arns,
+            namespace,
+            region: region.as_deref(),
+            dry_run: *dry_run,
+        })
+        .await
+        .map(|()| true),
+        Command::Migrate {
+            run_job_function,
+            call_function,
+            cluster_ops_function,
+            file,
+        } => migrate(
+            run_job_function,
+            call_function,
+            cluster_ops_function.as_deref(),
+            file.as_deref(),
+        )
+        .map(|()| true),
+        Command::Check { functions, file } => check(functions, file.as_deref()),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -362,7 +502,62 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::exec_api_version;
+    use clap::{CommandFactory, Parser};
+
+    use super::{exec_api_version, Cli, Command};
+
+    /// The command line is clap's: a misspelt or unknown flag is refused (never ignored:
+    /// `--role` for `--role-arn` would mint a token as the caller), `--help` and
+    /// `--version` work on every subcommand, `bootstrap --role-arn` takes the stack's
+    /// comma-separated list, `migrate` needs no cluster-ops function.
+    #[test]
+    fn the_command_line_refuses_what_it_does_not_know() {
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("eks-task-worker").chain(args.iter().copied()))
+        };
+        let e = parse(&[
+            "token",
+            "--cluster",
+            "prod",
+            "--role",
+            "arn:aws:iam::1:role/r",
+        ])
+        .err()
+        .map(|e| e.kind());
+        assert_eq!(e, Some(clap::error::ErrorKind::UnknownArgument));
+        assert_eq!(
+            parse(&["token", "--help"]).err().map(|e| e.kind()),
+            Some(clap::error::ErrorKind::DisplayHelp)
+        );
+        assert_eq!(
+            parse(&["--version"]).err().map(|e| e.kind()),
+            Some(clap::error::ErrorKind::DisplayVersion)
+        );
+        let bootstrap = parse(&[
+            "bootstrap",
+            "--cluster",
+            "c",
+            "--role-arn",
+            "arn:aws:iam::1:role/a,arn:aws:iam::1:role/b",
+            "--role-arn",
+            "arn:aws:iam::1:role/c",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        match bootstrap.command {
+            Command::Bootstrap {
+                role_arns,
+                namespace,
+                ..
+            } => {
+                assert_eq!(role_arns.len(), 3);
+                assert_eq!(namespace, "default");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["migrate", "--run-job-function", "r", "--call-function", "c"]).is_ok());
+        assert!(parse(&["invoke", "poller", "--payload", "p.json"]).is_err());
+    }
 
     #[test]
     fn the_exec_credential_is_the_version_kubectl_asks_for() {

@@ -125,13 +125,16 @@ async fn bootstrap_grants_a_new_identity_a_namespace_of_its_own() {
     );
     assert!(ok, "{out}");
     assert!(out.contains("kube-system/aws-auth: mapped"), "{out}");
+    // Again, with a second role beside the first, as the stack's comma-separated
+    // `WorkerRoleArns` output lists them: the first is already there, the second mapped.
+    let (second, second_key, second_secret) = new_user(&world, &format!("{name}-2")).await;
     let (ok, again) = bootstrap(
         &world,
         &[
             "--cluster",
             &world.cluster(),
             "--role-arn",
-            &arn,
+            &format!("{arn},{second}"),
             "--namespace",
             &name,
         ],
@@ -139,6 +142,28 @@ async fn bootstrap_grants_a_new_identity_a_namespace_of_its_own() {
     assert!(
         ok && again.contains("already mapped") && again.contains("already there"),
         "running it twice is harmless: {again}"
+    );
+    assert!(
+        again.contains(": mapped"),
+        "the second role mapped: {again}"
+    );
+    facts.facts["second"] =
+        json!({ "access_key_id": second_key, "secret_access_key": second_secret });
+    let second_kube = facts
+        .kube(
+            &facts
+                .botocore_token("second", &world.cluster(), None)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = send(&second_kube, KubeRequest::get(jobs.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        listed.status,
+        200,
+        "the second role let in: {}",
+        listed.body_value()
     );
 
     let after = send(&kube, request(http::Method::POST, &jobs, Some(&job)))

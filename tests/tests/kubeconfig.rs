@@ -104,5 +104,5 @@ async fn a_cluster_that_does_not_exist_is_named() {
     assert!(out.is_empty(), "nothing written: {out}");
     assert!(err.contains(&missing), "{err}");
     let (ok, _, err) = kubeconfig(&world, &[]);
-    assert!(!ok && err.contains("--cluster NAME is required"), "{err}");
+    assert!(!ok && err.contains("--cluster <NAME>"), "{err}");
 }

@@ -17,7 +17,8 @@ use crate::ports::kube::{KubeApi, KubeRequest};
 
 /// The rules of the worker's Role, one source for the command and the docs.
 pub const ROLE_RULES: &str = include_str!("worker-role-rules.json");
-/// The name of the Role and RoleBinding the command creates.
+/// The name of the Role the command creates (one per namespace; each principal's
+/// RoleBinding is [`Grant::binding_name`]).
 pub const ROLE_NAME: &str = "eks-task-worker";
 
 /// A cluster's authentication mode (`accessConfig.authenticationMode`).
@@ -59,6 +60,17 @@ impl Grant {
     #[must_use]
     pub fn username(&self) -> &str {
         &self.principal_arn
+    }
+
+    /// The principal's own RoleBinding: `eks-task-worker-<8 hex of its ARN's SHA-256>`,
+    /// so that the stack's several roles, bootstrapped in one namespace, each keep theirs
+    /// (one shared binding was replaced by each run: only the last role kept access).
+    #[must_use]
+    pub fn binding_name(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.principal_arn.as_bytes());
+        let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        format!("{ROLE_NAME}-{short}")
     }
 }
 
@@ -142,7 +154,7 @@ pub fn plan(grant: &Grant, mode: AuthMode) -> Result<Vec<Step>, TaskError> {
         })),
         Step::ApplyRoleBinding(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": { "name": ROLE_NAME, "namespace": grant.namespace, "labels": { "app.kubernetes.io/managed-by": "eks-task-worker" } },
+            "metadata": { "name": grant.binding_name(), "namespace": grant.namespace, "labels": { "app.kubernetes.io/managed-by": "eks-task-worker" } },
             "subjects": [{ "kind": "User", "name": grant.username(), "apiGroup": "rbac.authorization.k8s.io" }],
             "roleRef": { "kind": "Role", "name": ROLE_NAME, "apiGroup": "rbac.authorization.k8s.io" },
         })),
@@ -357,6 +369,11 @@ mod tests {
             b["subjects"][0]["name"],
             "arn:aws:iam::123456789012:role/worker"
         );
+        // Each principal its own binding: a second role does not replace the first's.
+        let mut other = grant();
+        other.principal_arn = "arn:aws:iam::123456789012:role/poller".into();
+        assert_ne!(b["metadata"]["name"], json!(other.binding_name()));
+        assert_eq!(b["metadata"]["name"], json!(grant().binding_name()));
     }
 
     #[test]
