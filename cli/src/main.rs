@@ -92,14 +92,10 @@ enum Command {
         /// The EKS cluster's name.
         #[arg(long, value_name = "NAME")]
         cluster: String,
-        /// The worker's execution role(s): repeat it, or give a comma-separated list (as
-        /// the stack's `WorkerRoleArns` output).
-        #[arg(
-            long = "role-arn",
-            value_name = "ARN",
-            required = true,
-            value_delimiter = ','
-        )]
+        /// The worker's execution role(s): repeat it, or give the stack's
+        /// `WorkerRoleArns` output, a comma-separated list (split before each `arn:`:
+        /// a role name may hold a comma).
+        #[arg(long = "role-arn", value_name = "ARN", required = true)]
         role_arns: Vec<String>,
         /// The namespace the worker runs Jobs in.
         #[arg(long, value_name = "NS", default_value = "default")]
@@ -283,6 +279,22 @@ async fn invoke(function: &str, file: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// A comma-separated list of ARNs, split only before an `arn:` (an IAM name may hold a
+/// comma: `role/a,b` is one role).
+fn split_arns(list: &str) -> Vec<String> {
+    let mut arns: Vec<String> = Vec::new();
+    for piece in list.split(',') {
+        match arns.last_mut() {
+            Some(last) if !piece.trim_start().starts_with("arn:") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => arns.push(piece.to_owned()),
+        }
+    }
+    arns
+}
+
 /// The `bootstrap` subcommand's arguments.
 struct BootstrapArgs<'a> {
     cluster: &'a str,
@@ -298,11 +310,12 @@ async fn bootstrap(args: &BootstrapArgs<'_>) -> anyhow::Result<()> {
     let grants: Vec<Grant> = args
         .role_arns
         .iter()
-        .map(|arn| arn.trim())
+        .flat_map(|list| split_arns(list))
+        .map(|arn| arn.trim().to_owned())
         .filter(|arn| !arn.is_empty())
         .map(|arn| Grant {
             cluster: cluster.clone(),
-            principal_arn: arn.to_owned(),
+            principal_arn: arn,
             namespace: args.namespace.to_owned(),
         })
         .collect();
@@ -401,22 +414,29 @@ fn migrate(
     cluster_ops: Option<&str>,
     file: Option<&str>,
 ) -> anyhow::Result<()> {
-    use worker::contract::migration::{migrate, Functions};
-    // Without a cluster-ops function, a name no state can carry: a native cluster
-    // operation in the definition is then refused by name.
-    const NONE: &str = "--cluster-ops-function";
+    use worker::contract::migration::{migrate, native_row, states, Function, Functions};
     let definition = read_definition(file)?;
+    let cluster_op = states(&definition)?.into_iter().find(|at| {
+        definition
+            .pointer(&format!("{}/Resource", at.pointer))
+            .and_then(Value::as_str)
+            .and_then(native_row)
+            .is_some_and(|(row, _)| row.function == Function::ClusterOps)
+    });
+    let cluster_ops = match (cluster_ops, cluster_op) {
+        (Some(f), _) => f.to_owned(),
+        (None, Some(at)) => bail!(
+            "{}: a native EKS cluster operation: pass --cluster-ops-function NAME_OR_ARN",
+            at.path
+        ),
+        (None, None) => String::new(),
+    };
     let functions = Functions {
         run_job: run_job.to_owned(),
         call: call.to_owned(),
-        cluster_ops: cluster_ops.unwrap_or(NONE).to_owned(),
+        cluster_ops,
     };
     let (migrated, moved) = migrate(&definition, &functions)?;
-    if cluster_ops.is_none() && migrated.to_string().contains(NONE) {
-        bail!(
-            "the definition has a native EKS cluster operation: pass --cluster-ops-function NAME_OR_ARN"
-        );
-    }
     let ours = [&functions.run_job, &functions.call, &functions.cluster_ops];
     let short = short_heartbeats(&migrated, |f| ours.iter().any(|o| o.as_str() == f))?;
     if !short.is_empty() {
@@ -550,11 +570,20 @@ mod tests {
                 namespace,
                 ..
             } => {
-                assert_eq!(role_arns.len(), 3);
+                let arns: Vec<String> = role_arns
+                    .iter()
+                    .flat_map(|l| super::split_arns(l))
+                    .collect();
+                assert_eq!(arns.len(), 3, "{arns:?}");
                 assert_eq!(namespace, "default");
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            super::split_arns("arn:aws:iam::1:role/a,b,arn:aws:iam::1:role/c"),
+            ["arn:aws:iam::1:role/a,b", "arn:aws:iam::1:role/c"],
+            "a role name with a comma stays whole"
+        );
         assert!(parse(&["migrate", "--run-job-function", "r", "--call-function", "c"]).is_ok());
         assert!(parse(&["invoke", "poller", "--payload", "p.json"]).is_err());
     }

@@ -407,22 +407,29 @@ pub fn cluster_ref(fields: &Fields) -> Result<ClusterRef, TaskError> {
 }
 
 /// The region an EKS API server endpoint's host names (`….<region>.eks.amazonaws.com`,
-/// or `.com.cn` in China); none for any other host.
+/// or `.eks.amazonaws.com.cn` in China); none for any other host (IPv6 clusters'
+/// `api.aws` hosts are not read: give `Region` for those).
 #[must_use]
 pub fn eks_endpoint_region(endpoint: &Url) -> Option<String> {
     let host = endpoint.host_str()?.to_ascii_lowercase();
-    let labels: Vec<&str> = host.split('.').collect();
-    let at = labels
-        .windows(3)
-        .position(|w| w[0] == "eks" && w[1] == "amazonaws" && w[2] == "com")?;
-    let region = labels.get(at.checked_sub(1)?)?;
-    let mut parts = region.split('-');
-    let well_formed = parts
-        .next()
-        .is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && region.ends_with(|c: char| c.is_ascii_digit())
-        && region.split('-').count() >= 3;
-    well_formed.then(|| (*region).to_owned())
+    let rest = host
+        .strip_suffix(".eks.amazonaws.com")
+        .or_else(|| host.strip_suffix(".eks.amazonaws.com.cn"))?;
+    let region = rest.rsplit('.').next()?;
+    let parts: Vec<&str> = region.split('-').collect();
+    let well_formed = parts.len() >= 3
+        && region.len() <= 32
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    (well_formed && rest.contains('.')).then(|| region.to_owned())
 }
 
 /// Validates an API server URL: https, a host, no query or fragment.
@@ -1058,6 +1065,12 @@ mod tests {
         );
         assert_eq!(region("https://127.0.0.1:6443"), None);
         assert_eq!(region("https://eks.amazonaws.com.attacker.example"), None);
+        assert_eq!(
+            region("https://x.gr7.eu-west-1.eks.amazonaws.com.attacker.example"),
+            None
+        );
+        assert_eq!(region("https://x.gr7.us-a_b-1.eks.amazonaws.com"), None);
+        assert_eq!(region("https://eu-west-1.eks.amazonaws.com"), None);
         let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
         let named = cluster_ref(&fields(serde_json::json!({ "ClusterName": "c", "Endpoint": "https://abc.gr7.ap-south-1.eks.amazonaws.com" })))
             .unwrap_or_else(|e| panic!("{e}"));
