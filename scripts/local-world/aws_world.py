@@ -204,6 +204,23 @@ def _assumed_roles_live_as_their_role_says():
     AssumedRole.__init__ = init
 
 
+def _refuse_over(backend, methods, exception, field, limit, size_of):
+    """Wraps `backend`'s `methods` so that a request whose `size_of(args, kwargs)` is over
+    `limit` raises `exception` with the message AWS gives for `field`."""
+    for method in methods:
+        original = getattr(backend, method)
+
+        def checked(self, *args, _original=original, **kwargs):
+            size = size_of(args, kwargs)
+            if size > limit:
+                raise exception(
+                    f"1 validation error detected: Value at '{field}' failed to satisfy constraint: "
+                    f"Member must have length less than or equal to {limit} (it has {size})")
+            return _original(self, *args, **kwargs)
+
+        setattr(backend, method, checked)
+
+
 def _schedule_inputs_within_their_limit():
     """moto stores a schedule whatever the size of its target's Input; Scheduler refuses
     an Input over 8,192 characters (ValidationException). So does the world, so that a
@@ -211,18 +228,8 @@ def _schedule_inputs_within_their_limit():
     from moto.scheduler.exceptions import ValidationException
     from moto.scheduler.models import EventBridgeSchedulerBackend
 
-    for method in ("create_schedule", "update_schedule"):
-        original = getattr(EventBridgeSchedulerBackend, method)
-
-        def checked(self, *args, _original=original, **kwargs):
-            size = len((kwargs.get("target") or {}).get("Input") or "")
-            if size > 8192:
-                raise ValidationException(
-                    f"1 validation error detected: Value at 'target.input' failed to satisfy constraint: "
-                    f"Member must have length less than or equal to 8192 (it has {size})")
-            return _original(self, *args, **kwargs)
-
-        setattr(EventBridgeSchedulerBackend, method, checked)
+    _refuse_over(EventBridgeSchedulerBackend, ("create_schedule", "update_schedule"), ValidationException,
+                 "target.input", 8192, lambda args, kwargs: len((kwargs.get("target") or {}).get("Input") or ""))
 
 
 def _mac_messages_within_their_limit():
@@ -233,22 +240,14 @@ def _mac_messages_within_their_limit():
     from moto.kms.exceptions import ValidationException
     from moto.kms.models import KmsBackend
 
-    for method in ("generate_mac", "verify_mac"):
-        original = getattr(KmsBackend, method)
+    def message_bytes(args, kwargs):
+        message = kwargs.get("message", args[0] if args else b"") or b""
+        try:
+            return len(b64.b64decode(message)) if isinstance(message, str) else len(message)
+        except ValueError:
+            return len(message)
 
-        def checked(self, *args, _original=original, **kwargs):
-            message = kwargs.get("message", args[0] if args else b"") or b""
-            try:
-                size = len(b64.b64decode(message)) if isinstance(message, str) else len(message)
-            except ValueError:
-                size = len(message)
-            if size > 4096:
-                raise ValidationException(
-                    f"1 validation error detected: Value at 'message' failed to satisfy constraint: "
-                    f"Member must have length less than or equal to 4096 (it has {size})")
-            return _original(self, *args, **kwargs)
-
-        setattr(KmsBackend, method, checked)
+    _refuse_over(KmsBackend, ("generate_mac", "verify_mac"), ValidationException, "message", 4096, message_bytes)
 
 
 def _indefinite_paths_answer_lists():

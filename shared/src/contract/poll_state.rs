@@ -586,7 +586,9 @@ mod tests {
             mac: "A".repeat(44),
         };
         let sealed = |input: &str| {
-            crate::contract::seal::with_seal(input, &seal).unwrap_or_else(|e| panic!("{e}"))
+            let state: serde_json::Value =
+                serde_json::from_str(input).unwrap_or_else(|e| panic!("{e}"));
+            crate::contract::seal::with_seal(&state, &seal).unwrap_or_else(|e| panic!("{e}"))
         };
         for _ in 0..64 {
             s = s.failed(&format!("EKS.503: {body}"));

@@ -103,18 +103,17 @@ pub fn digest(message: &str) -> Vec<u8> {
 /// The length of an HMAC-SHA-256, the only MAC a seal carries.
 pub const MAC_BYTES: usize = 32;
 
-/// `input` (a poll state's JSON) with `seal` beside its fields.
+/// `state` (a poll state) with `seal` beside its fields, as the schedule's input text.
 ///
 /// # Errors
-/// [`Unsealed::NotAnObject`] when `input` is not a JSON object.
-pub fn with_seal(input: &str, seal: &Seal) -> Result<String, Unsealed> {
-    let mut state: Value = serde_json::from_str(input).map_err(|_| Unsealed::NotAnObject)?;
-    let fields = state.as_object_mut().ok_or(Unsealed::NotAnObject)?;
+/// [`Unsealed::NotAnObject`] when `state` is not a JSON object.
+pub fn with_seal(state: &Value, seal: &Seal) -> Result<String, Unsealed> {
+    let mut fields = state.as_object().cloned().ok_or(Unsealed::NotAnObject)?;
     fields.insert(
         SEAL_FIELD.into(),
         serde_json::to_value(seal).map_err(|_| Unsealed::Malformed)?,
     );
-    Ok(state.to_string())
+    Ok(Value::Object(fields).to_string())
 }
 
 /// A delivered poll state's message and seal, and the state without its seal.
@@ -145,7 +144,8 @@ mod tests {
             mac: "bWFj".into(),
         };
         let input = r#"{"b":1,"a":{"d":[{"z":"\"","y":2}],"c":null}}"#;
-        let sealed = with_seal(input, &seal).unwrap_or_else(|e| panic!("{e}"));
+        let parsed: Value = serde_json::from_str(input).unwrap_or_else(|e| panic!("{e}"));
+        let sealed = with_seal(&parsed, &seal).unwrap_or_else(|e| panic!("{e}"));
         let delivered: Value = serde_json::from_str(&sealed).unwrap_or_else(|e| panic!("{e}"));
         let (message, found, state) = open(&delivered).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(found, seal);

@@ -107,7 +107,7 @@ impl Deps {
                     )),
                     SealError::Refused(m) => HandOffError::Refused(key_error(m)),
                 })?;
-                let input = seal::with_seal(&poll.input, &made)
+                let input = seal::with_seal(&state, &made)
                     .map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
                 self.handoff
                     .hand_off(&crate::contract::poll_state::NextPoll {

@@ -76,7 +76,6 @@ pub use crate::task::retry::is_transient;
 /// The delivered state without its seal when its seal is the worker's; else why not.
 async fn verified(delivered: &Value, deps: &Deps) -> Result<Result<Value, String>, TaskError> {
     use crate::contract::seal;
-    use crate::ports::seal::SealError;
     let (message, found, state) = match seal::open(delivered) {
         Ok(opened) => opened,
         Err(e) => return Ok(Err(e.to_string())),
@@ -87,12 +86,10 @@ async fn verified(delivered: &Value, deps: &Deps) -> Result<Result<Value, String
             "the seal (key {}) is not a seal of this state by the deployment's key",
             found.key_id
         ))),
-        // Not the state's fault: the invocation fails, so that it is delivered again
-        // and, failing still, dead-lettered (redriven once the key is there).
-        Err(e @ SealError::NoKey) => Err(TaskError::message(names::POLL_STATE_KEY, e.to_string())),
-        Err(SealError::Busy(m) | SealError::Refused(m)) => {
-            Err(TaskError::message(names::POLL_STATE_KEY, m))
-        }
+        // Not the state's fault (no key, the key refused, KMS busy): the invocation
+        // fails, so that it is delivered again and, failing still, dead-lettered
+        // (redriven once the key can be used).
+        Err(e) => Err(TaskError::message(names::POLL_STATE_KEY, e.to_string())),
     }
 }
 

@@ -235,8 +235,7 @@ pub async fn sealed(deps: &Deps, state: &Value) -> Value {
         .seal(&message)
         .await
         .unwrap_or_else(|e| panic!("sealing: {e}"));
-    let text = crate::contract::seal::with_seal(&state.to_string(), &made)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let text = crate::contract::seal::with_seal(state, &made).unwrap_or_else(|e| panic!("{e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
 }
 
