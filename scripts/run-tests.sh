@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a test command (make test: `cargo test --workspace --no-fail-fast`, every test
 # binary to its end), keeps its output in target/test-output.log, and ends with a
-# summary of every red test by binary; exits with the command's status.
+# summary of every red test by binary (from each binary's closing list of failures,
+# which a test's own output cannot split as it can a `test … FAILED` line);
+# exits with the command's status.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -11,7 +13,9 @@ rc=${PIPESTATUS[0]}
 red=$(awk '
   /^ *Running / { bin = $2 }
   /^ *Doc-tests / { bin = "doc-tests " $2 }
-  /^test .* \.\.\. FAILED$/ { sub(/^test /, ""); sub(/ \.\.\. FAILED$/, ""); print "  " bin ": " $0 }
+  /^failures:$/ { names = 1; next }
+  names && /^    [^ ]/ { sub(/^    /, ""); print "  " bin ": " $0; next }
+  { names = 0 }
 ' "$log")
 echo
 if [ -n "$red" ]; then

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -37,40 +38,112 @@ struct Cell<'a> {
     proxy: &'a FaultProxy,
 }
 
-/// Whether the cell runs: all of them, or those `FAULT_CELLS` (comma-separated) names,
-/// for running one cell against a deliberate mutation.
-fn wanted(cell: &str) -> bool {
-    std::env::var("FAULT_CELLS").map_or(true, |w| w.split(',').any(|c| c.trim() == cell))
+/// The matrix's cells in the order they run, each one test of this binary's own harness
+/// (`cargo test -p world-tests --test faults -- create-500` runs one; `--exact` for a
+/// name that is the start of others). [`matrix`] builds the same cells; a name in one
+/// list and not the other fails every cell that is asked for.
+const CELLS: &[&str] = &[
+    "create-500",
+    "create-lost-generate-name",
+    "create-lost-fixed-name",
+    "create-lost-rr-generate-name",
+    "create-lost-rr-fixed-name",
+    "read-503",
+    "log-500",
+    "read-429",
+    "watch-timeout",
+    "watch-cut",
+    "sts-reset",
+    "schedule-500",
+    "schedule-429",
+    "success-throttled",
+    "success-500",
+    "poller-killed",
+    "run-job-killed",
+    "run-job-twice",
+    "poll-twice",
+    "poll-twice-finished",
+    "ns-deleted",
+    "timed-out",
+    "outage-heartbeat",
+    "apiserver-restart",
+    "poller-dead-letter",
+    "heartbeat-60",
+    "stopped-inline",
+    "token-lifetimes",
+    "deadline-503",
+    "poll-state-limit",
+    "archive-2gb",
+    "archive-aborted",
+    "cluster-gone",
+    "cluster-active-late",
+    "credentials-expiry",
+    "pods-list-once",
+    "pods-list-down",
+];
+
+/// A cell's future, borrowing the matrix's world, proxy and platform.
+type CellFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// A test's request to the matrix's runner: run `cell`, send back how it ended.
+struct Ask {
+    cell: &'static str,
+    answer: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
-/// The matrix's cells, each run to its end whatever an earlier one did; the red ones
-/// named at the end (a red cell does not hide the cells after it).
+/// The matrix's cells, built once against one world, proxy and platform, each run when
+/// its test asks for it; a cell that panics is answered red with its message, and its
+/// faults cleared (the proxy's rules, the platform's chaos switch), so that they cannot
+/// reach the next cell.
 struct Cells<'a> {
     proxy: &'a FaultProxy,
     chaos: &'a std::path::Path,
-    red: Vec<String>,
+    cells: Vec<(&'static str, CellFuture<'a>)>,
 }
 
-impl Cells<'_> {
-    /// Runs the cell `name` when it is [`wanted`]; a cell that panics is recorded red and
-    /// its faults cleared (the proxy's rules, the platform's chaos switch), so that they
-    /// cannot reach the next cell.
-    async fn check(&mut self, name: &str, cell: impl Future<Output = ()>) {
-        if !wanted(name) {
-            return;
+impl<'a> Cells<'a> {
+    fn add(&mut self, name: &'static str, cell: impl Future<Output = ()> + 'a) {
+        self.cells.push((name, Box::pin(cell)));
+    }
+
+    /// The names built, in order, when they are [`CELLS`]; else what differs.
+    fn listed(&self) -> Result<(), String> {
+        let built: Vec<&str> = self.cells.iter().map(|(n, _)| *n).collect();
+        if built == CELLS {
+            Ok(())
+        } else {
+            Err(format!(
+                "the matrix builds the cells {built:?}, CELLS lists {CELLS:?}"
+            ))
         }
+    }
+
+    async fn run(&mut self, name: &str) -> Result<(), String> {
+        let Some(at) = self.cells.iter().position(|(n, _)| *n == name) else {
+            return Err(format!("no cell {name} (or it ran already)"));
+        };
+        let (_, cell) = self.cells.remove(at);
         let began = Instant::now();
-        let green = AssertUnwindSafe(cell).catch_unwind().await.is_ok();
-        if !green {
+        let ended = AssertUnwindSafe(cell)
+            .catch_unwind()
+            .await
+            .map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "the cell panicked".to_owned())
+            });
+        if ended.is_err() {
             self.proxy.clear().await;
             let _ = std::fs::remove_file(self.chaos);
-            self.red.push(name.to_owned());
         }
         eprintln!(
             "fault cell {name}: {} in {} s",
-            if green { "green" } else { "RED" },
+            if ended.is_ok() { "green" } else { "RED" },
             began.elapsed().as_secs()
         );
+        ended
     }
 }
 
@@ -329,11 +402,16 @@ fn handed_off() -> Value {
     json!({ "InlineWaitSeconds": 1 })
 }
 
-/// The matrix on a thread with a large stack: each cell is a future of its own, caught
-/// on its own ([`Cells::check`]), and a debug build lays them out on the stack.
-#[test]
-fn the_fault_matrix() {
-    let matrix = std::thread::Builder::new()
+/// One test per cell (libtest-mimic), run one at a time (they share the world, the fault
+/// proxy's fixed ports and the platform) by one runner: a thread with a large stack
+/// (the cells are futures of their own, and a debug build lays them out on it) that
+/// starts the world's proxy and platform when the first cell is asked for, so that
+/// `--list`, or a filter that leaves nothing, starts nothing.
+fn main() {
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    let (ask, asked) = tokio::sync::mpsc::unbounded_channel::<Ask>();
+    let runner = std::thread::Builder::new()
         .name("the_fault_matrix".into())
         .stack_size(512 << 20)
         .spawn(|| {
@@ -341,16 +419,37 @@ fn the_fault_matrix() {
                 .enable_all()
                 .build()
                 .unwrap_or_else(|e| panic!("{e}"))
-                .block_on(Box::pin(matrix()));
+                .block_on(Box::pin(matrix(asked)));
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    if let Err(panic) = matrix.join() {
-        std::panic::resume_unwind(panic);
-    }
+    let trials = CELLS
+        .iter()
+        .map(|&cell| {
+            let ask = ask.clone();
+            libtest_mimic::Trial::test(cell, move || {
+                let (answer, answered) = std::sync::mpsc::channel();
+                ask.send(Ask { cell, answer })
+                    .map_err(|_| "the matrix's runner has ended (see its panic above)")?;
+                answered
+                    .recv()
+                    .map_err(|_| "the matrix's runner ended during the cell (see its panic above)")?
+                    .map_err(libtest_mimic::Failed::from)
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(ask);
+    let _ = runner.join();
+    conclusion.exit();
 }
 
+/// Answers the cells asked for on `asked`, one at a time, until every test has asked.
 #[allow(clippy::too_many_lines)]
-async fn matrix() {
+async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
+    let Some(first) = asked.recv().await else {
+        return;
+    };
+
     let world = World::get();
     let proxy = FaultProxy::start(&world);
     let chaos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/chaos");
@@ -384,11 +483,10 @@ async fn matrix() {
         world: &world,
         proxy: &proxy,
     };
-    let mut red = Cells {
-        proxy: &proxy,
-        chaos: &chaos,
-        red: Vec::new(),
-    };
+    let pods_list = format!(
+        "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
+        world.namespace()
+    );
     let kube = json!("kube");
     let jobs_path = format!("/apis/batch/v1/namespaces/{}/jobs", world.namespace());
     // The Job's create, forwarded to the API server (which makes the Job), its answer
@@ -401,8 +499,14 @@ async fn matrix() {
         json!([rule])
     };
 
+    let mut cells = Cells {
+        proxy: &proxy,
+        chaos: &chaos,
+        cells: Vec::new(),
+    };
+
     // 1. Kubernetes 5xx on create, on read (the poller's), on the log read.
-    red.check("create-500", async {
+    cells.add("create-500", async {
         // The API server made the Job; a 500 came back in place of its answer.
         let name = unique("f-create-500");
         let o = cell
@@ -428,87 +532,86 @@ async fn matrix() {
             "the made Job is adopted: {o:?}"
         );
         kept_promises("create-500", &o);
-    })
-    .await;
+    });
 
     // 1b. The create's answer lost after the API server made the Job: generateName and
     // a fixed name, callback (the task label) and request/response (the invocation's key).
-    for (cell_name, generate) in [
-        ("create-lost-generate-name", true),
-        ("create-lost-fixed-name", false),
-    ] {
-        red.check(cell_name, async {
-            let name = unique(&format!("f-{cell_name}"));
-            let extra = if generate {
-                json!({ "GenerateName": true })
-            } else {
-                json!({})
-            };
-            let o = cell
-                .run(
-                    &name,
-                    json!({}),
-                    extra,
-                    lost_create(&name, json!({ "reset": true })),
-                )
-                .await;
-            assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
-            assert_eq!(
-                proxy.forwarded(&name).await,
-                vec![json!(201)],
-                "{cell_name}: the API server made the Job"
-            );
-            assert_eq!(
-                (o.status.as_str(), o.jobs),
-                ("SUCCEEDED", 1),
-                "{cell_name}: {o:?}"
-            );
-            kept_promises(cell_name, &o);
-        })
-        .await;
-    }
-    for (cell_name, generate) in [
-        ("create-lost-rr-generate-name", true),
-        ("create-lost-rr-fixed-name", false),
-    ] {
-        red.check(cell_name, async {
-            let name = unique(&format!("f-{cell_name}"));
-            let (result, jobs) = cell
-                .run_request_response(
-                    &name,
-                    generate,
-                    lost_create(&name, json!({ "reset": true })),
-                )
-                .await;
-            assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
-            assert_eq!(
-                proxy.forwarded(&name).await,
-                vec![json!(201)],
-                "{cell_name}: the API server made the Job"
-            );
-            let job = result.unwrap_or_else(|e| panic!("{cell_name}: not {e}"));
-            assert_eq!(jobs, 1, "{cell_name}: one Job: {job}");
-            assert!(
-                job["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(&name)),
-                "{cell_name}: the result is the Job: {job}"
-            );
-        })
-        .await;
+    {
+        let (cell, proxy, lost_create) = (&cell, &proxy, &lost_create);
+        for (cell_name, generate) in [
+            ("create-lost-generate-name", true),
+            ("create-lost-fixed-name", false),
+        ] {
+            cells.add(cell_name, async move {
+                let name = unique(&format!("f-{cell_name}"));
+                let extra = if generate {
+                    json!({ "GenerateName": true })
+                } else {
+                    json!({})
+                };
+                let o = cell
+                    .run(
+                        &name,
+                        json!({}),
+                        extra,
+                        lost_create(&name, json!({ "reset": true })),
+                    )
+                    .await;
+                assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
+                assert_eq!(
+                    proxy.forwarded(&name).await,
+                    vec![json!(201)],
+                    "{cell_name}: the API server made the Job"
+                );
+                assert_eq!(
+                    (o.status.as_str(), o.jobs),
+                    ("SUCCEEDED", 1),
+                    "{cell_name}: {o:?}"
+                );
+                kept_promises(cell_name, &o);
+            });
+        }
+        for (cell_name, generate) in [
+            ("create-lost-rr-generate-name", true),
+            ("create-lost-rr-fixed-name", false),
+        ] {
+            cells.add(cell_name, async move {
+                let name = unique(&format!("f-{cell_name}"));
+                let (result, jobs) = cell
+                    .run_request_response(
+                        &name,
+                        generate,
+                        lost_create(&name, json!({ "reset": true })),
+                    )
+                    .await;
+                assert_eq!(proxy.fired(&name).await, 1, "{cell_name}: the fault fired");
+                assert_eq!(
+                    proxy.forwarded(&name).await,
+                    vec![json!(201)],
+                    "{cell_name}: the API server made the Job"
+                );
+                let job = result.unwrap_or_else(|e| panic!("{cell_name}: not {e}"));
+                assert_eq!(jobs, 1, "{cell_name}: one Job: {job}");
+                assert!(
+                    job["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&name)),
+                    "{cell_name}: the result is the Job: {job}"
+                );
+            });
+        }
     }
 
-    red.check("read-503", async {
+    cells.add("read-503", async {
         let name = unique("f-read-503");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 503, "reply": status_body(503, "ServiceUnavailable", None), "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2);
         succeeded("read-503", &o);
-    })
-.await;
+    });
 
-    red.check("log-500", async {
+    cells.add("log-500", async {
         let name = unique("f-log-500");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/log": "hello\n" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "/pods/{name}-[a-z0-9]+/log", "status": 500, "reply": status_body(500, "InternalError", None), "times": 0 }]))
@@ -525,43 +628,39 @@ async fn matrix() {
             "the log's place says why: {o:?}"
         );
         kept_promises("log-500", &o);
-    })
-.await;
+    });
 
     // 2. 429 with Retry-After, honoured.
-    red.check("read-429", async {
+    cells.add("read-429", async {
         let name = unique("f-read-429");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": kube, "method": "GET", "path": format!("{jobs_path}/{{name}}$"), "status": 429, "headers": { "Retry-After": "2" }, "reply": status_body(429, "TooManyRequests", Some(2)), "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("read-429", &o);
-    })
-.await;
+    });
 
     // 3. A read timeout, and a watch cut in the middle of the Job.
-    red.check("watch-timeout", async {
+    cells.add("watch-timeout", async {
         let name = unique("f-watch-timeout");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "2" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "delay": 6, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("watch-timeout", &o);
-    })
-.await;
+    });
 
-    red.check("watch-cut", async {
+    cells.add("watch-cut", async {
         let name = unique("f-watch-cut");
         let o = cell
             .run(&name, json!({ "sim.eks-task-worker.io/run-seconds": "3" }), json!({}), json!([{ "id": name, "side": kube, "method": "GET", "path": "watch=.*{name}|{name}.*watch=", "cut_after": 200, "times": 0 }]))
             .await;
         assert!(proxy.fired(&name).await >= 1, "the fault fired");
         succeeded("watch-cut", &o);
-    })
-.await;
+    });
 
     // 4. STS unreachable while getting the credentials for the token (RoleArn).
-    red.check("sts-reset", async {
+    cells.add("sts-reset", async {
         let name = unique("f-sts-reset");
         let role = format!(
             "arn:aws:iam::{}:role/eks-task-worker-function",
@@ -579,53 +678,48 @@ async fn matrix() {
         kept_promises("sts-reset", &o);
         // Later cells must not meet it: it took every AssumeRole (times 0).
         proxy.clear().await;
-    })
-.await;
+    });
 
     // 5. CreateSchedule failing, then throttled, at the hand-off.
-    red.check("schedule-500", async {
+    cells.add("schedule-500", async {
         let name = unique("f-schedule-500");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 500, "reply": { "Message": "injected" }, "headers": { "x-amzn-ErrorType": "InternalServerException" }, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1);
         succeeded("schedule-500", &o);
-    })
-.await;
+    });
 
-    red.check("schedule-429", async {
+    cells.add("schedule-429", async {
         let name = unique("f-schedule-429");
         let o = cell
             .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "method": "POST", "path": "^/schedules/", "status": 429, "reply": { "Message": "Rate exceeded" }, "headers": { "x-amzn-ErrorType": "ThrottlingException" }, "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2, "the fault fired");
         succeeded("schedule-429", &o);
-    })
-.await;
+    });
 
     // 6. SendTaskSuccess throttled, then failing with a 5xx.
-    red.check("success-throttled", async {
+    cells.add("success-throttled", async {
         let name = unique("f-success-throttled");
         let o = cell
             .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 400, "reply": { "__type": "ThrottlingException", "message": "Rate exceeded" }, "times": 2 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 2);
         succeeded("success-throttled", &o);
-    })
-.await;
+    });
 
-    red.check("success-500", async {
+    cells.add("success-500", async {
         let name = unique("f-success-500");
         let o = cell
             .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "status": 500, "reply": { "__type": "InternalFailure", "message": "injected" }, "times": 1 }]))
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("success-500", &o);
-    })
-.await;
+    });
 
     // 7. The poller killed (SIGKILL) in the middle of a poll, its event delivered again.
-    red.check("poller-killed", async {
+    cells.add("poller-killed", async {
         let name = unique("f-poller-killed");
         std::fs::write(&chaos, "kill poller 1").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -639,10 +733,9 @@ async fn matrix() {
             "the killed poll was delivered again"
         );
         kept_promises("poller-killed", &o);
-    })
-.await;
+    });
 
-    red.check("run-job-killed", async {
+    cells.add("run-job-killed", async {
         // run-job's process SIGKILLed 4 s into its invocation, the Job created and running
         // (60 s: still running at the kill however slow the machine; creating it takes
         // under a second on an idle one). Step Functions invokes synchronously: Lambda
@@ -665,12 +758,11 @@ async fn matrix() {
             "{o:?}"
         );
         assert_eq!((o.sent, o.jobs), (0, 1), "the worker sent nothing: {o:?}");
-    })
-    .await;
+    });
 
     // 8. The same run-job event delivered twice at once (a generateName Job, as users
     // write them); the same poll twice at once.
-    red.check("run-job-twice", async {
+    cells.add("run-job-twice", async {
         let name = unique("f-run-job-twice");
         std::fs::write(&chaos, "twice run-job").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -692,10 +784,9 @@ async fn matrix() {
             "one delivery stood down: the other answered"
         );
         kept_promises("run-job-twice", &o);
-    })
-    .await;
+    });
 
-    red.check("poll-twice", async {
+    cells.add("poll-twice", async {
         let name = unique("f-poll-twice");
         std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
         let o = cell.run(&name, long(), handed_off(), json!([])).await;
@@ -729,12 +820,11 @@ async fn matrix() {
             (1, 1),
             "one schedule made, the other refused as a conflict: {asked:?}"
         );
-    })
-    .await;
+    });
 
     // The poll that finds the Job finished, delivered twice at once: both see it done,
     // one answers (the turn on the Job), the other stands down.
-    red.check("poll-twice-finished", async {
+    cells.add("poll-twice-finished", async {
         let name = unique("f-poll-twice-finished");
         std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
         let o = cell
@@ -755,18 +845,16 @@ async fn matrix() {
             "both polls saw the Job finished; one stood down"
         );
         succeeded("poll-twice-finished", &o);
-    })
-.await;
+    });
 
     // 9. The namespace deleted while the poller follows its Job (a namespace of its own,
     // with the worker's Role and RoleBinding in it, as bootstrap makes them).
-    red.check("ns-deleted", async {
+    cells.add("ns-deleted", async {
         ns_deleted(&world, &cell).await;
-    })
-    .await;
+    });
 
     // 9. The task timed out while the poller follows the Job: the Job is deleted.
-    red.check("timed-out", async {
+    cells.add("timed-out", async {
         let name = unique("f-timed-out");
         // Rules with no action only count: the Job's create, and its delete.
         let (made, deleted) = (format!("{name}-create"), format!("{name}-delete"));
@@ -801,11 +889,10 @@ async fn matrix() {
             (0, 0),
             "nobody waits: no answer: {o:?}"
         );
-    })
-.await;
+    });
 
     // 10. Long invocations and flaky clusters.
-    red.check("outage-heartbeat", async {
+    cells.add("outage-heartbeat", async {
         // Every read of the Job answered 503 for 15 requests: run-job's (3 tries: it hands
         // the Job to the poller instead of failing the task) and four polls' (3 tries
         // each; a fifth failed poll in a row would fail the task, MAX_FAILED_POLLS),
@@ -819,10 +906,9 @@ async fn matrix() {
             .await;
         assert_eq!(proxy.fired(&name).await, 15, "the outage lasted 15 reads");
         succeeded("outage-heartbeat", &o);
-    })
-.await;
+    });
 
-    red.check("apiserver-restart", async {
+    cells.add("apiserver-restart", async {
         // The API server killed 3 s into a 20 s Job's inline watch and started again 2 s
         // later, its storage kept: the watch breaks, the worker watches again or hands
         // the Job to the poller, and the task ends with the Job's result.
@@ -863,15 +949,13 @@ async fn matrix() {
         let (o, restarted) = tokio::join!(run, restart);
         restarted.unwrap_or_else(|e| panic!("{e}"));
         succeeded("apiserver-restart", &o);
-    })
-.await;
+    });
 
-    red.check("poller-dead-letter", async {
+    cells.add("poller-dead-letter", async {
         dead_letter(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("heartbeat-60", async {
+    cells.add("heartbeat-60", async {
         // `HeartbeatSeconds: 60` (common in native state machines) on a Job that runs
         // 150 s watched inline, with the template's settings: an inline wait of 600 s and
         // a heartbeat every 30 s (HEARTBEAT_SECONDS). Every heartbeat is counted.
@@ -894,20 +978,17 @@ async fn matrix() {
             "answered inline, never handed off: {handed:?}"
         );
         succeeded("heartbeat-60", &o);
-    })
-    .await;
+    });
 
-    red.check("stopped-inline", async {
+    cells.add("stopped-inline", async {
         stopped_inline(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("token-lifetimes", async {
+    cells.add("token-lifetimes", async {
         token_lifetimes(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("deadline-503", async {
+    cells.add("deadline-503", async {
         // Every request about Jobs held 3 s, then answered 503 with `Retry-After: 10`,
         // for longer than run-job's invocation has: 25 s for this one invocation (the
         // platform's `timeout` switch; the template's 900 would make the cell 15 minutes
@@ -927,10 +1008,9 @@ async fn matrix() {
             "{o:?}"
         );
         kept_promises("deadline-503", &o);
-    })
-.await;
+    });
 
-    red.check("poll-state-limit", async {
+    cells.add("poll-state-limit", async {
         // Every read of the Job answered 503 with a 10,000-character message full of
         // characters JSON escapes, 12 times: run-job's three tries (it hands the Job
         // over), then three polls' three each. Each failed poll writes its failure into
@@ -949,15 +1029,13 @@ async fn matrix() {
             "the hand-off and every failed poll's next poll scheduled: {scheduled:?}"
         );
         succeeded("poll-state-limit", &o);
-    })
-.await;
+    });
 
-    red.check("archive-2gb", async {
+    cells.add("archive-2gb", async {
         archive_2gb(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("archive-aborted", async {
+    cells.add("archive-aborted", async {
         // Every part of the archive's upload refused (S3's 500, the SDK's own retries
         // included): the upload is aborted (no parts left to pay for), the answer
         // still goes, its log entry saying the archive failed.
@@ -992,29 +1070,21 @@ async fn matrix() {
             "the answer says the archive failed: {entry}"
         );
         succeeded("archive-aborted", &o);
-    })
-.await;
+    });
 
-    red.check("cluster-gone", async {
+    cells.add("cluster-gone", async {
         cluster_gone(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("cluster-active-late", async {
+    cells.add("cluster-active-late", async {
         cluster_active_late(&world, &cell).await;
-    })
-    .await;
+    });
 
-    red.check("credentials-expiry", async {
+    cells.add("credentials-expiry", async {
         credentials_expiry(&world, &cell).await;
-    })
-    .await;
+    });
 
-    let pods_list = format!(
-        "/api/v1/namespaces/{}/pods\\?labelSelector=controller-uid",
-        world.namespace()
-    );
-    red.check("pods-list-once", async {
+    cells.add("pods-list-once", async {
         // The list of the finished Job's pods answered 500 once: it is tried again, as
         // reads are, and the logs come back.
         let name = unique("f-pods-once");
@@ -1029,10 +1099,9 @@ async fn matrix() {
             .clone();
         assert_eq!(log, json!("hello\n"), "{o:?}");
         succeeded("pods-list-once", &o);
-    })
-.await;
+    });
 
-    red.check("pods-list-down", async {
+    cells.add("pods-list-down", async {
         // Every list of the pods answered 500: the Job succeeded, so does the task; the
         // logs' place says why they are missing (native log retrieval is best effort).
         let name = unique("f-pods-down");
@@ -1045,9 +1114,17 @@ async fn matrix() {
         assert_eq!(o.output["logs"]["error"], "EKS.500", "{o:?}");
         assert_eq!(o.output["status"]["succeeded"], 1, "{o:?}");
         succeeded("pods-list-down", &o);
-    })
-.await;
-    assert!(red.red.is_empty(), "red fault cells: {:?}", red.red);
+    });
+    let listed = cells.listed();
+    let mut next = Some(first);
+    while let Some(Ask { cell, answer }) = next {
+        let ended = match &listed {
+            Ok(()) => cells.run(cell).await,
+            Err(e) => Err(e.clone()),
+        };
+        let _ = answer.send(ended);
+        next = asked.recv().await;
+    }
 }
 
 /// The poller failing all its retries: once the Job is handed off, every next poll's
