@@ -241,7 +241,7 @@ def run(args, world, world_dir, label):
                         "--function-concurrency", f"run-job={args.jobs + 8}", "--function-concurrency", "poller=16",
                         "--aws-endpoint", f"http://127.0.0.1:{AWS_PORT}", "--aws-journal", journal, "--invocations", invocations,
                         "--env", "POLL_MIN_SECONDS=1", "--env", "POLL_CURVE_SECONDS=2,3",
-                        "--env", f"TRUSTED_ENDPOINTS={endpoint}"],
+                        "--env", f"TRUSTED_ENDPOINTS={world['cluster']}={endpoint}"],
                        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         platform_pid = int(open(os.path.join(world_dir, "pids", "lambda.pid")).read())
         stamp = int(time.time())

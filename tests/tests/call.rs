@@ -172,7 +172,10 @@ async fn a_token_for_another_cluster_is_eks_401_with_the_native_cause() {
     // The API server belongs to the local cluster; a token made for another name fails.
     // (EKS knows no cluster "someone-elses", so its endpoint must be listed as trusted
     // for the worker to send it a token at all.)
-    let settings = world.settings_with(&[("TRUSTED_ENDPOINTS", world.fact("/api_endpoint"))]);
+    let settings = world.settings_with(&[(
+        "TRUSTED_ENDPOINTS",
+        format!("someone-elses={}", world.fact("/api_endpoint")),
+    )]);
     let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
     let mut payload = world.cluster_fields();
     payload["ClusterName"] = json!("someone-elses");
@@ -200,7 +203,7 @@ async fn an_unreachable_endpoint_is_cluster_unreachable() {
     // Listed as trusted (else it is refused before any connection: ownership.rs).
     let settings = worker::config::Settings::from_lookup(|k| match k {
         "AWS_REGION" => Some(world.fact("/region")),
-        "TRUSTED_ENDPOINTS" => Some("https://127.0.0.1:1".into()),
+        "TRUSTED_ENDPOINTS" => Some(format!("{}=https://127.0.0.1:1", world.cluster())),
         _ => None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -235,7 +238,10 @@ async fn a_wrong_ca_is_refused_or_cluster_unreachable() {
         .unwrap_or_else(|| panic!("the wrong CA must be refused"));
     assert_eq!(e.name, "EksTaskWorker.UntrustedCertificateAuthority", "{e}");
     let trusted = world
-        .deps(world.settings_with(&[("TRUSTED_ENDPOINTS", world.fact("/api_endpoint"))]))
+        .deps(world.settings_with(&[(
+            "TRUSTED_ENDPOINTS",
+            format!("{}={}", world.cluster(), world.fact("/api_endpoint")),
+        )]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut p = world.cluster_fields();

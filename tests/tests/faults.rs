@@ -327,7 +327,10 @@ impl Cell<'_> {
         payload["Endpoint"] = json!(proxy.kube_endpoint);
         payload["CertificateAuthority"] = json!(world.fact("/certificate_authority"));
         let settings = world.settings_with(&[
-            ("TRUSTED_ENDPOINTS", proxy.kube_endpoint.clone()),
+            (
+                "TRUSTED_ENDPOINTS",
+                format!("{}={}", world.cluster(), proxy.kube_endpoint),
+            ),
             ("KUBE_READ_TIMEOUT_SECONDS", "4".into()),
         ]);
         let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));
@@ -456,7 +459,11 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
     let _ = std::fs::remove_file(&chaos);
     // The payloads name the proxy as their Endpoint: the deployment lists it as trusted
     // (TRUSTED_ENDPOINTS), as a user lists a proxy of their own.
-    let trusted = format!("TRUSTED_ENDPOINTS={}", proxy.kube_endpoint);
+    let trusted = format!(
+        "TRUSTED_ENDPOINTS={}={}",
+        world.cluster(),
+        proxy.kube_endpoint
+    );
     // Tokens renewed after 15 s (template: 600), for the cell whose cluster's tokens live
     // 30 s (token-lifetimes); every other cell's tokens live 15 minutes and are merely
     // renewed more often.
@@ -1163,7 +1170,10 @@ async fn dead_letter(world: &World, cell: &Cell<'_>) {
         .unwrap_or_else(|| panic!("the poll was dead-lettered: {letters}"));
     // The poller's redrive: with its key (the dead letter carries the sealed state).
     let settings = world.settings_with(&[
-        ("TRUSTED_ENDPOINTS", cell.proxy.kube_endpoint.clone()),
+        (
+            "TRUSTED_ENDPOINTS",
+            format!("{}={}", world.cluster(), cell.proxy.kube_endpoint),
+        ),
         ("POLL_STATE_KEY", world.fact("/poll_state_key")),
     ]);
     let deps = world.deps(settings).await.unwrap_or_else(|e| panic!("{e}"));

@@ -12,6 +12,7 @@ use url::Url;
 use crate::adapters::kube_client::KubeClient;
 use crate::adapters::token::{BearerTokens, ClusterBearer};
 use crate::config::timeouts::Timeouts;
+use crate::config::trusted_endpoints::TrustedEndpoint;
 use crate::contract::certificates::parse_certificates;
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
@@ -30,12 +31,13 @@ pub fn same_server(a: &Url, b: &Url) -> bool {
 ///
 /// A bearer token goes only to the cluster's own endpoint, under its own CA: the ones
 /// DescribeCluster reports for `ClusterName` (asked as the payload's `RoleArn` when it
-/// names one), or one of the deployment's `TRUSTED_ENDPOINTS` (with the payload's CA).
+/// names one), or the one the deployment's `TRUSTED_ENDPOINTS` lists for that cluster
+/// name (with the payload's CA).
 /// A payload `Endpoint` that is neither is `EksTaskWorker.UntrustedEndpoint`, and a
 /// payload `CertificateAuthority` other than the described one
 /// `EksTaskWorker.UntrustedCertificateAuthority`, before any token is made; for a
-/// described cluster the request goes to the described origin (a path in `Endpoint` is
-/// dropped), under the described CA.
+/// described cluster the request goes to the described origin, under the described CA.
+/// (An `Endpoint` is an origin: one with a path is refused where it is parsed.)
 ///
 /// A DescribeCluster answer is kept for [`DESCRIBED_FOR`], and asked again at once when
 /// a payload's endpoint or CA disagrees with the kept one: a cluster deleted and made
@@ -46,7 +48,7 @@ pub struct ClusterConnector {
     tokens: Arc<BearerTokens>,
     region: String,
     timeouts: Timeouts,
-    trusted: Vec<Url>,
+    trusted: Vec<TrustedEndpoint>,
     clients: Mutex<HashMap<ClientKey, KubeClient>>,
     described: Mutex<HashMap<DescribedKey, (Instant, ClusterAccess)>>,
 }
@@ -85,13 +87,13 @@ type DescribedKey = (String, Option<String>, Option<String>);
 
 impl ClusterConnector {
     /// A connector for clusters in `region` unless a payload names another; `trusted`
-    /// are the endpoints a payload may name besides the cluster's own.
+    /// are the endpoints a payload may name, each for one cluster, besides the cluster's own.
     pub fn new(
         directory: Arc<dyn ClusterDirectory>,
         tokens: Arc<BearerTokens>,
         region: String,
         timeouts: Timeouts,
-        trusted: Vec<Url>,
+        trusted: Vec<TrustedEndpoint>,
     ) -> Self {
         Self {
             directory,
@@ -135,7 +137,11 @@ impl ClusterConnector {
     }
 
     async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
-        let listed = |e: &Url| self.trusted.iter().any(|t| same_server(t, e));
+        let listed = |e: &Url| {
+            self.trusted
+                .iter()
+                .any(|t| t.cluster == cluster.name && same_server(&t.endpoint, e))
+        };
         if let Some(endpoint) = cluster.endpoint.as_ref().filter(|e| listed(e)) {
             // A listed endpoint (a cluster that is not EKS, the local world) with its CA
             // needs no DescribeCluster.
@@ -161,13 +167,13 @@ impl ClusterConnector {
                 names::UNTRUSTED_ENDPOINT,
                 serde_json::json!({
                     "message": format!("Endpoint {endpoint} is not the endpoint EKS reports for the \
-                        cluster {} ({}), and not one of TRUSTED_ENDPOINTS: no bearer \
-                        token is sent to it", cluster.name, found.endpoint),
+                        cluster {} ({}), and not one TRUSTED_ENDPOINTS lists for it: no \
+                        bearer token is sent to it", cluster.name, found.endpoint),
                     "endpoint": endpoint.as_str(),
                     "clusterEndpoint": found.endpoint.as_str(),
                     "hint": "pass the cluster's own endpoint (or leave Endpoint out: it is \
-                        looked up), or add this endpoint to the deployment's \
-                        TRUSTED_ENDPOINTS",
+                        looked up), or add <cluster name>=<endpoint> to the \
+                        deployment's TRUSTED_ENDPOINTS",
                 }),
             ));
         }
@@ -275,10 +281,8 @@ mod tests {
                 connect: std::time::Duration::from_secs(1),
                 read: std::time::Duration::from_secs(1),
             },
-            trusted
-                .iter()
-                .map(|t| Url::parse(t).unwrap_or_else(|e| panic!("{e}")))
-                .collect(),
+            crate::config::trusted_endpoints::parse(&trusted.join(","))
+                .unwrap_or_else(|e| panic!("{e}")),
         );
         (c, directory)
     }
@@ -299,7 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_go_only_to_the_clusters_own_endpoint_or_a_listed_one() {
-        let (c, directory) = connector(&["https://proxy.internal:8443"]);
+        let (c, directory) = connector(&["c=https://proxy.internal:8443", "d=https://d.internal"]);
         // The cluster's own endpoint, as EKS reports it (trailing slash or not).
         let own = c
             .access(&cluster(
@@ -329,20 +333,26 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(listed.certificate_authority, "proxy CA");
         assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+        // An endpoint listed for another cluster is not this one's.
+        let e = refused(
+            c.access(&cluster(Some("https://d.internal"), Some("d CA")))
+                .await,
+        );
+        assert_eq!(e.as_deref(), Some(names::UNTRUSTED_ENDPOINT));
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 4);
         // No Endpoint: the described one, kept.
         let looked_up = c
             .access(&cluster(None, None))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(looked_up.endpoint.as_str(), format!("{OWN}/"));
-        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 4);
     }
 
-    /// A described cluster's token goes only under the CA EKS reports, to its origin:
-    /// a payload's other CA is refused (with the endpoint given or looked up), and a
-    /// path in the payload's endpoint is dropped.
+    /// A described cluster's token goes only under the CA EKS reports: a payload's other
+    /// CA is refused (with the endpoint given or looked up).
     #[tokio::test]
-    async fn a_described_cluster_is_reached_only_under_its_own_ca_at_its_origin() {
+    async fn a_described_cluster_is_reached_only_under_its_own_ca() {
         let (c, _) = connector(&[]);
         for endpoint in [Some(OWN), None] {
             let e = refused(c.access(&cluster(endpoint, Some("attacker CA"))).await);
@@ -353,14 +363,6 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(same.certificate_authority, "described CA");
         }
-        let proxied = c
-            .access(&cluster(
-                Some(&format!("{OWN}/api/v1/namespaces/x/services/y:80/proxy")),
-                None,
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(proxied.endpoint.as_str(), format!("{OWN}/"));
     }
 
     /// A cluster deleted and made again under the same name while the function is warm:

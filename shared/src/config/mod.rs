@@ -5,6 +5,7 @@
 pub mod activities;
 pub mod cluster_access;
 pub mod timeouts;
+pub mod trusted_endpoints;
 
 use std::time::Duration;
 
@@ -98,10 +99,10 @@ pub struct Settings {
     /// `METRICS_NAMESPACE` (default `EksTaskWorker`; `off` or empty: no metrics): the
     /// CloudWatch namespace of the EMF metrics.
     pub metrics_namespace: Option<String>,
-    /// `TRUSTED_ENDPOINTS` (default none): comma-separated `https://host[:port]` a
-    /// payload's `Endpoint` may name besides the cluster's own (clusters that are not
-    /// EKS, proxies of one's own); see [`crate::adapters::cluster_connector::ClusterConnector`].
-    pub trusted_endpoints: Vec<url::Url>,
+    /// `TRUSTED_ENDPOINTS` (default none): comma-separated `cluster-name=https://host[:port]`
+    /// a payload's `Endpoint` may name for that cluster besides its own (clusters that are
+    /// not EKS, proxies of one's own); see [`crate::adapters::cluster_connector::ClusterConnector`].
+    pub trusted_endpoints: Vec<trusted_endpoints::TrustedEndpoint>,
     /// `POLL_STATE_KEY` then `POLL_STATE_PREVIOUS_KEY` (each optional): the KMS HMAC
     /// keys (ARNs or key ids) of poll states' seals; the first seals, both verify.
     /// Without one, nothing can be handed to the poller, and the poller refuses every
@@ -311,19 +312,14 @@ impl Settings {
                 expected: format!("from 1 to {}", crate::contract::poll_state::MAX_FAILURES),
             });
         }
-        let trusted_endpoints = get("TRUSTED_ENDPOINTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                crate::contract::payload::endpoint_url(e).map_err(|_| SettingError {
-                    name: "TRUSTED_ENDPOINTS".into(),
-                    value: e.to_owned(),
-                    expected: "a comma-separated list of https://host[:port]".into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_endpoints = trusted_endpoints::parse(
+            &get("TRUSTED_ENDPOINTS").unwrap_or_default(),
+        )
+        .map_err(|value| SettingError {
+            name: "TRUSTED_ENDPOINTS".into(),
+            value,
+            expected: trusted_endpoints::EXPECTED.into(),
+        })?;
         let cluster_access = crate::config::cluster_access::WorkerAccess::parse(
             get("CLUSTER_ACCESS_PRINCIPALS").as_deref(),
             get("CLUSTER_ACCESS_POLICY").as_deref(),

@@ -452,10 +452,16 @@ pub fn endpoint_url(s: &str) -> Result<Url, TaskError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(TaskError::invalid_input("Endpoint", "has no host"));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+    {
         return Err(TaskError::invalid_input(
             "Endpoint",
-            "must be just https://<host>[:port][/path], without query, fragment or user",
+            "must be an origin, https://<host>[:port], without path, query, fragment or \
+            user: every request's path is the worker's own",
         ));
     }
     Ok(url)
