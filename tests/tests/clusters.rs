@@ -169,9 +169,19 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
     let world = World::get();
     let deps = world.cluster_deps().await;
     let name = unique("cl-force");
-    cluster_op(&deps, create_cluster(&world, &name, json!({})))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // The execution that makes the cluster and force-deletes it (a forced delete takes
+    // only its own execution's cluster).
+    let mine = format!(
+        "arn:aws:states:{}:{}:execution:cl:{name}",
+        world.fact("/region"),
+        world.fact("/account")
+    );
+    cluster_op(
+        &deps,
+        create_cluster(&world, &name, json!({ "ExecutionArn": mine })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     for ng in ["ng-a", "ng-b"] {
         let p = json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": ng, "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"], "ScalingConfig": { "MinSize": 1, "MaxSize": 2, "DesiredSize": 1 }, "Labels": { "Tier": "batch" } });
         let out = cluster_op(&deps, p).await.unwrap_or_else(|e| panic!("{e}"));
@@ -198,7 +208,7 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let report = cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token })).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "ExecutionArn": mine, "TaskToken": token })).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report["answered"], "SendTaskSuccess", "{report}");
     let (status, output, _) = world
         .execution_end(&execution, Duration::from_secs(10))

@@ -261,7 +261,7 @@ async fn cluster_create_and_delete(world: &World) {
     create["ResultPath"] = json!("$.created");
     create["Next"] = json!("Delete");
     let mut delete = op(
-        json!({ "Operation": "deleteCluster", "Name.$": "$.name", "ForceDeleteCompute": true, "TaskToken.$": "$$.Task.Token" }),
+        json!({ "Operation": "deleteCluster", "Name.$": "$.name", "ForceDeleteCompute": true, "ExecutionArn.$": "$$.Execution.Id", "TaskToken.$": "$$.Task.Token" }),
     );
     delete["ResultPath"] = json!("$.deleted");
     delete["End"] = json!(true);

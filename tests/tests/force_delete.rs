@@ -150,9 +150,14 @@ impl Forced {
             .waiting_execution(name, Some(60))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        let execution = format!(
+            "arn:aws:states:{}:{}:execution:force:{name}",
+            world.fact("/region"),
+            world.fact("/account")
+        );
         let created = cluster_op(
             &deps,
-            json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "TaskToken": token }),
+            json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": execution, "TaskToken": token }),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -178,7 +183,7 @@ impl Forced {
             attempt: 0,
             next_delay_seconds: 1,
             curve: worker::contract::curve::PollCurve::default(),
-            execution: None,
+            execution: Some(execution),
         };
         Forced { deps, poll }
     }

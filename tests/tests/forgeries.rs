@@ -102,7 +102,7 @@ async fn no_forged_poll_state_changes_anything() {
     let _platform = Platform::start();
     let created = cluster_op(
         &deps,
-        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] } }),
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": execution }),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -114,7 +114,7 @@ async fn no_forged_poll_state_changes_anything() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let forced = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
+    let forced = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "Execution": execution, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
     // (2) The forger's own HMAC key, in the same account: a seal KMS verifies, by a key
     // that is not the deployment's.
     let kms = aws_sdk_kms::Client::new(&world.sdk("intruder").await);

@@ -64,11 +64,17 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
     let deps = world.cluster_deps().await;
     let name = unique("foreign");
     foreign_cluster(&world, &deps, &name).await;
+    // The forced deletes name an execution, as they must: no execution made this cluster.
+    let mine = format!(
+        "arn:aws:states:{}:{}:execution:m:mine",
+        world.fact("/region"),
+        world.fact("/account")
+    );
 
     // The function, request/response: each delete refused, named (the forced one first:
     // it is the one that would take everything).
     for payload in [
-        json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true }),
+        json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "ExecutionArn": mine }),
         json!({ "Operation": "deleteCluster", "Name": name }),
         json!({ "Operation": "deleteNodegroup", "ClusterName": name, "NodegroupName": "theirs" }),
         json!({ "Operation": "deleteFargateProfile", "ClusterName": name, "FargateProfileName": "theirs" }),
@@ -94,7 +100,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let report = cluster_op(&deps,
-        json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "TaskToken": token }),
+        json!({ "Operation": "deleteCluster", "Name": name, "ForceDeleteCompute": true, "ExecutionArn": mine, "TaskToken": token }),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -108,7 +114,7 @@ async fn no_path_deletes_a_cluster_the_worker_did_not_create() {
         .waiting_execution(&unique("foreign-poll"), Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let forged = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
+    let forged = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true, "Execution": mine, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 1, "Curve": [1] });
     let e = world_tests::forged_poll(&deps, &forged)
         .await
         .unwrap_or_else(|| panic!("a forged cluster poll must be refused"));

@@ -86,6 +86,22 @@ pub struct OpInput {
     pub wait_for_completion: bool,
 }
 
+/// The execution a forced delete (`ForceDeleteCompute`) belongs to: required, for a
+/// forced delete releases and deletes, in the first invocation and in every poll after
+/// it, only what its own execution made (the cluster's execution tag).
+///
+/// # Errors
+/// `EksTaskWorker.InvalidInput` on `ExecutionArn` when there is none.
+pub fn forced_by(execution: Option<&str>) -> Result<&str, TaskError> {
+    execution.ok_or_else(|| {
+        TaskError::invalid_input(
+            "ExecutionArn",
+            "is required with ForceDeleteCompute: a forced delete takes only what its own \
+            execution made; pass \"ExecutionArn.$\": \"$$.Execution.Id\"",
+        )
+    })
+}
+
 /// Parses a cluster-operation payload: `Operation` plus the native request fields, and
 /// the worker's own `ExecutionArn` (owner tag), `ForceDeleteCompute` and `TaskToken`.
 ///
@@ -140,6 +156,9 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
     };
     let task_token = callback_token(payload);
     let execution = crate::contract::payload::execution_arn(fields)?;
+    if force_delete_compute {
+        forced_by(execution.as_deref())?;
+    }
     let mut request: Map<String, Value> = fields
         .iter()
         .filter(|(k, _)| {

@@ -40,6 +40,9 @@ pub mod names {
     /// Fargate profile without its ownership tag (or made by another execution than the
     /// one named), or a Job whose task label does not match the task.
     pub const NOT_OWNED: &str = "EksTaskWorker.NotOwned";
+    /// A forced delete (`ForceDeleteCompute`) met a cluster tagged
+    /// `eks-task-worker.io/retain`: nothing is released or deleted.
+    pub const RETAINED: &str = "EksTaskWorker.Retained";
     /// The payload's `Endpoint` is not the one EKS reports for `ClusterName` and not in
     /// `TRUSTED_ENDPOINTS`: no bearer token is sent to it.
     pub const UNTRUSTED_ENDPOINT: &str = "EksTaskWorker.UntrustedEndpoint";

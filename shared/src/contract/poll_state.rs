@@ -79,6 +79,9 @@ impl ClusterPoll {
         }
         crate::contract::payload::cluster_ref(&fields)?;
         crate::contract::payload::execution_arn(&fields)?;
+        if self.force_delete_compute {
+            crate::contract::cluster_op::forced_by(self.execution.as_deref())?;
+        }
         if let Some(r) = &self.resource_name {
             crate::contract::payload::eks_name("ResourceName", r, 63)?;
         }

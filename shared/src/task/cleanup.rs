@@ -124,7 +124,7 @@ pub async fn run(
             orphans.push(json!({ "cluster": name, "execution": owner, "why": why, "action": "would delete (dry run)" }));
             continue;
         }
-        let action = match advance_force_delete(eks, connector, &name, Some(&owner), now).await {
+        let action = match advance_force_delete(eks, connector, &name, &owner, now).await {
             Ok(Stage::Done(_)) => "deleted".to_owned(),
             Ok(Stage::Pending(what)) => what,
             Err(e) => {

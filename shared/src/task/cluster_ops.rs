@@ -119,7 +119,7 @@ pub async fn check(
             eks,
             connector,
             &poll.cluster_name,
-            poll.execution.as_deref(),
+            crate::contract::cluster_op::forced_by(poll.execution.as_deref())?,
             now,
         )
         .await;
@@ -377,6 +377,7 @@ mod tests {
     use crate::contract::tags::EXECUTION_TAG;
     use crate::contract::tags::MANAGED_BY;
     use crate::contract::tags::MANAGED_TAG;
+    use crate::contract::tags::RETAIN_TAG;
     use crate::ports::eks::EksError;
     use crate::testing::{EmptyCluster, ScriptedEks};
 
@@ -465,9 +466,12 @@ mod tests {
         assert_eq!(field(json!([])), Some(json!("$")));
     }
 
-    /// The tags of a resource the worker made.
+    /// The execution the tests' resources were made by.
+    const MINE: &str = "arn:aws:states:us-east-1:1:execution:m:mine";
+
+    /// The tags of a resource the worker made (for [`MINE`]).
     fn ours() -> Value {
-        json!({ MANAGED_TAG: MANAGED_BY })
+        json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE })
     }
 
     fn not_found() -> Result<Value, EksError> {
@@ -711,7 +715,7 @@ mod tests {
             ),
         ]);
         assert!(matches!(
-            advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", MINE, SystemTime::UNIX_EPOCH).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -733,7 +737,7 @@ mod tests {
         );
         // Next round: f1 is DELETING, so f2 waits; the cluster is not deleted yet.
         assert!(matches!(
-            advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH).await,
+            advance_force_delete(&eks, &EmptyCluster, "c", MINE, SystemTime::UNIX_EPOCH).await,
             Ok(Stage::Pending(_))
         ));
         let calls = eks.calls();
@@ -753,7 +757,7 @@ mod tests {
         let foreign =
             || Ok(json!({ "cluster": { "status": "ACTIVE", "tags": { "team": "other" } } }));
         let eks = ScriptedEks::new(&[("GET /clusters/c", vec![foreign()])]);
-        let e = advance_force_delete(&eks, &EmptyCluster, "c", None, SystemTime::UNIX_EPOCH)
+        let e = advance_force_delete(&eks, &EmptyCluster, "c", MINE, SystemTime::UNIX_EPOCH)
             .await
             .err()
             .map(|e| e.name);
@@ -808,7 +812,7 @@ mod tests {
             ),
         ]);
         let cluster = crate::testing::NoCluster::default();
-        let e = advance_force_delete(&mixed, &cluster, "c", None, SystemTime::UNIX_EPOCH)
+        let e = advance_force_delete(&mixed, &cluster, "c", MINE, SystemTime::UNIX_EPOCH)
             .await
             .err()
             .map(|e| e.name);
@@ -854,6 +858,7 @@ mod tests {
         deps.eks = eks.clone();
         let mut forced = poll(Operation::DeleteCluster, None);
         forced.force_delete_compute = true;
+        forced.execution = Some(MINE.into());
         let report = super::poll(forced.clone(), &deps).await;
         assert!(report.is_ok(), "{report:?}");
         assert!(!eks.calls().iter().any(|c| c.starts_with("DELETE")));
@@ -868,6 +873,53 @@ mod tests {
             "{:?}",
             eks.calls()
         );
+    }
+
+    /// A forced delete names its execution (payload and poll state alike), takes only
+    /// that execution's cluster, and never a retained one: each refused after one look.
+    #[tokio::test]
+    async fn a_forced_delete_takes_only_its_own_executions_unretained_cluster() {
+        let e = parse(
+            &json!({ "Operation": "deleteCluster", "Name": "c", "ForceDeleteCompute": true }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .err();
+        assert_eq!(
+            e.as_ref().map(|e| e.cause["field"].clone()),
+            Some(json!("ExecutionArn")),
+            "{e:?}"
+        );
+        let mut forced = poll(Operation::DeleteCluster, None);
+        forced.force_delete_compute = true;
+        let e = forced.check_bounds().err();
+        assert_eq!(e.map(|e| e.name), Some(names::INVALID_INPUT.to_owned()));
+        let other = "arn:aws:states:us-east-1:1:execution:m:other";
+        for (tags, refusal) in [
+            (
+                json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: other }),
+                names::NOT_OWNED,
+            ),
+            (json!({ MANAGED_TAG: MANAGED_BY }), names::NOT_OWNED),
+            (
+                json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE, RETAIN_TAG: "true" }),
+                names::RETAINED,
+            ),
+        ] {
+            let eks = ScriptedEks::new(&[(
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "status": "ACTIVE", "tags": tags } }),
+                )],
+            )]);
+            let cluster = crate::testing::NoCluster::default();
+            let e = advance_force_delete(&eks, &cluster, "c", MINE, SystemTime::UNIX_EPOCH)
+                .await
+                .err()
+                .map(|e| e.name);
+            assert_eq!(e.as_deref(), Some(refusal), "{tags}");
+            assert_eq!(eks.calls(), vec!["GET /clusters/c".to_owned()], "{tags}");
+            assert_eq!(cluster.connects(), 0, "{tags}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::contract::cluster_op::{deleted, Operation};
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
-use crate::contract::tags::owned;
+use crate::contract::tags::{owned, tag, RETAIN_TAG};
 use crate::contract::time::rfc3339;
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
@@ -30,23 +30,36 @@ pub enum Stage {
     Pending(String),
 }
 
+/// A forced delete never takes a cluster its owner marked to keep (the tag that also
+/// keeps the scheduled cleanup away); a plain `deleteCluster`, which names the cluster
+/// and takes nothing else with it, still may.
+fn not_retained(described: &Value, cluster: &str) -> Result<(), TaskError> {
+    match tag(described, RETAIN_TAG) {
+        None => Ok(()),
+        Some(_) => Err(TaskError::new(
+            names::RETAINED,
+            json!({ "message": format!("the cluster {cluster} is tagged {RETAIN_TAG}: a forced delete releases and deletes nothing of it; remove the tag, or delete it with a plain deleteCluster"), "resource": format!("the cluster {cluster}"), "tags": described.get("tags").cloned().unwrap_or(Value::Null) }),
+        )),
+    }
+}
+
 /// Moves a forced cluster deletion on, idempotently: first what the compute would
 /// leave behind in the VPC (LoadBalancer Services, PersistentVolumeClaims), then the
 /// nodegroups (together), the Fargate profiles (one at a time), then the cluster. (The cluster is looked at first:
 /// besides saving calls, moto answers 500 to listing the nodegroups of a cluster that
 /// is gone.) Nothing is released or deleted unless the cluster, and each nodegroup and
-/// Fargate profile in it, is the worker's ([`owned`]; of `execution` when one is
-/// named): all are looked at before anything is done.
+/// Fargate profile in it, is the worker's ([`owned`]; the cluster of `execution`, and not
+/// retained): all are looked at before anything is done.
 ///
 /// # Errors
-/// `EksTaskWorker.NotOwned`; EKS errors other than "already gone" or "already
+/// `EksTaskWorker.NotOwned`, `EksTaskWorker.Retained`; EKS errors other than "already gone" or "already
 /// deleting"; the API server's errors other than a refusal or an unreachable cluster
 /// while releasing.
 pub async fn advance_force_delete(
     eks: &dyn EksApi,
     connector: &dyn Connector,
     cluster: &str,
-    execution: Option<&str>,
+    execution: &str,
     now: SystemTime,
 ) -> Result<Stage, TaskError> {
     let fail = eks_failure("deleteCluster");
@@ -84,7 +97,12 @@ pub async fn advance_force_delete(
     {
         Err(e) if e.is_not_found() => return Ok(gone()),
         Ok(d) => {
-            owned(&d["cluster"], &format!("the cluster {cluster}"), execution)?;
+            owned(
+                &d["cluster"],
+                &format!("the cluster {cluster}"),
+                Some(execution),
+            )?;
+            not_retained(&d["cluster"], cluster)?;
             if d["cluster"]["status"] == "DELETING" {
                 return Ok(Stage::Pending("the cluster is deleting".into()));
             }

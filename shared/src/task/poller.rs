@@ -222,7 +222,7 @@ mod tests {
 
     /// A forced delete's poll state, as the worker hands it off.
     fn state() -> Value {
-        json!({ "Operation": "deleteCluster", "ClusterName": "c", "ForceDeleteCompute": true, "TaskToken": "t", "Attempt": 1, "NextDelaySeconds": 60 })
+        json!({ "Operation": "deleteCluster", "ClusterName": "c", "ForceDeleteCompute": true, "TaskToken": "t", "Attempt": 1, "NextDelaySeconds": 60, "Execution": "arn:aws:states:us-east-1:1:execution:m:e" })
     }
 
     /// `state` handed off through `deps` (sealed), as Scheduler delivers it.
