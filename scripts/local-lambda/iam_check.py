@@ -63,6 +63,12 @@ UNREACHED = {
                                               "moto's Step Functions, while the activity's token is LocalStack's",
     ("activity", "iam:PassRole"): "the Scheduler role passed with that hand-off",
     ("activity", "kms:GenerateMac"): "the seal of that hand-off's poll state",
+    ("activity", "scheduler:GetSchedule"): "that hand-off meeting its next poll's name taken",
+    ("activity", "kms:VerifyMac"): "the seal of the schedule read back at a taken name, in that hand-off",
+    ("cluster-ops", "scheduler:GetSchedule"): "a cluster operation's hand-off meeting its poll's name taken: "
+                                              "no test delivers a cluster-ops task twice, nor squats its "
+                                              "first poll (its key is the poller's, which forgeries.rs squats)",
+    ("cluster-ops", "kms:VerifyMac"): "the seal of the schedule read back at that taken name",
 }
 
 

@@ -646,9 +646,16 @@ impl World {
     }
 }
 
-/// The local Lambda platform running the worker's real binaries; stopped on drop.
+/// The local Lambda platform running the worker's real binaries; stopped on drop. One
+/// platform runs at a time: the tests of one binary that each start it take turns (a
+/// test's drop would otherwise stop the platform under another test).
 #[derive(Debug)]
-pub struct Platform;
+pub struct Platform {
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The turn to run the platform, within one test binary.
+static PLATFORM_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Platform {
     /// Starts it (the binaries must be built: `make test` builds them).
@@ -671,6 +678,9 @@ impl Platform {
     /// test follows a long Job through the poller in seconds. Everything else (the
     /// inline wait of 600 s, each function's timeout) is the template's.
     pub fn start_with(args: &[&str]) -> Self {
+        let turn = PLATFORM_TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-lambda");
         let status = Command::new(scripts.join("up.sh"))
             .args([
@@ -683,7 +693,7 @@ impl Platform {
             .status()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(status.success(), "the local Lambda platform did not start");
-        Self
+        Self { _turn: turn }
     }
 }
 

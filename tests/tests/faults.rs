@@ -61,6 +61,7 @@ const CELLS: &[&str] = &[
     "poller-killed",
     "run-job-killed",
     "run-job-twice",
+    "run-job-twice-handed-off",
     "poll-twice",
     "poll-twice-finished",
     "ns-deleted",
@@ -273,7 +274,7 @@ impl Cell<'_> {
     async fn schedules_of(&self, o: &Outcome) -> Vec<Value> {
         let uid = o.uids.first().map_or("", String::as_str);
         self.proxy
-            .calls_to(&format!("/schedules/ekstw-{uid}"))
+            .calls_to(&format!("POST /schedules/ekstw-{uid}"))
             .await
     }
 
@@ -793,6 +794,62 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
         kept_promises("run-job-twice", &o);
     });
 
+    // Both deliveries follow the one Job past their inline wait and hand it off under
+    // the one name: the second meets the first's schedule, reads it back, finds it its
+    // own poll (sealed by the deployment, same task and attempt): one chain of polls.
+    cells.add("run-job-twice-handed-off", async {
+        let name = unique("f-run-job-twice-h");
+        std::fs::write(&chaos, "twice run-job").unwrap_or_else(|e| panic!("{e}"));
+        let o = cell
+            .run(
+                &name,
+                long(),
+                json!({ "GenerateName": true, "InlineWaitSeconds": 1 }),
+                json!([]),
+            )
+            .await;
+        assert_eq!((o.status.as_str(), o.jobs), ("SUCCEEDED", 1), "{o:?}");
+        assert!(!chaos.exists(), "the duplicate switch was used");
+        let uid = o.uids.first().map_or("", String::as_str);
+        let first = worker::contract::poll_state::schedule_name(uid, 0);
+        let at_first = |t: &str| {
+            t.split_once(' ')
+                .and_then(|(_, path)| path.strip_prefix(&format!("/schedules/{first}")))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+        };
+        let calls: Vec<Value> = proxy
+            .calls_to(&first)
+            .await
+            .into_iter()
+            .filter(|c| c["target"].as_str().is_some_and(at_first))
+            .collect();
+        let status = |method: &str| -> Vec<u64> {
+            calls
+                .iter()
+                .filter(|c| c["target"].as_str().is_some_and(|t| t.starts_with(method)))
+                .filter_map(|c| c["status"].as_u64())
+                .collect()
+        };
+        let mut created = status("POST ");
+        created.sort_unstable();
+        assert_eq!(created.len(), 2, "both deliveries handed off: {calls:?}");
+        assert_eq!(created[0], 200, "one schedule made: {calls:?}");
+        assert!(created[1] >= 400, "the other met it: {calls:?}");
+        assert_eq!(status("GET "), vec![200], "read back once: {calls:?}");
+        let fresh = proxy
+            .calls_to(&format!("POST /schedules/ekstw-{uid}-"))
+            .await
+            .into_iter()
+            .filter(|c| {
+                c["target"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("-0") && !at_first(t))
+            })
+            .count();
+        assert_eq!(fresh, 0, "no poll under a fresh name: it was its own");
+        kept_promises("run-job-twice-handed-off", &o);
+    });
+
     cells.add("poll-twice", async {
         let name = unique("f-poll-twice");
         std::fs::write(&chaos, "twice poller").unwrap_or_else(|e| panic!("{e}"));
@@ -800,12 +857,18 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
         assert!(!chaos.exists(), "the duplicate switch was used");
         succeeded("poll-twice", &o);
         // Both deliveries asked for the next poll under the one deterministic name; the
-        // second met ConflictException: one next schedule.
+        // second met ConflictException, read the schedule there back and found it its
+        // own poll (sealed by the deployment, same task and attempt): one next schedule.
         let next = worker::contract::poll_state::schedule_name(
             o.uids.first().map_or("", String::as_str),
             1,
         );
-        let asked = proxy.calls_to(&next).await;
+        let (asked, read): (Vec<Value>, Vec<Value>) = proxy
+            .calls_to(&next)
+            .await
+            .into_iter()
+            .partition(|c| c["target"].as_str().is_some_and(|t| t.starts_with("POST ")));
+        assert_eq!(read.len(), 1, "the taken name read back once: {read:?}");
         let made = asked.iter().filter(|c| c["status"] == 200).count();
         let refused = asked
             .iter()
@@ -1396,13 +1459,13 @@ async fn archive_2gb(world: &World, cell: &Cell<'_>) {
 /// poll carries its uid, with dashes): a late poll of an earlier cell does not count.
 async fn cluster_poll_schedules(cell: &Cell<'_>) -> usize {
     cell.proxy
-        .calls_to("/schedules/ekstw-")
+        .calls_to("POST /schedules/ekstw-")
         .await
         .iter()
         .filter(|c| {
             c["target"]
                 .as_str()
-                .and_then(|t| t.rsplit_once("/schedules/ekstw-"))
+                .and_then(|t| t.rsplit_once("POST /schedules/ekstw-"))
                 .and_then(|(_, n)| n.rsplit_once('-'))
                 .is_some_and(|(key, _)| key.len() == 36 && !key.contains('-'))
         })

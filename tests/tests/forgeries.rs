@@ -7,7 +7,8 @@
 //! (5) the deployment's key named with an empty MAC.
 //! None may change anything: the cluster and its nodegroup stay, the task stays
 //! unanswered, and no poll is scheduled on its behalf; each is refused by name in the
-//! poller's log.
+//! poller's log. And a squat: schedules made ahead under a running task's next poll
+//! names do not end its chain of polls.
 
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
@@ -250,4 +251,143 @@ async fn a_state_of_any_size_is_sealed_and_verified() {
     assert_eq!(deps.seal.verify(&message, &seal).await, Ok(true));
     let changed = message.replacen('M', "N", 1);
     assert_eq!(deps.seal.verify(&changed, &seal).await, Ok(false));
+}
+
+/// The poller's log lines that found the next poll's name squatted.
+fn squats(key: &str) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("poller-"))
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains("was taken by a schedule the worker did not write"))
+                .filter(|l| l.contains(key))
+                .count()
+        })
+        .sum()
+}
+
+/// Schedules made ahead under the names the next polls of a running task would take
+/// (read off its first schedule, as anyone allowed to list the group can), each holding
+/// that task's genuine state with the attempt changed (the genuine token, so only the
+/// seal tells them apart), set to fire a day later. The poller meets each name taken,
+/// reads the schedule there, finds it not its own, and schedules the poll under a fresh
+/// name: the chain goes on and the task is answered (taking a squat for "already
+/// scheduled" would end the chain and the task by its heartbeat timeout).
+#[tokio::test]
+async fn a_squatted_next_poll_name_does_not_stop_the_chain() {
+    let world = World::get();
+    let _platform = Platform::start();
+    let name = unique("squatted");
+    let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    let group = world.fact("/schedule_group");
+    let squatter = {
+        let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());
+        let world = World::get();
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until {
+                let listed = scheduler
+                    .list_schedules()
+                    .group_name(&group)
+                    .name_prefix("ekstw-")
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+                for s in listed.schedules() {
+                    let found = scheduler
+                        .get_schedule()
+                        .group_name(&group)
+                        .name(s.name().unwrap_or_default())
+                        .send()
+                        .await;
+                    let Some(input) = found
+                        .ok()
+                        .and_then(|g| g.target().and_then(|t| t.input()).map(str::to_owned))
+                    else {
+                        continue;
+                    };
+                    let state: Value = serde_json::from_str(&input).unwrap_or_default();
+                    if state["JobName"] != name.as_str() {
+                        continue;
+                    }
+                    let uid = state["JobUid"].as_str().unwrap_or_default().to_owned();
+                    let mut squatted = Vec::new();
+                    for attempt in 1..=4u32 {
+                        let mut squat = state.clone();
+                        squat["Attempt"] = json!(attempt);
+                        let at = worker::contract::time::utc_seconds(
+                            std::time::SystemTime::now() + Duration::from_secs(86_400),
+                        );
+                        let target = aws_sdk_scheduler::types::Target::builder()
+                            .arn(world.fact("/functions/poller"))
+                            .role_arn(world.fact("/scheduler_role"))
+                            .input(squat.to_string())
+                            .build()
+                            .unwrap_or_else(|e| panic!("{e:?}"));
+                        let name = worker::contract::poll_state::schedule_name(&uid, attempt);
+                        let made = scheduler
+                            .create_schedule()
+                            .group_name(&group)
+                            .name(&name)
+                            .schedule_expression(format!("at({at})"))
+                            .flexible_time_window(
+                                aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                                    .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+                                    .build()
+                                    .unwrap_or_else(|e| panic!("{e:?}")),
+                            )
+                            .target(target)
+                            .send()
+                            .await;
+                        if made.is_ok() {
+                            squatted.push(name);
+                        }
+                    }
+                    return (uid, squatted);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the task's first poll was never scheduled");
+        })
+    };
+    let job = world_tests::sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/run-seconds": "14" }),
+        1,
+    );
+    let mut payload = world.job_payload(job);
+    payload["InlineWaitSeconds"] = json!(1);
+    let (_, status, _, error) = world
+        .run_state_machine(
+            &name,
+            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 30 })),
+            &json!({}),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (uid, squatted) = squatter.await.unwrap_or_else(|e| panic!("{e}"));
+    for s in &squatted {
+        let _ = scheduler
+            .delete_schedule()
+            .group_name(&group)
+            .name(s)
+            .send()
+            .await;
+    }
+    assert!(
+        !squatted.is_empty(),
+        "no name was squatted ahead of the poller"
+    );
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    assert!(
+        squats(&uid) >= 1,
+        "the poller reported the taken name ({squatted:?})"
+    );
 }

@@ -63,6 +63,33 @@ impl SchedulerHandOff {
     }
 }
 
+impl SchedulerHandOff {
+    /// What is at a taken name: its input, or busy when it cannot be read (tried again:
+    /// a schedule that fired and deleted itself meanwhile leaves the name free).
+    async fn taken(&self, name: &str) -> HandOffError {
+        match self
+            .client
+            .get_schedule()
+            .name(name)
+            .group_name(&self.settings.group)
+            .send()
+            .await
+        {
+            Ok(s) => HandOffError::Taken(
+                s.target()
+                    .and_then(|t| t.input())
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            Err(e) => HandOffError::Busy(schedule_error(format!(
+                "CreateSchedule {name} met a schedule of that name, which GetSchedule could not \
+                read: {}",
+                error_chain(&e)
+            ))),
+        }
+    }
+}
+
 fn schedule_error(message: String) -> TaskError {
     TaskError::new(names::SCHEDULER, serde_json::json!({ "message": message }))
 }
@@ -124,8 +151,7 @@ impl HandOff for SchedulerHandOff {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conflict_exception()) =>
             {
-                tracing::info!(schedule = %name, "already scheduled by an earlier delivery");
-                Ok(())
+                Err(self.taken(&name).await)
             }
             Err(e) => {
                 // Busy (tried again): no answer, throttled, or any 5xx, whatever its
@@ -217,17 +243,74 @@ mod tests {
         assert_eq!(rule.num_calls(), 1, "{name}");
     }
 
+    /// A name already taken is read back (whose it is, the hand-off decides); one that
+    /// cannot be read is busy, so that the hand-off is tried again.
     #[tokio::test]
-    async fn a_schedule_an_earlier_delivery_made_is_fine() {
-        let rule = mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
-            CreateScheduleError::ConflictException(
-                ConflictException::builder()
-                    .message("exists")
+    async fn a_taken_name_is_read_back() {
+        let conflict = || {
+            mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+                CreateScheduleError::ConflictException(
+                    ConflictException::builder()
+                        .message("exists")
+                        .build()
+                        .unwrap_or_else(|e| panic!("{e}")),
+                )
+            })
+        };
+        let there = mock!(aws_sdk_scheduler::Client::get_schedule)
+            .match_requests(|r| {
+                r.name() == Some(schedule_name("0f4c2a1e-uid", 3).as_str())
+                    && r.group_name() == Some("eks-task-worker")
+            })
+            .then_output(|| {
+                aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput::builder()
+                    .target(
+                        Target::builder()
+                            .arn("arn:aws:lambda:us-east-1:123456789012:function:poller")
+                            .role_arn("arn:aws:iam::123456789012:role/scheduler")
+                            .input("{\"theirs\":1}")
+                            .build()
+                            .unwrap_or_else(|e| panic!("{e}")),
+                    )
+                    .build()
+            });
+        let clock = || {
+            Arc::new(ManualClock::new(
+                std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ))
+        };
+        let (create, get) = (conflict(), there);
+        let client = mock_client!(
+            aws_sdk_scheduler,
+            RuleMode::MatchAny,
+            [&create, &get],
+            |c| c.retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled())
+        );
+        let h = SchedulerHandOff::from_client(client, settings(), clock());
+        assert_eq!(
+            h.hand_off(&poll()).await,
+            Err(HandOffError::Taken("{\"theirs\":1}".into()))
+        );
+        let gone = mock!(aws_sdk_scheduler::Client::get_schedule).then_error(|| {
+            aws_sdk_scheduler::operation::get_schedule::GetScheduleError::ResourceNotFoundException(
+                aws_sdk_scheduler::types::error::ResourceNotFoundException::builder()
+                    .message("fired")
                     .build()
                     .unwrap_or_else(|e| panic!("{e}")),
             )
         });
-        assert_eq!(handoff(&rule).hand_off(&poll()).await, Ok(()));
+        let create = conflict();
+        let client = mock_client!(
+            aws_sdk_scheduler,
+            RuleMode::MatchAny,
+            [&create, &gone],
+            |c| c.retry_config(aws_sdk_scheduler::config::retry::RetryConfig::disabled())
+        );
+        let h = SchedulerHandOff::from_client(client, settings(), clock());
+        assert!(matches!(
+            h.hand_off(&poll()).await,
+            Err(HandOffError::Busy(_))
+        ));
     }
 
     #[tokio::test]

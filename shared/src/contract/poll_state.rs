@@ -440,16 +440,19 @@ fn is_off(p: &crate::contract::stuck_policy::StuckPolicy) -> bool {
 /// The most characters a Scheduler target input may hold.
 pub const MAX_SCHEDULE_INPUT_CHARS: usize = 8192;
 
-/// The schedule's name for a Job's poll: deterministic per Job (uid) and attempt, so a
-/// retried create is harmless; 1-64 characters of `[0-9a-zA-Z-_.]`.
+/// The schedule's name for a poll: deterministic per poll key (a Job's uid, a cluster
+/// operation's hash) and attempt, so a retried create is harmless; 1-64 characters of
+/// `[0-9a-zA-Z-_.]`, the key cut to fit (a key with a fresh suffix, after a squatted
+/// name, keeps its suffix whole: keys are 36 characters, suffixed 45).
 #[must_use]
-pub fn schedule_name(job_uid: &str, attempt: u32) -> String {
-    let uid: String = job_uid
+pub fn schedule_name(key: &str, attempt: u32) -> String {
+    let attempt = attempt.to_string();
+    let key: String = key
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(40)
+        .take(64 - "ekstw--".len() - attempt.len())
         .collect();
-    format!("ekstw-{uid}-{attempt}")
+    format!("ekstw-{key}-{attempt}")
 }
 
 /// `at(yyyy-mm-ddThh:mm:ss)` in UTC, `delay` after `now`.
@@ -655,6 +658,14 @@ mod tests {
             schedule_name("3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3", 4_294_967_295)
         );
         assert_ne!(schedule_name("u", 1), schedule_name("u", 2));
+        // A fresh suffix after a squat stays whole, and the name within 64.
+        let fresh = "3f1c2b8e-8c9d-4e5f-a6b7-c8d9e0f1a2b3-0a1b2c3d";
+        for attempt in [0, 4_294_967_295] {
+            let n = schedule_name(fresh, attempt);
+            assert!(n.len() <= 64, "{n}");
+            assert!(n.contains(fresh), "{n}");
+        }
+        assert_eq!(schedule_name(&"x".repeat(100), 7).len(), 64);
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub enum HandOffError {
     /// The scheduler refused the poll for good.
     #[error("{0}")]
     Refused(TaskError),
+    /// A schedule of the poll's name is there already; its input, as the scheduler
+    /// gives it back. Whether it is this poll's own (an earlier delivery's) or a squat
+    /// is the caller's to tell ([`Deps::hand_off`](crate::task::deps::Deps::hand_off)).
+    #[error("a schedule of the poll's name is there already")]
+    Taken(String),
     /// This deployment has no poller (`POLLER_ARN`, `SCHEDULER_ROLE_ARN` unset).
     #[error("no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)")]
     NoPoller,
@@ -24,6 +29,10 @@ impl From<HandOffError> for TaskError {
     fn from(e: HandOffError) -> Self {
         match e {
             HandOffError::Busy(e) | HandOffError::Refused(e) => e,
+            HandOffError::Taken(_) => TaskError::message(
+                crate::contract::error::names::SCHEDULER,
+                "a schedule of the poll's name is there already",
+            ),
             HandOffError::NoPoller => TaskError::message(
                 crate::contract::error::names::INTERNAL,
                 "no poller is configured (POLLER_ARN, SCHEDULER_ROLE_ARN)",
@@ -36,7 +45,8 @@ impl From<HandOffError> for TaskError {
 #[async_trait]
 pub trait HandOff: Send + Sync {
     /// Arranges, in one try, for the poller to be invoked with `poll.input` after
-    /// `poll.delay_seconds`; a poll already arranged (an earlier delivery's) is fine.
+    /// `poll.delay_seconds`; a schedule of the poll's name already there is
+    /// [`HandOffError::Taken`], with its input.
     ///
     /// # Errors
     /// [`HandOffError`], carrying `EksTaskWorker.SchedulerError`.

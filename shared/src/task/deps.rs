@@ -109,15 +109,89 @@ impl Deps {
                 })?;
                 let input = seal::with_seal(&state, &made)
                     .map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
-                self.handoff
-                    .hand_off(&crate::contract::poll_state::NextPoll {
-                        input,
-                        ..poll.clone()
-                    })
-                    .await
+                let sealed = crate::contract::poll_state::NextPoll {
+                    input,
+                    ..poll.clone()
+                };
+                match self.handoff.hand_off(&sealed).await {
+                    Err(HandOffError::Taken(there)) => {
+                        self.name_taken(&sealed, &state, &there).await
+                    }
+                    done => done,
+                }
             },
         ))
         .await
+    }
+
+    /// The next poll's schedule name is taken. By this poll itself (an earlier or a
+    /// concurrent delivery's hand-off: the schedule's input is sealed by the
+    /// deployment's key, for the same task and attempt), that is fine. By anything else
+    /// (a schedule made ahead under the name the next poll would take), the poll is
+    /// scheduled under a fresh name instead, and the squat logged.
+    async fn name_taken(
+        &self,
+        poll: &crate::contract::poll_state::NextPoll,
+        state: &serde_json::Value,
+        there: &str,
+    ) -> Result<(), HandOffError> {
+        use crate::contract::error::{names, TaskError};
+        if self.own_poll(there, state).await? {
+            tracing::info!(key = %poll.key, attempt = poll.attempt, "already scheduled by an earlier delivery");
+            return Ok(());
+        }
+        let mut suffix = [0u8; 4];
+        getrandom::getrandom(&mut suffix)
+            .map_err(|e| HandOffError::Busy(TaskError::message(names::SCHEDULER, e.to_string())))?;
+        let fresh = crate::contract::poll_state::NextPoll {
+            key: format!(
+                "{}-{}",
+                poll.key,
+                suffix
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            ..poll.clone()
+        };
+        tracing::warn!(
+            key = %poll.key,
+            attempt = poll.attempt,
+            fresh = %fresh.key,
+            "the next poll's schedule name was taken by a schedule the worker did not write: \
+            scheduled under a fresh name"
+        );
+        match self.handoff.hand_off(&fresh).await {
+            Err(HandOffError::Taken(_)) => Err(HandOffError::Refused(TaskError::message(
+                names::SCHEDULER,
+                format!("the fresh schedule name of key {} was taken too", fresh.key),
+            ))),
+            done => done,
+        }
+    }
+
+    /// Whether `there` (a taken schedule's input) is the poll `state` itself: sealed by
+    /// the deployment's key, for the same task token and attempt.
+    async fn own_poll(&self, there: &str, state: &serde_json::Value) -> Result<bool, HandOffError> {
+        use crate::contract::error::{names, TaskError};
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(there) else {
+            return Ok(false);
+        };
+        let Ok((message, found, theirs)) = crate::contract::seal::open(&value) else {
+            return Ok(false);
+        };
+        let same = ["TaskToken", "Attempt"]
+            .iter()
+            .all(|k| theirs.get(*k).is_some() && theirs.get(*k) == state.get(*k));
+        if !same {
+            return Ok(false);
+        }
+        let key_error = |m: String| TaskError::message(names::POLL_STATE_KEY, m);
+        match self.seal.verify(&message, &found).await {
+            Ok(verified) => Ok(verified),
+            Err(SealError::Busy(m)) => Err(HandOffError::Busy(key_error(m))),
+            Err(e) => Err(HandOffError::Refused(key_error(e.to_string()))),
+        }
     }
 }
 
@@ -171,6 +245,60 @@ mod tests {
         let handoff = Arc::new(RecordingHandOff::answering(vec![Err(refused.clone())]));
         assert_eq!(deps(&handoff).hand_off(&poll()).await, Err(refused));
         assert_eq!(handoff.polls().len(), 1);
+    }
+
+    /// A taken schedule name: the poll's own schedule (sealed by the deployment, same
+    /// task and attempt) is fine; anything else, a squat, sends the poll under a fresh
+    /// name once.
+    #[tokio::test]
+    async fn a_taken_name_is_fine_only_when_it_holds_this_poll() {
+        let state = |attempt: u32| NextPoll {
+            input: serde_json::json!({ "TaskToken": "t", "Attempt": attempt, "JobName": "j" })
+                .to_string(),
+            ..poll()
+        };
+        let sealed = |attempt: u32| async move {
+            let recorded = Arc::new(RecordingHandOff::answering(vec![Ok(())]));
+            assert_eq!(deps(&recorded).hand_off(&state(attempt)).await, Ok(()));
+            recorded.polls().pop().map(|p| p.input).unwrap_or_default()
+        };
+        let own = sealed(1).await;
+        let handoff = Arc::new(RecordingHandOff::answering(vec![
+            Err(HandOffError::Taken(own.clone())),
+            Ok(()),
+        ]));
+        assert_eq!(deps(&handoff).hand_off(&state(1)).await, Ok(()));
+        assert_eq!(handoff.polls().len(), 1, "its own: nothing more");
+
+        let mut forged: serde_json::Value =
+            serde_json::from_str(&own).unwrap_or_else(|e| panic!("{e}"));
+        forged["JobName"] = serde_json::json!("theirs");
+        for squat in [
+            "{\"theirs\":1}".to_owned(),
+            String::new(),
+            forged.to_string(),
+            sealed(0).await,
+        ] {
+            let handoff = Arc::new(RecordingHandOff::answering(vec![
+                Err(HandOffError::Taken(squat.clone())),
+                Ok(()),
+            ]));
+            assert_eq!(deps(&handoff).hand_off(&state(1)).await, Ok(()), "{squat}");
+            let polls = handoff.polls();
+            assert_eq!(polls.len(), 2, "{squat}");
+            assert_eq!(polls[1].input, polls[0].input);
+            let fresh = polls[1].key.strip_prefix("uid-").unwrap_or_default();
+            assert!(
+                fresh.len() == 8 && fresh.chars().all(|c| c.is_ascii_hexdigit()),
+                "{}",
+                polls[1].key
+            );
+        }
+        let handoff = Arc::new(RecordingHandOff::answering(vec![Err(HandOffError::Taken(
+            String::new(),
+        ))]));
+        let e = deps(&handoff).hand_off(&state(1)).await;
+        assert!(matches!(e, Err(HandOffError::Refused(_))), "{e:?}");
     }
 
     #[tokio::test]
