@@ -13,7 +13,9 @@
 //! - `bootstrap --cluster NAME --role-arn ARN[,ARN…] [--namespace NS] [--region R]
 //!   [--dry-run]` grants the worker's roles access to a cluster: an access entry (or
 //!   `aws-auth` mapping), the namespace, a least-privilege Role and binding, per role.
-//! - `migrate --run-job-function F --call-function F [--cluster-ops-function F] [FILE]`
+//! - `migrate [--run-job-function F] [--call-function F] [--cluster-ops-function F] [FILE]`
+//!   (the functions the definition's native states need)
+//! - `completions SHELL`
 //!   prints a state machine definition (FILE or stdin) with every native EKS state moved
 //!   onto the worker by the README's recipe; it refuses (`HeartbeatTooShort`) a migrated
 //!   state whose `HeartbeatSeconds` the worker's heartbeats cannot meet with the settings
@@ -110,12 +112,14 @@ enum Command {
     /// Print a state machine definition with every native EKS state moved onto the
     /// worker (the README's recipe).
     Migrate {
-        /// The run-job function (name or ARN).
+        /// The run-job function (name or ARN); needed only when the definition has a
+        /// native `eks:runJob` state.
         #[arg(long, value_name = "NAME_OR_ARN")]
-        run_job_function: String,
-        /// The call function (name or ARN).
+        run_job_function: Option<String>,
+        /// The call function (name or ARN); needed only when the definition has a
+        /// native `eks:call` state.
         #[arg(long, value_name = "NAME_OR_ARN")]
-        call_function: String,
+        call_function: Option<String>,
         /// The cluster-ops function (name or ARN); needed only when the definition has a
         /// native cluster operation.
         #[arg(long, value_name = "NAME_OR_ARN")]
@@ -133,6 +137,20 @@ enum Command {
         /// The definition (default: stdin).
         file: Option<String>,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell):
+    /// for example `eks-task-worker completions bash > /etc/bash_completion.d/eks-task-worker`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script of `shell` for this command line.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "eks-task-worker", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Prints a line to stdout; a closed pipe (`| head`) is not an error.
@@ -405,40 +423,52 @@ fn short_heartbeats(
         .collect())
 }
 
+/// The functions `migrate` was given (each optional: a definition needs only those its
+/// native states use).
+struct GivenFunctions<'a> {
+    run_job: Option<&'a str>,
+    call: Option<&'a str>,
+    cluster_ops: Option<&'a str>,
+}
+
 /// Prints `file` (or stdin) migrated; says on stderr how many states moved. Refuses
 /// (`HeartbeatTooShort`) a migrated state whose `HeartbeatSeconds` cannot be met, and a
-/// native cluster operation when no cluster-ops function is named.
-fn migrate(
-    run_job: &str,
-    call: &str,
-    cluster_ops: Option<&str>,
-    file: Option<&str>,
-) -> anyhow::Result<()> {
+/// native state whose function was not named (naming the state and the flag).
+fn migrate(given: &GivenFunctions<'_>, file: Option<&str>) -> anyhow::Result<()> {
     use worker::contract::migration::{migrate, native_row, states, Function, Functions};
     let definition = read_definition(file)?;
-    let cluster_op = states(&definition)?.into_iter().find(|at| {
-        definition
-            .pointer(&format!("{}/Resource", at.pointer))
-            .and_then(Value::as_str)
-            .and_then(native_row)
-            .is_some_and(|(row, _)| row.function == Function::ClusterOps)
-    });
-    let cluster_ops = match (cluster_ops, cluster_op) {
-        (Some(f), _) => f.to_owned(),
-        (None, Some(at)) => bail!(
-            "{}: a native EKS cluster operation: pass --cluster-ops-function NAME_OR_ARN",
-            at.path
-        ),
-        (None, None) => String::new(),
+    let native = states(&definition)?;
+    let pick = |given: Option<&str>, function: Function, flag: &str| {
+        let first = native.iter().find(|at| {
+            definition
+                .pointer(&format!("{}/Resource", at.pointer))
+                .and_then(Value::as_str)
+                .and_then(native_row)
+                .is_some_and(|(row, _)| row.function == function)
+        });
+        match (given, first) {
+            (Some(f), _) => Ok(f.to_owned()),
+            (None, Some(at)) => Err(anyhow::anyhow!(
+                "{}: a native state served by the {function:?} function: pass {flag} NAME_OR_ARN",
+                at.path
+            )),
+            (None, None) => Ok(String::new()),
+        }
     };
     let functions = Functions {
-        run_job: run_job.to_owned(),
-        call: call.to_owned(),
-        cluster_ops,
+        run_job: pick(given.run_job, Function::RunJob, "--run-job-function")?,
+        call: pick(given.call, Function::Call, "--call-function")?,
+        cluster_ops: pick(
+            given.cluster_ops,
+            Function::ClusterOps,
+            "--cluster-ops-function",
+        )?,
     };
     let (migrated, moved) = migrate(&definition, &functions)?;
     let ours = [&functions.run_job, &functions.call, &functions.cluster_ops];
-    let short = short_heartbeats(&migrated, |f| ours.iter().any(|o| o.as_str() == f))?;
+    let short = short_heartbeats(&migrated, |f| {
+        ours.iter().any(|o| !o.is_empty() && o.as_str() == f)
+    })?;
     if !short.is_empty() {
         bail!("HeartbeatTooShort: nothing printed\n{}", short.join("\n"));
     }
@@ -502,13 +532,19 @@ async fn main() -> ExitCode {
             cluster_ops_function,
             file,
         } => migrate(
-            run_job_function,
-            call_function,
-            cluster_ops_function.as_deref(),
+            &GivenFunctions {
+                run_job: run_job_function.as_deref(),
+                call: call_function.as_deref(),
+                cluster_ops: cluster_ops_function.as_deref(),
+            },
             file.as_deref(),
         )
         .map(|()| true),
         Command::Check { functions, file } => check(functions, file.as_deref()),
+        Command::Completions { shell } => {
+            print_out(&completions(*shell));
+            Ok(true)
+        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -585,7 +621,72 @@ mod tests {
             "a role name with a comma stays whole"
         );
         assert!(parse(&["migrate", "--run-job-function", "r", "--call-function", "c"]).is_ok());
+        assert!(parse(&["migrate", "--call-function", "c"]).is_ok());
         assert!(parse(&["invoke", "poller", "--payload", "p.json"]).is_err());
+    }
+
+    /// `migrate` asks only for the functions the definition's native states need, and
+    /// names the state and the flag of one that is missing.
+    #[test]
+    fn migrate_asks_only_for_the_functions_it_needs() {
+        let dir = std::env::temp_dir().join(format!("ekstw-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("native.asl.json");
+        let task = |resource: &str| serde_json::json!({ "Type": "Task", "Resource": resource, "Parameters": { "ClusterName": "c" }, "End": true });
+        let write = |resource: &str| {
+            let definition =
+                serde_json::json!({ "StartAt": "A", "States": { "A": task(resource) } });
+            std::fs::write(&file, definition.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        };
+        let path = file.to_string_lossy().into_owned();
+        let given = |run_job, call| super::GivenFunctions {
+            run_job,
+            call,
+            cluster_ops: None,
+        };
+        write("arn:aws:states:::eks:call");
+        let e = super::migrate(&given(Some("r"), None), Some(&path))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("States.A") && e.contains("--call-function"),
+            "{e}"
+        );
+        assert!(super::migrate(&given(None, Some("c")), Some(&path)).is_ok());
+        write("arn:aws:states:::eks:runJob");
+        let e = super::migrate(&given(None, Some("c")), Some(&path))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("--run-job-function"), "{e}");
+        assert!(super::migrate(&given(Some("r"), None), Some(&path)).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every shell's script names the command and its subcommands; an unknown shell is a
+    /// usage error.
+    #[test]
+    fn completions_cover_every_subcommand() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let Ok(super::Cli {
+                command: super::Command::Completions { shell },
+            }) = super::Cli::try_parse_from(["eks-task-worker", "completions", shell])
+            else {
+                panic!("{shell}: not parsed");
+            };
+            let script = super::completions(shell);
+            for word in [
+                "eks-task-worker",
+                "bootstrap",
+                "migrate",
+                "kubeconfig",
+                "role-arn",
+            ] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
+        assert!(super::Cli::try_parse_from(["eks-task-worker", "completions", "tcsh"]).is_err());
     }
 
     #[test]

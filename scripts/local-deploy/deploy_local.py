@@ -107,6 +107,7 @@ def main():
         "ActivityArns": f"run-job={activity}",
         "LogArchiveBucket": bucket,
         "MetricsDashboardAndAlarms": "true",
+        "DeployExamples": "true",
         "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{args.stack}-alarms",
     }
     say(f"sam deploy --stack-name {args.stack} (every optional part on: {', '.join(overrides)})")

@@ -107,7 +107,7 @@ def template_functions(path):
     """Each function's settings as template.yaml gives them, by binary: its Timeout and
     MemorySize (the function's own, else the Globals'), and the environment variables
     whose values the template fixes: plain values, and a `!Ref` of a parameter (its
-    default). Values built from the stack's own resources (`!GetAtt`, `!Sub`, `!If`) are
+    default), and the log level Lambda passes from LoggingConfig. Values built from the stack's own resources (`!GetAtt`, `!Sub`, `!If`) are
     the world's to give."""
     template = load_template(path)
     defaults = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
@@ -131,6 +131,11 @@ def template_functions(path):
             for k, v in scope.get("Environment", {}).get("Variables", {}).items():
                 if fixed(v) is not None:
                     env[k] = fixed(v)
+            # Lambda's advanced logging: the application log level reaches the runtime as
+            # AWS_LAMBDA_LOG_LEVEL (with the JSON format), which the Rust runtime honours.
+            level = fixed(scope.get("LoggingConfig", {}).get("ApplicationLogLevel"))
+            if level is not None:
+                env["AWS_LAMBDA_LOG_LEVEL"] = level
         functions[binary] = {"timeout": int(props.get("Timeout", globals_.get("Timeout", 3))),
                              "memory": int(props.get("MemorySize", globals_.get("MemorySize", 128))), "env": env}
     return functions

@@ -19,7 +19,9 @@ Test convention: annotations on the pod (set them on the Job's pod template):
   sim.eks-task-worker.io/oom-killed[.<c>]      "true": the container ends OOMKilled, exit code 137
   sim.eks-task-worker.io/evicted               "true": at its end the pod is evicted (Failed, reason Evicted)
 
-Without a log annotation a container logs one line naming itself and its image.
+Without a log annotation a container logs one line naming itself and its image; but for
+AWS's sample Job, `perl -Mbignum=bpi -wle 'print bpi(N)'` in a `perl` image, which logs
+π to N digits, as perl would (so that the shipped examples carry no annotation).
 
 What a kubelet does by the pod's spec, with no annotation:
 
@@ -47,6 +49,7 @@ import argparse
 import datetime
 import json
 import logging
+import re
 import ssl
 import sys
 import threading
@@ -120,6 +123,38 @@ def rfc3339(t):
 
 def parse_time(s):
     return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def pi_digits(n):
+    """π to n significant digits ("3.14…"), as perl's bignum bpi(n) prints it (the last
+    digit rounded), by Machin's formula in integers."""
+    guard = 10
+    scale = 10 ** (n + guard)
+
+    def arctan_inv(x):
+        total, term, k, sign = 0, scale // x, 1, 1
+        while term:
+            total += sign * (term // k)
+            term //= x * x
+            k += 2
+            sign = -sign
+        return total
+
+    pi = 4 * (4 * arctan_inv(5) - arctan_inv(239))
+    rounded = (pi + 5 * 10 ** (guard)) // 10 ** (guard + 1)
+    digits = str(rounded)
+    return digits[0] + "." + digits[1:]
+
+
+def default_log(pod_name, container, spec):
+    """A container's log when no annotation gives one: AWS's sample Job's π, else a line
+    naming the container and its image."""
+    image = spec.get("image", "")
+    words = " ".join(spec.get("command", []) + spec.get("args", []))
+    sample = re.search(r"-Mbignum=bpi\b.*\bprint bpi\((\d+)\)", words)
+    if image.split(":")[0].split("/")[-1] == "perl" and sample and 0 < int(sample.group(1)) <= 100000:
+        return pi_digits(int(sample.group(1))) + "\n"
+    return f"{pod_name}/{container} ran {image}\n"
 
 
 def annotation(pod, name, container=None, default=None):
@@ -479,9 +514,9 @@ class ContainerLog:
             tag = f" {pod['metadata']['name']}/{container} "[:60]
             self.line = lambda i: (f"{i:012d}{tag}".ljust(LINE - 1, ".") + "\n")
         else:
-            image = next((c.get("image", "") for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
-                          if c["name"] == container), "")
-            text = annotation(pod, "log", container, f"{pod['metadata']['name']}/{container} ran {image}\n")
+            spec = next((c for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+                         if c["name"] == container), {})
+            text = annotation(pod, "log", container, default_log(pod["metadata"]["name"], container, spec))
             lines = text.splitlines(keepends=True)
             self.count = len(lines)
             self.line = lambda i: lines[i]

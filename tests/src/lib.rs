@@ -341,16 +341,16 @@ impl World {
         anyhow::bail!("the API server did not come back within 60 s")
     }
 
-    /// Makes a cluster (`prefix` and a unique suffix, through cluster-ops in-process, as
-    /// setup) whose bearer tokens the world's authenticator accepts for `seconds` only
+    /// Makes a cluster named `name` (through cluster-ops in-process, as setup; give it a
+    /// [`unique`] name) whose bearer tokens the world's authenticator accepts for `seconds` only
     /// (its `local-world/token-lifetime-seconds` tag; EKS: 15 minutes): a test watches
     /// across several token lifetimes in seconds. Every cluster is served by the one
     /// local API server. Returns its name.
     ///
     /// # Errors
     /// When the cluster cannot be made.
-    pub async fn short_token_cluster(&self, prefix: &str, seconds: u32) -> Result<String> {
-        let name = unique(prefix);
+    pub async fn short_token_cluster(&self, name: &str, seconds: u32) -> Result<String> {
+        let name = name.to_owned();
         worker::task::cluster_ops::handle(
             json!({ "Operation": "createCluster", "Name": name, "RoleArn": self.cluster_role(),
                     "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] },
@@ -1193,6 +1193,26 @@ pub fn function_output() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// How many lines of the output of the function `function` (every function's, for "")
+/// hold each of `all_of`.
+#[must_use]
+pub fn log_lines(function: &str, all_of: &[&str]) -> usize {
+    let prefix = if function.is_empty() {
+        String::new()
+    } else {
+        format!("{function}-")
+    };
+    function_output()
+        .iter()
+        .filter(|(file, _)| file.starts_with(&prefix))
+        .map(|(_, text)| {
+            text.lines()
+                .filter(|l| all_of.iter().all(|n| l.contains(n)))
+                .count()
+        })
+        .sum()
 }
 
 /// The logs of the first pod of a run-job result (`logs.pods.<pod>`), or `null`.

@@ -153,20 +153,13 @@ impl<'a> Cells<'a> {
 /// after that answer and found the task gone (the finished Job left alone: the cell's
 /// count of Jobs shows it was not deleted).
 fn stood_down(name: &str) -> bool {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
     let job = format!("\"job\":\"{name}");
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-        .any(|text| {
-            text.lines().any(|l| {
-                l.contains(&job)
-                    && (l.contains("another delivery answers this task")
-                        || l.contains("the task is gone; the Job is no longer followed"))
-            })
-        })
+    [
+        "another delivery answers this task",
+        "the task is gone; the Job is no longer followed",
+    ]
+    .iter()
+    .any(|said| world_tests::log_lines("", &[&job, said]) > 0)
 }
 
 impl Cell<'_> {
@@ -460,9 +453,13 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
     let _ = std::fs::remove_file(&chaos);
     // The payloads name the proxy as their Endpoint: the deployment lists it as trusted
     // (TRUSTED_ENDPOINTS), as a user lists a proxy of their own.
+    // And for the cluster token-lifetimes makes (its name known now, as an endpoint is
+    // listed per cluster name).
+    let short = unique("f-short-tokens");
     let trusted = format!(
-        "TRUSTED_ENDPOINTS={}={}",
+        "TRUSTED_ENDPOINTS={}={},{short}={}",
         world.cluster(),
+        proxy.kube_endpoint,
         proxy.kube_endpoint
     );
     // Tokens renewed after 15 s (template: 600), for the cell whose cluster's tokens live
@@ -1055,7 +1052,7 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
     });
 
     cells.add("token-lifetimes", async {
-        token_lifetimes(&world, &cell).await;
+        token_lifetimes(&world, &cell, &short).await;
     });
 
     cells.add("deadline-503", async {
@@ -1376,9 +1373,9 @@ async fn stopped_inline(world: &World, cell: &Cell<'_>) {
 /// shortened in proportion), and the Job runs 45 s watched inline, its status and logs
 /// read after. (The cluster is made in-process as setup: one more name for the one
 /// local API server.)
-async fn token_lifetimes(world: &World, cell: &Cell<'_>) {
+async fn token_lifetimes(world: &World, cell: &Cell<'_>, short: &str) {
     let cluster = world
-        .short_token_cluster("f-short-tokens", 30)
+        .short_token_cluster(short, 30)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let name = unique("f-token-lifetimes");

@@ -69,19 +69,7 @@ async fn waiting(world: &World, name: &str) -> (String, String) {
 
 /// The poller's log lines that refused a state as not the worker's.
 fn refusals() -> usize {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().starts_with("poller-"))
-        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-        .map(|text| {
-            text.lines()
-                .filter(|l| l.contains("refused a poll state the worker did not write"))
-                .count()
-        })
-        .sum()
+    world_tests::log_lines("poller", &["refused a poll state the worker did not write"])
 }
 
 #[tokio::test]
@@ -255,20 +243,10 @@ async fn a_state_of_any_size_is_sealed_and_verified() {
 
 /// The poller's log lines that found the next poll's name squatted.
 fn squats(key: &str) -> usize {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local-world/logs/lambda");
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().starts_with("poller-"))
-        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-        .map(|text| {
-            text.lines()
-                .filter(|l| l.contains("was taken by a schedule the worker did not write"))
-                .filter(|l| l.contains(key))
-                .count()
-        })
-        .sum()
+    world_tests::log_lines(
+        "poller",
+        &["was taken by a schedule the worker did not write", key],
+    )
 }
 
 /// Schedules made ahead under the names the next polls of a running task would take
@@ -287,91 +265,46 @@ async fn a_squatted_next_poll_name_does_not_stop_the_chain() {
     let group = world.fact("/schedule_group");
     let squatter = {
         let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());
-        let world = World::get();
         tokio::spawn(async move {
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until {
-                let listed = scheduler
-                    .list_schedules()
-                    .group_name(&group)
-                    .name_prefix("ekstw-")
-                    .send()
-                    .await
+            let world = World::get();
+            let state = first_poll(&scheduler, &group, &name).await;
+            let uid = state["JobUid"].as_str().unwrap_or_default().to_owned();
+            let mut squatted = Vec::new();
+            for attempt in 1..=4u32 {
+                let mut squat = state.clone();
+                squat["Attempt"] = json!(attempt);
+                let at = worker::contract::time::utc_seconds(
+                    std::time::SystemTime::now() + Duration::from_secs(86_400),
+                );
+                let target = aws_sdk_scheduler::types::Target::builder()
+                    .arn(world.fact("/functions/poller"))
+                    .role_arn(world.fact("/scheduler_role"))
+                    .input(squat.to_string())
+                    .build()
                     .unwrap_or_else(|e| panic!("{e:?}"));
-                for s in listed.schedules() {
-                    let found = scheduler
-                        .get_schedule()
-                        .group_name(&group)
-                        .name(s.name().unwrap_or_default())
-                        .send()
-                        .await;
-                    let Some(input) = found
-                        .ok()
-                        .and_then(|g| g.target().and_then(|t| t.input()).map(str::to_owned))
-                    else {
-                        continue;
-                    };
-                    let state: Value = serde_json::from_str(&input).unwrap_or_default();
-                    if state["JobName"] != name.as_str() {
-                        continue;
-                    }
-                    let uid = state["JobUid"].as_str().unwrap_or_default().to_owned();
-                    let mut squatted = Vec::new();
-                    for attempt in 1..=4u32 {
-                        let mut squat = state.clone();
-                        squat["Attempt"] = json!(attempt);
-                        let at = worker::contract::time::utc_seconds(
-                            std::time::SystemTime::now() + Duration::from_secs(86_400),
-                        );
-                        let target = aws_sdk_scheduler::types::Target::builder()
-                            .arn(world.fact("/functions/poller"))
-                            .role_arn(world.fact("/scheduler_role"))
-                            .input(squat.to_string())
+                let name = worker::contract::poll_state::schedule_name(&uid, attempt);
+                let made = scheduler
+                    .create_schedule()
+                    .group_name(&group)
+                    .name(&name)
+                    .schedule_expression(format!("at({at})"))
+                    .flexible_time_window(
+                        aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                            .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
                             .build()
-                            .unwrap_or_else(|e| panic!("{e:?}"));
-                        let name = worker::contract::poll_state::schedule_name(&uid, attempt);
-                        let made = scheduler
-                            .create_schedule()
-                            .group_name(&group)
-                            .name(&name)
-                            .schedule_expression(format!("at({at})"))
-                            .flexible_time_window(
-                                aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
-                                    .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
-                                    .build()
-                                    .unwrap_or_else(|e| panic!("{e:?}")),
-                            )
-                            .target(target)
-                            .send()
-                            .await;
-                        if made.is_ok() {
-                            squatted.push(name);
-                        }
-                    }
-                    return (uid, squatted);
+                            .unwrap_or_else(|e| panic!("{e:?}")),
+                    )
+                    .target(target)
+                    .send()
+                    .await;
+                if made.is_ok() {
+                    squatted.push(name);
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            panic!("the task's first poll was never scheduled");
+            (uid, squatted)
         })
     };
-    let job = world_tests::sim_job(
-        &name,
-        &["main"],
-        json!({ "sim.eks-task-worker.io/run-seconds": "14" }),
-        1,
-    );
-    let mut payload = world.job_payload(job);
-    payload["InlineWaitSeconds"] = json!(1);
-    let (_, status, _, error) = world
-        .run_state_machine(
-            &name,
-            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 30 })),
-            &json!({}),
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, error) = handed_off_job(&world, &name, 14).await;
     let (uid, squatted) = squatter.await.unwrap_or_else(|e| panic!("{e}"));
     for s in &squatted {
         let _ = scheduler
@@ -390,4 +323,156 @@ async fn a_squatted_next_poll_name_does_not_stop_the_chain() {
         squats(&uid) >= 1,
         "the poller reported the taken name ({squatted:?})"
     );
+}
+
+/// The first poll state the worker scheduled for the Job `name` (its genuine, sealed
+/// input, read off the schedule as anyone allowed to list the group can), waiting up
+/// to a minute for it.
+async fn first_poll(scheduler: &aws_sdk_scheduler::Client, group: &str, name: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let listed = scheduler
+            .list_schedules()
+            .group_name(group)
+            .name_prefix("ekstw-")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        for s in listed.schedules() {
+            let found = scheduler
+                .get_schedule()
+                .group_name(group)
+                .name(s.name().unwrap_or_default())
+                .send()
+                .await;
+            let input = found
+                .ok()
+                .and_then(|g| g.target().and_then(|t| t.input()).map(str::to_owned))
+                .unwrap_or_default();
+            let state: Value = serde_json::from_str(&input).unwrap_or_default();
+            if state["JobName"] == name && state["Attempt"] == 0 {
+                return state;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the first poll of {name} was never scheduled");
+}
+
+/// The platform's AWS journal lines whose request is `request`, answered `status`.
+fn journaled(request: &str, status: u64) -> usize {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local-world/logs/aws-calls.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["request"] == request && l["status"] == status)
+        .count()
+}
+
+/// The poller's log lines that refused a replayed state of the Job `name`.
+fn replays(name: &str) -> usize {
+    world_tests::log_lines(
+        "poller",
+        &[
+            "refused a replayed poll state",
+            &format!("\"job\":\"{name}"),
+        ],
+    )
+}
+
+/// A genuine poll state delivered again once its chain moved on (its first attempt,
+/// read off the schedule, fired again after the chain's third poll was scheduled): the
+/// poller refuses it by name before anything is sent, and no second chain starts (the
+/// second poll's schedule is made once); the task is answered as if nothing happened.
+#[tokio::test]
+async fn a_replayed_old_attempt_is_refused() {
+    let world = World::get();
+    let _platform = Platform::start();
+    let name = unique("replayed");
+    let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    let group = unique("replays");
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let replayer = {
+        let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());
+        let poll_group = world.fact("/schedule_group");
+        tokio::spawn(async move {
+            let world = World::get();
+            let first = first_poll(&scheduler, &poll_group, &name).await;
+            let uid = first["JobUid"].as_str().unwrap_or_default().to_owned();
+            let third = format!(
+                "POST /schedules/{}",
+                worker::contract::poll_state::schedule_name(&uid, 2)
+            );
+            let until = Instant::now() + Duration::from_secs(60);
+            while journaled(&third, 200) == 0 {
+                assert!(
+                    Instant::now() < until,
+                    "the chain never reached its third poll"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            world_tests::fire(&world, "poller", Some(&group), &first).await;
+            let until = Instant::now() + Duration::from_secs(30);
+            while replays(&name) == 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (uid, first)
+        })
+    };
+    let (status, error) = handed_off_job(&world, &name, 25).await;
+    let (uid, first) = replayer.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let second = format!(
+        "POST /schedules/{}",
+        worker::contract::poll_state::schedule_name(&uid, 1)
+    );
+    assert_eq!(
+        journaled(&second, 200),
+        1,
+        "one chain: its second poll scheduled once"
+    );
+    assert_eq!(replays(&name), 1, "the replay refused by name");
+    // Replayed again once the task ended: refused as well, nothing scheduled.
+    world_tests::fire(&world, "poller", Some(&group), &first).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while replays(&name) < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        replays(&name),
+        2,
+        "the replay after the end refused by name"
+    );
+    assert_eq!(journaled(&second, 200), 1, "still one chain");
+}
+
+/// Runs a Job of `name` for `seconds` through the platform's run-job, handed to the
+/// poller after 1 s (the task's `HeartbeatSeconds` 30: a chain of polls that stops ends
+/// it): the execution's status and error.
+async fn handed_off_job(world: &World, name: &str, seconds: u32) -> (String, Option<String>) {
+    let job = world_tests::sim_job(
+        name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/run-seconds": seconds.to_string() }),
+        1,
+    );
+    let mut payload = world.job_payload(job);
+    payload["InlineWaitSeconds"] = json!(1);
+    let (_, status, _, error) = world
+        .run_state_machine(
+            name,
+            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 30 })),
+            &json!({}),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (status, error)
 }

@@ -391,7 +391,9 @@ async fn an_invalid_payload_with_a_token_fails_the_execution_at_once() -> anyhow
 #[tokio::test]
 async fn a_watch_outlives_several_token_lifetimes() -> anyhow::Result<()> {
     let world = World::get();
-    let cluster = world.short_token_cluster("short-tokens", 6).await?;
+    let cluster = world
+        .short_token_cluster(&unique("short-tokens"), 6)
+        .await?;
     let deps = world
         .deps(world.settings_with(&[("TOKEN_RENEW_SECONDS", "3".into())]))
         .await?;

@@ -320,6 +320,26 @@ impl Settings {
             value,
             expected: trusted_endpoints::EXPECTED.into(),
         })?;
+        // A key alias would seal (KMS resolves it) but never verify: a seal names the
+        // key that made it, by ARN, which no alias matches; every poll would be refused.
+        let poll_state_keys = ["POLL_STATE_KEY", "POLL_STATE_PREVIOUS_KEY"]
+            .into_iter()
+            .filter_map(|k| get(k).map(|v| (k, v.trim().to_owned())))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| {
+                if v.starts_with("alias/") || v.contains(":alias/") {
+                    Err(SettingError {
+                        name: k.into(),
+                        value: v,
+                        expected: "a KMS key ARN or key id (not an alias: a seal names the key \
+                            that made it)"
+                            .into(),
+                    })
+                } else {
+                    Ok(v)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let cluster_access = crate::config::cluster_access::WorkerAccess::parse(
             get("CLUSTER_ACCESS_PRINCIPALS").as_deref(),
             get("CLUSTER_ACCESS_POLICY").as_deref(),
@@ -332,11 +352,7 @@ impl Settings {
         Ok(Self {
             cluster_access,
             trusted_endpoints,
-            poll_state_keys: ["POLL_STATE_KEY", "POLL_STATE_PREVIOUS_KEY"]
-                .into_iter()
-                .filter_map(|k| get(k).filter(|v| !v.trim().is_empty()))
-                .map(|v| v.trim().to_owned())
-                .collect(),
+            poll_state_keys,
             metrics_namespace: match get("METRICS_NAMESPACE") {
                 None => Some(DEFAULT_NAMESPACE.to_owned()),
                 Some(v) if v.is_empty() || v == "off" => None,
@@ -411,5 +427,34 @@ mod tests {
             (k == "KUBE_READ_TIMEOUT_SECONDS").then(|| "soon".to_owned())
         });
         assert!(e.is_err_and(|e| e.to_string().contains("KUBE_READ_TIMEOUT_SECONDS")));
+    }
+
+    /// Poll-state keys: a key ARN or id, current then previous; an alias is refused (it
+    /// would seal but never verify).
+    #[test]
+    fn poll_state_keys_are_keys_not_aliases() {
+        let keys = |current: &str, previous: &str| {
+            let (current, previous) = (current.to_owned(), previous.to_owned());
+            Settings::from_lookup(move |k| match k {
+                "POLL_STATE_KEY" => Some(current.clone()),
+                "POLL_STATE_PREVIOUS_KEY" => Some(previous.clone()),
+                _ => None,
+            })
+            .map(|s| s.poll_state_keys)
+            .map_err(|e| e.to_string())
+        };
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd";
+        assert_eq!(keys(arn, " k2 "), Ok(vec![arn.to_owned(), "k2".to_owned()]));
+        assert_eq!(keys("", ""), Ok(Vec::new()));
+        for alias in [
+            "alias/poll",
+            "arn:aws:kms:us-east-1:111122223333:alias/poll",
+        ] {
+            assert!(
+                keys(alias, "").is_err_and(|e| e.contains("POLL_STATE_KEY")),
+                "{alias}"
+            );
+            assert!(keys(arn, alias).is_err_and(|e| e.contains("POLL_STATE_PREVIOUS_KEY")));
+        }
     }
 }

@@ -53,6 +53,10 @@ pub mod names {
     /// one made with a key that is not the deployment's. Refused before anything is
     /// read, sent or deleted; never tried again.
     pub const UNVERIFIED_POLL_STATE: &str = "EksTaskWorker.UnverifiedPollState";
+    /// A poll state of an attempt behind its Job's chain of polls (a genuine state
+    /// delivered again later: a replay). Refused before anything is sent; never tried
+    /// again.
+    pub const REPLAYED_POLL_STATE: &str = "EksTaskWorker.ReplayedPollState";
     /// The poll-state key (`POLL_STATE_KEY`) cannot be used: unset, denied, disabled,
     /// or KMS out of reach.
     pub const POLL_STATE_KEY: &str = "EksTaskWorker.PollStateKeyError";

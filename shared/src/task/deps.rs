@@ -68,7 +68,7 @@ impl Deps {
     }
 
     /// Hands a poll to the poller, its state sealed ([`crate::contract::seal`]), trying
-    /// again (four tries in all, pausing 0.2 s, then twice as long each time) while the
+    /// again (four tries in all, pausing 0.2 s, then twice as long each time, jittered) while the
     /// key service or the scheduler is busy: a last act, its retries allowed into half
     /// the margin ([`clock::last_act`](crate::ports::clock::last_act)).
     ///
@@ -115,7 +115,7 @@ impl Deps {
                 };
                 match self.handoff.hand_off(&sealed).await {
                     Err(HandOffError::Taken(there)) => {
-                        self.name_taken(&sealed, &state, &there).await
+                        self.name_taken(&sealed, &state, &made, &there).await
                     }
                     done => done,
                 }
@@ -128,27 +128,31 @@ impl Deps {
     /// concurrent delivery's hand-off: the schedule's input is sealed by the
     /// deployment's key, for the same task and attempt), that is fine. By anything else
     /// (a schedule made ahead under the name the next poll would take), the poll is
-    /// scheduled under a fresh name instead, and the squat logged.
+    /// scheduled under a fresh name instead, and the squat logged. The fresh name's
+    /// suffix comes from the state's seal: no one without the key can know it before
+    /// the state is sealed, and every delivery of the same poll takes the same one (so
+    /// two that meet the squat still make one schedule, the second finding it its own).
     async fn name_taken(
         &self,
         poll: &crate::contract::poll_state::NextPoll,
         state: &serde_json::Value,
+        made: &crate::contract::seal::Seal,
         there: &str,
     ) -> Result<(), HandOffError> {
         use crate::contract::error::{names, TaskError};
+        use sha2::Digest;
         if self.own_poll(there, state).await? {
             tracing::info!(key = %poll.key, attempt = poll.attempt, "already scheduled by an earlier delivery");
             return Ok(());
         }
-        let mut suffix = [0u8; 4];
-        getrandom::getrandom(&mut suffix)
-            .map_err(|e| HandOffError::Busy(TaskError::message(names::SCHEDULER, e.to_string())))?;
+        let suffix = sha2::Sha256::digest(made.mac.as_bytes());
         let fresh = crate::contract::poll_state::NextPoll {
             key: format!(
                 "{}-{}",
                 poll.key,
                 suffix
                     .iter()
+                    .take(4)
                     .map(|b| format!("{b:02x}"))
                     .collect::<String>()
             ),
@@ -162,6 +166,7 @@ impl Deps {
             scheduled under a fresh name"
         );
         match self.handoff.hand_off(&fresh).await {
+            Err(HandOffError::Taken(there)) if self.own_poll(&there, state).await? => Ok(()),
             Err(HandOffError::Taken(_)) => Err(HandOffError::Refused(TaskError::message(
                 names::SCHEDULER,
                 format!("the fresh schedule name of key {} was taken too", fresh.key),
@@ -234,8 +239,12 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(deps(&handoff).hand_off(&poll()).await, Ok(()));
         assert_eq!(handoff.polls().len(), 3);
-        // 0.2 s, then 0.4 s.
-        assert_eq!(started.elapsed(), Duration::from_millis(600));
+        // 0.2 s, then 0.4 s, each jittered to between half and all of it.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took <= Duration::from_millis(600),
+            "{took:?}"
+        );
 
         let handoff = Arc::new(RecordingHandOff::answering(vec![Err(busy())]));
         assert_eq!(deps(&handoff).hand_off(&poll()).await, Err(busy()));
@@ -294,6 +303,30 @@ mod tests {
                 polls[1].key
             );
         }
+        // Two deliveries that meet the squat take the same fresh name; the second finds
+        // its own poll there.
+        let fresh_key = |answers| async move {
+            let handoff = Arc::new(RecordingHandOff::answering(answers));
+            let done = deps(&handoff).hand_off(&state(1)).await;
+            (
+                done,
+                handoff
+                    .polls()
+                    .last()
+                    .map(|p| (p.key.clone(), p.input.clone())),
+            )
+        };
+        let squat = || Err(HandOffError::Taken("{}".into()));
+        let (done, first) = fresh_key(vec![squat(), Ok(())]).await;
+        assert_eq!(done, Ok(()));
+        let (key, input) = first.unwrap_or_default();
+        let (done, second) = fresh_key(vec![squat(), Err(HandOffError::Taken(input))]).await;
+        assert_eq!(
+            done,
+            Ok(()),
+            "the second delivery found its own poll at the fresh name"
+        );
+        assert_eq!(second.map(|s| s.0), Some(key));
         let handoff = Arc::new(RecordingHandOff::answering(vec![Err(HandOffError::Taken(
             String::new(),
         ))]));

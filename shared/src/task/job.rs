@@ -117,7 +117,7 @@ pub async fn release_ttl(kube: &dyn KubeApi, id: &JobId, job: &Value) {
 
 /// Sends a merge patch of the Job, best effort: a Job already gone is fine, any other
 /// failure is logged as `failed`.
-async fn patch_or_log(kube: &dyn KubeApi, id: &JobId, patch: &Value, failed: &str) {
+pub(crate) async fn patch_or_log(kube: &dyn KubeApi, id: &JobId, patch: &Value, failed: &str) {
     match kube.send(merge_patch(id, patch), None).await {
         Ok(r) if r.is_success() || r.status == 404 => {}
         Ok(r) => tracing::info!(job = id.name, status = r.status, "{failed}"),
@@ -132,12 +132,21 @@ pub fn held_ttl(job: &Value) -> Option<u64> {
 }
 
 /// The manifest as sent: the user's Job with the worker's labels added (the task label
-/// holds the hash of `key`: the task token, or the invocation's key), a
-/// `generateName` turned into the task's [`derived_name`], and, for a Job the worker
-/// follows (`ttl_floor`), its TTL held up to the floor.
+/// holds the hash of `key`: the task token, or the invocation's key), the worker's
+/// bookkeeping annotations taken out, a `generateName` turned into the task's
+/// [`derived_name`], and, for a Job the worker follows (`ttl_floor`), its TTL held up to
+/// the floor.
 #[must_use]
 pub fn prepare(job: &Value, key: &str, ttl_floor: Option<u64>) -> Value {
     let mut job = job.clone();
+    if let Some(annotations) = job
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        for own in BOOKKEEPING {
+            annotations.shift_remove(own);
+        }
+    }
     if let Some(floor) = ttl_floor {
         hold_ttl(&mut job, floor);
     }
@@ -503,6 +512,11 @@ pub enum Waited {
 pub const ANSWERING_ANNOTATION: &str = "eks-task-worker.io/answering";
 /// Set on the Job once its answer went out: `<delivery>`.
 pub const ANSWERED_ANNOTATION: &str = "eks-task-worker.io/answered";
+/// The attempt of the latest poll of the Job's chain ([`crate::task::poll_chain`]).
+pub const POLLED_ANNOTATION: &str = "eks-task-worker.io/polled";
+/// The worker's bookkeeping on a Job: never taken from a user's manifest (one copied
+/// off an earlier Job would otherwise stand a new task down, or refuse its polls).
+const BOOKKEEPING: [&str; 3] = [ANSWERING_ANNOTATION, ANSWERED_ANNOTATION, POLLED_ANNOTATION];
 /// A turn not finished within this is its holder's no more (it died before answering),
 /// and another delivery takes it over.
 pub const TURN_SECONDS: u64 = 120;
@@ -1045,6 +1059,12 @@ mod tests {
         assert_eq!(p["spec"]["futureField"]["x"], 1);
         assert_eq!(task_label("token").len(), 40);
         assert_eq!(p["metadata"]["name"], "j", "a fixed name stays");
+        // A manifest copied off an earlier Job: the worker's bookkeeping does not carry
+        // over (it would stand the new task down or refuse its polls); the user's stays.
+        let copied = json!({"metadata": {"name": "j", "annotations": {
+            ANSWERING_ANNOTATION: "x 1", ANSWERED_ANNOTATION: "x", POLLED_ANNOTATION: "7", "team": "a"}}});
+        let p = prepare(&copied, "token", None);
+        assert_eq!(p["metadata"]["annotations"], json!({ "team": "a" }));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod finish;
 pub mod force_delete;
 pub mod job;
 pub mod logs;
+pub mod poll_chain;
 pub mod poller;
 pub mod retry;
 pub mod run_job;

@@ -9,7 +9,8 @@
 //! the task fails with `EksTaskWorker.PollFailed`, counting them and naming the last
 //! three. A poll delivered twice answers once (Step
 //! Functions refuses a second answer, and a finished Job is never deleted for it) and
-//! leaves one next schedule (its name is deterministic).
+//! leaves one next schedule (its name is deterministic); a state behind its Job's chain
+//! of polls, a replay, is refused ([`crate::task::poll_chain`]).
 
 use std::sync::Arc;
 
@@ -31,7 +32,9 @@ use crate::task::telemetry;
 /// A state the worker did not write (no seal, a seal that does not verify, a key that
 /// is not the deployment's) is refused before anything is read, sent or deleted: the
 /// invocation answers `{"refused": "EksTaskWorker.UnverifiedPollState", "reason"}` and
-/// logs it, and succeeds, so that nothing delivers it again.
+/// logs it, and succeeds, so that nothing delivers it again. A genuine state of an
+/// attempt behind its Job's chain of polls (a replay) is refused the same way, as
+/// `EksTaskWorker.ReplayedPollState`, once the Job is read.
 ///
 /// # Errors
 /// `EksTaskWorker.PollStateKeyError` when the seal could not be checked (the key
@@ -131,6 +134,14 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         // The Job vanished, or the cluster refuses for good (403 after an RBAC change).
         Err(e) => return send_answer(deps, token, Err(e)).await,
     };
+    if let Some(chain) = crate::task::poll_chain::ahead_of(&job, state.attempt) {
+        let reason = format!(
+            "attempt {} is behind its job's chain of polls, at attempt {chain}",
+            state.attempt
+        );
+        tracing::warn!(refused = names::REPLAYED_POLL_STATE, %reason, "refused a replayed poll state");
+        return Ok(json!({ "refused": names::REPLAYED_POLL_STATE, "reason": reason }));
+    }
     let phase = job::phase(&job);
     if let Err(code) = heartbeat(deps, token).await {
         return stand_down(kube.as_ref(), &job_id(state), phase, &code, deps).await;
@@ -169,6 +180,7 @@ async fn poll(state: &PollState, deps: &Deps) -> Result<Value, TaskError> {
         let (answer, facts) = finish(kube, &job_id(state), &job, &options, deps).await;
         return turn.send(deps, token, answer, facts, &at).await;
     }
+    crate::task::poll_chain::record(kube.as_ref(), &job_id(state), &job, state.attempt).await;
     schedule(deps, state.next()).await
 }
 

@@ -1,8 +1,15 @@
 //! What time can mend, tried again, under one policy ([`retry`]): the cluster
 //! unreachable, the API server's 5xx and 429 (after its `Retry-After`), EKS and
 //! credential hiccups ([`transient`]), Step Functions callbacks and the Scheduler
-//! hand-off. A few tries with a doubling pause, within one invocation; what still fails
-//! is the caller's to handle.
+//! hand-off. A few tries with a doubling pause, jittered, within one invocation; what
+//! still fails is the caller's to handle.
+//!
+//! The loop is the project's own rather than a backoff crate's because every pause is
+//! bounded by the invocation's deadline and its last act's grace ([`clock`]), and a
+//! server's `Retry-After` replaces the pause: two rules the crates would wrap rather
+//! than hold. The jitter ("equal jitter": half the pause, plus a random part of the other
+//! half) keeps the many tasks that meet one outage from retrying in lockstep; its random
+//! numbers are fastrand's.
 
 use std::future::Future;
 use std::time::Duration;
@@ -72,6 +79,13 @@ impl Default for Policy {
     }
 }
 
+/// `pause` jittered: half of it, plus a random share of the other half.
+#[must_use]
+pub fn jittered(pause: Duration) -> Duration {
+    let half = pause / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
 /// Whether a pause of `wait` from now still ends before the invocation's work deadline
 /// ([`clock::work_deadline`]; always, outside an invocation's bounds).
 fn may_wait(wait: Duration) -> bool {
@@ -80,8 +94,9 @@ fn may_wait(wait: Duration) -> bool {
 
 /// The one retry policy: runs `attempt` at most `policy.tries` times while it fails in
 /// a way `may_pass` says time can mend, pausing `policy.first_pause`, then twice as long
-/// each time (or as long as the failure asks, `asked`, at most ten seconds), and never
-/// past the invocation's work deadline ([`clock::work_deadline`]).
+/// each time, each pause [`jittered`] (or as long as the failure asks, `asked`, at most
+/// ten seconds), and never past the invocation's work deadline
+/// ([`clock::work_deadline`]).
 ///
 /// # Errors
 /// The last failure.
@@ -103,7 +118,7 @@ where
         tried += 1;
         match attempt().await {
             Err(e) if may_pass(&e) && tried < policy.tries => {
-                let wait = asked(&e).map_or(pause, |r| r.min(MAX_RETRY_AFTER));
+                let wait = asked(&e).map_or_else(|| jittered(pause), |r| r.min(MAX_RETRY_AFTER));
                 if !may_wait(wait) {
                     tracing::warn!(error = %e, tries = tried, what, "failed; no time left to try again");
                     return Err(e);
@@ -195,7 +210,7 @@ mod tests {
         let mut calls = 0;
         let started = tokio::time::Instant::now();
         let got: Result<u32, TaskError> =
-            clock::within_deadline(Duration::from_millis(1200), Duration::ZERO, async {
+            clock::within_deadline(Duration::from_millis(700), Duration::ZERO, async {
                 transient("x", || {
                     calls += 1;
                     async { Err(TaskError::message("EKS.503", "busy")) }
@@ -203,12 +218,12 @@ mod tests {
                 .await
             })
             .await;
-        // Tries at 0 and 0.5 s; the next pause (1 s) would end at 1.5 s, past 1.2 s.
+        // Tries at 0 and 0.25-0.5 s; the next pause (0.5-1 s) would end past 0.7 s.
         assert_eq!(
             (got.err().map(|e| e.name), calls),
             (Some("EKS.503".to_owned()), 2)
         );
-        assert!(started.elapsed() < Duration::from_millis(1200));
+        assert!(started.elapsed() < Duration::from_millis(700));
         // Outside a deadline, every try is made.
         let mut calls = 0;
         let _: Result<u32, TaskError> = transient("x", || {
@@ -217,6 +232,17 @@ mod tests {
         })
         .await;
         assert_eq!(calls, TRIES);
+    }
+
+    /// Pauses are jittered: between half and all of the doubling pause, not one instant
+    /// for every task that met the same failure.
+    #[test]
+    fn pauses_are_jittered() {
+        let pause = Duration::from_millis(800);
+        let drawn: std::collections::BTreeSet<Duration> =
+            (0..200).map(|_| jittered(pause)).collect();
+        assert!(drawn.len() > 100, "{} distinct pauses", drawn.len());
+        assert!(drawn.iter().all(|d| *d >= pause / 2 && *d <= pause));
     }
 
     #[tokio::test]

@@ -1,0 +1,60 @@
+//! A Job's chain of polls, recorded on the Job itself: the attempt its latest poll made
+//! (an annotation). A poll state behind it is a replay (a state read off a schedule and
+//! delivered again, an old attempt that would start a second chain of polls) and is
+//! refused before anything is sent. Two deliveries of the same poll are not replays:
+//! both are at the chain's attempt, and their one next schedule is deduplicated by its
+//! name. Kept on the Job because the Job is what the chain follows and the worker may
+//! already write its annotations (the answer's turn); a Job that cannot be read
+//! (a poll that failed) neither checks nor moves the chain.
+
+use serde_json::{json, Value};
+
+use crate::ports::kube::KubeApi;
+use crate::task::job::JobId;
+
+pub use crate::task::job::POLLED_ANNOTATION;
+
+/// The chain's attempt on `job` (as read), when recorded.
+#[must_use]
+pub fn recorded(job: &Value) -> Option<u32> {
+    job.pointer("/metadata/annotations")
+        .and_then(|a| a.get(POLLED_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|n| n.parse().ok())
+}
+
+/// The chain's attempt when a poll of `attempt` is behind it (a replay), else `None`.
+#[must_use]
+pub fn ahead_of(job: &Value, attempt: u32) -> Option<u32> {
+    recorded(job).filter(|at| *at > attempt)
+}
+
+/// Records that the poll of `attempt` ran on the Job (read as `job`), unless the Job
+/// already records it or a later one. Best effort: a refused or failed write is logged,
+/// and the poll goes on (the chain then guards less, but nothing is lost).
+pub async fn record(kube: &dyn KubeApi, id: &JobId, job: &Value, attempt: u32) {
+    if recorded(job).is_some_and(|at| at >= attempt) {
+        return;
+    }
+    let patch =
+        json!({ "metadata": { "annotations": { POLLED_ANNOTATION: attempt.to_string() } } });
+    crate::task::job::patch_or_log(kube, id, &patch, "could not record the poll on the job").await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_behind_the_chain_is_a_replay() {
+        let job = |polled: Option<&str>| match polled {
+            Some(p) => json!({ "metadata": { "annotations": { POLLED_ANNOTATION: p } } }),
+            None => json!({ "metadata": {} }),
+        };
+        assert_eq!(ahead_of(&job(Some("3")), 2), Some(3));
+        assert_eq!(ahead_of(&job(Some("3")), 3), None, "a second delivery");
+        assert_eq!(ahead_of(&job(Some("3")), 4), None);
+        assert_eq!(ahead_of(&job(None), 0), None);
+        assert_eq!(ahead_of(&job(Some("x")), 0), None);
+    }
+}
