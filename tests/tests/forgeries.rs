@@ -476,3 +476,106 @@ async fn handed_off_job(world: &World, name: &str, seconds: u32) -> (String, Opt
         .unwrap_or_else(|e| panic!("{e}"));
     (status, error)
 }
+
+/// The error names of the dead letters the platform wrote for the poller's states of
+/// the Job uid `uid`.
+fn dead_lettered(uid: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local-world/logs/lambda/dead-letters.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["requestPayload"]["JobUid"] == uid)
+        .map(|l| {
+            l["error"]["errorType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Behind the seal, every field is still checked: states sealed with the deployment's
+/// own key (as a bug in the worker could write them) that name a foreign CA for the real
+/// endpoint, an endpoint with a path, or a name that is a path (`..`, `/`, `%2F`), each
+/// delivered to the real poller binary as Scheduler delivers it, are refused by name
+/// before any request: nothing is sent on the live task they carry (it keeps waiting),
+/// and each invocation fails (tried again, then dead-lettered, never acted on).
+#[tokio::test]
+async fn a_sealed_state_naming_what_run_job_refuses_is_refused() {
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let _platform = Platform::start();
+    let group = unique("unsafe-states");
+    aws_sdk_scheduler::Client::new(&world.sdk("worker").await)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (execution, token) = waiting(&world, &unique("unsafe")).await;
+    // A real certificate that is not the cluster's CA: the API server's own leaf.
+    let ca_file = std::path::PathBuf::from(world.fact("/ca_file"));
+    let leaf =
+        std::fs::read(ca_file.with_file_name("apiserver.crt")).unwrap_or_else(|e| panic!("{e}"));
+    let foreign_ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, leaf);
+    let endpoint = world.fact("/api_endpoint");
+    // Each case's Job uid is its own (the dead letters are found by it).
+    let run = std::process::id() % 10_000;
+    let state = |case: u32| {
+        let uid = format!("00000000-0000-0000-{run:04}-{case:012}");
+        (
+            uid.clone(),
+            json!({ "Cluster": { "ClusterName": world.cluster() }, "Namespace": world.namespace(),
+                "JobName": unique("unsafe"), "JobUid": uid, "TaskToken": token,
+                "LogOptions": { "RetrieveLogs": true, "RawLogs": false, "LogParameters": [] },
+                "Attempt": 0, "NextDelaySeconds": 60, "Curve": [60] }),
+        )
+    };
+    let mut cases = Vec::new();
+    let (uid, mut s) = state(1);
+    s["Cluster"]["Endpoint"] = json!(endpoint);
+    s["Cluster"]["CertificateAuthority"] = json!(foreign_ca);
+    cases.push((uid, s, "EksTaskWorker.UntrustedCertificateAuthority"));
+    let (uid, mut s) = state(2);
+    s["Cluster"]["Endpoint"] = json!(format!(
+        "{endpoint}/api/v1/namespaces/default/services/x:80/proxy"
+    ));
+    cases.push((uid, s, "EksTaskWorker.InvalidInput"));
+    for (case, field, value) in [
+        (3, "JobName", ".."),
+        (4, "Namespace", "a/b"),
+        (5, "Namespace", "a%2Fb"),
+    ] {
+        let (uid, mut s) = state(case);
+        s[field] = json!(value);
+        cases.push((uid, s, "EksTaskWorker.InvalidInput"));
+    }
+    for (_, state, _) in &cases {
+        world_tests::fire(&world, "poller", Some(&group), &sealed(&deps, state).await).await;
+    }
+    let until = Instant::now() + Duration::from_secs(90);
+    while cases
+        .iter()
+        .any(|(uid, _, _)| dead_lettered(uid).is_empty())
+        && Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (uid, state, refusal) in &cases {
+        assert_eq!(dead_lettered(uid), vec![(*refusal).to_owned()], "{state}");
+    }
+    assert_eq!(
+        world.execution_status(&execution).await,
+        "RUNNING",
+        "nothing was sent on the task"
+    );
+    let _ = world
+        .sfn()
+        .await
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await;
+}
