@@ -15,7 +15,7 @@ TOOLS := $(HOME)/.cache/eks-task-worker/tools-venv/bin
 NPM_TOOLS := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules
 ASL_VALIDATOR := $(NPM_TOOLS)/.bin/asl-validator
 
-lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator and the JSONata example's check, as CI runs them
+lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator, the JSONata example's check and the Markdown links, as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p worker --no-deps
@@ -24,6 +24,7 @@ lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/sam validate --lint --region us-east-1
 	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
 	NODE_PATH=$(NPM_TOOLS) node scripts/check-jsonata-twin.js statemachines/run-job.asl.json statemachines/run-job.jsonata.asl.json
+	python3 scripts/check-links.py README.md docs/*.md CONTRIBUTING.md SECURITY.md CHANGELOG.md RELIABILITY.md BENCHMARKS.md
 
 package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws-sam/build
 	scripts/install-tools.sh --package

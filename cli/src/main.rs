@@ -17,7 +17,7 @@
 //!   (the functions the definition's native states need)
 //! - `completions SHELL`
 //!   prints a state machine definition (FILE or stdin) with every native EKS state moved
-//!   onto the worker by the README's recipe; it refuses (`HeartbeatTooShort`) a migrated
+//!   onto the worker by the recipe of docs/migration.md; it refuses (`HeartbeatTooShort`) a migrated
 //!   state whose `HeartbeatSeconds` the worker's heartbeats cannot meet with the settings
 //!   in the environment, and a native cluster operation without a cluster-ops function.
 //! - `check [--function F]... [FILE]` checks every `lambda:invoke.waitForTaskToken`
@@ -110,7 +110,7 @@ enum Command {
         dry_run: bool,
     },
     /// Print a state machine definition with every native EKS state moved onto the
-    /// worker (the README's recipe).
+    /// worker (the recipe of docs/migration.md).
     Migrate {
         /// The run-job function (name or ARN); needed only when the definition has a
         /// native `eks:runJob` state.

@@ -135,7 +135,7 @@ async fn run_case(function: &str, payload: Value, doubles: &Doubles) -> Option<T
 #[tokio::test]
 async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() {
     let readme = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors.md"),
     )
     .unwrap_or_default();
     let corpus = corpus();
@@ -172,7 +172,7 @@ async fn every_corpus_payload_is_a_named_documented_error_and_touches_nothing() 
         );
         assert!(
             readme.contains(&format!("`{}`", e.name)),
-            "{file}: {} is not in the README",
+            "{file}: {} is not in docs/errors.md",
             e.name
         );
         assert_eq!(e.cause["field"], case["field"], "{file}: {e}");

@@ -419,7 +419,7 @@ fn migrated(world: &World, file: &str) -> String {
 /// A state machine written for the native integrations (create a cluster, a nodegroup,
 /// run a Job with logs, delete it with `eks:call`, delete the nodegroup and the cluster,
 /// with `ResultSelector`, `Choice` and `Catch` on native paths and names), migrated by
-/// the README's recipe and nothing else, runs to its end (issue "Drop-in for real").
+/// the recipe of docs/migration.md and nothing else, runs to its end (issue "Drop-in for real").
 async fn native_pipeline(world: &World) {
     before_a_created_cluster(world, "native-pipeline").await;
     let name = unique("e2e-native");

@@ -300,7 +300,7 @@ impl Cell<'_> {
     /// has `generateName` (or the fixed name `name`), with `rules` injected: what the
     /// handler returned, and the Jobs whose name starts with `name` (no task label is
     /// known outside the invocation). moto's Lambda stub cannot carry a request/response
-    /// result back (README, "The local world"), so the handler runs in-process, with the
+    /// result back (docs/local-world.md), so the handler runs in-process, with the
     /// real adapters, through the proxy.
     async fn run_request_response(
         &self,
@@ -1199,7 +1199,7 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
 /// arrange the next: its invocation fails, the platform tries it twice more (as Lambda
 /// does an asynchronous invocation), then dead-letters it. Nothing polls the task any
 /// more: it ends by its `TimeoutSeconds` (45: the three deliveries take about 25 s),
-/// its Job running on. The README's redrive
+/// its Job running on. The redrive of docs/run-job.md
 /// (the dead letter's poll state given to the poller, here its handler in-process with
 /// the same adapters) then finds the task gone and deletes the Job.
 async fn dead_letter(world: &World, cell: &Cell<'_>) {

@@ -58,7 +58,7 @@ pub struct Settings {
     pub inline_wait: Duration,
     /// `HEARTBEAT_SECONDS` (default 30, at least 1): how often an invocation that
     /// watches its Job inline sends `SendTaskHeartbeat` (a state's `HeartbeatSeconds`
-    /// needs to be longer: README, "Heartbeats").
+    /// needs to be longer: docs/migration.md, "Heartbeats").
     pub heartbeat: Duration,
     /// `LAMBDA_TIME_MARGIN_SECONDS` (default 20): left free before the Lambda deadline
     /// for logs, the callback and the hand-off.

@@ -1,5 +1,5 @@
 //! The task error: the one shape every failure takes at the boundary, with a stable,
-//! documented name (the README's Errors table) and a JSON cause a person can act on.
+//! documented name (docs/errors.md) and a JSON cause a person can act on.
 //!
 //! The names a state machine's `Catch` sees are all in [`names`]. Ports keep their own
 //! error enums (callback, credentials, Kubernetes transport, hand-off, EKS calls); each

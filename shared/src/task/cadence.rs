@@ -52,7 +52,7 @@ pub struct Cadence {
 /// meet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "HeartbeatSeconds {heartbeat_seconds} is not longer than the longest gap between the worker's heartbeats, {gap} s with these settings (README, \"Heartbeats\"): give {gap_plus_one} or more, or no HeartbeatSeconds{advice}",
+    "HeartbeatSeconds {heartbeat_seconds} is not longer than the longest gap between the worker's heartbeats, {gap} s with these settings (docs/migration.md, \"Heartbeats\"): give {gap_plus_one} or more, or no HeartbeatSeconds{advice}",
     gap = gap.as_secs(),
     gap_plus_one = gap.as_secs() + 1,
     advice = match largest_delay {

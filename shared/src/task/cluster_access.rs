@@ -66,7 +66,7 @@ pub async fn grant(
         tracing::warn!(
             cluster,
             mode,
-            "the cluster's authentication mode has no access entries: the worker's roles are not let in (see the README, 'Clusters the worker creates')"
+            "the cluster's authentication mode has no access entries: the worker's roles are not let in (see docs/cluster-operations.md, 'Clusters the worker creates are open to the worker')"
         );
         return Ok(Granted::ConfigMapOnly);
     }

@@ -160,7 +160,7 @@ pub async fn advance_force_delete(
                 if matches!(e.kubernetes_status_code(), Some(401 | 403))
                     || e.name == names::CLUSTER_UNREACHABLE =>
             {
-                tracing::warn!(cluster, error = %e, "the worker cannot list the cluster's Services and PersistentVolumeClaims: their load balancers and volumes are not released before the compute goes (see the README, 'Cluster operations')");
+                tracing::warn!(cluster, error = %e, "the worker cannot list the cluster's Services and PersistentVolumeClaims: their load balancers and volumes are not released before the compute goes (see docs/cluster-operations.md)");
             }
             Err(e) => return Err(e),
         }

@@ -26,7 +26,7 @@ use crate::task::telemetry::Metric;
 use crate::task::{job, telemetry};
 
 /// Handles one run-job payload. Without `TaskToken` the result is the created Job (an
-/// error is a Lambda error named as in the README). With `TaskToken` the answer goes
+/// error is a Lambda error named as in docs/errors.md). With `TaskToken` the answer goes
 /// back on the token and the Lambda result only reports what was done.
 ///
 /// # Errors
