@@ -17,9 +17,7 @@ pub use crate::task::job::POLLED_ANNOTATION;
 /// The chain's attempt on `job` (as read), when recorded.
 #[must_use]
 pub fn recorded(job: &Value) -> Option<u32> {
-    job.pointer("/metadata/annotations")
-        .and_then(|a| a.get(POLLED_ANNOTATION))
-        .and_then(Value::as_str)
+    crate::task::job::metadata_entry(job, "annotations", POLLED_ANNOTATION)
         .and_then(|n| n.parse().ok())
 }
 
