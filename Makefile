@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package unit test demo bench load fuzz local-up local-down local-reset deploy-local
+.PHONY: help build lint package release unit test demo bench load fuzz local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws
 	scripts/install-tools.sh --package
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam build --beta-features --no-cached
+
+release: ## what a user deploys, built once: the arm64 function zips, the packaged template, the command-line tool for x86_64 and aarch64, SHA256SUMS, in dist/ (docs/deploy.md)
+	scripts/release/release.sh
 
 unit: ## unit tests only (no local world needed)
 	$(CARGO) test --workspace --lib --bins
@@ -58,8 +61,7 @@ FUZZ_SECONDS ?= 60
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-deploy-local: package ## sam deploy of the stack to LocalStack's CloudFormation, then its example run through the worker's binaries (README, "Deploy")
-	$(CARGO) build --bins -p run-job -p call -p poller -p cluster-ops -p activity -p cleanup
+deploy-local: ## sam deploy of the release (make release first; no second build) to LocalStack's CloudFormation, then its example run on the deployed zips (docs/deploy.md)
 	scripts/with-world.sh scripts/local-deploy/deploy.sh
 
 demo: ## the whole thing locally: a state machine in moto runs a Job through the worker's real binaries

@@ -97,8 +97,17 @@ enum Command {
         /// The worker's execution role(s): repeat it, or give the stack's
         /// `WorkerRoleArns` output, a comma-separated list (split before each `arn:`:
         /// a role name may hold a comma).
-        #[arg(long = "role-arn", value_name = "ARN", required = true)]
+        #[arg(
+            long = "role-arn",
+            value_name = "ARN",
+            required_unless_present = "stack",
+            conflicts_with = "stack"
+        )]
         role_arns: Vec<String>,
+        /// The worker's CloudFormation stack: every role of its `WorkerRoleArns`
+        /// output (instead of --role-arn).
+        #[arg(long, value_name = "STACK")]
+        stack: Option<String>,
         /// The namespace the worker runs Jobs in.
         #[arg(long, value_name = "NS", default_value = "default")]
         namespace: String,
@@ -313,10 +322,45 @@ fn split_arns(list: &str) -> Vec<String> {
     arns
 }
 
+/// The stack output that lists the worker's execution roles.
+const WORKER_ROLES_OUTPUT: &str = "WorkerRoleArns";
+
+/// The roles `stack`'s `WorkerRoleArns` output lists (comma-separated, as the
+/// template joins them).
+async fn stack_roles(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<String> {
+    let described = aws_sdk_cloudformation::Client::new(sdk)
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .with_context(|| format!("cloudformation:DescribeStacks {stack}"))?;
+    let Some(found) = described.stacks().first() else {
+        bail!("no stack {stack}");
+    };
+    let outputs = found.outputs();
+    outputs
+        .iter()
+        .find(|o| o.output_key() == Some(WORKER_ROLES_OUTPUT))
+        .and_then(|o| o.output_value())
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "stack {stack} has no {WORKER_ROLES_OUTPUT} output (is it eks-task-worker's? its outputs: {})",
+                outputs
+                    .iter()
+                    .filter_map(|o| o.output_key())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 /// The `bootstrap` subcommand's arguments.
 struct BootstrapArgs<'a> {
     cluster: &'a str,
     role_arns: &'a [String],
+    stack: Option<&'a str>,
     namespace: &'a str,
     region: Option<&'a str>,
     dry_run: bool,
@@ -325,8 +369,18 @@ struct BootstrapArgs<'a> {
 async fn bootstrap(args: &BootstrapArgs<'_>) -> anyhow::Result<()> {
     use worker::task::bootstrap::{apply, plan, AuthMode, Grant};
     let cluster = args.cluster.to_owned();
-    let grants: Vec<Grant> = args
-        .role_arns
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = args.region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    let sdk = loader.load().await;
+    let mut role_arns = args.role_arns.to_vec();
+    if let Some(stack) = args.stack {
+        let listed = stack_roles(&sdk, stack).await?;
+        eprintln!("eks-task-worker: stack {stack}'s {WORKER_ROLES_OUTPUT}: {listed}");
+        role_arns.push(listed);
+    }
+    let grants: Vec<Grant> = role_arns
         .iter()
         .flat_map(|list| split_arns(list))
         .map(|arn| arn.trim().to_owned())
@@ -338,13 +392,8 @@ async fn bootstrap(args: &BootstrapArgs<'_>) -> anyhow::Result<()> {
         })
         .collect();
     if grants.is_empty() {
-        bail!("--role-arn ARN (the worker's execution role) is required");
+        bail!("--role-arn ARN or --stack NAME (the worker's execution roles) is required");
     }
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = args.region {
-        loader = loader.region(aws_config::Region::new(r.to_owned()));
-    }
-    let sdk = loader.load().await;
     let eks = aws_sdk_eks::Client::new(&sdk);
     let described = eks
         .describe_cluster()
@@ -514,12 +563,14 @@ async fn main() -> ExitCode {
         Command::Bootstrap {
             cluster,
             role_arns,
+            stack,
             namespace,
             region,
             dry_run,
         } => bootstrap(&BootstrapArgs {
             cluster,
             role_arns,
+            stack: stack.as_deref(),
             namespace,
             region: region.as_deref(),
             dry_run: *dry_run,
@@ -619,6 +670,28 @@ mod tests {
             super::split_arns("arn:aws:iam::1:role/a,b,arn:aws:iam::1:role/c"),
             ["arn:aws:iam::1:role/a,b", "arn:aws:iam::1:role/c"],
             "a role name with a comma stays whole"
+        );
+        // The roles come from --role-arn or from the stack, one of them.
+        assert!(parse(&["bootstrap", "--cluster", "c", "--stack", "s"]).is_ok());
+        assert_eq!(
+            parse(&["bootstrap", "--cluster", "c"])
+                .err()
+                .map(|e| e.kind()),
+            Some(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse(&[
+                "bootstrap",
+                "--cluster",
+                "c",
+                "--stack",
+                "s",
+                "--role-arn",
+                "arn:aws:iam::1:role/a"
+            ])
+            .err()
+            .map(|e| e.kind()),
+            Some(clap::error::ErrorKind::ArgumentConflict)
         );
         assert!(parse(&["migrate", "--run-job-function", "r", "--call-function", "c"]).is_ok());
         assert!(parse(&["migrate", "--call-function", "c"]).is_ok());

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# make deploy-local: the stack deployed by the real SAM CLI (`sam deploy`, on what
-# `make package` built with `sam build`) to LocalStack's CloudFormation, then the
-# example state machine run on it: LocalStack's Step Functions invokes the deployed
-# run-job function, whose execution environment runs the worker's binary
-# (scripts/local-deploy/executor), which runs the Job on the local world's cluster and
-# answers LocalStack's task token. Needs the local world (run under with-world.sh).
+# make deploy-local: the release (`make release`: dist/eks-task-worker-<version>/, its
+# packaged template and arm64 zips, not a second build) deployed by the real SAM CLI
+# (`sam deploy --template-file`) to LocalStack's CloudFormation, then the example state
+# machine run on it: LocalStack's Step Functions invokes the deployed run-job function,
+# whose execution environment runs the deployed zip's bootstrap (under qemu-aarch64 on
+# an x86_64 host; scripts/local-deploy/executor), which runs the Job on the local world's
+# cluster and answers LocalStack's task token. Needs the local world (run under
+# with-world.sh).
 # LocalStack listens on 127.0.0.1:$DEPLOY_LOCALSTACK_PORT (14567) and is stopped at the end.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -12,14 +14,16 @@ REPO="$(cd "$HERE/../.." && pwd)"
 D="${LOCAL_WORLD_DIR:-$REPO/.local-world}"
 CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
 PORT="${DEPLOY_LOCALSTACK_PORT:-14567}"
-BIN="${LAMBDA_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml")
+RELEASE="${RELEASE_DIR:-$REPO/dist}/eks-task-worker-$VERSION"
 OUT="$D/deploy"
 say() { printf '[deploy-local %(%H:%M:%S)T] %s\n' -1 "$*"; }
 [ -f "$D/world.json" ] || { say "the local world is not up: make local-up" >&2; exit 1; }
-[ -f "$REPO/.aws-sam/build/template.yaml" ] || { say "nothing built: make package" >&2; exit 1; }
-for b in run-job call poller cluster-ops activity cleanup; do
-  [ -x "$BIN/$b" ] || { say "$BIN/$b is not built: cargo build --bins" >&2; exit 1; }
-done
+[ -f "$RELEASE/template.yaml" ] || { say "no release in $RELEASE: make release" >&2; exit 1; }
+(cd "$RELEASE" && sha256sum --quiet -c SHA256SUMS) || { say "$RELEASE does not match its SHA256SUMS" >&2; exit 1; }
+if [ "$(uname -m)" != aarch64 ] && ! command -v qemu-aarch64 >/dev/null; then
+  say "the release's arm64 functions need qemu-aarch64 on this $(uname -m) host: apt-get install qemu-user libc6-arm64-cross" >&2; exit 1
+fi
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
   say "port $PORT is taken: set DEPLOY_LOCALSTACK_PORT" >&2; exit 1
 fi
@@ -29,9 +33,9 @@ say "starting LocalStack (CloudFormation, Lambda with the worker's executor, and
 # stop, which would pull it from under the world's own LocalStack.
 setsid env TMPDIR="$OUT/tmp" CLEAR_TMP_FOLDER=0 GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 \
   LOCALSTACK_VOLUME_DIR="$OUT/volume" PERSISTENCE=0 SKIP_INFRA_DOWNLOADS=1 SQS_ENDPOINT_STRATEGY=path \
-  SERVICES=cloudformation,s3,iam,sts,lambda,sqs,logs,cloudwatch,scheduler,stepfunctions,events,sns \
+  SERVICES=cloudformation,s3,iam,sts,lambda,sqs,logs,cloudwatch,scheduler,stepfunctions,events,sns,kms \
   PYTHONPATH="$HERE/executor" LAMBDA_RUNTIME_EXECUTOR=ekstw \
-  EKSTW_BIN_DIR="$BIN" EKSTW_WORLD="$D/world.json" EKSTW_LOGS="$OUT/logs" \
+  EKSTW_WORLD="$D/world.json" EKSTW_LOGS="$OUT/logs" \
   "$CACHE/localstack-venv/bin/python" -m localstack.runtime.main > "$OUT/localstack.log" 2>&1 < /dev/null &
 echo $! > "$OUT/localstack.pid"
 stop() {
@@ -48,4 +52,4 @@ for _ in $(seq 180); do
 done
 cd "$REPO"
 "$CACHE/venv/bin/python" "$HERE/deploy_local.py" --endpoint "http://127.0.0.1:$PORT" --world "$D/world.json" \
-  --sam "$CACHE/tools-venv/bin/sam" --stack "${DEPLOY_STACK:-ekstw-local}"
+  --sam "$CACHE/tools-venv/bin/sam" --template "$RELEASE/template.yaml" --stack "${DEPLOY_STACK:-ekstw-local}"

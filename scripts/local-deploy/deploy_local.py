@@ -1,12 +1,13 @@
 """make deploy-local, once LocalStack (CloudFormation and the services the stack uses)
-listens on --endpoint: `sam deploy` (the real SAM CLI, on what `sam build` made) creates
+listens on --endpoint: `sam deploy` (the real SAM CLI, on the release's packaged
+template and zips, `make release`) creates
 the stack with every optional part switched on; then each resource the stack says it
 created is looked up in its service, and the example state machine runs its Job through
 the worker's binaries on the local cluster. Exits 1 unless the stack is CREATE_COMPLETE,
 every resource it reports is there (but for the EMULATOR_GAPS, named) and the execution
 SUCCEEDED.
 
-Usage: deploy_local.py --endpoint URL --world world.json --sam PATH [--stack NAME]
+Usage: deploy_local.py --endpoint URL --world world.json --sam PATH --template PATH [--stack NAME]
 """
 import argparse
 import json
@@ -85,6 +86,7 @@ def main():
     p.add_argument("--endpoint", required=True)
     p.add_argument("--world", required=True)
     p.add_argument("--sam", required=True)
+    p.add_argument("--template", required=True, help="the release's template.yaml")
     p.add_argument("--stack", default="ekstw-local")
     args = p.parse_args()
     world = json.load(open(args.world))
@@ -111,7 +113,7 @@ def main():
         "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{args.stack}-alarms",
     }
     say(f"sam deploy --stack-name {args.stack} (every optional part on: {', '.join(overrides)})")
-    deploy = subprocess.run([args.sam, "deploy", "--stack-name", args.stack, "--resolve-s3", "--capabilities", "CAPABILITY_IAM",
+    deploy = subprocess.run([args.sam, "deploy", "--template-file", args.template, "--stack-name", args.stack, "--resolve-s3", "--capabilities", "CAPABILITY_IAM",
                              "--no-confirm-changeset", "--no-fail-on-empty-changeset", "--region", REGION,
                              "--parameter-overrides", *[f"{k}={v}" for k, v in overrides.items()]], env=env)
     cfn = clients("cloudformation")

@@ -161,7 +161,7 @@ class Slot:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory), "AWS_LAMBDA_LOG_FORMAT": "JSON",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}", "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}"}
         out = open(os.path.join(fn.logs, f"{fn.name}-{self.index}.log"), "ab")
-        self.process = subprocess.Popen([fn.binary], env=penv, stdout=out, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(fn.command(), env=penv, stdout=out, stderr=subprocess.STDOUT)
 
     def alive(self):
         return self.process.poll() is None
@@ -210,6 +210,11 @@ class Function:
         self.slots = [Slot(self, i) for i in range(concurrency)]
         self.address = self.slots[0].address
         threading.Thread(target=self.supervise, daemon=True).start()
+
+    def command(self):
+        """The execution environment's process: `binary`, a path or (for a program run
+        under an emulator) the whole command line."""
+        return list(self.binary) if isinstance(self.binary, (list, tuple)) else [self.binary]
 
     def invoke(self, payload, kind, attempt=0, chaos=True):
         inv = Invocation(payload, kind, attempt)

@@ -210,3 +210,117 @@ async fn bootstrap_refuses_a_principal_that_is_not_iam() {
     assert!(!ok);
     assert!(out.contains("--role-arn"), "{out}");
 }
+
+/// A stack in moto's CloudFormation with `outputs` (key → value), as the worker's
+/// stack would show them.
+async fn stack_with_outputs(world: &World, name: &str, outputs: &[(&str, &str)]) {
+    let outputs: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!({ "Value": v })))
+        .collect();
+    let template = json!({
+        "Resources": { "Placeholder": { "Type": "AWS::SQS::Queue", "Properties": { "QueueName": name } } },
+        "Outputs": outputs,
+    });
+    aws_sdk_cloudformation::Client::new(&world.sdk("worker").await)
+        .create_stack()
+        .stack_name(name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// `bootstrap --stack NAME` lets in every role of the stack's `WorkerRoleArns` output
+/// (before: 403; after: each lists Jobs in the namespace); a stack that is not there,
+/// or is not the worker's, is named and changes nothing.
+#[tokio::test]
+async fn bootstrap_from_the_stack_grants_every_role_it_outputs() {
+    let world = World::get();
+    let name = unique("bss");
+    let mut facts = world.clone();
+    let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
+    let mut arns = Vec::new();
+    let mut kubes = Vec::new();
+    for who in ["one", "two"] {
+        let (arn, key, secret) = new_user(&world, &format!("{name}-{who}")).await;
+        facts.facts[who] = json!({ "access_key_id": key, "secret_access_key": secret });
+        let token = facts
+            .botocore_token(who, &world.cluster(), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kube = facts.kube(&token).unwrap_or_else(|e| panic!("{e}"));
+        let before = send(&kube, KubeRequest::get(jobs.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            before.status,
+            403,
+            "before bootstrap: {}",
+            before.body_value()
+        );
+        arns.push(arn);
+        kubes.push(kube);
+    }
+    let stack = format!("{name}-stack");
+    stack_with_outputs(&world, &stack, &[("WorkerRoleArns", &arns.join(","))]).await;
+    let foreign = format!("{name}-other");
+    stack_with_outputs(&world, &foreign, &[("SomethingElse", "x")]).await;
+
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--stack",
+            &format!("{name}-missing"),
+            "--namespace",
+            &name,
+        ],
+    );
+    assert!(
+        !ok && out.contains("DescribeStacks"),
+        "a stack that is not there: {out}"
+    );
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--stack",
+            &foreign,
+            "--namespace",
+            &name,
+        ],
+    );
+    assert!(
+        !ok && out.contains("has no WorkerRoleArns output") && out.contains("SomethingElse"),
+        "a stack that is not the worker's: {out}"
+    );
+    let ns = send(
+        &world.admin_kube().unwrap_or_else(|e| panic!("{e}")),
+        KubeRequest::get(format!("/api/v1/namespaces/{name}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ns.status, 404, "a refused stack changes nothing");
+
+    let (ok, out) = bootstrap(
+        &world,
+        &[
+            "--cluster",
+            &world.cluster(),
+            "--stack",
+            &stack,
+            "--namespace",
+            &name,
+        ],
+    );
+    assert!(ok, "{out}");
+    for (arn, kube) in arns.iter().zip(&kubes) {
+        assert!(out.contains(arn.as_str()), "{arn} named: {out}");
+        let after = send(kube, KubeRequest::get(jobs.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after.status, 200, "{arn} let in: {}", after.body_value());
+    }
+}

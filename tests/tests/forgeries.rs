@@ -429,6 +429,22 @@ async fn a_replayed_old_attempt_is_refused() {
     let (status, error) = handed_off_job(&world, &name, 25).await;
     let (uid, first) = replayer.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED", "{error:?}");
+    // What anyone who may read the schedule sees holds no task token; the deployment's
+    // key opens it into the state that was sealed, whose token the text does not show.
+    assert!(
+        first.get("TaskToken").is_none() && first["SealedTaskToken"].is_string(),
+        "{first}"
+    );
+    let deps = world.cluster_deps().await;
+    let opened = worker::task::sealed_state::open(deps.seal.as_ref(), &first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the genuine state does not open: {e}"));
+    let token = opened["TaskToken"].as_str().unwrap_or_default();
+    assert!(
+        token.len() > 20 && !first.to_string().contains(token),
+        "{token} in {first}"
+    );
     let second = format!(
         "POST /schedules/{}",
         worker::contract::poll_state::schedule_name(&uid, 1)

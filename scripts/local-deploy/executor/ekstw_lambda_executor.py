@@ -1,21 +1,25 @@
 """A LocalStack Lambda runtime executor for `make deploy-local` (LAMBDA_RUNTIME_EXECUTOR=ekstw).
 
 LocalStack runs a function's code in a Docker container with its runtime-init; this
-machine has no Docker daemon, and the package `sam build` makes is an arm64 `bootstrap`,
-which an x86_64 host cannot run. So an execution environment of a deployed function
-runs the same crate's host build (`$EKSTW_BIN_DIR/<binary>`, the binary named by the
-function's name, `<stack>-<binary>`) on the local Lambda platform's runtime
-(scripts/local-lambda/lambda_platform.py: its Runtime API, its timeout kill), with the
-environment LocalStack gives the deployed function (the stack's settings, its
-AWS_ENDPOINT_URL), but for two things the local cluster needs:
+machine has no Docker daemon. So an execution environment of a deployed function runs
+the deployed code itself: the `bootstrap` of the zip the stack was deployed with (the
+release's, `make release`), as LocalStack unpacked it, on the local Lambda platform's
+runtime (scripts/local-lambda/lambda_platform.py: its Runtime API, its timeout kill).
+A function whose architecture is not the host's (the release's arm64 on an x86_64 host)
+runs under QEMU's user-mode emulator (`qemu-aarch64`, Debian's qemu-user, with the
+arm64 C library of libc6-arm64-cross as its root: QEMU_LD_PREFIX), so what runs is the
+very binary Lambda would run, only slower. The environment is the one LocalStack gives
+the deployed function (the stack's settings, its AWS_ENDPOINT_URL), but for two things
+the local cluster needs:
 
 - EKS is served by the local world's moto (LocalStack's community edition has none):
   AWS_ENDPOINT_URL_EKS;
 - the credentials are the world's worker user (the local API server's authenticator
   verifies tokens against moto's IAM, which knows no LocalStack role).
 
-Environment of the LocalStack process: EKSTW_BIN_DIR, EKSTW_WORLD (world.json),
-EKSTW_LOGS (the processes' logs).
+Environment of the LocalStack process: EKSTW_WORLD (world.json), EKSTW_LOGS (the
+processes' logs), EKSTW_QEMU_AARCH64 (the emulator, default `qemu-aarch64` on PATH) and
+EKSTW_QEMU_LD_PREFIX (default /usr/aarch64-linux-gnu).
 
 One LocalStack patch, made when this plugin loads: a task answered while its
 `lambda:invoke.waitForTaskToken` invocation still runs (run-job answers a short Job
@@ -26,6 +30,8 @@ and so does LocalStack with the patch.
 """
 import json
 import os
+import platform
+import shutil
 import sys
 
 from localstack.services.lambda_.invocation.lambda_models import InvocationResult
@@ -57,12 +63,25 @@ _an_early_answer_reaches_the_heartbeat_watch()
 class EksTaskWorkerExecutor(RuntimeExecutor):
     function = None
 
-    def binary(self):
-        name = self.function_version.id.function_name
-        stack_binaries = [b for b in os.listdir(os.environ["EKSTW_BIN_DIR"]) if name.endswith(f"-{b}")]
-        if not stack_binaries:
-            raise RuntimeError(f"no worker binary in {os.environ['EKSTW_BIN_DIR']} for function {name}")
-        return max(stack_binaries, key=len)
+    def command(self):
+        """The deployed bootstrap's command line: itself, or under QEMU when the
+        function's architecture is not the host's."""
+        code = self.function_version.config.code
+        bootstrap = os.path.join(str(code.get_unzipped_code_location()), "bootstrap")
+        if not os.access(bootstrap, os.X_OK):
+            raise RuntimeError(f"the deployed code of {self.function_version.id.function_name} has no "
+                               f"executable bootstrap at {bootstrap}")
+        wanted = (self.function_version.config.architectures or ["x86_64"])[0]
+        host = {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "x86_64")
+        if wanted == host:
+            return [bootstrap]
+        if wanted != "arm64":
+            raise RuntimeError(f"a {wanted} function cannot run on this {host} host")
+        qemu = shutil.which(os.environ.get("EKSTW_QEMU_AARCH64", "qemu-aarch64"))
+        if qemu is None:
+            raise RuntimeError("an arm64 function on an x86_64 host needs qemu-aarch64: "
+                               "apt-get install qemu-user libc6-arm64-cross")
+        return [qemu, "-L", os.environ.get("EKSTW_QEMU_LD_PREFIX", "/usr/aarch64-linux-gnu"), bootstrap]
 
     def start(self, env_vars):
         import lambda_platform
@@ -74,11 +93,11 @@ class EksTaskWorkerExecutor(RuntimeExecutor):
                     "AWS_SECRET_ACCESS_KEY": world["worker"]["secret_access_key"]})
         env.pop("AWS_SESSION_TOKEN", None)
         config = self.function_version.config
-        name = self.binary()
+        name = self.function_version.id.function_name
         logs = os.environ.get("EKSTW_LOGS", "/tmp")
         os.makedirs(logs, exist_ok=True)
         self.function = lambda_platform.Function(
-            name, self.function_version.id.unqualified_arn(), os.path.join(os.environ["EKSTW_BIN_DIR"], name), env,
+            name, self.function_version.id.unqualified_arn(), self.command(), env,
             {"timeout": int(config.timeout), "memory": int(config.memory_size)}, 1, logs, lambda fn, inv: None)
 
     def stop(self):

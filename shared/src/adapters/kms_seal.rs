@@ -13,10 +13,13 @@ use crate::contract::seal::{self, Seal};
 use crate::ports::seal::{same_key, PollSeal, SealError};
 
 /// Seals with the first of `keys` (`POLL_STATE_KEY`) and verifies with any of them (the
-/// previous key too, `POLL_STATE_PREVIOUS_KEY`, while keys are rotated).
+/// previous key too, `POLL_STATE_PREVIOUS_KEY`, while keys are rotated). The token keys
+/// derived from them are kept for the life of the process (one `GenerateMac` per key
+/// per cold start).
 pub struct KmsSeal {
     client: aws_sdk_kms::Client,
     keys: Vec<String>,
+    token_keys: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 impl KmsSeal {
@@ -34,14 +37,15 @@ impl KmsSeal {
                 )
                 .build(),
         );
-        Self { client, keys }
+        Self {
+            client,
+            keys,
+            token_keys: std::sync::Mutex::default(),
+        }
     }
-}
 
-#[async_trait]
-impl PollSeal for KmsSeal {
-    async fn seal(&self, message: &str) -> Result<Seal, SealError> {
-        let key = self.keys.first().ok_or(SealError::NoKey)?;
+    /// The MAC of `message`'s digest with `key` (as configured).
+    async fn mac(&self, key: &str, message: &str) -> Result<(String, Vec<u8>), SealError> {
         let made = self
             .client
             .generate_mac()
@@ -51,17 +55,59 @@ impl PollSeal for KmsSeal {
             .send()
             .await;
         match made {
-            Ok(out) => Ok(Seal {
-                key_id: out.key_id().unwrap_or(key).to_owned(),
-                mac: base64::engine::general_purpose::STANDARD
-                    .encode(out.mac().map(Blob::as_ref).unwrap_or_default()),
-            }),
+            Ok(out) => Ok((
+                out.key_id().unwrap_or(key).to_owned(),
+                out.mac().map(|m| m.as_ref().to_vec()).unwrap_or_default(),
+            )),
             Err(e) => Err(busy_or_refused(
                 e.raw_response().map(|r| r.status().as_u16()),
                 e.as_service_error().and_then(ProvideErrorMetadata::code),
                 format!("GenerateMac with {key}: {}", error_chain(&e)),
             )),
         }
+    }
+}
+
+#[async_trait]
+impl PollSeal for KmsSeal {
+    async fn seal(&self, message: &str) -> Result<Seal, SealError> {
+        let key = self.keys.first().ok_or(SealError::NoKey)?;
+        let (key_id, mac) = self.mac(key, message).await?;
+        Ok(Seal {
+            key_id,
+            mac: base64::engine::general_purpose::STANDARD.encode(mac),
+        })
+    }
+
+    async fn token_key(&self, key_id: Option<&str>) -> Result<Option<Vec<u8>>, SealError> {
+        let key = match key_id {
+            None => self.keys.first().ok_or(SealError::NoKey)?,
+            Some(id) => match self.keys.iter().find(|k| same_key(id, k)) {
+                Some(key) => key,
+                None if self.keys.is_empty() => return Err(SealError::NoKey),
+                None => return Ok(None),
+            },
+        };
+        if let Some(known) = self
+            .token_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+        {
+            return Ok(Some(known.clone()));
+        }
+        let (_, derived) = self.mac(key, seal::TOKEN_KEY_LABEL).await?;
+        if derived.len() != seal::MAC_BYTES {
+            return Err(SealError::Refused(format!(
+                "GenerateMac with {key} made {} bytes, not an HMAC-SHA-256",
+                derived.len()
+            )));
+        }
+        self.token_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone(), derived.clone());
+        Ok(Some(derived))
     }
 
     async fn verify(&self, message: &str, found: &Seal) -> Result<bool, SealError> {

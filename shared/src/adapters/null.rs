@@ -45,6 +45,13 @@ impl crate::ports::seal::PollSeal for NoSeal {
     ) -> Result<bool, crate::ports::seal::SealError> {
         Err(crate::ports::seal::SealError::NoKey)
     }
+
+    async fn token_key(
+        &self,
+        _key_id: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, crate::ports::seal::SealError> {
+        Err(crate::ports::seal::SealError::NoKey)
+    }
 }
 
 /// No EKS client (it could not be built: `why`). Every call is an

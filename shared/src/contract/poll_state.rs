@@ -290,7 +290,9 @@ impl PollState {
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?
             .chars()
             .count();
-        let room = FAILURES_ROOM + crate::contract::seal::SEAL_ROOM;
+        let room = FAILURES_ROOM
+            + crate::contract::seal::SEAL_ROOM
+            + crate::contract::seal::hidden_token_room(self.task_token.chars().count());
         if chars + room > MAX_SCHEDULE_INPUT_CHARS {
             return Err(TaskError::invalid_input(
                 "$",
@@ -591,10 +593,13 @@ mod tests {
             key_id: "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab".into(),
             mac: "A".repeat(44),
         };
+        // On the wire: the token sealed, the seal beside the fields.
         let sealed = |input: &str| {
             let state: serde_json::Value =
                 serde_json::from_str(input).unwrap_or_else(|e| panic!("{e}"));
-            crate::contract::seal::with_seal(&state, &seal).unwrap_or_else(|e| panic!("{e}"))
+            let wire = crate::contract::seal::hide_token(&state, &[1; 32])
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::contract::seal::with_seal(&wire, &seal).unwrap_or_else(|e| panic!("{e}"))
         };
         for _ in 0..64 {
             s = s.failed(&format!("EKS.503: {body}"));
@@ -620,12 +625,15 @@ mod tests {
             attempt: 0,
             ..state("t")
         };
-        let room = MAX_SCHEDULE_INPUT_CHARS
-            - FAILURES_ROOM
-            - crate::contract::seal::SEAL_ROOM
-            - serde_json::to_string(&edge)
-                .map(|t| t.chars().count())
-                .unwrap_or_default();
+        // The longest token that passes: its growth and its sealing's both counted.
+        let room = (1..MAX_SCHEDULE_INPUT_CHARS)
+            .take_while(|extra| {
+                let mut e = edge.clone();
+                e.task_token.push_str(&"T".repeat(*extra));
+                e.check_room().is_ok()
+            })
+            .last()
+            .unwrap_or_else(|| panic!("no token fits"));
         edge.task_token.push_str(&"T".repeat(room));
         assert!(edge.check_room().is_ok());
         edge.attempt = MAX_POLL_ATTEMPTS - 3;

@@ -8,6 +8,14 @@
 //! keys in another order does not break it (and any changed byte of a value does). KMS
 //! MACs at most 4,096 bytes and a state may hold 8,192 characters, so what is MACed is
 //! the SHA-256 of that text ([`digest`]).
+//!
+//! The task token is not shown: on the wire it is `"SealedTaskToken": "<base64 of
+//! nonce, ciphertext and tag>"` in place of `TaskToken`, AES-256-GCM under a key the
+//! deployment's KMS key derives (the MAC of [`TOKEN_KEY_LABEL`]'s digest: only the
+//! worker's functions can make it), with a random nonce ([`hide_token`],
+//! [`reveal_token`]). The MAC covers the state with its token in the clear, so it is
+//! the same for every delivery of one state whatever the nonce. A state sealed by an
+//! earlier version, its `TaskToken` in the clear, still verifies.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,6 +37,26 @@ pub struct Seal {
     pub mac: String,
 }
 
+/// The field a poll state's task token is in, in the clear.
+pub const TOKEN_FIELD: &str = "TaskToken";
+/// The field that carries the task token, encrypted, on the wire.
+pub const SEALED_TOKEN_FIELD: &str = "SealedTaskToken";
+/// What the deployment's key MACs (its [`digest`]) to make the token key: a label of
+/// this use and version, so that the key is of no other use.
+pub const TOKEN_KEY_LABEL: &str = "eks-task-worker poll-state task-token key v1";
+
+/// The characters the token's encryption adds to a state whose token has `chars`
+/// characters (ASCII, as Step Functions makes them): the longer field name, and the
+/// base64 of the nonce, the token and the tag.
+#[must_use]
+pub const fn hidden_token_room(chars: usize) -> usize {
+    let bytes = NONCE_BYTES + chars + TAG_BYTES;
+    (SEALED_TOKEN_FIELD.len() - TOKEN_FIELD.len()) + bytes.div_ceil(3) * 4 - chars
+}
+
+const NONCE_BYTES: usize = 12;
+const TAG_BYTES: usize = 16;
+
 /// Why a poll state is not taken as the worker's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unsealed {
@@ -41,6 +69,88 @@ pub enum Unsealed {
     /// A `Seal` that is not `{"KeyId", "Mac"}` strings.
     #[error("the poll state's seal is malformed")]
     Malformed,
+    /// A `SealedTaskToken` that the key does not open (not made with it, or changed), or
+    /// a state that carries the token both sealed and in the clear.
+    #[error("the poll state's sealed task token does not open with the deployment's key")]
+    TokenUnreadable,
+}
+
+fn token_cipher(key: &[u8]) -> Result<aws_lc_rs::aead::RandomizedNonceKey, Unsealed> {
+    aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+        .map_err(|_| Unsealed::TokenUnreadable)
+}
+
+/// `state` (a poll state, its token in the clear) as it goes on the wire: `TaskToken`
+/// replaced by `SealedTaskToken`, encrypted with `key` (32 bytes) under a random nonce.
+/// A state without a token (or with one that is no string, which the poller refuses)
+/// is returned as it is.
+///
+/// # Errors
+/// [`Unsealed::NotAnObject`]; [`Unsealed::TokenUnreadable`] for a key that is not 32
+/// bytes.
+pub fn hide_token(state: &Value, key: &[u8]) -> Result<Value, Unsealed> {
+    use base64::Engine;
+    let mut fields = state.as_object().cloned().ok_or(Unsealed::NotAnObject)?;
+    let Some(Value::String(token)) = fields.shift_remove(TOKEN_FIELD) else {
+        return Ok(state.clone());
+    };
+    let mut sealed = token.into_bytes();
+    let nonce = token_cipher(key)?
+        .seal_in_place_append_tag(
+            aws_lc_rs::aead::Aad::from(TOKEN_KEY_LABEL.as_bytes()),
+            &mut sealed,
+        )
+        .map_err(|_| Unsealed::TokenUnreadable)?;
+    let mut wire = nonce.as_ref().to_vec();
+    wire.extend_from_slice(&sealed);
+    fields.insert(
+        SEALED_TOKEN_FIELD.into(),
+        Value::String(base64::engine::general_purpose::STANDARD.encode(wire)),
+    );
+    Ok(Value::Object(fields))
+}
+
+/// Whether a delivered state carries its token sealed (else in the clear, as an
+/// earlier version wrote it, or none).
+#[must_use]
+pub fn token_is_hidden(state: &Value) -> bool {
+    state.get(SEALED_TOKEN_FIELD).is_some()
+}
+
+/// `state` as it was sealed: its `SealedTaskToken` opened with `key` into `TaskToken`.
+///
+/// # Errors
+/// [`Unsealed::TokenUnreadable`]: not base64, not made with `key`, changed, not UTF-8,
+/// or a `TaskToken` in the clear beside it; [`Unsealed::NotAnObject`].
+pub fn reveal_token(state: &Value, key: &[u8]) -> Result<Value, Unsealed> {
+    use base64::Engine;
+    let mut fields = state.as_object().cloned().ok_or(Unsealed::NotAnObject)?;
+    let Some(Value::String(wire)) = fields.shift_remove(SEALED_TOKEN_FIELD) else {
+        return Err(Unsealed::TokenUnreadable);
+    };
+    if fields.contains_key(TOKEN_FIELD) {
+        return Err(Unsealed::TokenUnreadable);
+    }
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(wire)
+        .map_err(|_| Unsealed::TokenUnreadable)?;
+    if wire.len() < NONCE_BYTES + TAG_BYTES {
+        return Err(Unsealed::TokenUnreadable);
+    }
+    let (nonce, sealed) = wire.split_at(NONCE_BYTES);
+    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce)
+        .map_err(|_| Unsealed::TokenUnreadable)?;
+    let mut sealed = sealed.to_vec();
+    let token = token_cipher(key)?
+        .open_in_place(
+            nonce,
+            aws_lc_rs::aead::Aad::from(TOKEN_KEY_LABEL.as_bytes()),
+            &mut sealed,
+        )
+        .map_err(|_| Unsealed::TokenUnreadable)?;
+    let token = String::from_utf8(token.to_vec()).map_err(|_| Unsealed::TokenUnreadable)?;
+    fields.insert(TOKEN_FIELD.into(), Value::String(token));
+    Ok(Value::Object(fields))
 }
 
 /// The canonical text of a JSON value: objects' keys sorted at every depth, compact.
@@ -165,6 +275,58 @@ mod tests {
         let changed =
             json!({ "Seal": seal, "a": { "c": null, "d": [{ "y": 3, "z": "\"" }] }, "b": 1 });
         assert_ne!(open(&changed).map(|o| o.0), Ok(message));
+    }
+
+    #[test]
+    fn the_token_goes_sealed_and_comes_back_only_with_its_key() {
+        let key = [7u8; 32];
+        let token = "AAAAKgAAAAIAAAAAAAAAAf/token+with/base64==";
+        let state = json!({ "Attempt": 2, "TaskToken": token, "JobUid": "u" });
+        let wire = hide_token(&state, &key).unwrap_or_else(|e| panic!("{e}"));
+        let text = wire.to_string();
+        assert!(
+            !text.contains(token) && wire.get(TOKEN_FIELD).is_none() && token_is_hidden(&wire),
+            "{text}"
+        );
+        assert_eq!(
+            text.chars().count() - state.to_string().chars().count(),
+            hidden_token_room(token.len()),
+            "the room the encryption takes is what the state's budget counts"
+        );
+        // A random nonce: two deliveries differ on the wire, both open to the state.
+        let again = hide_token(&state, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(wire, again);
+        assert_eq!(reveal_token(&wire, &key), Ok(state.clone()));
+        assert_eq!(reveal_token(&again, &key), Ok(state.clone()));
+        assert_eq!(
+            message(&reveal_token(&wire, &key).unwrap_or_default()),
+            message(&state)
+        );
+        // Another key, a changed byte, a token in the clear beside it: not opened.
+        assert_eq!(
+            reveal_token(&wire, &[8u8; 32]),
+            Err(Unsealed::TokenUnreadable)
+        );
+        let mut changed = wire.clone();
+        let sealed = changed[SEALED_TOKEN_FIELD]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let flipped = if sealed.ends_with("AA") { "BA" } else { "AA" };
+        changed[SEALED_TOKEN_FIELD] = json!(format!("{}{flipped}", &sealed[..sealed.len() - 2]));
+        assert_eq!(reveal_token(&changed, &key), Err(Unsealed::TokenUnreadable));
+        let mut both = wire.clone();
+        both[TOKEN_FIELD] = json!("other");
+        assert_eq!(reveal_token(&both, &key), Err(Unsealed::TokenUnreadable));
+        for bad in [json!("!!"), json!("AAAA"), json!(1)] {
+            let mut w = wire.clone();
+            w[SEALED_TOKEN_FIELD] = bad;
+            assert_eq!(reveal_token(&w, &key), Err(Unsealed::TokenUnreadable));
+        }
+        // A state with no token, or one that is no string, is left as it is.
+        for plain in [json!({ "a": 1 }), json!({ "TaskToken": 5 })] {
+            assert_eq!(hide_token(&plain, &key), Ok(plain.clone()));
+        }
     }
 
     #[test]

@@ -37,6 +37,16 @@ pub trait PollSeal: Send + Sync {
     /// # Errors
     /// [`SealError`] when the check itself could not be made.
     async fn verify(&self, message: &str, seal: &Seal) -> Result<bool, SealError>;
+
+    /// The 32-byte key that hides poll states' task tokens
+    /// ([`crate::contract::seal::hide_token`]), derived from the deployment's key named
+    /// `key_id` (a seal's `KeyId`), or from the current key when `None`: the MAC of
+    /// [`crate::contract::seal::TOKEN_KEY_LABEL`]'s digest. `Ok(None)` when `key_id` is
+    /// not one of the deployment's keys.
+    ///
+    /// # Errors
+    /// [`SealError`] when the key could not be made.
+    async fn token_key(&self, key_id: Option<&str>) -> Result<Option<Vec<u8>>, SealError>;
 }
 
 /// Whether a seal's `key_id` (a key ARN as KMS reports it, or a bare key id) names

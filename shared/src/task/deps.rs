@@ -81,12 +81,9 @@ impl Deps {
         poll: &crate::contract::poll_state::NextPoll,
     ) -> Result<(), HandOffError> {
         use crate::contract::error::{names, TaskError};
-        use crate::contract::seal;
         let key_error = |m: String| TaskError::message(names::POLL_STATE_KEY, m);
         let state: serde_json::Value = serde_json::from_str(&poll.input)
             .map_err(|e| HandOffError::Refused(key_error(format!("the poll state: {e}"))))?;
-        let message =
-            seal::message(&state).map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
         let busy = |e: &HandOffError| matches!(e, HandOffError::Busy(_));
         let policy = crate::task::retry::Policy {
             tries: 4,
@@ -98,17 +95,17 @@ impl Deps {
             busy,
             |_| None,
             || async {
-                let made = self.seal.seal(&message).await.map_err(|e| match e {
-                    SealError::Busy(m) => HandOffError::Busy(key_error(m)),
-                    SealError::NoKey => HandOffError::Refused(key_error(
-                        "no poll-state key is configured (POLL_STATE_KEY): nothing can be \
-                         handed to the poller"
-                            .into(),
-                    )),
-                    SealError::Refused(m) => HandOffError::Refused(key_error(m)),
-                })?;
-                let input = seal::with_seal(&state, &made)
-                    .map_err(|e| HandOffError::Refused(key_error(e.to_string())))?;
+                let (input, made) = crate::task::sealed_state::seal(self.seal.as_ref(), &state)
+                    .await
+                    .map_err(|e| match e {
+                        SealError::Busy(m) => HandOffError::Busy(key_error(m)),
+                        SealError::NoKey => HandOffError::Refused(key_error(
+                            "no poll-state key is configured (POLL_STATE_KEY): nothing can be \
+                             handed to the poller"
+                                .into(),
+                        )),
+                        SealError::Refused(m) => HandOffError::Refused(key_error(m)),
+                    })?;
                 let sealed = crate::contract::poll_state::NextPoll {
                     input,
                     ..poll.clone()
@@ -182,21 +179,16 @@ impl Deps {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(there) else {
             return Ok(false);
         };
-        let Ok((message, found, theirs)) = crate::contract::seal::open(&value) else {
-            return Ok(false);
-        };
-        let same = ["TaskToken", "Attempt"]
-            .iter()
-            .all(|k| theirs.get(*k).is_some() && theirs.get(*k) == state.get(*k));
-        if !same {
-            return Ok(false);
-        }
         let key_error = |m: String| TaskError::message(names::POLL_STATE_KEY, m);
-        match self.seal.verify(&message, &found).await {
-            Ok(verified) => Ok(verified),
-            Err(SealError::Busy(m)) => Err(HandOffError::Busy(key_error(m))),
-            Err(e) => Err(HandOffError::Refused(key_error(e.to_string()))),
-        }
+        let theirs = match crate::task::sealed_state::open(self.seal.as_ref(), &value).await {
+            Ok(Ok(theirs)) => theirs,
+            Ok(Err(_)) => return Ok(false),
+            Err(SealError::Busy(m)) => return Err(HandOffError::Busy(key_error(m))),
+            Err(e) => return Err(HandOffError::Refused(key_error(e.to_string()))),
+        };
+        Ok(["TaskToken", "Attempt"]
+            .iter()
+            .all(|k| theirs.get(*k).is_some() && theirs.get(*k) == state.get(*k)))
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`activity`], [`cleanup`], and [`bootstrap`] for the CLI. They never import each
 //! other, except the two dispatchers: `activity` runs `run_job` and `call`, `poller`
 //! runs `cluster_ops::poll`. The services they share ([`deps`], [`answer`], [`finish`],
-//! [`cluster_access`], [`cadence`],
+//! [`cluster_access`], [`cadence`], [`sealed_state`],
 //! [`job`], [`diagnosis`], [`logs`], [`force_delete`], [`retry`], [`telemetry`]) never
 //! import an entry module.
 
@@ -26,4 +26,5 @@ pub mod poll_chain;
 pub mod poller;
 pub mod retry;
 pub mod run_job;
+pub mod sealed_state;
 pub mod telemetry;

@@ -76,24 +76,15 @@ pub async fn handle(delivered: Value, deps: &Deps) -> Result<Value, TaskError> {
 
 pub use crate::task::retry::is_transient;
 
-/// The delivered state without its seal when its seal is the worker's; else why not.
+/// The delivered state, its token in the clear and its seal gone, when its seal is the
+/// worker's; else why not ([`crate::task::sealed_state::open`]).
 async fn verified(delivered: &Value, deps: &Deps) -> Result<Result<Value, String>, TaskError> {
-    use crate::contract::seal;
-    let (message, found, state) = match seal::open(delivered) {
-        Ok(opened) => opened,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    match deps.seal.verify(&message, &found).await {
-        Ok(true) => Ok(Ok(state)),
-        Ok(false) => Ok(Err(format!(
-            "the seal (key {}) is not a seal of this state by the deployment's key",
-            found.key_id
-        ))),
-        // Not the state's fault (no key, the key refused, KMS busy): the invocation
-        // fails, so that it is delivered again and, failing still, dead-lettered
-        // (redriven once the key can be used).
-        Err(e) => Err(TaskError::message(names::POLL_STATE_KEY, e.to_string())),
-    }
+    // Not the state's fault (no key, the key refused, KMS busy): the invocation fails,
+    // so that it is delivered again and, failing still, dead-lettered (redriven once the
+    // key can be used).
+    crate::task::sealed_state::open(deps.seal.as_ref(), delivered)
+        .await
+        .map_err(|e| TaskError::message(names::POLL_STATE_KEY, e.to_string()))
 }
 
 /// The Job a poll state names.

@@ -221,6 +221,20 @@ impl crate::ports::seal::PollSeal for LocalSeal {
     ) -> Result<bool, crate::ports::seal::SealError> {
         Ok(seal.key_id == self.key_id && seal.mac == self.mac(&self.key_id, message))
     }
+
+    async fn token_key(
+        &self,
+        key_id: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, crate::ports::seal::SealError> {
+        use sha2::Digest;
+        if key_id.is_some_and(|k| k != self.key_id) {
+            return Ok(None);
+        }
+        let label = crate::contract::seal::TOKEN_KEY_LABEL;
+        Ok(Some(
+            sha2::Sha256::digest(format!("{}\n{}\n{label}", self.key_id, self.secret)).to_vec(),
+        ))
+    }
 }
 
 /// `state` (a poll state) sealed as the hand-off seals it, with `deps`' seal: a state
@@ -229,13 +243,9 @@ impl crate::ports::seal::PollSeal for LocalSeal {
 /// # Panics
 /// When the state is not an object or the key cannot be used.
 pub async fn sealed(deps: &Deps, state: &Value) -> Value {
-    let message = crate::contract::seal::message(state).unwrap_or_else(|e| panic!("{e}"));
-    let made = deps
-        .seal
-        .seal(&message)
+    let (text, _) = crate::task::sealed_state::seal(deps.seal.as_ref(), state)
         .await
         .unwrap_or_else(|e| panic!("sealing: {e}"));
-    let text = crate::contract::seal::with_seal(state, &made).unwrap_or_else(|e| panic!("{e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make release: everything a user deploys, built once, in dist/eks-task-worker-<version>/:
+#   functions/<name>.zip       the six functions' arm64 bootstrap binaries (cargo-lambda, zig)
+#   template.yaml              the SAM template with each function's CodeUri on its zip and no
+#                              build step: `sam deploy` or `aws cloudformation package` + `deploy`
+#                              take it as it is, with no Rust, cargo-lambda or zig
+#   eks-task-worker-<version>-<arch>-linux.tar.gz   the command-line tool, x86_64 and aarch64
+#                              (glibc 2.17 and later, through zig)
+#   README.md LICENSE CHANGELOG.md   what the Serverless Application Repository shows
+#   SHA256SUMS                 every file above
+# and dist/eks-task-worker-<version>.tar.gz, the whole folder. Idempotent; a second run
+# rebuilds only what changed. RELEASE_DIR sets where (default dist/).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
+TOOLS="$CACHE/tools-venv/bin"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+say() { printf '[release %(%H:%M:%S)T] %s\n' -1 "$*"; }
+cd "$REPO"
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+[ -n "$VERSION" ] || { say "no version in Cargo.toml's [workspace.package]" >&2; exit 1; }
+NAME="eks-task-worker-$VERSION"
+OUT="${RELEASE_DIR:-$REPO/dist}/$NAME"
+FUNCTIONS=(run-job call poller activity cluster-ops cleanup)
+
+scripts/install-tools.sh --package
+rustup target add aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu >/dev/null
+export PATH="$TOOLS:$PATH" CARGO_TARGET_DIR="$TARGET"
+started=$(date +%s)
+say "building the functions and the command-line tool for arm64 (release: about 15 min cold on 2 cores)"
+args=(); for f in "${FUNCTIONS[@]}"; do args+=(--bin "$f"); done
+cargo-lambda lambda build --release --arm64 --locked --output-format zip "${args[@]}"
+cargo-lambda lambda build --release --arm64 --locked --bin eks-task-worker
+say "building the command-line tool for x86_64"
+cargo-lambda lambda build --release --x86-64 --locked --bin eks-task-worker
+
+rm -rf "$OUT"; mkdir -p "$OUT/functions"
+for f in "${FUNCTIONS[@]}"; do
+  cp "$TARGET/lambda/$f/bootstrap.zip" "$OUT/functions/$f.zip"
+done
+for triple in aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu; do
+  arch=${triple%%-*}
+  stage="$OUT/.stage/$NAME-$arch-linux"
+  mkdir -p "$stage"
+  cp "$TARGET/$triple/release/eks-task-worker" "$stage/"
+  cp LICENSE README.md "$stage/"
+  tar -C "$OUT/.stage" --owner=0 --group=0 --numeric-owner --mtime='2000-01-01' --sort=name \
+    -czf "$OUT/$NAME-$arch-linux.tar.gz" "$NAME-$arch-linux"
+done
+rm -rf "$OUT/.stage"
+python3 "$HERE/package_template.py" template.yaml "$OUT/template.yaml" "${FUNCTIONS[@]}"
+cp README.md LICENSE CHANGELOG.md "$OUT/"
+(cd "$OUT" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
+tar -C "$(dirname "$OUT")" --owner=0 --group=0 --numeric-owner --mtime='2000-01-01' --sort=name \
+  -czf "$OUT.tar.gz" "$NAME"
+"$TOOLS/cfn-lint" "$OUT/template.yaml"
+"$TOOLS/python" "$HERE/check_sar.py" "$OUT" "$VERSION"
+say "released $NAME in $(( $(date +%s) - started )) s: $OUT"
+(cd "$OUT" && cat SHA256SUMS)
