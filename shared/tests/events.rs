@@ -26,9 +26,18 @@ fn every_sample_payload_parses() {
         } else if name.starts_with("cluster-ops") {
             worker::contract::cluster_op::parse(&payload, std::time::SystemTime::now()).map(|_| ())
         } else if name.starts_with("poller") {
-            // A poll state as a schedule carries it: its seal beside its fields.
-            let (_, _, state) =
+            // A poll state as a schedule carries it: its seal beside its fields, its
+            // task token sealed (its fields as the poller reads them once opened).
+            let (_, _, mut state) =
                 worker::contract::seal::open(&payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                worker::contract::seal::token_is_hidden(&state) && state.get("TaskToken").is_none(),
+                "{name}: a schedule carries the token sealed"
+            );
+            if let Some(fields) = state.as_object_mut() {
+                fields.shift_remove(worker::contract::seal::SEALED_TOKEN_FIELD);
+                fields.insert("TaskToken".into(), Value::String("t".repeat(64)));
+            }
             serde_json::from_value::<worker::contract::poll_state::PollState>(state)
                 .map(|_| ())
                 .map_err(|e| worker::contract::error::TaskError::invalid_input("$", e.to_string()))
