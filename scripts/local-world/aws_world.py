@@ -250,6 +250,67 @@ def _mac_messages_within_their_limit():
     _refuse_over(KmsBackend, ("generate_mac", "verify_mac"), ValidationException, "message", 4096, message_bytes)
 
 
+def _a_closed_task_takes_no_answer():
+    """moto takes a second SendTaskSuccess or SendTaskFailure for a task already
+    answered (the later one wins, while the execution runs), and a SendTaskFailure for
+    a task of an execution that has ended. AWS refuses an answer to a closed task with
+    TaskTimedOut, and so does the world: a duplicate answer is refused where a worker
+    would meet the refusal, and counted as an attempt, not taken."""
+    from moto.core.exceptions import AWSError
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    class TaskTimedOut(AWSError):
+        TYPE = "TaskTimedOut"
+
+        def __init__(self):
+            super().__init__("Task Timed Out: 'Provided task does not exist anymore'")
+
+    original_notify = CallbackPoolManager.notify
+
+    def notify(self, callback_id, outcome):
+        endpoint = self._pool.get(callback_id)
+        if endpoint is not None and endpoint.get_outcome() is not None:
+            raise TaskTimedOut()
+        return original_notify(self, callback_id, outcome)
+
+    CallbackPoolManager.notify = notify
+
+    def closed(backend, token):
+        for execution in backend._get_executions():
+            worker = getattr(execution, "exec_worker", None)
+            if execution.status != ExecutionStatus.RUNNING and worker is not None and \
+                    worker.env.callback_pool_manager.get(token) is not None:
+                return True
+        return False
+
+    for method in ("send_task_success", "send_task_failure"):
+        original = getattr(StepFunctionsParserBackend, method)
+
+        def answer(self, task_token, *args, _original=original, **kwargs):
+            if closed(self, task_token):
+                raise TaskTimedOut()
+            return _original(self, task_token, *args, **kwargs)
+
+        setattr(StepFunctionsParserBackend, method, answer)
+
+
+def _answers_within_their_limit():
+    """moto takes a SendTaskSuccess whose output is over 262,144 bytes and then fails
+    the state (States.DataLimitExceeded); AWS refuses the call (ValidationException) and
+    the task goes on waiting. So does the world."""
+    from moto.stepfunctions.exceptions import ValidationException
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def output_bytes(args, kwargs):
+        output = kwargs.get("outcome", args[1] if len(args) > 1 else "") or ""
+        return len(output.encode("utf-8")) if isinstance(output, str) else len(output)
+
+    _refuse_over(StepFunctionsParserBackend, ("send_task_success",), ValidationException, "output", 262144,
+                 output_bytes)
+
+
 def _indefinite_paths_answer_lists():
     """moto answers a JSONPath that can match many values (a deep scan `$.logs..log`, a
     wildcard `$.items[*].name`, a filter, a slice or a union) with the bare value when
@@ -281,6 +342,8 @@ _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()
 _mac_messages_within_their_limit()
+_a_closed_task_takes_no_answer()
+_answers_within_their_limit()
 _assumed_roles_live_as_their_role_says()
 _heartbeats_keep_the_default_timeout()
 

@@ -58,6 +58,10 @@ const CELLS: &[&str] = &[
     "schedule-429",
     "success-throttled",
     "success-500",
+    "success-lost",
+    "failure-lost",
+    "success-lost-poller",
+    "heartbeat-lost",
     "poller-killed",
     "run-job-killed",
     "run-job-twice",
@@ -374,6 +378,36 @@ fn kept_promises(cell: &str, o: &Outcome) {
     assert!(o.jobs <= 1, "{cell}: one Job per task: {o:?}");
     assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
     assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
+}
+
+/// A cell whose one answer Step Functions took and whose reply was lost: taken once
+/// (the proxy forwarded it, Step Functions answered 200, the worker heard nothing),
+/// tried once more and refused (the task closed: no second answer taken), and nothing
+/// left behind. The proxy counts the first as sent, not accepted (its reply never
+/// came back), and the second as sent and refused.
+async fn taken_then_refused(cell: &str, proxy: &FaultProxy, rule: &str, o: &Outcome) {
+    assert_eq!(
+        proxy.forwarded(rule).await,
+        vec![json!(200)],
+        "{cell}: the answer taken by Step Functions, its reply lost"
+    );
+    assert_eq!(
+        (o.sent, o.accepted),
+        (2, 0),
+        "{cell}: two attempts, the first taken (reply lost), the second refused: {o:?}"
+    );
+    assert_eq!(o.jobs, 1, "{cell}: one Job: {o:?}");
+    assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
+    assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
+}
+
+/// The log lines of `function` that say an answer's reply was lost and the next try
+/// found the task closed.
+fn lost_replies(function: &str) -> usize {
+    world_tests::log_lines(
+        function,
+        &["reply was lost and the next found the task closed"],
+    )
 }
 
 /// The cell's execution succeeded, and the promises held.
@@ -721,6 +755,56 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
             .await;
         assert_eq!(proxy.fired(&name).await, 1, "the fault fired");
         succeeded("success-500", &o);
+    });
+
+    // 6b. An answer Step Functions took whose reply was then lost (the connection cut
+    // after it): the worker tries again and Step Functions refuses the closed task. One
+    // answer taken, two attempts, the task ended as the first said; inline and by the
+    // poller, a success and a failure. A heartbeat whose reply was lost is sent again.
+    cells.add("success-lost", async {
+        let name = unique("f-success-lost");
+        let before = lost_replies("run-job");
+        let o = cell
+            .run(&name, json!({}), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "forward_first": true, "reset": true, "times": 1 }]))
+            .await;
+        assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+        taken_then_refused("success-lost", &proxy, &name, &o).await;
+        assert_eq!(lost_replies("run-job"), before + 1, "the lost reply named in the log");
+    });
+
+    cells.add("failure-lost", async {
+        let name = unique("f-failure-lost");
+        let before = lost_replies("run-job");
+        let o = cell
+            .run(&name, json!({ "sim.eks-task-worker.io/exit-code": "1" }), json!({}), json!([{ "id": name, "side": "aws", "target": "SendTaskFailure", "forward_first": true, "reset": true, "times": 1 }]))
+            .await;
+        assert_eq!(
+            (o.status.as_str(), o.error.as_deref()),
+            ("FAILED", Some("EksTaskWorker.JobFailed")),
+            "{o:?}"
+        );
+        taken_then_refused("failure-lost", &proxy, &name, &o).await;
+        assert_eq!(lost_replies("run-job"), before + 1, "the lost reply named in the log");
+    });
+
+    cells.add("success-lost-poller", async {
+        let name = unique("f-success-lost-p");
+        let before = lost_replies("poller");
+        let o = cell
+            .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "target": "SendTaskSuccess", "forward_first": true, "reset": true, "times": 1 }]))
+            .await;
+        assert_eq!(o.status, "SUCCEEDED", "{o:?}");
+        taken_then_refused("success-lost-poller", &proxy, &name, &o).await;
+        assert_eq!(lost_replies("poller"), before + 1, "the lost reply named in the log");
+    });
+
+    cells.add("heartbeat-lost", async {
+        let name = unique("f-heartbeat-lost");
+        let o = cell
+            .run(&name, long(), handed_off(), json!([{ "id": name, "side": "aws", "target": "SendTaskHeartbeat", "forward_first": true, "reset": true, "times": 1 }]))
+            .await;
+        assert_eq!(proxy.forwarded(&name).await, vec![json!(200)], "a heartbeat taken, its reply lost");
+        succeeded("heartbeat-lost", &o);
     });
 
     // 7. The poller killed (SIGKILL) in the middle of a poll, its event delivered again.

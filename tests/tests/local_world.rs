@@ -289,3 +289,123 @@ async fn describe_cluster_in_moto_points_at_the_local_api_server() -> anyhow::Re
     );
     Ok(())
 }
+
+/// The world's Step Functions refuses the answers AWS refuses (docs/local-world.md): an
+/// output over 262,144 bytes (`ValidationException`, the task still waiting), a second
+/// answer to a task already answered while its execution runs on, and any answer once
+/// the execution has ended (`TaskTimedOut`).
+#[tokio::test]
+async fn step_functions_refuses_the_answers_aws_refuses() -> anyhow::Result<()> {
+    use aws_sdk_sfn::error::ProvideErrorMetadata;
+    let world = World::get();
+    let sfn = world.sfn().await;
+    let name = unique("strict-answers");
+    let definition = json!({ "StartAt": "Run", "States": {
+        "Run": { "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                 "Parameters": { "FunctionName": world.fact("/functions/run-job"), "Payload": { "TaskToken.$": "$$.Task.Token" } },
+                 "Next": "Linger" },
+        "Linger": { "Type": "Wait", "Seconds": 4, "End": true } } });
+    let machine = sfn
+        .create_state_machine()
+        .name(&name)
+        .definition(definition.to_string())
+        .role_arn(world.fact("/states_role"))
+        .send()
+        .await?
+        .state_machine_arn()
+        .to_owned();
+    let execution = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(&name)
+        .input("{}")
+        .send()
+        .await?
+        .execution_arn()
+        .to_owned();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        if let Some(token) = world.task_tokens(&execution).await?.into_iter().next() {
+            break token;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "the task was never scheduled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let token = token.as_str();
+
+    let too_big = json!({ "log": "x".repeat(262_144) }).to_string();
+    let refused = sfn
+        .send_task_success()
+        .task_token(token)
+        .output(too_big)
+        .send()
+        .await;
+    assert_eq!(
+        refused.as_ref().err().and_then(|e| e.code()),
+        Some("ValidationException"),
+        "{refused:?}"
+    );
+    let still = sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await?;
+    assert_eq!(
+        still.status().as_str(),
+        "RUNNING",
+        "the task goes on waiting"
+    );
+
+    sfn.send_task_success()
+        .task_token(token)
+        .output("{\"first\":true}")
+        .send()
+        .await?;
+    let again = sfn
+        .send_task_success()
+        .task_token(token)
+        .output("{\"second\":true}")
+        .send()
+        .await;
+    assert_eq!(
+        again.as_ref().err().and_then(|e| e.code()),
+        Some("TaskTimedOut"),
+        "{again:?}"
+    );
+    let late = sfn
+        .send_task_failure()
+        .task_token(token)
+        .error("Late")
+        .send()
+        .await;
+    assert_eq!(
+        late.as_ref().err().and_then(|e| e.code()),
+        Some("TaskTimedOut"),
+        "{late:?}"
+    );
+
+    let (status, output, _) = world
+        .execution_end(&execution, Duration::from_secs(20))
+        .await?;
+    let output: Value = serde_json::from_str(output.as_deref().unwrap_or("null"))?;
+    assert_eq!(
+        (status.as_str(), output),
+        ("SUCCEEDED", json!({ "first": true })),
+        "the first answer stands"
+    );
+    let ended = sfn
+        .send_task_failure()
+        .task_token(token)
+        .error("Late")
+        .send()
+        .await;
+    assert_eq!(
+        ended.as_ref().err().and_then(|e| e.code()),
+        Some("TaskTimedOut"),
+        "{ended:?}"
+    );
+    Ok(())
+}

@@ -23,7 +23,11 @@ pub enum CallbackError {
         /// What Step Functions said.
         message: String,
     },
-    /// Any other failure (throttling, network, permissions); worth retrying.
+    /// No answer came, or a 5xx: the call may have been taken (a reply lost after Step
+    /// Functions accepted it) or not; worth retrying.
+    #[error("no reply from Step Functions to the callback: {0}")]
+    NoReply(String),
+    /// Any other failure (throttling, permissions); worth retrying.
     #[error("Step Functions refused the callback: {0}")]
     Other(String),
 }

@@ -26,7 +26,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), CallbackError>>,
 {
-    let may_pass = |e: &CallbackError| matches!(e, CallbackError::Other(_));
+    let may_pass =
+        |e: &CallbackError| matches!(e, CallbackError::Other(_) | CallbackError::NoReply(_));
     let policy = crate::task::retry::Policy::default();
     crate::task::retry::retry("the Step Functions call", policy, may_pass, |_| None, call).await
 }
@@ -162,19 +163,45 @@ pub async fn send_answer(
     token: &str,
     answer: Result<Value, TaskError>,
 ) -> Result<Value, TaskError> {
-    let (sent, report) = match &answer {
+    // Whether an attempt went unanswered (its reply lost, or a 5xx): Step Functions may
+    // have taken it.
+    let reply_lost = std::sync::atomic::AtomicBool::new(false);
+    let noted = |sent: Result<(), CallbackError>| {
+        if matches!(sent, Err(CallbackError::NoReply(_))) {
+            reply_lost.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
+    };
+    let (sent, mut report) = match &answer {
         Ok(result) => (
-            crate::ports::clock::last_act(with_retries(|| deps.callback.succeed(token, result)))
-                .await,
+            crate::ports::clock::last_act(with_retries(|| async {
+                noted(deps.callback.succeed(token, result).await)
+            }))
+            .await,
             json!({ "answered": "SendTaskSuccess", "bytes": serialized_len(result) }),
         ),
         Err(e) => (
-            crate::ports::clock::last_act(with_retries(|| deps.callback.fail(token, e))).await,
+            crate::ports::clock::last_act(with_retries(|| async {
+                noted(deps.callback.fail(token, e).await)
+            }))
+            .await,
             json!({ "answered": "SendTaskFailure", "error": e.name }),
         ),
     };
     match sent {
         Ok(()) => Ok(report),
+        // One answer is one Step Functions took: an attempt whose reply was lost was
+        // taken, so the try after it finds the task closed. The answer stands as that
+        // attempt's (the execution's history is the authority, should the task have
+        // timed out in between instead).
+        Err(CallbackError::TaskGone { code, message })
+            if reply_lost.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            tracing::info!(code = %code, message = %message, "an attempt's reply was lost and the next found the task closed: answered by that attempt");
+            report["replyLost"] = json!(true);
+            report["retryRefused"] = json!(code);
+            Ok(report)
+        }
         Err(CallbackError::TaskGone { code, message }) => {
             tracing::warn!(code = %code, message = %message, "the task is gone; nobody waits for the answer");
             Ok(json!({ "answered": "nobody", "taskGone": code }))
@@ -313,6 +340,45 @@ mod cleanup_tests {
             let sent = turn.send(&deps, &token, Ok(json!({})), facts, &place).await;
             assert_eq!(sent.is_ok(), refusals == 0, "{sent:?}");
             assert_eq!(kube.jobs().len(), kept, "refusals {refusals}: {sent:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod lost_reply_tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::send_answer;
+    use crate::contract::error::TaskError;
+    use crate::task::deps::Deps;
+    use crate::testing::{NoCluster, RecordingCallback};
+
+    /// One answer is one Step Functions took. An answer taken whose reply was lost is
+    /// tried again, the task is then closed: the answer stands as the first attempt's
+    /// (two attempts, one taken), not "nobody waits"; a task closed with no attempt
+    /// lost is nobody's.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_whose_reply_was_lost_stands() {
+        for answer in [
+            Ok(json!({ "done": true })),
+            Err(TaskError::message("EksTaskWorker.JobFailed", "x")),
+        ] {
+            let callback = Arc::new(RecordingCallback::default());
+            callback.lose_replies(1);
+            let deps = Deps::test(Arc::new(NoCluster::default()), callback.clone());
+            let report = send_answer(&deps, "t", answer.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(report["replyLost"], true, "{report}");
+            assert_eq!(report["retryRefused"], "TaskTimedOut", "{report}");
+            assert_ne!(report["answered"], "nobody", "{report}");
+            assert_eq!(
+                callback.succeeded().len() + callback.failed().len(),
+                1,
+                "taken once"
+            );
         }
     }
 }

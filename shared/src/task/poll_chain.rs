@@ -28,20 +28,57 @@ pub fn ahead_of(job: &Value, attempt: u32) -> Option<u32> {
 }
 
 /// Records that the poll of `attempt` ran on the Job (read as `job`), unless the Job
-/// already records it or a later one. Best effort: a refused or failed write is logged,
-/// and the poll goes on (the chain then guards less, but nothing is lost).
+/// already records it or a later one. Written only over the Job as read (its
+/// `resourceVersion` a precondition), so that a slow delivery that read the Job before a
+/// later poll recorded its attempt cannot lower it (the API server answers 409). Best
+/// effort: a refused or failed write is logged, and the poll goes on (the chain then
+/// guards less, but nothing is lost).
 pub async fn record(kube: &dyn KubeApi, id: &JobId, job: &Value, attempt: u32) {
     if recorded(job).is_some_and(|at| at >= attempt) {
         return;
     }
-    let patch =
+    let mut patch =
         json!({ "metadata": { "annotations": { POLLED_ANNOTATION: attempt.to_string() } } });
+    if let Some(version) = job.pointer("/metadata/resourceVersion") {
+        patch["metadata"]["resourceVersion"] = version.clone();
+    }
     crate::task::job::patch_or_log(kube, id, &patch, "could not record the poll on the job").await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::kube::KubeRequest;
+    use crate::testing::FakeKube;
+
+    /// A slow delivery that read the Job before a later poll recorded its attempt does
+    /// not lower the record.
+    #[tokio::test]
+    async fn a_stale_read_does_not_lower_the_record() {
+        let kube = FakeKube::default();
+        let made = kube
+            .send(
+                KubeRequest::json(
+                    http::Method::POST,
+                    "/apis/batch/v1/namespaces/ns/jobs",
+                    &json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j" } }),
+                ),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .body_value();
+        let uid = made["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let id = JobId::new("ns", "j", &uid);
+        let stale = made.clone();
+        record(&kube, &id, &made, 5).await;
+        record(&kube, &id, &stale, 3).await;
+        let now = kube.jobs().first().cloned().unwrap_or_default();
+        assert_eq!(recorded(&now), Some(5), "{now}");
+    }
 
     #[test]
     fn a_state_behind_the_chain_is_a_replay() {

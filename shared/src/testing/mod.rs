@@ -88,6 +88,8 @@ pub struct RecordingCallback {
     heartbeats: Mutex<usize>,
     refusals: Mutex<u32>,
     heartbeat_refusals: Mutex<u32>,
+    lost_replies: Mutex<u32>,
+    closed: Mutex<Vec<String>>,
 }
 
 impl RecordingCallback {
@@ -105,6 +107,46 @@ impl RecordingCallback {
         if let Ok(mut r) = self.heartbeat_refusals.lock() {
             *r = n;
         }
+    }
+
+    /// Takes the next `n` answers and loses their replies ([`CallbackError::NoReply`]),
+    /// as a connection cut after Step Functions accepted them; the task is then closed,
+    /// and a later answer to it is refused as Step Functions refuses it (`TaskTimedOut`).
+    pub fn lose_replies(&self, n: u32) {
+        if let Ok(mut l) = self.lost_replies.lock() {
+            *l = n;
+        }
+    }
+
+    /// After an answer to `token` was taken: its reply lost (when told to), or fine.
+    fn taken(&self, token: &str) -> Result<(), CallbackError> {
+        let mut l = self
+            .lost_replies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *l > 0 {
+            *l -= 1;
+            if let Ok(mut closed) = self.closed.lock() {
+                closed.push(token.to_owned());
+            }
+            return Err(CallbackError::NoReply("test double: reply lost".into()));
+        }
+        Ok(())
+    }
+
+    /// Refuses an answer to a task whose earlier answer was taken, its reply lost.
+    fn open(&self, token: &str) -> Result<(), CallbackError> {
+        if self
+            .closed
+            .lock()
+            .is_ok_and(|c| c.iter().any(|t| t == token))
+        {
+            return Err(CallbackError::TaskGone {
+                code: "TaskTimedOut".into(),
+                message: "test double: the task is closed".into(),
+            });
+        }
+        Ok(())
     }
 
     fn refused(&self) -> Result<(), CallbackError> {
@@ -142,17 +184,19 @@ impl RecordingCallback {
 impl TaskCallback for RecordingCallback {
     async fn succeed(&self, token: &str, output: &Value) -> Result<(), CallbackError> {
         self.refused()?;
+        self.open(token)?;
         if let Ok(mut s) = self.succeeded.lock() {
             s.push((token.to_owned(), output.clone()));
         }
-        Ok(())
+        self.taken(token)
     }
     async fn fail(&self, token: &str, error: &TaskError) -> Result<(), CallbackError> {
         self.refused()?;
+        self.open(token)?;
         if let Ok(mut f) = self.failed.lock() {
             f.push((token.to_owned(), error.clone()));
         }
-        Ok(())
+        self.taken(token)
     }
     async fn heartbeat(&self, _token: &str) -> Result<(), CallbackError> {
         if let Ok(mut r) = self.heartbeat_refusals.lock() {

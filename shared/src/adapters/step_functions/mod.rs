@@ -79,11 +79,15 @@ where
     E: TaskGone + std::error::Error + 'static,
 {
     let message = error_chain(e);
+    let status = e.raw_response().map(|r| r.status().as_u16());
     match e.as_service_error().and_then(TaskGone::gone) {
         Some(code) => CallbackError::TaskGone {
             code: code.to_owned(),
             message,
         },
+        // No reply at all (a cut connection, a timeout), or a 5xx: taken or not, nobody
+        // knows.
+        None if status.is_none_or(|s| s >= 500) => CallbackError::NoReply(message),
         None => CallbackError::Other(message),
     }
 }
