@@ -31,23 +31,25 @@ started=$(date +%s)
 say "building the functions and the command-line tool for arm64 (release: about 15 min cold on 2 cores)"
 args=(); for f in "${FUNCTIONS[@]}"; do args+=(--bin "$f"); done
 cargo-lambda lambda build --release --arm64 --locked --output-format zip "${args[@]}"
-cargo-lambda lambda build --release --arm64 --locked --bin eks-task-worker
-say "building the command-line tool for x86_64"
-cargo-lambda lambda build --release --x86-64 --locked --bin eks-task-worker
-
 rm -rf "$OUT"; mkdir -p "$OUT/functions"
 for f in "${FUNCTIONS[@]}"; do
   cp "$TARGET/lambda/$f/bootstrap.zip" "$OUT/functions/$f.zip"
 done
-for triple in aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu; do
-  arch=${triple%%-*}
-  stage="$OUT/.stage/$NAME-$arch-linux"
+# cargo-lambda leaves a binary as target/lambda/<name>/bootstrap, one architecture at a
+# time: each is taken into the release before the next is built.
+cli() {
+  local arch=$1 stage="$OUT/.stage/$NAME-$1-linux"
   mkdir -p "$stage"
-  cp "$TARGET/$triple/release/eks-task-worker" "$stage/"
+  cp "$TARGET/lambda/eks-task-worker/bootstrap" "$stage/eks-task-worker"
   cp LICENSE README.md "$stage/"
   tar -C "$OUT/.stage" --owner=0 --group=0 --numeric-owner --mtime='2000-01-01' --sort=name \
     -czf "$OUT/$NAME-$arch-linux.tar.gz" "$NAME-$arch-linux"
-done
+}
+cargo-lambda lambda build --release --arm64 --locked --bin eks-task-worker
+cli aarch64
+say "building the command-line tool for x86_64"
+cargo-lambda lambda build --release --x86-64 --locked --bin eks-task-worker
+cli x86_64
 rm -rf "$OUT/.stage"
 python3 "$HERE/package_template.py" template.yaml "$OUT/template.yaml" "${FUNCTIONS[@]}"
 cp README.md LICENSE CHANGELOG.md "$OUT/"

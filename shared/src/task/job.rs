@@ -583,8 +583,9 @@ pub async fn take_turn(
     loop {
         let job = match id.read(kube).await {
             Ok(j) => j,
-            // Gone: after another delivery took the turn, it went on (JOB_CLEANUP deletes
-            // the Job before the answer); else there is nothing to coordinate on.
+            // Gone: after another delivery took the turn, it answered and went on
+            // (JOB_CLEANUP deletes the Job once the answer is sent); else there is
+            // nothing to coordinate on.
             Err(e) if e.name == names::JOB_VANISHED => {
                 return other.map_or(Turn::Mine, Turn::Answered)
             }
