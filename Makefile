@@ -39,10 +39,10 @@ unit: ## unit tests only (no local world needed)
 
 WORLD_DIR ?= $(or $(LOCAL_WORLD_DIR),.local-world)
 
-test: lint ## everything: lint, unit tests, integration tests against the local world, then each function's IAM against the AWS calls its binary made in them
+test: lint ## everything: lint, unit tests, integration tests against the local world, the secret scan over every function log of the run, then each function's IAM against the AWS calls its binary made in them
 	$(CARGO) build --workspace --all-targets
 	rm -f $(WORLD_DIR)/logs/aws-calls.jsonl
-	scripts/run-tests.sh scripts/with-world.sh $(CARGO) test --workspace --no-fail-fast
+	scripts/run-tests.sh scripts/with-world.sh scripts/test-then-scan.sh $(CARGO) test --workspace --no-fail-fast
 	$(TOOLS)/python scripts/local-lambda/iam_check.py --template template.yaml --journal $(WORLD_DIR)/logs/aws-calls.jsonl
 
 bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the local world (release build; see BENCHMARKS.md)
