@@ -22,7 +22,13 @@ struct Outcome {
     status: String,
     error: Option<String>,
     output: Value,
+    /// The task's Jobs: those carrying its task label.
     jobs: usize,
+    /// The Jobs named for the cell (its name, or its `generateName` prefix and a
+    /// suffix), counted by the test's own reading of names, not the worker's label.
+    jobs_named: usize,
+    /// The task's Jobs still running by the test's own reading (no `Complete` or
+    /// `Failed` condition, not being deleted).
     running_jobs: usize,
     schedules: usize,
     /// SendTaskSuccess/SendTaskFailure calls that reached Step Functions (attempts).
@@ -225,9 +231,16 @@ impl Cell<'_> {
                     .await,
             );
         }
-        let running_jobs = jobs
+        let running_jobs = jobs.iter().filter(|j| still_running(j)).count();
+        let jobs_named = self
+            .jobs(&namespace, None)
+            .await
             .iter()
-            .filter(|j| worker::task::job::phase(j) == worker::task::job::Phase::Running)
+            .filter(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n == name || n.starts_with(&format!("{name}-")))
+            })
             .count();
         let mut schedules = 0;
         for j in &jobs {
@@ -244,6 +257,7 @@ impl Cell<'_> {
             error,
             output: serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default(),
             jobs: jobs.len(),
+            jobs_named,
             running_jobs,
             schedules,
             sent,
@@ -254,11 +268,12 @@ impl Cell<'_> {
                 .collect(),
         };
         println!(
-            "cell {}: {} {:?} jobs={} running={} schedules={} sent={} accepted={}",
+            "cell {}: {} {:?} jobs={} named={} running={} schedules={} sent={} accepted={}",
             name.rsplit_once('-').map_or(name, |(n, _)| n),
             o.status,
             o.error,
             o.jobs,
+            o.jobs_named,
             o.running_jobs,
             o.schedules,
             o.sent,
@@ -376,6 +391,10 @@ fn kept_promises(cell: &str, o: &Outcome) {
     assert_eq!(o.sent, 1, "{cell}: one answer sent per token: {o:?}");
     assert_eq!(o.accepted, 1, "{cell}: and accepted: {o:?}");
     assert!(o.jobs <= 1, "{cell}: one Job per task: {o:?}");
+    assert_eq!(
+        o.jobs_named, o.jobs,
+        "{cell}: the Jobs named for the task are the ones labelled for it: {o:?}"
+    );
     assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
     assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
 }
@@ -396,7 +415,7 @@ async fn taken_then_refused(cell: &str, proxy: &FaultProxy, rule: &str, o: &Outc
         (2, 0),
         "{cell}: two attempts, the first taken (reply lost), the second refused: {o:?}"
     );
-    assert_eq!(o.jobs, 1, "{cell}: one Job: {o:?}");
+    assert_eq!((o.jobs, o.jobs_named), (1, 1), "{cell}: one Job: {o:?}");
     assert_eq!(o.running_jobs, 0, "{cell}: no Job left running: {o:?}");
     assert_eq!(o.schedules, 0, "{cell}: no schedule left: {o:?}");
 }
@@ -410,10 +429,22 @@ fn lost_replies(function: &str) -> usize {
     )
 }
 
-/// The cell's execution succeeded, and the promises held.
+/// The cell's execution succeeded (so its Job ran: one, not none), and the promises
+/// held.
 fn succeeded(cell: &str, o: &Outcome) {
     assert_eq!(o.status, "SUCCEEDED", "{cell}: {o:?}");
+    assert_eq!(o.jobs, 1, "{cell}: the task's one Job: {o:?}");
     kept_promises(cell, o);
+}
+
+/// A Job still running, by the test's own reading of it (not the worker's): no
+/// `Complete` or `Failed` condition true, and not being deleted.
+fn still_running(job: &Value) -> bool {
+    let finished = job["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
+    });
+    !finished && job["metadata"]["deletionTimestamp"].is_null()
 }
 
 fn status_body(code: u16, reason: &str, retry_after: Option<u64>) -> Value {
