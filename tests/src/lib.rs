@@ -408,7 +408,6 @@ impl World {
         name: &str,
         heartbeat_seconds: Option<u32>,
     ) -> Result<(String, String)> {
-        let sfn = self.sfn().await;
         let mut task = json!({
             "Type": "Task",
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
@@ -418,7 +417,25 @@ impl World {
         if let Some(h) = heartbeat_seconds {
             task["HeartbeatSeconds"] = json!(h);
         }
-        let definition = json!({ "StartAt": "Run", "States": { "Run": task } });
+        self.execution_waiting_on(
+            name,
+            &json!({ "StartAt": "Run", "States": { "Run": task } }),
+        )
+        .await
+    }
+
+    /// Starts an execution of `definition` (its first task waiting on a task token in
+    /// `Payload.TaskToken`), and returns its ARN and that token, from its TaskScheduled
+    /// event.
+    ///
+    /// # Errors
+    /// When moto fails or the TaskScheduled event does not come.
+    pub async fn execution_waiting_on(
+        &self,
+        name: &str,
+        definition: &Value,
+    ) -> Result<(String, String)> {
+        let sfn = self.sfn().await;
         let machine = sfn
             .create_state_machine()
             .name(name)

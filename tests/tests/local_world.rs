@@ -305,35 +305,7 @@ async fn step_functions_refuses_the_answers_aws_refuses() -> anyhow::Result<()> 
                  "Parameters": { "FunctionName": world.fact("/functions/run-job"), "Payload": { "TaskToken.$": "$$.Task.Token" } },
                  "Next": "Linger" },
         "Linger": { "Type": "Wait", "Seconds": 4, "End": true } } });
-    let machine = sfn
-        .create_state_machine()
-        .name(&name)
-        .definition(definition.to_string())
-        .role_arn(world.fact("/states_role"))
-        .send()
-        .await?
-        .state_machine_arn()
-        .to_owned();
-    let execution = sfn
-        .start_execution()
-        .state_machine_arn(machine)
-        .name(&name)
-        .input("{}")
-        .send()
-        .await?
-        .execution_arn()
-        .to_owned();
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    let token = loop {
-        if let Some(token) = world.task_tokens(&execution).await?.into_iter().next() {
-            break token;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < until,
-            "the task was never scheduled"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (execution, token) = world.execution_waiting_on(&name, &definition).await?;
     let token = token.as_str();
 
     let too_big = json!({ "log": "x".repeat(262_144) }).to_string();
