@@ -595,3 +595,89 @@ async fn a_sealed_state_naming_what_run_job_refuses_is_refused() {
         .send()
         .await;
 }
+
+/// A cluster operation's genuine poll state replayed behind its chain: the state of
+/// attempt 0 (sealed by the deployment) delivered while the task's attempt 3 waits in
+/// the poll group (two minutes ahead, along the default curve). The real poller refuses it by name before anything is sent: the task
+/// is neither heartbeated nor answered (the cluster is ACTIVE: an unrefused poll would
+/// answer it), and no schedule of attempt 1 is made (the platform's AWS journal).
+#[tokio::test]
+async fn a_replayed_cluster_poll_is_refused() {
+    use worker::contract::cluster_op::Operation;
+    use worker::contract::curve::PollCurve;
+    use worker::contract::poll_state::{schedule_name, ClusterPoll};
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let name = unique("replayed-cl");
+    let (execution, token) = waiting(&world, &name).await;
+    let _platform = Platform::start();
+    let created = cluster_op(
+        &deps,
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(), "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": execution }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created["Cluster"]["Status"], "ACTIVE", "{created}");
+    let poll = |attempt: u32| ClusterPoll {
+        operation: Operation::CreateCluster,
+        cluster_name: name.clone(),
+        resource_name: None,
+        force_delete_compute: false,
+        task_token: token.clone(),
+        attempt,
+        next_delay_seconds: PollCurve::default().delay(attempt),
+        curve: PollCurve::default(),
+        execution: Some(execution.clone()),
+    };
+    let chain = poll(3).next_poll().unwrap_or_else(|e| panic!("{e}"));
+    deps.hand_off(&chain)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replayed = sealed(
+        &deps,
+        &serde_json::to_value(poll(0)).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let refused = || {
+        world_tests::log_lines(
+            "poller",
+            &[
+                "refused a replayed poll state",
+                &format!("\"cluster\":\"{name}\""),
+            ],
+        )
+    };
+    world_tests::fire(&world, "poller", None, &replayed).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while refused() == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(refused(), 1, "the replay refused by name");
+    let next = format!("POST /schedules/{}", schedule_name(&chain.key, 1));
+    assert_eq!(journaled(&next, 200), 0, "no second chain");
+    assert_eq!(
+        world.execution_status(&execution).await,
+        "RUNNING",
+        "the task neither answered nor failed"
+    );
+
+    let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    scheduler
+        .delete_schedule()
+        .name(schedule_name(&chain.key, 3))
+        .group_name(world.fact("/schedule_group"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    world
+        .sfn()
+        .await
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

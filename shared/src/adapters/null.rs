@@ -23,6 +23,10 @@ impl HandOff for NoPoller {
     async fn hand_off(&self, _poll: &NextPoll) -> Result<(), HandOffError> {
         Err(HandOffError::NoPoller)
     }
+
+    async fn pending_after(&self, _key: &str, _attempt: u32) -> Result<Vec<String>, HandOffError> {
+        Err(HandOffError::NoPoller)
+    }
 }
 
 /// No poll-state key (`POLL_STATE_KEY` unset): nothing is sealed, nothing verifies.

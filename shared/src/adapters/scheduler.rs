@@ -94,8 +94,65 @@ fn schedule_error(message: String) -> TaskError {
     TaskError::new(names::SCHEDULER, serde_json::json!({ "message": message }))
 }
 
+/// A failed list or read of the poll group: busy when there was no answer, throttling
+/// or a 5xx, refused otherwise.
+fn list_error<E, R>(what: &str, e: &aws_sdk_scheduler::error::SdkError<E, R>) -> HandOffError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let error = schedule_error(format!("{what}: {}", error_chain(e)));
+    match e {
+        aws_sdk_scheduler::error::SdkError::ServiceError(_) => HandOffError::Refused(error),
+        _ => HandOffError::Busy(error),
+    }
+}
+
 #[async_trait]
 impl HandOff for SchedulerHandOff {
+    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError> {
+        let prefix = crate::contract::poll_state::schedule_prefix(key);
+        let mut pages = self
+            .client
+            .list_schedules()
+            .group_name(&self.settings.group)
+            .name_prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| list_error(&format!("ListSchedules {prefix}"), &e))?;
+            names.extend(
+                page.schedules()
+                    .iter()
+                    .filter_map(|s| s.name())
+                    .filter(|n| {
+                        crate::contract::poll_state::attempt_of(n).is_some_and(|a| a > attempt)
+                    })
+                    .map(str::to_owned),
+            );
+        }
+        let mut inputs = Vec::new();
+        for name in names {
+            match self
+                .client
+                .get_schedule()
+                .name(&name)
+                .group_name(&self.settings.group)
+                .send()
+                .await
+            {
+                Ok(s) => inputs.extend(s.target().and_then(|t| t.input()).map(str::to_owned)),
+                // Fired and deleted since it was listed: no longer waiting.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(list_error(&format!("GetSchedule {name}"), &e)),
+            }
+        }
+        Ok(inputs)
+    }
+
     async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {
         let input = poll.input.clone();
         if input.chars().count() > MAX_SCHEDULE_INPUT_CHARS {

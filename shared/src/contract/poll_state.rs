@@ -457,6 +457,21 @@ pub fn schedule_name(key: &str, attempt: u32) -> String {
     format!("ekstw-{key}-{attempt}")
 }
 
+/// The prefix every schedule of the polls of `key` starts with ([`schedule_name`]; a
+/// fresh name after a squat, `key-<8 hex>`, too).
+#[must_use]
+pub fn schedule_prefix(key: &str) -> String {
+    let name = schedule_name(key, 0);
+    name[..name.len() - 1].to_owned()
+}
+
+/// The attempt a schedule's name (one of [`schedule_name`]'s) is for: its last
+/// `-`-separated part.
+#[must_use]
+pub fn attempt_of(name: &str) -> Option<u32> {
+    name.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
 /// `at(yyyy-mm-ddThh:mm:ss)` in UTC, `delay` after `now`.
 #[must_use]
 pub fn at_expression(now: std::time::SystemTime, delay: Duration) -> String {
@@ -674,6 +689,18 @@ mod tests {
             assert!(n.contains(fresh), "{n}");
         }
         assert_eq!(schedule_name(&"x".repeat(100), 7).len(), 64);
+        // Every name of a key's polls, fresh ones too, starts with its prefix and says
+        // its attempt.
+        let key = "0123456789abcdef0123456789abcdef0123";
+        for name in [
+            schedule_name(key, 7),
+            schedule_name(&format!("{key}-0a1b2c3d"), 7),
+        ] {
+            assert!(name.starts_with(&schedule_prefix(key)), "{name}");
+            assert_eq!(attempt_of(&name), Some(7), "{name}");
+        }
+        assert!(!schedule_name("0123", 7).starts_with(&schedule_prefix("01234")));
+        assert_eq!(attempt_of("ekstw-x-y"), None);
     }
 
     #[test]

@@ -51,4 +51,12 @@ pub trait HandOff: Send + Sync {
     /// # Errors
     /// [`HandOffError`], carrying `EksTaskWorker.SchedulerError`.
     async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError>;
+
+    /// The inputs of the schedules still waiting for the polls of `key` whose attempt
+    /// is past `attempt` (by name: [`crate::contract::poll_state::attempt_of`]), every
+    /// page read. What they hold is the caller's to check.
+    ///
+    /// # Errors
+    /// [`HandOffError`] when the schedules cannot be listed or read.
+    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError>;
 }

@@ -281,6 +281,19 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
             return Err(e);
         }
     }
+    // A poll behind its chain (a later attempt of this task already waits): a replay,
+    // refused before anything is sent.
+    let key = state.next_poll()?.key;
+    if let Some(chain) =
+        crate::task::poll_chain::cluster_ahead(deps, &key, state.attempt, &state.task_token).await
+    {
+        let reason = format!(
+            "the poll state of attempt {} is behind its chain of polls (attempt {chain} waits)",
+            state.attempt
+        );
+        tracing::warn!(refused = names::REPLAYED_POLL_STATE, %reason, cluster = %state.cluster_name, "refused a replayed poll state");
+        return Ok(json!({ "refused": names::REPLAYED_POLL_STATE, "reason": reason }));
+    }
     // Then the heartbeat: only a live task moves a deletion on (a forged state with a
     // made-up token stops here). It fails closed: a forced delete takes no step on a
     // heartbeat Step Functions did not take (throttled or denied, a made-up token would
@@ -289,6 +302,7 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
         Err(code) => return Ok(json!({ "taskGone": code, "cluster": state.cluster_name })),
         Ok(taken) => taken,
     };
+
     let waiting = if !confirmed && state.force_delete_compute {
         tracing::warn!(
             cluster = %state.cluster_name,
@@ -544,6 +558,72 @@ mod tests {
             created.bodies()[0]["accessConfig"]["authenticationMode"],
             "API_AND_CONFIG_MAP"
         );
+    }
+
+    /// A cluster poll behind its chain (this task's later attempt already waits, sealed
+    /// by the deployment) is refused before anything is sent; one a squatter wrote under
+    /// a later name (unsealed, or another task's) does not stop it.
+    #[tokio::test]
+    async fn a_cluster_poll_behind_its_chain_is_refused() {
+        use crate::ports::handoff::HandOff;
+        use crate::testing::{RecordingCallback, RecordingHandOff};
+        use std::sync::Arc;
+        let deps_with = |handoff: Arc<RecordingHandOff>, callback: Arc<RecordingCallback>| {
+            let mut deps = Deps::test(Arc::new(EmptyCluster), callback);
+            deps.handoff = handoff;
+            deps.eks = Arc::new(ScriptedEks::new(&[(
+                "GET /clusters/c",
+                vec![Ok(
+                    json!({ "cluster": { "tags": ours(), "status": "CREATING" } }),
+                )],
+            )]));
+            deps
+        };
+        let later = |token: &str| ClusterPoll {
+            attempt: 3,
+            task_token: token.into(),
+            ..poll(Operation::CreateCluster, None)
+        };
+        // The chain's attempt 3 waits (handed off by this deployment): attempt 0 is a replay.
+        let handoff = Arc::new(RecordingHandOff::default());
+        let callback = Arc::new(RecordingCallback::default());
+        let deps = deps_with(handoff.clone(), callback.clone());
+        deps.hand_off(&later("t").next_poll().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let report = super::poll(poll(Operation::CreateCluster, None), &deps)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report["refused"], names::REPLAYED_POLL_STATE, "{report}");
+        assert_eq!(callback.heartbeats(), 0, "nothing sent");
+        assert_eq!(handoff.polls().len(), 1, "no second chain");
+
+        // Squats under a later name: an unsealed state, another task's sealed one.
+        let handoff = Arc::new(RecordingHandOff::default());
+        let callback = Arc::new(RecordingCallback::default());
+        let deps = deps_with(handoff.clone(), callback.clone());
+        let key = poll(Operation::CreateCluster, None)
+            .next_poll()
+            .map(|p| p.key)
+            .unwrap_or_default();
+        let mut theirs = later("another task")
+            .next_poll()
+            .unwrap_or_else(|e| panic!("{e}"));
+        theirs.key.clone_from(&key);
+        deps.hand_off(&theirs)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut unsealed = later("t").next_poll().unwrap_or_else(|e| panic!("{e}"));
+        unsealed.key = key;
+        handoff
+            .hand_off(&unsealed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let report = super::poll(poll(Operation::CreateCluster, None), &deps)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.get("refused").is_none(), "{report}");
+        assert_eq!(callback.heartbeats(), 1, "polled as usual");
     }
 
     /// A poll that meets a permanent EKS error answers it; a transient one schedules

@@ -1,15 +1,21 @@
-//! A Job's chain of polls, recorded on the Job itself: the attempt its latest poll made
-//! (an annotation). A poll state behind it is a replay (a state read off a schedule and
-//! delivered again, an old attempt that would start a second chain of polls) and is
-//! refused before anything is sent. Two deliveries of the same poll are not replays:
-//! both are at the chain's attempt, and their one next schedule is deduplicated by its
-//! name. Kept on the Job because the Job is what the chain follows and the worker may
-//! already write its annotations (the answer's turn); a Job that cannot be read
-//! (a poll that failed) neither checks nor moves the chain.
+//! Where a chain of polls stands, so that a poll state behind it (a replay: a state
+//! read off a schedule and delivered again, an old attempt that would start a second
+//! chain of polls) is refused before anything is sent. Two deliveries of the same poll
+//! are not replays: both are at the chain's attempt, and their one next schedule is
+//! deduplicated by its name.
+//!
+//! - A Job's chain is recorded on the Job itself: the attempt its latest poll made (an
+//!   annotation). Kept on the Job because the Job is what the chain follows and the
+//!   worker may already write its annotations (the answer's turn); a Job that cannot be
+//!   read (a poll that failed) neither checks nor moves the chain.
+//! - A cluster operation's chain cannot be recorded on EKS's resources (the worker may
+//!   not tag them), so it is read off its schedules: a poll of this task still waiting
+//!   at a later attempt, sealed by the deployment ([`cluster_ahead`]).
 
 use serde_json::{json, Value};
 
 use crate::ports::kube::KubeApi;
+use crate::task::deps::Deps;
 use crate::task::job::JobId;
 
 pub use crate::task::job::POLLED_ANNOTATION;
@@ -43,6 +49,38 @@ pub async fn record(kube: &dyn KubeApi, id: &JobId, job: &Value, attempt: u32) {
         patch["metadata"]["resourceVersion"] = version.clone();
     }
     crate::task::job::patch_or_log(kube, id, &patch, "could not record the poll on the job").await;
+}
+
+/// The later attempt of the chain of polls of `key` when one of this task's
+/// (`token`'s) polls is still waiting past `attempt`: sealed by the deployment, for the
+/// same token, at a later attempt (a schedule anyone else wrote under such a name is
+/// not one). Best effort: schedules that cannot be listed or read are logged and the
+/// poll goes on.
+pub async fn cluster_ahead(deps: &Deps, key: &str, attempt: u32, token: &str) -> Option<u32> {
+    let pending = match deps.handoff.pending_after(key, attempt).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::info!(error = %e, "could not read the chain's waiting polls");
+            return None;
+        }
+    };
+    let mut ahead = None;
+    for input in pending {
+        let Ok(value) = serde_json::from_str::<Value>(&input) else {
+            continue;
+        };
+        let Ok(Ok(state)) = crate::task::sealed_state::open(deps.seal.as_ref(), &value).await
+        else {
+            continue;
+        };
+        let later = state["Attempt"]
+            .as_u64()
+            .and_then(|a| u32::try_from(a).ok());
+        if state["TaskToken"] == token {
+            ahead = ahead.max(later.filter(|a| *a > attempt));
+        }
+    }
+    ahead
 }
 
 #[cfg(test)]

@@ -443,6 +443,19 @@ impl HandOff for RecordingHandOff {
             _ => script.remove(0),
         }
     }
+
+    /// The inputs of the polls handed off for `key` (or a fresh key of it) past
+    /// `attempt`, as if each were still waiting.
+    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError> {
+        Ok(self
+            .polls()
+            .into_iter()
+            .filter(|p| {
+                (p.key == key || p.key.starts_with(&format!("{key}-"))) && p.attempt > attempt
+            })
+            .map(|p| p.input)
+            .collect())
+    }
 }
 
 impl Deps {
