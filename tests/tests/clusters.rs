@@ -215,7 +215,24 @@ async fn delete_cluster_with_force_deletes_its_compute_first() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "SUCCEEDED");
-    assert!(output.unwrap_or_default().contains("DELETED"));
+    let output: Value = serde_json::from_str(&output.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(output["Cluster"]["Status"], "DELETED", "{output}");
+    // The answer says what a forced delete removes, as the docs do.
+    let said = output["ForceDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        said.len(),
+        worker::task::force_delete::FORCE_DELETED.len(),
+        "{output}"
+    );
+    assert!(
+        said.iter().any(|s| s
+            .as_str()
+            .is_some_and(|s| s.contains("PersistentVolumeClaim"))),
+        "{output}"
+    );
     assert!(!exists(&deps, &name).await, "the cluster is gone");
 }
 

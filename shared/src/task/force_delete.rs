@@ -21,6 +21,17 @@ use crate::ports::kube::{KubeApi, KubeRequest};
 /// The most names a waiting message lists.
 const MAX_NAMED: usize = 10;
 
+/// What a forced delete removes, said in its answer (`ForceDeleted`) as in the docs
+/// (docs/cluster-operations.md): kinds, not names (the answer is made once the cluster
+/// is gone, and a poll state has no room for a list of names).
+pub const FORCE_DELETED: &[&str] = &[
+    "every Service of type LoadBalancer (its cloud load balancer released)",
+    "every PersistentVolumeClaim (its volume then goes by its reclaim policy) and every pod that mounts one",
+    "every nodegroup",
+    "every Fargate profile",
+    "the cluster",
+];
+
 /// How a cluster operation stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
@@ -90,7 +101,11 @@ pub async fn advance_force_delete(
             Err(e) => Err(eks_failure("deleteCluster")(e)),
         }
     };
-    let gone = || Stage::Done(deleted(Operation::DeleteCluster, cluster, None));
+    let gone = || {
+        let mut done = deleted(Operation::DeleteCluster, cluster, None);
+        done["forceDeleted"] = json!(FORCE_DELETED);
+        Stage::Done(done)
+    };
     let status = match eks
         .call(http::Method::GET, &format!("/clusters/{cluster}"), None)
         .await
