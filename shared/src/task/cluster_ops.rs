@@ -945,8 +945,13 @@ mod tests {
         assert_eq!(cluster.connects(), 0);
         assert_eq!(handoff.polls().len(), 1, "polled again");
         assert!(callback.failed().is_empty() && callback.succeeded().is_empty());
-        // The heartbeat taken: the delete moves on.
-        let report = super::poll(forced, &deps).await;
+        // The heartbeat taken: the chain's next poll moves the delete on.
+        let next = ClusterPoll {
+            attempt: 1,
+            next_delay_seconds: forced.curve.delay(1),
+            ..forced
+        };
+        let report = super::poll(next, &deps).await;
         assert!(report.is_ok(), "{report:?}");
         assert!(
             eks.calls().iter().any(|c| c == "DELETE /clusters/c"),
