@@ -6,6 +6,7 @@
 #                              take it as it is, with no Rust, cargo-lambda or zig
 #   eks-task-worker-<version>-<arch>-linux.tar.gz   the command-line tool, x86_64 and aarch64
 #                              (glibc 2.17 and later, through zig)
+#   statemachines/*.asl.json   the example state machines the template names (DeployExamples)
 #   README.md LICENSE CHANGELOG.md   what the Serverless Application Repository shows
 #   SHA256SUMS                 every file above
 # and dist/eks-task-worker-<version>.tar.gz, the whole folder. Idempotent; a second run
@@ -28,7 +29,7 @@ scripts/install-tools.sh --package
 rustup target add aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu >/dev/null
 export PATH="$TOOLS:$PATH" CARGO_TARGET_DIR="$TARGET"
 started=$(date +%s)
-say "building the functions and the command-line tool for arm64 (release: about 15 min cold on 2 cores)"
+say "building the functions and the command-line tool for arm64 (a fresh clone: about 15 min on 2 cores)"
 args=(); for f in "${FUNCTIONS[@]}"; do args+=(--bin "$f"); done
 cargo-lambda lambda build --release --arm64 --locked --output-format zip "${args[@]}"
 rm -rf "$OUT"; mkdir -p "$OUT/functions"
@@ -53,10 +54,11 @@ cli x86_64
 rm -rf "$OUT/.stage"
 python3 "$HERE/package_template.py" template.yaml "$OUT/template.yaml" "${FUNCTIONS[@]}"
 cp README.md LICENSE CHANGELOG.md "$OUT/"
+mkdir -p "$OUT/statemachines"; cp statemachines/*.asl.json "$OUT/statemachines/"
+"$TOOLS/cfn-lint" "$OUT/template.yaml"
+"$TOOLS/python" "$HERE/check_release.py" "$OUT" "$VERSION"
 (cd "$OUT" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
 tar -C "$(dirname "$OUT")" --owner=0 --group=0 --numeric-owner --mtime='2000-01-01' --sort=name \
   -czf "$OUT.tar.gz" "$NAME"
-"$TOOLS/cfn-lint" "$OUT/template.yaml"
-"$TOOLS/python" "$HERE/check_sar.py" "$OUT" "$VERSION"
 say "released $NAME in $(( $(date +%s) - started )) s: $OUT"
 (cd "$OUT" && cat SHA256SUMS)

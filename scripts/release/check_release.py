@@ -1,10 +1,12 @@
-"""Checks a release's Serverless Application Repository metadata (the template's
-`Metadata: AWS::ServerlessRepo::Application`) against what `sam publish` and the
-repository require: every field present, each within the repository's limits, the
-version the workspace's, and the files it names in the release. Exits 1 naming each
-fault.
+"""Checks a release before it is shipped: every local file its template names (each
+function's `CodeUri` zip, each example's `DefinitionUri`) is in the release, so that
+`sam deploy --template-file` or `aws cloudformation package` finds it; and the
+Serverless Application Repository metadata (the template's `Metadata:
+AWS::ServerlessRepo::Application`) is what `sam publish` and the repository require:
+every field present, each within the repository's limits, the version the workspace's,
+and the files it names in the release. Exits 1 naming each fault.
 
-Usage: check_sar.py RELEASE_DIR VERSION
+Usage: check_release.py RELEASE_DIR VERSION
 """
 import os
 import re
@@ -52,6 +54,18 @@ def faults(release, version):
         path = os.path.join(release, str(app.get(field)))
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
             found.append(f"{field} names {app.get(field)!r}, not a file of the release")
+    return found + missing_artifacts(release, template)
+
+
+def missing_artifacts(release, template):
+    """The local files the template's resources name that the release lacks."""
+    found = []
+    for name, resource in (template.get("Resources") or {}).items():
+        properties = (resource or {}).get("Properties") or {}
+        for field in ("CodeUri", "DefinitionUri"):
+            uri = properties.get(field)
+            if isinstance(uri, str) and "://" not in uri and not os.path.isfile(os.path.join(release, uri)):
+                found.append(f"{name}'s {field} {uri!r} is not a file of the release")
     return found
 
 
@@ -59,10 +73,11 @@ def main():
     release, version = sys.argv[1], sys.argv[2]
     found = faults(release, version)
     for f in found:
-        print(f"[release] Serverless Application Repository metadata: {f}", file=sys.stderr)
+        print(f"[release] {f}", file=sys.stderr)
     if found:
         sys.exit(1)
-    print("[release] Serverless Application Repository metadata: complete")
+    print("[release] every file the template names is in the release; the Serverless Application "
+          "Repository metadata is complete")
 
 
 if __name__ == "__main__":
