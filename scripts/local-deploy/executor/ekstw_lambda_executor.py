@@ -29,6 +29,7 @@ returned, so the state waited for a heartbeat until it timed out); AWS takes the
 and so does LocalStack with the patch.
 """
 import json
+import logging
 import os
 import platform
 import shutil
@@ -96,8 +97,10 @@ class EksTaskWorkerExecutor(RuntimeExecutor):
         name = self.function_version.id.function_name
         logs = os.environ.get("EKSTW_LOGS", "/tmp")
         os.makedirs(logs, exist_ok=True)
+        command = self.command()
+        logging.getLogger("ekstw.executor").warning("%s runs its deployed code: %s", name, " ".join(command))
         self.function = lambda_platform.Function(
-            name, self.function_version.id.unqualified_arn(), self.command(), env,
+            name, self.function_version.id.unqualified_arn(), command, env,
             {"timeout": int(config.timeout), "memory": int(config.memory_size)}, 1, logs, lambda fn, inv: None)
 
     def stop(self):
