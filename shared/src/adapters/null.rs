@@ -24,7 +24,11 @@ impl HandOff for NoPoller {
         Err(HandOffError::NoPoller)
     }
 
-    async fn pending_after(&self, _key: &str, _attempt: u32) -> Result<Vec<String>, HandOffError> {
+    async fn pending_after(
+        &self,
+        _key: &str,
+        _attempt: u32,
+    ) -> Result<Vec<(u32, String)>, HandOffError> {
         Err(HandOffError::NoPoller)
     }
 }

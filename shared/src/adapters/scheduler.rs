@@ -94,8 +94,8 @@ fn schedule_error(message: String) -> TaskError {
     TaskError::new(names::SCHEDULER, serde_json::json!({ "message": message }))
 }
 
-/// A failed list or read of the poll group: busy when there was no answer, throttling
-/// or a 5xx, refused otherwise.
+/// A failed list of the poll group: refused when the service said no, busy otherwise
+/// (no answer).
 fn list_error<E, R>(what: &str, e: &aws_sdk_scheduler::error::SdkError<E, R>) -> HandOffError
 where
     E: std::error::Error + 'static,
@@ -110,8 +110,13 @@ where
 
 #[async_trait]
 impl HandOff for SchedulerHandOff {
-    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError> {
-        let prefix = crate::contract::poll_state::schedule_prefix(key);
+    async fn pending_after(
+        &self,
+        key: &str,
+        attempt: u32,
+    ) -> Result<Vec<(u32, String)>, HandOffError> {
+        use crate::contract::poll_state::{attempt_of, schedule_prefix, MAX_POLL_ATTEMPTS};
+        let prefix = schedule_prefix(key);
         let mut pages = self
             .client
             .list_schedules()
@@ -122,18 +127,15 @@ impl HandOff for SchedulerHandOff {
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| list_error(&format!("ListSchedules {prefix}"), &e))?;
-            names.extend(
-                page.schedules()
-                    .iter()
-                    .filter_map(|s| s.name())
-                    .filter(|n| {
-                        crate::contract::poll_state::attempt_of(n).is_some_and(|a| a > attempt)
-                    })
-                    .map(str::to_owned),
-            );
+            names.extend(page.schedules().iter().filter_map(|s| {
+                let name = s.name()?;
+                let at = attempt_of(name).filter(|a| *a > attempt && *a <= MAX_POLL_ATTEMPTS)?;
+                Some((at, name.to_owned()))
+            }));
         }
-        let mut inputs = Vec::new();
-        for name in names {
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        let mut pending = Vec::new();
+        for (at, name) in names.into_iter().take(crate::ports::handoff::PENDING_READ) {
             match self
                 .client
                 .get_schedule()
@@ -142,15 +144,18 @@ impl HandOff for SchedulerHandOff {
                 .send()
                 .await
             {
-                Ok(s) => inputs.extend(s.target().and_then(|t| t.input()).map(str::to_owned)),
-                // Fired and deleted since it was listed: no longer waiting.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(list_error(&format!("GetSchedule {name}"), &e)),
+                Ok(s) => pending.extend(
+                    s.target()
+                        .and_then(|t| t.input())
+                        .map(|input| (at, input.to_owned())),
+                ),
+                // Fired and deleted since it was listed, or unreadable for now: left out.
+                Err(e) => {
+                    tracing::info!(schedule = %name, error = %error_chain(&e), "a waiting poll could not be read")
+                }
             }
         }
-        Ok(inputs)
+        Ok(pending)
     }
 
     async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError> {

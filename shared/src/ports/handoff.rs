@@ -41,6 +41,11 @@ impl From<HandOffError> for TaskError {
     }
 }
 
+/// The most waiting schedules [`HandOff::pending_after`] reads: a chain has one waiting
+/// poll (two for a moment, or under a fresh name after a squat); more are squats, and
+/// reading them all would let a squatter make every poll slow.
+pub const PENDING_READ: usize = 3;
+
 /// Gives a running Job (or cluster operation) to the poller.
 #[async_trait]
 pub trait HandOff: Send + Sync {
@@ -52,11 +57,18 @@ pub trait HandOff: Send + Sync {
     /// [`HandOffError`], carrying `EksTaskWorker.SchedulerError`.
     async fn hand_off(&self, poll: &NextPoll) -> Result<(), HandOffError>;
 
-    /// The inputs of the schedules still waiting for the polls of `key` whose attempt
-    /// is past `attempt` (by name: [`crate::contract::poll_state::attempt_of`]), every
-    /// page read. What they hold is the caller's to check.
+    /// The schedules still waiting for the polls of `key` whose attempt is past
+    /// `attempt` (by name: [`crate::contract::poll_state::attempt_of`]), every page
+    /// listed: the attempt each name says and its input, for at most
+    /// [`PENDING_READ`] of them, the latest first (names past
+    /// [`crate::contract::poll_state::MAX_POLL_ATTEMPTS`] are no poll's; a schedule that
+    /// cannot be read is left out). What they hold is the caller's to check.
     ///
     /// # Errors
-    /// [`HandOffError`] when the schedules cannot be listed or read.
-    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError>;
+    /// [`HandOffError`] when the schedules cannot be listed.
+    async fn pending_after(
+        &self,
+        key: &str,
+        attempt: u32,
+    ) -> Result<Vec<(u32, String)>, HandOffError>;
 }

@@ -197,7 +197,7 @@ pub async fn send_answer(
         Err(CallbackError::TaskGone { code, message })
             if reply_lost.load(std::sync::atomic::Ordering::Relaxed) =>
         {
-            tracing::info!(code = %code, message = %message, "an attempt's reply was lost and the next found the task closed: answered by that attempt");
+            tracing::warn!(code = %code, message = %message, "an attempt's reply was lost and the next found the task closed: answered by that attempt");
             report["replyLost"] = json!(true);
             report["retryRefused"] = json!(code);
             Ok(report)

@@ -624,6 +624,32 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(report.get("refused").is_none(), "{report}");
         assert_eq!(callback.heartbeats(), 1, "polled as usual");
+
+        // The chain's own waiting state copied under a later name (read off its
+        // schedule): its name and its attempt disagree, so the genuine attempt, once it
+        // runs, is not refused by its own copy.
+        let handoff = Arc::new(RecordingHandOff::default());
+        let callback = Arc::new(RecordingCallback::default());
+        let deps = deps_with(handoff.clone(), callback.clone());
+        let at3 = ClusterPoll {
+            attempt: 3,
+            next_delay_seconds: PollCurve::default().delay(3),
+            ..poll(Operation::CreateCluster, None)
+        };
+        deps.hand_off(&at3.next_poll().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut copy = handoff.polls()[0].clone();
+        copy.attempt = 99;
+        handoff
+            .hand_off(&copy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let report = super::poll(at3, &deps)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.get("refused").is_none(), "{report}");
+        assert_eq!(callback.heartbeats(), 1, "the genuine attempt polled");
     }
 
     /// A poll that meets a permanent EKS error answers it; a transient one schedules

@@ -53,34 +53,34 @@ pub async fn record(kube: &dyn KubeApi, id: &JobId, job: &Value, attempt: u32) {
 
 /// The later attempt of the chain of polls of `key` when one of this task's
 /// (`token`'s) polls is still waiting past `attempt`: sealed by the deployment, for the
-/// same token, at a later attempt (a schedule anyone else wrote under such a name is
-/// not one). Best effort: schedules that cannot be listed or read are logged and the
-/// poll goes on.
+/// same token, at the attempt its schedule's name says (a schedule anyone else wrote
+/// under such a name is not one, nor a genuine state copied under another name; the
+/// name is compared before the seal is checked, so a squat costs no KMS call). Best
+/// effort: schedules that cannot be listed are logged and the poll goes on.
 pub async fn cluster_ahead(deps: &Deps, key: &str, attempt: u32, token: &str) -> Option<u32> {
     let pending = match deps.handoff.pending_after(key, attempt).await {
         Ok(pending) => pending,
         Err(e) => {
-            tracing::info!(error = %e, "could not read the chain's waiting polls");
+            tracing::warn!(error = %e, "could not read the chain's waiting polls: the replay check is skipped this poll");
             return None;
         }
     };
-    let mut ahead = None;
-    for input in pending {
+    for (named, input) in pending {
         let Ok(value) = serde_json::from_str::<Value>(&input) else {
             continue;
         };
+        if value["Attempt"].as_u64() != Some(u64::from(named)) {
+            continue;
+        }
         let Ok(Ok(state)) = crate::task::sealed_state::open(deps.seal.as_ref(), &value).await
         else {
             continue;
         };
-        let later = state["Attempt"]
-            .as_u64()
-            .and_then(|a| u32::try_from(a).ok());
-        if state["TaskToken"] == token {
-            ahead = ahead.max(later.filter(|a| *a > attempt));
+        if state["TaskToken"] == token && state["Attempt"].as_u64() == Some(u64::from(named)) {
+            return Some(named);
         }
     }
-    ahead
+    None
 }
 
 #[cfg(test)]

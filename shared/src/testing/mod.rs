@@ -444,17 +444,25 @@ impl HandOff for RecordingHandOff {
         }
     }
 
-    /// The inputs of the polls handed off for `key` (or a fresh key of it) past
-    /// `attempt`, as if each were still waiting.
-    async fn pending_after(&self, key: &str, attempt: u32) -> Result<Vec<String>, HandOffError> {
-        Ok(self
+    /// The polls handed off for `key` (or a fresh key of it) past `attempt`, as if
+    /// each were still waiting: by the attempt its name says, as the scheduler lists
+    /// them, the latest [`PENDING_READ`](crate::ports::handoff::PENDING_READ) first.
+    async fn pending_after(
+        &self,
+        key: &str,
+        attempt: u32,
+    ) -> Result<Vec<(u32, String)>, HandOffError> {
+        let mut pending: Vec<(u32, String)> = self
             .polls()
             .into_iter()
             .filter(|p| {
                 (p.key == key || p.key.starts_with(&format!("{key}-"))) && p.attempt > attempt
             })
-            .map(|p| p.input)
-            .collect())
+            .map(|p| (p.attempt, p.input))
+            .collect();
+        pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+        pending.truncate(crate::ports::handoff::PENDING_READ);
+        Ok(pending)
     }
 }
 

@@ -85,10 +85,23 @@ where
             code: code.to_owned(),
             message,
         },
-        // No reply at all (a cut connection, a timeout), or a 5xx: taken or not, nobody
-        // knows.
-        None if status.is_none_or(|s| s >= 500) => CallbackError::NoReply(message),
+        // A request that may have reached Step Functions without its reply coming back
+        // (a timeout, a cut connection, an unreadable response), or a 5xx: taken or not,
+        // nobody knows. One that never left (it could not be built or signed) was not.
+        None if sent_unanswered(e) || status.is_some_and(|s| s >= 500) => {
+            CallbackError::NoReply(message)
+        }
         None => CallbackError::Other(message),
+    }
+}
+
+/// Whether the call may have reached Step Functions and no reply came back.
+fn sent_unanswered<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> bool {
+    use aws_sdk_sfn::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
     }
 }
 
