@@ -616,6 +616,31 @@ impl World {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The names of the schedules in `group` that start with `prefix`, every page read
+    /// (Scheduler, and moto, answer 50 at most a page).
+    ///
+    /// # Errors
+    /// When moto fails.
+    pub async fn schedule_names(&self, group: &str, prefix: &str) -> Result<Vec<String>> {
+        let client = aws_sdk_scheduler::Client::new(&self.sdk("worker").await);
+        let mut pages = client
+            .list_schedules()
+            .group_name(group)
+            .name_prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            names.extend(
+                page?
+                    .schedules()
+                    .iter()
+                    .filter_map(|s| s.name().map(str::to_owned)),
+            );
+        }
+        Ok(names)
+    }
+
     /// The schedules in the worker's group for the Job with `uid`.
     ///
     /// # Errors
@@ -623,13 +648,12 @@ impl World {
     pub async fn schedules(&self, uid: &str) -> Result<Vec<Schedule>> {
         let client = aws_sdk_scheduler::Client::new(&self.sdk("worker").await);
         let group = self.fact("/schedule_group");
-        let listed = client.list_schedules().group_name(&group).send().await?;
         let mut out = Vec::new();
-        for s in listed.schedules() {
-            let Some(name) = s.name() else { continue };
-            if !name.starts_with(&format!("ekstw-{uid}-")) {
-                continue;
-            }
+        for name in self
+            .schedule_names(&group, &format!("ekstw-{uid}-"))
+            .await?
+        {
+            let name = name.as_str();
             let got = client
                 .get_schedule()
                 .group_name(&group)

@@ -182,17 +182,15 @@ async fn no_forged_poll_state_changes_anything() {
     );
     let status = world.execution_status(&execution).await;
     assert_eq!(status, "RUNNING", "the task was not answered");
-    let polls = scheduler
-        .list_schedules()
-        .group_name(world.fact("/schedule_group"))
-        .send()
+    let polls = world
+        .schedule_names(&world.fact("/schedule_group"), "ekstw-")
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
-    for s in polls.schedules() {
+    for schedule in &polls {
         let input = scheduler
             .get_schedule()
             .group_name(world.fact("/schedule_group"))
-            .name(s.name().unwrap_or_default())
+            .name(schedule)
             .send()
             .await
             .ok()
@@ -331,18 +329,16 @@ async fn a_squatted_next_poll_name_does_not_stop_the_chain() {
 async fn first_poll(scheduler: &aws_sdk_scheduler::Client, group: &str, name: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
-        let listed = scheduler
-            .list_schedules()
-            .group_name(group)
-            .name_prefix("ekstw-")
-            .send()
+        let world = World::get();
+        let listed = world
+            .schedule_names(group, "ekstw-")
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        for s in listed.schedules() {
+        for schedule in &listed {
             let found = scheduler
                 .get_schedule()
                 .group_name(group)
-                .name(s.name().unwrap_or_default())
+                .name(schedule)
                 .send()
                 .await;
             let input = found

@@ -116,12 +116,23 @@ pub async fn release_ttl(kube: &dyn KubeApi, id: &JobId, job: &Value) {
 }
 
 /// Sends a merge patch of the Job, best effort: a Job already gone is fine, any other
-/// failure is logged as `failed`.
-pub(crate) async fn patch_or_log(kube: &dyn KubeApi, id: &JobId, patch: &Value, failed: &str) {
+/// failure is logged as `failed`. The API server's status, when it answered.
+pub(crate) async fn patch_or_log(
+    kube: &dyn KubeApi,
+    id: &JobId,
+    patch: &Value,
+    failed: &str,
+) -> Option<u16> {
     match kube.send(merge_patch(id, patch), None).await {
-        Ok(r) if r.is_success() || r.status == 404 => {}
-        Ok(r) => tracing::info!(job = id.name, status = r.status, "{failed}"),
-        Err(e) => tracing::info!(job = id.name, error = %e, "{failed}"),
+        Ok(r) if r.is_success() || r.status == 404 => Some(r.status),
+        Ok(r) => {
+            tracing::info!(job = id.name, status = r.status, "{failed}");
+            Some(r.status)
+        }
+        Err(e) => {
+            tracing::info!(job = id.name, error = %e, "{failed}");
+            None
+        }
     }
 }
 

@@ -36,19 +36,36 @@ pub fn ahead_of(job: &Value, attempt: u32) -> Option<u32> {
 /// Records that the poll of `attempt` ran on the Job (read as `job`), unless the Job
 /// already records it or a later one. Written only over the Job as read (its
 /// `resourceVersion` a precondition), so that a slow delivery that read the Job before a
-/// later poll recorded its attempt cannot lower it (the API server answers 409). Best
-/// effort: a refused or failed write is logged, and the poll goes on (the chain then
-/// guards less, but nothing is lost).
+/// later poll recorded its attempt cannot lower it; when the Job changed in between (a
+/// status update, another poll: 409), it is read again and the record tried once more.
+/// Best effort: a refused or failed write is logged, and the poll goes on (the chain
+/// then guards less, but nothing is lost).
 pub async fn record(kube: &dyn KubeApi, id: &JobId, job: &Value, attempt: u32) {
-    if recorded(job).is_some_and(|at| at >= attempt) {
-        return;
+    let mut job = job.clone();
+    for _ in 0..2 {
+        if recorded(&job).is_some_and(|at| at >= attempt) {
+            return;
+        }
+        let mut patch =
+            json!({ "metadata": { "annotations": { POLLED_ANNOTATION: attempt.to_string() } } });
+        if let Some(version) = job.pointer("/metadata/resourceVersion") {
+            patch["metadata"]["resourceVersion"] = version.clone();
+        }
+        let status = crate::task::job::patch_or_log(
+            kube,
+            id,
+            &patch,
+            "could not record the poll on the job",
+        )
+        .await;
+        if status != Some(409) {
+            return;
+        }
+        match id.read(kube).await {
+            Ok(again) => job = again,
+            Err(_) => return,
+        }
     }
-    let mut patch =
-        json!({ "metadata": { "annotations": { POLLED_ANNOTATION: attempt.to_string() } } });
-    if let Some(version) = job.pointer("/metadata/resourceVersion") {
-        patch["metadata"]["resourceVersion"] = version.clone();
-    }
-    crate::task::job::patch_or_log(kube, id, &patch, "could not record the poll on the job").await;
 }
 
 /// The later attempt of the chain of polls of `key` when one of this task's
@@ -116,6 +133,11 @@ mod tests {
         record(&kube, &id, &stale, 3).await;
         let now = kube.jobs().first().cloned().unwrap_or_default();
         assert_eq!(recorded(&now), Some(5), "{now}");
+        // A later poll whose read is stale too (the Job changed since): read again, and
+        // recorded.
+        record(&kube, &id, &stale, 7).await;
+        let now = kube.jobs().first().cloned().unwrap_or_default();
+        assert_eq!(recorded(&now), Some(7), "{now}");
     }
 
     #[test]
