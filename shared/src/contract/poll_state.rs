@@ -44,6 +44,17 @@ pub struct ClusterPoll {
 }
 
 impl ClusterPoll {
+    /// What the polls of this task's operation are keyed by (their schedules' names):
+    /// the same for every attempt.
+    #[must_use]
+    pub fn key(&self) -> String {
+        let digest = Sha256::digest(format!(
+            "{:?}/{}/{:?}/{}",
+            self.operation, self.cluster_name, self.resource_name, self.task_token
+        ));
+        digest.iter().take(18).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The poll this state asks for.
     ///
     /// # Errors
@@ -51,13 +62,8 @@ impl ClusterPoll {
     pub fn next_poll(&self) -> Result<NextPoll, TaskError> {
         let input = serde_json::to_string(self)
             .map_err(|e| TaskError::message(names::INTERNAL, e.to_string()))?;
-        let digest = Sha256::digest(format!(
-            "{:?}/{}/{:?}/{}",
-            self.operation, self.cluster_name, self.resource_name, self.task_token
-        ));
-        let key = digest.iter().take(18).map(|b| format!("{b:02x}")).collect();
         Ok(NextPoll {
-            key,
+            key: self.key(),
             attempt: self.attempt,
             delay_seconds: self.next_delay_seconds,
             input,

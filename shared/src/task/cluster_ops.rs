@@ -283,9 +283,9 @@ pub async fn poll(state: ClusterPoll, deps: &Deps) -> Result<Value, TaskError> {
     }
     // A poll behind its chain (a later attempt of this task already waits): a replay,
     // refused before anything is sent.
-    let key = state.next_poll()?.key;
     if let Some(chain) =
-        crate::task::poll_chain::cluster_ahead(deps, &key, state.attempt, &state.task_token).await
+        crate::task::poll_chain::cluster_ahead(deps, &state.key(), state.attempt, &state.task_token)
+            .await
     {
         let reason = format!(
             "the poll state of attempt {} is behind its chain of polls (attempt {chain} waits)",
@@ -602,10 +602,7 @@ mod tests {
         let handoff = Arc::new(RecordingHandOff::default());
         let callback = Arc::new(RecordingCallback::default());
         let deps = deps_with(handoff.clone(), callback.clone());
-        let key = poll(Operation::CreateCluster, None)
-            .next_poll()
-            .map(|p| p.key)
-            .unwrap_or_default();
+        let key = poll(Operation::CreateCluster, None).key();
         let mut theirs = later("another task")
             .next_poll()
             .unwrap_or_else(|e| panic!("{e}"));
