@@ -137,6 +137,26 @@ def _accept_heartbeats_of_every_waiting_task():
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
 
 
+def _an_early_answer_is_kept():
+    """moto sets up a task's heartbeat timer only once the Lambda it invokes has
+    answered, after TaskScheduled: an answer that comes in between (the token is in
+    TaskScheduled's parameters) is stored, but the task then waits for a heartbeat that
+    never comes and ends in States.HeartbeatTimeout, the answer lost. AWS takes an
+    answer to a waiting task whenever it comes; so does the world: a timer set up after
+    the answer starts already woken."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    original = CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = original(self, heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+
 def _stopped_executions_end_at_once():
     """moto marks a stopped execution ABORTED only once its current state wakes up: a
     task waiting on its token stays RUNNING, and accepts heartbeats and answers, until
@@ -338,6 +358,7 @@ _resolve_keyword_paths_in_payloads()
 _indefinite_paths_answer_lists()
 _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
+_an_early_answer_is_kept()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()

@@ -401,6 +401,11 @@ impl World {
     /// `lambda:invoke.waitForTaskToken` (with `HeartbeatSeconds` when given), and
     /// returns its ARN and the task token from its TaskScheduled event.
     ///
+    /// The Task invokes a function that is none of ours (`world-task-waiter`), so the
+    /// platform runs nothing for it and only the test answers: were it run-job, the
+    /// platform would run it on `{TaskToken}` alone, and its `InvalidInput` answer would
+    /// race the answer under test.
+    ///
     /// # Errors
     /// When moto fails or the TaskScheduled event does not come.
     pub async fn waiting_execution(
@@ -411,7 +416,7 @@ impl World {
         let mut task = json!({
             "Type": "Task",
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": { "FunctionName": self.fact("/functions/run-job"), "Payload": { "TaskToken.$": "$$.Task.Token" } },
+            "Parameters": { "FunctionName": self.waiter_function(), "Payload": { "TaskToken.$": "$$.Task.Token" } },
             "End": true
         });
         if let Some(h) = heartbeat_seconds {
@@ -422,6 +427,16 @@ impl World {
             &json!({ "StartAt": "Run", "States": { "Run": task } }),
         )
         .await
+    }
+
+    /// The ARN of a function no platform runs: a waiting task's token is the test's own.
+    #[must_use]
+    pub fn waiter_function(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:world-task-waiter",
+            self.fact("/region"),
+            self.fact("/account")
+        )
     }
 
     /// Starts an execution of `definition` (its first task waiting on a task token in

@@ -302,7 +302,7 @@ async fn step_functions_refuses_the_answers_aws_refuses() -> anyhow::Result<()> 
     let name = unique("strict-answers");
     let definition = json!({ "StartAt": "Run", "States": {
         "Run": { "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-                 "Parameters": { "FunctionName": world.fact("/functions/run-job"), "Payload": { "TaskToken.$": "$$.Task.Token" } },
+                 "Parameters": { "FunctionName": world.waiter_function(), "Payload": { "TaskToken.$": "$$.Task.Token" } },
                  "Next": "Linger" },
         "Linger": { "Type": "Wait", "Seconds": 4, "End": true } } });
     let (execution, token) = world.execution_waiting_on(&name, &definition).await?;
@@ -379,5 +379,86 @@ async fn step_functions_refuses_the_answers_aws_refuses() -> anyhow::Result<()> 
         Some("TaskTimedOut"),
         "{ended:?}"
     );
+    Ok(())
+}
+
+/// The world's Step Functions keeps an answer that comes the moment a task is scheduled
+/// (docs/local-world.md): moto set up a task's heartbeat timer only after its Lambda
+/// answered, and an answer in between was stored and then waited past until
+/// `States.HeartbeatTimeout`. Several tasks are answered as soon as their TaskScheduled
+/// event shows, each must end with its answer.
+#[tokio::test]
+async fn an_answer_the_moment_a_task_is_scheduled_is_kept() -> anyhow::Result<()> {
+    let world = World::get();
+    let sfn = world.sfn().await;
+    let definition = json!({ "StartAt": "Run", "States": {
+        "Run": { "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                 "Parameters": { "FunctionName": world.waiter_function(), "Payload": { "TaskToken.$": "$$.Task.Token" } },
+                 "HeartbeatSeconds": 60, "End": true } } });
+    let mut executions = Vec::new();
+    for _ in 0..6 {
+        let name = unique("early-answer");
+        let machine = sfn
+            .create_state_machine()
+            .name(&name)
+            .definition(definition.to_string())
+            .role_arn(world.fact("/states_role"))
+            .send()
+            .await?
+            .state_machine_arn()
+            .to_owned();
+        let execution = sfn
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(&name)
+            .input("{}")
+            .send()
+            .await?
+            .execution_arn()
+            .to_owned();
+        // No pause between reads: the answer goes out as soon as the token shows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let token = loop {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{execution} never scheduled its task"
+            );
+            let history = sfn
+                .get_execution_history()
+                .execution_arn(&execution)
+                .send()
+                .await?;
+            let scheduled = history
+                .events()
+                .iter()
+                .find_map(|e| e.task_scheduled_event_details())
+                .map(|d| serde_json::from_str::<Value>(d.parameters()))
+                .transpose()?;
+            if let Some(token) = scheduled
+                .as_ref()
+                .and_then(|p| p.pointer("/Payload/TaskToken"))
+                .and_then(Value::as_str)
+            {
+                break token.to_owned();
+            }
+        };
+        sfn.send_task_success()
+            .task_token(token)
+            .output(r#"{"early":true}"#)
+            .send()
+            .await?;
+        executions.push(execution);
+    }
+    for execution in executions {
+        let (status, output, _) = world
+            .execution_end(&execution, Duration::from_secs(10))
+            .await?;
+        let output: Option<Value> = output.as_deref().map(serde_json::from_str).transpose()?;
+        assert_eq!(
+            (status.as_str(), output),
+            ("SUCCEEDED", Some(json!({ "early": true }))),
+            "{execution}"
+        );
+    }
     Ok(())
 }
