@@ -8,10 +8,14 @@
   caller's ARN from moto's STS GetCallerIdentity (called with the presigned request);
 - at start it creates the worker's and a second (unauthorised) IAM user, and the EKS
   cluster in moto with its endpoint and CA pointed at the local API server, and
-  writes all of it to --facts (JSON).
+  writes all of it to --facts (JSON);
+- every other cluster moto makes answers on an endpoint and a CA of its own, in front
+  of the same API server, closed with the cluster (ClusterFront).
 """
 import argparse
+import asyncio
 import base64
+import os
 import datetime
 import json
 import logging
@@ -532,20 +536,138 @@ def serve_access_entries(api):
     EKSBackend.delete_cluster = delete_cluster
 
 
-def serve_every_cluster_locally(endpoint, ca_file):
-    """moto gives each new cluster a random endpoint and CA: point them at the local
-    API server, which serves every cluster of this world."""
+class ClusterFront:
+    """One cluster's own endpoint: TLS on a port of its own on 127.0.0.1, under a CA of
+    its own (made here, P-256, a day long), relaying each connection's bytes to the one
+    API server (verified by the world's CA), on one event loop for every cluster (an
+    SSL socket is not read and written from two threads at once). Closed, it stops
+    answering, and its open connections are cut."""
+
+    def __init__(self, name, upstream, upstream_ca, folder):
+        import socket
+        import ssl
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} cluster CA {uuid.uuid4().hex[:8]}")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+              .not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                           key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                           encipher_only=False, decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        import ipaddress
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        os.makedirs(folder, exist_ok=True)
+        chain = os.path.join(folder, f"{name}-{uuid.uuid4().hex[:8]}.pem")
+        with open(chain, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+        self.server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_tls.load_cert_chain(chain)
+        os.remove(chain)
+        self.client = ssl.create_default_context(cafile=upstream_ca)
+        self.upstream = upstream
+        self.name = name
+        self.writers = set()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.server_tls), FRONTS_LOOP).result(10)
+        self.endpoint = f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, front_reader, front_writer):
+        try:
+            back_reader, back_writer = await asyncio.open_connection(
+                self.upstream[0], self.upstream[1], ssl=self.client, server_hostname=self.upstream[0])
+        except OSError as e:
+            log.info("cluster %s front: the API server: %s", self.name, e)
+            front_writer.close()
+            return
+        self.writers.update((front_writer, back_writer))
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+                self.writers.discard(writer)
+
+        await asyncio.gather(pipe(front_reader, back_writer), pipe(back_reader, front_writer))
+
+    def close(self):
+        async def shut():
+            self.server.close()
+            for w in list(self.writers):
+                w.transport.abort()
+            self.writers.clear()
+        asyncio.run_coroutine_threadsafe(shut(), FRONTS_LOOP).result(10)
+        log.info("cluster %s: its endpoint %s closed", self.name, self.endpoint)
+
+
+FRONTS_LOOP = asyncio.new_event_loop()
+threading.Thread(target=FRONTS_LOOP.run_forever, daemon=True, name="cluster-fronts").start()
+
+
+def give_every_cluster_its_own_endpoint(world_cluster, endpoint, ca_file, folder):
+    """moto gives each new cluster a random endpoint and CA. Here the world's own
+    cluster answers on the local API server's endpoint under its CA, and every other
+    cluster moto makes on an endpoint and a CA of its own ([`ClusterFront`]) in front of
+    that same API server; deleting the cluster closes its endpoint. A cluster deleted
+    and made again under its name has a new endpoint and a new CA, as on EKS."""
     from moto.eks.models import EKSBackend
     ca = base64.b64encode(open(ca_file, "rb").read()).decode()
+    upstream = urlsplit(endpoint)
+    fronts = {}  # (account, region, name) -> ClusterFront
+    lock = threading.Lock()
     original_create = EKSBackend.create_cluster
+    original_delete = EKSBackend.delete_cluster
 
     def create_cluster(self, *args, **kwargs):
         cluster = original_create(self, *args, **kwargs)
-        cluster.endpoint = endpoint
-        cluster.certificate_authority = {"data": ca}
+        if cluster.name == world_cluster:
+            cluster.endpoint = endpoint
+            cluster.certificate_authority = {"data": ca}
+            return cluster
+        front = ClusterFront(cluster.name, (upstream.hostname, upstream.port), ca_file, folder)
+        with lock:
+            old = fronts.pop((self.account_id, self.region_name, cluster.name), None)
+            fronts[(self.account_id, self.region_name, cluster.name)] = front
+        if old is not None:
+            old.close()
+        cluster.endpoint = front.endpoint
+        cluster.certificate_authority = {"data": base64.b64encode(front.ca_pem).decode()}
+        log.info("cluster %s answers on %s", cluster.name, front.endpoint)
         return cluster
 
+    def delete_cluster(self, name):
+        result = original_delete(self, name)
+        with lock:
+            front = fronts.pop((self.account_id, self.region_name, name), None)
+        if front is not None:
+            front.close()
+        return result
+
     EKSBackend.create_cluster = create_cluster
+    EKSBackend.delete_cluster = delete_cluster
 
 
 def remember_access_config():
@@ -744,7 +866,8 @@ def main():
     p.add_argument("--admin-cert", required=True)
     p.add_argument("--admin-key", required=True)
     args = p.parse_args()
-    serve_every_cluster_locally(args.api_endpoint, args.ca_file)
+    give_every_cluster_its_own_endpoint(args.cluster, args.api_endpoint, args.ca_file,
+                                        os.path.join(os.path.dirname(args.ca_file), "clusters"))
     remember_access_config()
     serve_access_entries(LocalApiServer(args.api_endpoint, args.ca_file, args.admin_cert, args.admin_key))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
@@ -760,7 +883,6 @@ def main():
                    "scheduler_role": f"arn:aws:iam::{ACCOUNT}:role/eks-task-worker-scheduler",
                    "schedule_group": "eks-task-worker", "log_bucket": LOG_BUCKET,
                    "poll_state_key": poll_state_key}, f, indent=2)
-    import os
     os.replace(args.facts + ".tmp", args.facts)
     log.info("moto on %s, webhook on 127.0.0.1:%d", moto_url, args.webhook_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()

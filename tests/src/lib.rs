@@ -787,6 +787,50 @@ impl World {
         Ok((execution, status, output, error))
     }
 
+    /// `definition` (written for the native integrations) migrated by the CLI from its
+    /// standard input with the world's functions, as docs/migration.md says; every
+    /// native state must have moved.
+    ///
+    /// # Panics
+    /// When the CLI fails or leaves a native state.
+    #[must_use]
+    pub fn migrated(&self, definition: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new(cli())
+            .args([
+                "migrate",
+                "--run-job-function",
+                &self.fact("/functions/run-job"),
+                "--call-function",
+                &self.fact("/functions/call"),
+                "--cluster-ops-function",
+                &self.fact("/functions/cluster-ops"),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        child
+            .stdin
+            .take()
+            .unwrap_or_else(|| panic!("no stdin"))
+            .write_all(definition.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !text.contains(":::eks:"),
+            "every native state moved: {text}"
+        );
+        text
+    }
+
     /// Creates a state machine and starts an execution of it; returns the execution.
     ///
     /// # Errors

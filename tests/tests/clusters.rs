@@ -432,3 +432,60 @@ async fn the_poller_answers_a_handed_off_cluster_operation() {
     assert_eq!(status, "SUCCEEDED");
     assert!(output.unwrap_or_default().contains("\"ACTIVE\""));
 }
+
+/// A cluster deleted and made again under its name, while the function is warm: the
+/// world's EKS gives every cluster an endpoint and a CA of its own, and closes the
+/// endpoint with the cluster, as EKS does. The same function (one connector, its
+/// DescribeCluster answer kept) reaches the new cluster with no `Endpoint` in the
+/// payload: the old endpoint refuses, EKS is asked again, and the request goes where
+/// the cluster is now (issue "Other people's state machines", break 2).
+#[tokio::test]
+async fn a_warm_function_follows_a_cluster_made_again_under_its_name() {
+    let world = World::get();
+    let deps = world
+        .deps(world.settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = unique("made-again");
+    let eks = aws_sdk_eks::Client::new(&world.sdk("cluster_admin").await);
+    let make = || async {
+        eks.create_cluster()
+            .name(&name)
+            .role_arn(world.cluster_role())
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-a")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .cluster()
+            .and_then(|c| c.endpoint().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let list = json!({ "ClusterName": name, "Method": "GET", "Path": format!("/apis/batch/v1/namespaces/{}/jobs", world.namespace()), "QueryParameters": { "limit": ["1"] } });
+    let first = make().await;
+    let answer = worker::task::call::handle(list.clone(), &deps)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer["StatusCode"], 200, "{answer}");
+    eks.delete_cluster()
+        .name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let gone = worker::task::call::handle(list.clone(), &deps).await;
+    assert!(gone.is_err(), "a deleted cluster does not answer: {gone:?}");
+    let again = make().await;
+    assert_ne!(first, again, "made again, the cluster answers elsewhere");
+    let answer = worker::task::call::handle(list, &deps)
+        .await
+        .unwrap_or_else(|e| panic!("the warm function reaches the cluster made again: {e}"));
+    assert_eq!(answer["StatusCode"], 200, "{answer}");
+    eks.delete_cluster()
+        .name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+}

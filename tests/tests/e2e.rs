@@ -4,13 +4,11 @@
 // Test helpers fail the test by panicking.
 #![allow(clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use world_tests::{
-    cli, first_pod_logs, function_output, request, send, sim_job, unique, until_job, Platform,
-    World,
+    first_pod_logs, function_output, request, send, sim_job, unique, until_job, Platform, World,
 };
 
 fn repo_file(path: &str) -> String {
@@ -386,34 +384,7 @@ async fn example_cluster(world: &World) {
 /// `tests/native/<file>` migrated by the CLI (`eks-task-worker migrate`) onto this
 /// world's functions, and nothing else.
 fn migrated(world: &World, file: &str) -> String {
-    let out = std::process::Command::new(cli())
-        .args([
-            "migrate",
-            "--run-job-function",
-            &world.fact("/functions/run-job"),
-            "--call-function",
-            &world.fact("/functions/call"),
-            "--cluster-ops-function",
-            &world.fact("/functions/cluster-ops"),
-        ])
-        .arg(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("native")
-                .join(file),
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        !text.contains(":::eks:"),
-        "every native state moved: {text}"
-    );
-    text
+    world.migrated(&repo_file(&format!("tests/native/{file}")))
 }
 
 /// A state machine written for the native integrations (create a cluster, a nodegroup,

@@ -17,7 +17,10 @@ use crate::contract::certificates::parse_certificates;
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
 use crate::ports::cluster::{ClusterAccess, ClusterDirectory, Connector};
-use crate::ports::kube::KubeApi;
+use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::Value;
 
 /// Whether two endpoints are the same server: scheme, host and port.
 #[must_use]
@@ -42,8 +45,13 @@ pub fn same_server(a: &Url, b: &Url) -> bool {
 /// A DescribeCluster answer is kept for [`DESCRIBED_FOR`], and asked again at once when
 /// a payload's endpoint or CA disagrees with the kept one: a cluster deleted and made
 /// again under the same name (a create → run → delete pipeline run twice on a warm
-/// function) has a new endpoint and CA.
-pub struct ClusterConnector {
+/// function) has a new endpoint and CA. So is a cluster that cannot be reached where
+/// the kept answer says: a cluster made again answers elsewhere, and the
+/// request goes once more to where EKS says it is now.
+pub struct ClusterConnector(Arc<Inner>);
+
+/// The connector's state, shared with the clients it hands out ([`Followed`]).
+struct Inner {
     directory: Arc<dyn ClusterDirectory>,
     tokens: Arc<BearerTokens>,
     region: String,
@@ -95,7 +103,7 @@ impl ClusterConnector {
         timeouts: Timeouts,
         trusted: Vec<TrustedEndpoint>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             directory,
             tokens,
             region,
@@ -103,9 +111,16 @@ impl ClusterConnector {
             trusted,
             clients: Mutex::new(HashMap::new()),
             described: Mutex::new(HashMap::new()),
-        }
+        }))
     }
 
+    #[cfg(test)]
+    async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
+        self.0.access(cluster).await.map(|(a, _)| a)
+    }
+}
+
+impl Inner {
     /// The cluster as DescribeCluster reports it: a kept answer unless `fresh` or older
     /// than [`DESCRIBED_FOR`].
     async fn described(
@@ -136,7 +151,8 @@ impl ClusterConnector {
         Ok(a)
     }
 
-    async fn access(&self, cluster: &ClusterRef) -> Result<ClusterAccess, TaskError> {
+    /// Where `cluster` is reached, and whether EKS said so (not a listed endpoint).
+    async fn access(&self, cluster: &ClusterRef) -> Result<(ClusterAccess, bool), TaskError> {
         let listed = |e: &Url| {
             self.trusted
                 .iter()
@@ -149,10 +165,13 @@ impl ClusterConnector {
                 Some(ca) => ca.clone(),
                 None => self.described(cluster, false).await?.certificate_authority,
             };
-            return Ok(ClusterAccess {
-                endpoint: endpoint.clone(),
-                certificate_authority: ca,
-            });
+            return Ok((
+                ClusterAccess {
+                    endpoint: endpoint.clone(),
+                    certificate_authority: ca,
+                },
+                false,
+            ));
         }
         let mut found = self.described(cluster, false).await?;
         if !agrees(cluster, &found) {
@@ -192,19 +211,16 @@ impl ClusterConnector {
                 }),
             ));
         }
-        Ok(found)
+        Ok((found, true))
     }
-}
 
-#[async_trait]
-impl Connector for ClusterConnector {
-    async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
-        let access = self.access(cluster).await?;
+    /// The kept client for `access` (one per endpoint, CA and token identity), or a new one.
+    async fn client(
+        &self,
+        cluster: &ClusterRef,
+        access: &ClusterAccess,
+    ) -> Result<KubeClient, TaskError> {
         let region = cluster.region.as_deref().unwrap_or(&self.region);
-        // Credentials that cannot sign a token fail the connect, before any request.
-        self.tokens
-            .token(region, &cluster.name, cluster.role_arn.as_deref())
-            .await?;
         let key = (
             access.endpoint.to_string(),
             access.certificate_authority.clone(),
@@ -214,7 +230,7 @@ impl Connector for ClusterConnector {
         );
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&key) {
-            return Ok(Arc::new(c.clone()));
+            return Ok(c.clone());
         }
         let ders = parse_certificates(&access.certificate_authority)
             .map_err(|m| TaskError::invalid_input("CertificateAuthority", m))?;
@@ -226,7 +242,168 @@ impl Connector for ClusterConnector {
         };
         let client = KubeClient::new(&access.endpoint, ders, bearer, self.timeouts)?;
         clients.insert(key, client.clone());
-        Ok(Arc::new(client))
+        Ok(client)
+    }
+}
+
+#[async_trait]
+impl Connector for ClusterConnector {
+    async fn connect(&self, cluster: &ClusterRef) -> Result<Arc<dyn KubeApi>, TaskError> {
+        let (access, described) = self.0.access(cluster).await?;
+        let region = cluster.region.as_deref().unwrap_or(&self.0.region);
+        // Credentials that cannot sign a token fail the connect, before any request.
+        self.0
+            .tokens
+            .token(region, &cluster.name, cluster.role_arn.as_deref())
+            .await?;
+        let client = self.0.client(cluster, &access).await?;
+        if !described {
+            return Ok(Arc::new(client));
+        }
+        Ok(Arc::new(Followed {
+            inner: self.0.clone(),
+            cluster: cluster.clone(),
+            current: std::sync::Mutex::new((access, client)),
+            asked: Mutex::new(None),
+        }))
+    }
+}
+
+/// How often a client asks EKS again where a cluster it cannot reach is: once, then not
+/// again for this long (an outage is not a DescribeCluster a request).
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(10);
+
+/// A described cluster's client that follows the cluster. When the cluster cannot be
+/// reached (connect, TLS, I/O), EKS is asked again, at most every [`FOLLOW_EVERY`];
+/// when it now reports another endpoint or CA (the cluster deleted and made again under
+/// its name), the request is sent once more there, under the new CA, and the
+/// connector keeps the new answer. Otherwise the failure stands as it was.
+struct Followed {
+    inner: Arc<Inner>,
+    cluster: ClusterRef,
+    current: std::sync::Mutex<(ClusterAccess, KubeClient)>,
+    asked: Mutex<Option<Instant>>,
+}
+
+impl Followed {
+    fn current(&self) -> KubeClient {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// The client for where the cluster is now, when EKS says it moved.
+    async fn moved(&self) -> Option<KubeClient> {
+        {
+            let mut asked = self.asked.lock().await;
+            if asked.is_some_and(|at| at.elapsed() < FOLLOW_EVERY) {
+                return None;
+            }
+            *asked = Some(Instant::now());
+        }
+        let found = self.inner.described(&self.cluster, true).await.ok()?;
+        let was = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone();
+        if same_server(&was.endpoint, &found.endpoint)
+            && same_ca(&was.certificate_authority, &found.certificate_authority)
+        {
+            return None;
+        }
+        // A payload that names the old endpoint or CA is not sent elsewhere: the next
+        // invocation refuses it by name.
+        if !agrees(&self.cluster, &found) {
+            return None;
+        }
+        let client = self.inner.client(&self.cluster, &found).await.ok()?;
+        tracing::warn!(
+            cluster = %self.cluster.name,
+            was = %was.endpoint,
+            now = %found.endpoint,
+            "the cluster answers elsewhere now (made again under its name): following it"
+        );
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (found, client.clone());
+        Some(client)
+    }
+
+    /// `work` on the current client, and once more on the new one when the cluster
+    /// could not be reached and has moved.
+    async fn followed<T, F, Fut>(&self, work: F) -> Result<T, TransportError>
+    where
+        F: Fn(KubeClient) -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<T, TransportError>> + Send,
+        T: Send,
+    {
+        match work(self.current()).await {
+            Err(e @ TransportError::Unreachable { .. }) => match self.moved().await {
+                Some(client) => work(client).await,
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl KubeApi for Followed {
+    async fn send(
+        &self,
+        request: KubeRequest,
+        keep_tail: Option<usize>,
+    ) -> Result<KubeResponse, TransportError> {
+        self.followed(|c| {
+            let request = request.clone();
+            async move { c.send(request, keep_tail).await }
+        })
+        .await
+    }
+
+    async fn send_capped(
+        &self,
+        request: KubeRequest,
+        cap: usize,
+    ) -> Result<KubeResponse, TransportError> {
+        self.followed(|c| {
+            let request = request.clone();
+            async move { c.send_capped(request, cap).await }
+        })
+        .await
+    }
+
+    async fn stream(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Bytes, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        self.followed(|c| {
+            let request = request.clone();
+            async move { c.stream(request).await }
+        })
+        .await
+    }
+
+    async fn watch(
+        &self,
+        request: KubeRequest,
+    ) -> Result<
+        Result<BoxStream<'static, Result<Value, TransportError>>, KubeResponse>,
+        TransportError,
+    > {
+        self.followed(|c| {
+            let request = request.clone();
+            async move { c.watch(request).await }
+        })
+        .await
     }
 }
 
@@ -241,6 +418,7 @@ mod tests {
     /// same name: another endpoint).
     struct Directory {
         endpoint: std::sync::Mutex<&'static str>,
+        ca: &'static str,
         asked: AtomicU32,
     }
 
@@ -256,7 +434,7 @@ mod tests {
             let endpoint = *self.endpoint.lock().unwrap_or_else(|e| panic!("{e}"));
             Ok(ClusterAccess {
                 endpoint: Url::parse(endpoint).unwrap_or_else(|e| panic!("{e}")),
-                certificate_authority: "described CA".into(),
+                certificate_authority: self.ca.into(),
             })
         }
     }
@@ -264,12 +442,32 @@ mod tests {
     const OWN: &str = "https://abc.gr7.us-east-1.eks.amazonaws.com";
 
     fn connector(trusted: &[&str]) -> (ClusterConnector, Arc<Directory>) {
+        described_as(trusted, OWN, "described CA")
+    }
+
+    fn described_as(
+        trusted: &[&str],
+        endpoint: &'static str,
+        ca: &'static str,
+    ) -> (ClusterConnector, Arc<Directory>) {
         let directory = Arc::new(Directory {
-            endpoint: std::sync::Mutex::new(OWN),
+            endpoint: std::sync::Mutex::new(endpoint),
+            ca,
             asked: AtomicU32::new(0),
         });
+        let credentials = if ca == TEST_CA {
+            FakeCredentials::fixed(aws_credential_types::Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ))
+        } else {
+            FakeCredentials::none()
+        };
         let tokens = Arc::new(BearerTokens::new(
-            Arc::new(FakeCredentials::none()),
+            Arc::new(credentials),
             Arc::new(crate::ports::clock::SystemClock),
             crate::adapters::token::RENEW_AFTER,
         ));
@@ -386,5 +584,63 @@ mod tests {
         assert_eq!(looked_up.endpoint.as_str(), format!("{again}/"));
         let old = refused(c.access(&cluster(Some(OWN), None)).await);
         assert_eq!(old.as_deref(), Some(names::UNTRUSTED_ENDPOINT));
+    }
+
+    /// A self-signed CA, for clients that are made (and refused a connection).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBQTCB6KADAgECAgEBMAoGCCqGSM49BAMCMB8xHTAbBgNVBAMMFHVuaXQtdGVz\ndCBjbHVzdGVyIENBMCAXDTI2MDEwMTAwMDAwMFoYDzIxMjUxMjA4MDAwMDAwWjAf\nMR0wGwYDVQQDDBR1bml0LXRlc3QgY2x1c3RlciBDQTBZMBMGByqGSM49AgEGCCqG\nSM49AwEHA0IABF8z7/vpTqlnvJGu+Y29bPNZ4sTb6lP1WCSHHTEUkguSJUgWYadZ\n9dOuoBOmZ2cjRbed8AcUWYdWu1LAtuYTJHqjEzARMA8GA1UdEwEB/wQFMAMBAf8w\nCgYIKoZIzj0EAwIDSAAwRQIhAJBELmMznSylDLvatdX+PAM2hS4mq6UvAAh0gvle\n06tiAiBMRLXFNJ2Svaiv379T5JfEjzGnTzmBh1Dza39D+nC9HQ==\n-----END CERTIFICATE-----\n";
+
+    fn unreachable_at(got: &Result<KubeResponse, TransportError>) -> String {
+        match got {
+            Err(TransportError::Unreachable { endpoint, .. }) => endpoint.clone(),
+            other => panic!("not unreachable: {other:?}"),
+        }
+    }
+
+    /// A described cluster that cannot be reached is described again; when it answers
+    /// elsewhere now (made again under its name), the request goes there, the
+    /// connector keeps the new place, and EKS is not asked again on every failure.
+    #[tokio::test]
+    async fn a_client_follows_a_cluster_made_again_elsewhere() {
+        // Nothing listens on ports 1 and 2 of 127.0.0.1: every connect is refused.
+        let (c, directory) = described_as(&[], "https://127.0.0.1:1", TEST_CA);
+        let kube = c
+            .connect(&cluster(None, None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        // Unreachable, and still there as EKS says: the failure stands, EKS asked once.
+        let got = kube.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:1/");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
+        // Made again elsewhere: not asked again within FOLLOW_EVERY on this client...
+        *directory.endpoint.lock().unwrap_or_else(|e| panic!("{e}")) = "https://127.0.0.1:2";
+        let got = kube.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:1/");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
+        // ...but a new invocation's client asks at its first failure, and sends the
+        // request again to where the cluster is now.
+        let kube = c
+            .connect(&cluster(None, None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = kube.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+        // The connector keeps the new place: the next client goes there first.
+        let kube = c
+            .connect(&cluster(None, None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+        let got = kube.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
+        // A payload naming the old endpoint is not sent to the new one.
+        *directory.endpoint.lock().unwrap_or_else(|e| panic!("{e}")) = "https://127.0.0.1:3";
+        let pinned = c
+            .connect(&cluster(Some("https://127.0.0.1:2"), None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = pinned.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
     }
 }
