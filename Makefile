@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package release unit test demo bench load fuzz local-up local-down local-reset deploy-local
+.PHONY: help build lint package release unit test demo bench load fuzz mutants local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ load: ## the load run: 200 Jobs at once through the release run-job and poller, 
 	set -o pipefail; scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/load.py --world .local-world/world.json --bin target/release $(LOAD_ARGS) | tee target/load/figures.json
 
 FUZZ_SECONDS ?= 60
+mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
+	scripts/mutants.sh
+
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 

@@ -23,6 +23,7 @@ struct Case {
     archive: Option<String>,
     attempt: u32,
     failures: Vec<String>,
+    failed_polls: u32,
     execution: Option<String>,
     image_pull: Option<u64>,
     unschedulable: Option<u64>,
@@ -41,6 +42,7 @@ fuzz_target!(|c: Case| {
         curve: worker::contract::curve::PollCurve::default(),
         stuck_policy: worker::contract::stuck_policy::StuckPolicy { image_pull_seconds: c.image_pull, unschedulable_seconds: c.unschedulable, ..Default::default() },
         failures: c.failures,
+        failed_polls: c.failed_polls,
         execution: c.execution,
     };
     let state = PollState { next_delay_seconds: state.curve.delay(state.attempt), ..state };

@@ -368,6 +368,45 @@ async fn failure_reasons(world: &World) {
     assert_eq!(cause["failedPods"][0]["reason"], "Evicted", "{cause}");
 }
 
+/// A Job whose only pod cannot pull its image and whose `activeDeadlineSeconds` (8 s)
+/// ends it before an inline slice or a poll would: it fails `DeadlineExceeded`, and the
+/// Job controller deletes its pod, often before the answer is made. The cause still
+/// says what held the pod: its Warning events outlive it. Three at once, so that some
+/// are answered after their pod is gone.
+async fn deadline_while_pulling(world: &World) {
+    let one = |i: usize| async move {
+        let name = unique(&format!("deadline-pull-{i}"));
+        let mut job = sim_job(
+            &name,
+            &["main"],
+            json!({ "sim.eks-task-worker.io/image-pull-error": "true" }),
+            1,
+        );
+        job["spec"]["activeDeadlineSeconds"] = json!(8);
+        let (_, _, error, cause) = run(world, &name, job, json!({}), Duration::from_secs(90)).await;
+        assert_eq!(
+            (error.as_str(), &cause["Reason"]),
+            ("EksTaskWorker.JobFailed", &json!("DeadlineExceeded")),
+            "{cause}"
+        );
+        let pulled = cause["warningEvents"].as_array().is_some_and(|events| {
+            events.iter().any(|e| {
+                e["object"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with(&format!("Pod/{name}-")))
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Failed to pull image"))
+            })
+        });
+        assert!(
+            pulled,
+            "the cause says the pod could not pull its image: {cause}"
+        );
+    };
+    futures::future::join_all((1..=3).map(one)).await;
+}
+
 /// A Job that makes no pods by design (parallelism 0: the local API server, v1.20,
 /// predates `spec.suspend`, which takes the same path) keeps its task waiting through
 /// the poller, each poll saying why; it runs once let go. With `SuspendedSeconds` it
@@ -501,6 +540,7 @@ async fn every_way_a_job_fails_or_waits_is_named() {
         ("crash_loop", crash_loop(w).boxed()),
         ("init_containers", init_containers(w).boxed()),
         ("failure_reasons", failure_reasons(w).boxed()),
+        ("deadline_while_pulling", deadline_while_pulling(w).boxed()),
         ("suspended", suspended(w).boxed()),
         (
             "ttl_shorter_than_a_poll",

@@ -872,10 +872,15 @@ pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskErr
 /// Warning events the cluster recorded about the Job and its pods, newest first, at
 /// most `limit`: `{object, reason, message, count, firstSeen, lastSeen}`. Empty when events cannot
 /// be read (the worker's role may not grant them): they add to a diagnosis, never
-/// replace it.
+/// replace it. The events of the Job's pods that are gone count too (a Job past its
+/// `activeDeadlineSeconds` has its pods deleted before it is answered; their events
+/// outlive them): a pod named as the Job controller names the Job's pods, whose events
+/// were recorded since `created` (the Job's `creationTimestamp`: an older Job of the
+/// same name lends none).
 pub async fn warning_events(
     kube: &dyn KubeApi,
     job: &JobId,
+    created: Option<&str>,
     pods: &[Value],
     limit: usize,
 ) -> Vec<Value> {
@@ -899,7 +904,7 @@ pub async fn warning_events(
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|e| is_about(e, job, pods))
+        .filter(|e| is_about(e, job, pods) || of_a_gone_pod(e, job, created, pods))
         .map(|e| {
             json!({
                 "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
@@ -991,6 +996,48 @@ fn is_about(e: &Value, job: &JobId, pods: &[Value]) -> bool {
         (Some(name), None) => ours.into_iter().any(|(n, _)| n == name),
         _ => false,
     }
+}
+
+/// Whether `e` is about a pod of `job` that is gone: a Pod named `<job>-<5 characters>`
+/// (`<job>-<index>-<5 characters>` for an indexed Job), as the Job controller names
+/// them, not one of the `pods` listed now, first seen since `created`.
+fn of_a_gone_pod(e: &Value, job: &JobId, created: Option<&str>, pods: &[Value]) -> bool {
+    let (Some(created), Some("Pod")) = (
+        created,
+        e.pointer("/involvedObject/kind").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let seen = e
+        .get("firstTimestamp")
+        .and_then(Value::as_str)
+        .or_else(|| e.get("eventTime").and_then(Value::as_str));
+    let name = e
+        .pointer("/involvedObject/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if pods
+        .iter()
+        .any(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+    {
+        return false;
+    }
+    let suffix = name
+        .strip_prefix(job.name.as_str())
+        .and_then(|n| n.strip_prefix('-'));
+    let generated = |s: &str| {
+        s.len() == 5
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let named = suffix.is_some_and(|s| match s.split_once('-') {
+        None => generated(s),
+        Some((index, rest)) => {
+            !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) && generated(rest)
+        }
+    });
+    // RFC 3339 times in UTC, as the API server writes them, compare as text.
+    named && seen.is_some_and(|t| t >= created)
 }
 
 /// What a failed Job's cause says: its `Reason` ([`failure_reason`]), the distinct
@@ -1093,6 +1140,55 @@ mod tests {
             "no uid: by name"
         );
         assert!(!is_about(&event("Pod", "other", Some("x")), &id, &pods));
+    }
+
+    #[test]
+    fn events_of_the_jobs_gone_pods_are_its_own() {
+        let id = JobId::new("n", "train", "new");
+        let created = Some("2026-12-06T10:00:00Z");
+        let event = |name: &str, first: &str| json!({"involvedObject": {"kind": "Pod", "name": name, "uid": "gone"}, "firstTimestamp": first});
+        let now = "2026-12-06T10:00:05Z";
+        assert!(of_a_gone_pod(&event("train-x7k2p", now), &id, created, &[]));
+        assert!(
+            of_a_gone_pod(&event("train-3-x7k2p", now), &id, created, &[]),
+            "an indexed Job's pod"
+        );
+        // An older Job of the same name's pod, another Job's, a listed pod (matched by
+        // its uid), a name the controller does not make, no creation time: not these.
+        assert!(!of_a_gone_pod(
+            &event("train-x7k2p", "2026-12-06T09:59:59Z"),
+            &id,
+            created,
+            &[]
+        ));
+        assert!(!of_a_gone_pod(
+            &event("train-eval-x7k2p", now),
+            &id,
+            created,
+            &[]
+        ));
+        assert!(!of_a_gone_pod(
+            &event("trainer-x7k2p", now),
+            &id,
+            created,
+            &[]
+        ));
+        let listed = [json!({"metadata": {"name": "train-x7k2p", "uid": "now"}})];
+        assert!(!of_a_gone_pod(
+            &event("train-x7k2p", now),
+            &id,
+            created,
+            &listed
+        ));
+        assert!(!of_a_gone_pod(
+            &event("train-X7K2P", now),
+            &id,
+            created,
+            &[]
+        ));
+        assert!(!of_a_gone_pod(&event("train-x7k2p", now), &id, None, &[]));
+        let job_event = json!({"involvedObject": {"kind": "Job", "name": "train-x7k2p"}, "firstTimestamp": now});
+        assert!(!of_a_gone_pod(&job_event, &id, created, &[]));
     }
 
     #[test]
