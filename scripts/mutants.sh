@@ -40,6 +40,8 @@ for patch in "${patches[@]}"; do
     echo "$m: stale (the patch does not apply to this tree)"; bad=1; continue
   fi
   git apply "$patch"
+  # Interrupted, the tree is put back as it was.
+  trap 'git apply -R "$patch"; exit 130' INT TERM
   t0=$(date +%s)
   if [ "$needs" = new-world ]; then
     scripts/local-world/down.sh >/dev/null 2>&1
@@ -52,15 +54,16 @@ for patch in "${patches[@]}"; do
     bash -c "$test_cmd" >"target/mutants/$m.log" 2>&1
   fi
   rc=$?
+  trap - INT TERM
   git apply -R "$patch"
-  if grep -qE '^error(\[E[0-9]+\])?: |could not compile' "target/mutants/$m.log"; then
+  if grep -qE '^error\[E[0-9]+\]|could not compile' "target/mutants/$m.log"; then
     # Red because it does not build is not red because a test caught it.
     echo "$m: BROKEN (the mutated tree does not build); see target/mutants/$m.log"
     bad=1
   elif [ "$rc" -ne 0 ]; then
-    echo "$m: killed ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]* //p' "$patch" | head -1)"
+    echo "$m: killed ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1)"
   else
-    echo "$m: SURVIVED ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]* //p' "$patch" | head -1); see target/mutants/$m.log"
+    echo "$m: SURVIVED ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1); see target/mutants/$m.log"
     bad=1
   fi
 done

@@ -369,12 +369,19 @@ async fn failure_reasons(world: &World) {
 }
 
 /// A Job whose only pod cannot pull its image and whose `activeDeadlineSeconds` (8 s)
-/// ends it before an inline slice or a poll would: it fails `DeadlineExceeded`, and the
-/// Job controller deletes its pod, often before the answer is made. The cause still
-/// says what held the pod: its Warning events outlive it. Three at once, so that some
-/// are answered after their pod is gone.
+/// ends it before an inline slice or a production poll would: it fails
+/// `DeadlineExceeded`, and the Job controller deletes its pod, often before the answer
+/// is made. The cause still says what held the pod: its Warning events outlive it. Four
+/// at once: one answered inline (its pod often still terminating), three handed off
+/// after 1 s and answered by a poll (the test curve's, seconds apart: their pods are
+/// mostly gone by then), so that some are answered after their pod is gone.
 async fn deadline_while_pulling(world: &World) {
     let one = |i: usize| async move {
+        let handed_off = if i > 1 {
+            json!({ "InlineWaitSeconds": 1 })
+        } else {
+            json!({})
+        };
         let name = unique(&format!("deadline-pull-{i}"));
         let mut job = sim_job(
             &name,
@@ -383,7 +390,8 @@ async fn deadline_while_pulling(world: &World) {
             1,
         );
         job["spec"]["activeDeadlineSeconds"] = json!(8);
-        let (_, _, error, cause) = run(world, &name, job, json!({}), Duration::from_secs(90)).await;
+        let (_, _, error, cause) =
+            run(world, &name, job, handed_off, Duration::from_secs(90)).await;
         assert_eq!(
             (error.as_str(), &cause["Reason"]),
             ("EksTaskWorker.JobFailed", &json!("DeadlineExceeded")),
@@ -404,7 +412,7 @@ async fn deadline_while_pulling(world: &World) {
             "the cause says the pod could not pull its image: {cause}"
         );
     };
-    futures::future::join_all((1..=3).map(one)).await;
+    futures::future::join_all((1..=4).map(one)).await;
 }
 
 /// A Job that makes no pods by design (parallelism 0: the local API server, v1.20,
