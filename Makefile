@@ -58,11 +58,11 @@ load: ## the load run: 200 Jobs at once through the release run-job and poller, 
 	set -o pipefail; scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/load.py --world .local-world/world.json --bin target/release $(LOAD_ARGS) | tee target/load/figures.json
 
 FUZZ_SECONDS ?= 60
-mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
-	scripts/mutants.sh
-
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
+	scripts/mutants.sh
 
 deploy-local: ## sam deploy of the release (make release first; no second build) to LocalStack's CloudFormation, then its example run on the deployed zips (docs/deploy.md)
 	scripts/with-world.sh scripts/local-deploy/deploy.sh

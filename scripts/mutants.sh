@@ -10,14 +10,19 @@
 #   Needs: new-world    (the same, the world started afresh with the mutation: a
 #                        mutation of the world itself; stopped again after)
 #
-# For each, in turn: the patch is applied, the test run (its output in
-# target/mutants/<M>.log), the patch taken back out whatever happened. A red test is
-# "killed", a green one "survived". One line per mutation; the exit status is non-zero
-# when one survived, when a patch no longer applies to the tree (it must be made
-# again on the code as it is now: "stale"), or when the mutated tree does not build
-# ("broken": red for the wrong reason). Arguments: mutation names to run only
-# those (M119 M122), else every one. The tree must have no uncommitted change in the
-# files a patch touches.
+# First each distinct test runs once on the tree as it is: it must be green there, or
+# its red would prove nothing (a "baseline red" fails the run). Then for each patch, in
+# turn: applied, its test run (the output in target/mutants/<M>.log), the patch taken
+# back out whatever happened (on an interrupt too). Its outcome:
+#   killed    a test ran and failed ("test result: FAILED");
+#   SURVIVED  the tests ran green;
+#   NO TEST   no test ran (a test renamed: its filter matches nothing);
+#   BROKEN    the mutated tree does not build (red for the wrong reason);
+#   ERROR     the command failed otherwise (the world did not start, …);
+#   stale     the patch no longer applies (made again on the code as it is now).
+# One line per mutation; the exit status is non-zero unless every one was killed.
+# Arguments: mutation names to run only those (M119 M122), else every one. The files a
+# patch touches must have no uncommitted change.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/mutants
@@ -29,43 +34,98 @@ else
 fi
 bad=0
 started=$(date +%s)
+
+# Runs a patch's test as its Needs: says; output to $2.
+run_test() {
+  local test_cmd=$1 log=$2 needs=$3
+  if [ "$needs" = new-world ]; then
+    scripts/local-world/down.sh >/dev/null 2>&1
+    cargo build --workspace --bins >"$log" 2>&1 &&
+      scripts/with-world.sh bash -c "$test_cmd" >>"$log" 2>&1
+  elif [ "$needs" = world ]; then
+    cargo build --workspace --bins >"$log" 2>&1 &&
+      scripts/with-world.sh bash -c "$test_cmd" >>"$log" 2>&1
+  else
+    bash -c "$test_cmd" >"$log" 2>&1
+  fi
+}
+
+# What a run's log says, beside its status.
+outcome() {
+  local rc=$1 log=$2
+  if grep -qE '^error\[E[0-9]+\]|could not compile' "$log"; then
+    echo broken
+  elif grep -qE '^test result: FAILED' "$log"; then
+    echo red
+  elif [ "$rc" -ne 0 ]; then
+    echo error
+  elif ! grep -qE '^running [1-9][0-9]* tests?$' "$log"; then
+    echo none
+  else
+    echo green
+  fi
+}
+
+# Every distinct test, once, on the tree as it is.
+declare -A baseline=()
+for patch in "${patches[@]}"; do
+  [ -f "$patch" ] || continue
+  test_cmd=$(sed -n 's/^Test: //p' "$patch" | head -1)
+  needs=$(sed -n 's/^Needs: //p' "$patch" | head -1)
+  key="$needs|$test_cmd"
+  [ -n "${baseline[$key]+x}" ] && continue
+  log="target/mutants/baseline-${#baseline[@]}.log"
+  run_test "$test_cmd" "$log" "${needs/new-world/world}"
+  baseline[$key]=$(outcome $? "$log")
+  if [ "${baseline[$key]}" != green ]; then
+    echo "baseline ${baseline[$key]}: $test_cmd (see $log): its mutations prove nothing"
+    bad=1
+  fi
+done
+
+current=""
+undo() {
+  if [ -n "$current" ]; then
+    git apply -R "$current" || echo "the tree is left with $current applied: git apply -R $current"
+    current=""
+  fi
+}
+trap 'undo; exit 130' INT TERM HUP
+trap undo EXIT
+
 for patch in "${patches[@]}"; do
   m=$(basename "$patch" .patch)
   test_cmd=$(sed -n 's/^Test: //p' "$patch" | head -1)
   needs=$(sed -n 's/^Needs: //p' "$patch" | head -1)
+  what=$(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1)
   if [ ! -f "$patch" ] || [ -z "$test_cmd" ]; then
     echo "$m: no such patch, or no Test: line"; bad=1; continue
+  fi
+  if [ "${baseline["$needs|$test_cmd"]:-}" != green ]; then
+    echo "$m: not run (its test is not green on the tree as it is)"; bad=1; continue
+  fi
+  touched=$(sed -n 's#^diff --git a/\([^ ]*\) .*#\1#p' "$patch")
+  # shellcheck disable=SC2086
+  if ! git diff --quiet -- $touched; then
+    echo "$m: not run ($touched has uncommitted changes)"; bad=1; continue
   fi
   if ! git apply --check "$patch" 2>/dev/null; then
     echo "$m: stale (the patch does not apply to this tree)"; bad=1; continue
   fi
   git apply "$patch"
-  # Interrupted, the tree is put back as it was.
-  trap 'git apply -R "$patch"; exit 130' INT TERM
+  current=$patch
   t0=$(date +%s)
-  if [ "$needs" = new-world ]; then
-    scripts/local-world/down.sh >/dev/null 2>&1
-    cargo build --workspace --bins >"target/mutants/$m.log" 2>&1 &&
-      scripts/with-world.sh bash -c "$test_cmd" >>"target/mutants/$m.log" 2>&1
-  elif [ "$needs" = world ]; then
-    cargo build --workspace --bins >"target/mutants/$m.log" 2>&1 &&
-      scripts/with-world.sh bash -c "$test_cmd" >>"target/mutants/$m.log" 2>&1
-  else
-    bash -c "$test_cmd" >"target/mutants/$m.log" 2>&1
-  fi
-  rc=$?
-  trap - INT TERM
-  git apply -R "$patch"
-  if grep -qE '^error\[E[0-9]+\]|could not compile' "target/mutants/$m.log"; then
-    # Red because it does not build is not red because a test caught it.
-    echo "$m: BROKEN (the mutated tree does not build); see target/mutants/$m.log"
-    bad=1
-  elif [ "$rc" -ne 0 ]; then
-    echo "$m: killed ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1)"
-  else
-    echo "$m: SURVIVED ($(( $(date +%s) - t0 )) s): $(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1); see target/mutants/$m.log"
-    bad=1
-  fi
+  run_test "$test_cmd" "target/mutants/$m.log" "$needs"
+  result=$(outcome $? "target/mutants/$m.log")
+  undo
+  took="$(( $(date +%s) - t0 )) s"
+  case "$result" in
+    red) echo "$m: killed ($took): $what" ;;
+    green) echo "$m: SURVIVED ($took): $what; see target/mutants/$m.log"; bad=1 ;;
+    none) echo "$m: NO TEST ran ($took): $what; see target/mutants/$m.log"; bad=1 ;;
+    broken) echo "$m: BROKEN, the mutated tree does not build ($took); see target/mutants/$m.log"; bad=1 ;;
+    *) echo "$m: ERROR, the command failed without a red test ($took); see target/mutants/$m.log"; bad=1 ;;
+  esac
 done
 # The binaries again as the tree has them (a world mutation rebuilt them with it).
 if grep -lqE '^Needs: (new-)?world' "${patches[@]}" 2>/dev/null; then

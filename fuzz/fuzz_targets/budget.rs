@@ -13,6 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::ser::Formatter;
 use serde_json::{json, Value};
 use worker::contract::budget::{serialized_len, RESULT_BUDGET};
+use worker::task::logs::{result, ContainerLog, PlacedLog, Target};
 
 /// Python's `json.dumps` defaults, as serde_json writes them.
 struct PythonDumps;
@@ -51,8 +52,6 @@ fn measured(v: &Value) -> usize {
     let mut ser = serde_json::Serializer::with_formatter(&mut python, PythonDumps);
     serde::Serialize::serialize(v, &mut ser).map(|()| compact.max(python.len())).unwrap_or(usize::MAX)
 }
-use worker::task::logs::{result, ContainerLog, PlacedLog, Target};
-
 #[derive(Debug, Arbitrary)]
 struct Log {
     pod: u8,

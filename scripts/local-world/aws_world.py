@@ -161,6 +161,25 @@ def _an_early_answer_is_kept():
     CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
 
 
+def _the_tests_waiter_takes_its_time():
+    """moto's Lambda stub answers an invocation at once. A real function takes its time,
+    and may answer its task (SendTaskSuccess) before its own invocation returns: the
+    tests' waiter function (World::waiter_function, whose tasks only a test answers)
+    takes a second, so that a test that answers at once always answers while the invoke
+    still runs, the moment `_an_early_answer_is_kept` is about."""
+    import time
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    original = LambdaSimpleBackend.invoke
+
+    def invoke(self, function_name, *args, **kwargs):
+        if str(function_name).endswith("world-task-waiter"):
+            time.sleep(1)
+        return original(self, function_name, *args, **kwargs)
+
+    LambdaSimpleBackend.invoke = invoke
+
+
 def _stopped_executions_end_at_once():
     """moto marks a stopped execution ABORTED only once its current state wakes up: a
     task waiting on its token stays RUNNING, and accepts heartbeats and answers, until
@@ -363,6 +382,7 @@ _indefinite_paths_answer_lists()
 _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
 _an_early_answer_is_kept()
+_the_tests_waiter_takes_its_time()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()
@@ -572,16 +592,20 @@ class ClusterFront:
                                critical=False)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         chain = os.path.join(folder, f"{name}-{uuid.uuid4().hex[:8]}.pem")
-        with open(chain, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+        # ssl loads a key from a file only: written private, removed however it goes.
+        fd = os.open(chain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(cert.public_bytes(serialization.Encoding.PEM))
+                f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+            self.server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.server_tls.load_cert_chain(chain)
+        finally:
+            os.remove(chain)
         self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-        self.server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.server_tls.load_cert_chain(chain)
-        os.remove(chain)
         self.client = ssl.create_default_context(cafile=upstream_ca)
         self.upstream = upstream
         self.name = name

@@ -138,7 +138,10 @@ async fn fargate_process(world: &World) {
     );
     assert_eq!(out["succeeded"], 1, "{out}");
     assert_eq!(out["logs"], json!(["processed 42 records"]), "{out}");
-    assert!(out["deletedStatus"].is_object(), "{out}");
+    assert_eq!(
+        out["deletedStatus"]["succeeded"], 1,
+        "the deleted Job's status, as the DELETE answered it: {out}"
+    );
 }
 
 async fn wait_for_pods(world: &World) {

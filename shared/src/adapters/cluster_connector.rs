@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -18,9 +21,6 @@ use crate::contract::error::{names, TaskError};
 use crate::contract::payload::ClusterRef;
 use crate::ports::cluster::{ClusterAccess, ClusterDirectory, Connector};
 use crate::ports::kube::{KubeApi, KubeRequest, KubeResponse, TransportError};
-use bytes::Bytes;
-use futures::stream::BoxStream;
-use serde_json::Value;
 
 /// Whether two endpoints are the same server: scheme, host and port.
 #[must_use]
@@ -59,6 +59,8 @@ struct Inner {
     trusted: Vec<TrustedEndpoint>,
     clients: Mutex<HashMap<ClientKey, KubeClient>>,
     described: Mutex<HashMap<DescribedKey, (Instant, ClusterAccess)>>,
+    /// When a client last asked EKS again where a cluster it could not reach is.
+    followed: Mutex<HashMap<DescribedKey, Instant>>,
 }
 
 /// How long a DescribeCluster answer is used. EKS takes minutes to delete a cluster and
@@ -93,6 +95,14 @@ type ClientKey = (String, String, String, String, Option<String>);
 /// A described cluster's key: its name, region and the role it was asked as.
 type DescribedKey = (String, Option<String>, Option<String>);
 
+fn described_key(cluster: &ClusterRef) -> DescribedKey {
+    (
+        cluster.name.clone(),
+        cluster.region.clone(),
+        cluster.role_arn.clone(),
+    )
+}
+
 impl ClusterConnector {
     /// A connector for clusters in `region` unless a payload names another; `trusted`
     /// are the endpoints a payload may name, each for one cluster, besides the cluster's own.
@@ -111,6 +121,7 @@ impl ClusterConnector {
             trusted,
             clients: Mutex::new(HashMap::new()),
             described: Mutex::new(HashMap::new()),
+            followed: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -128,11 +139,7 @@ impl Inner {
         cluster: &ClusterRef,
         fresh: bool,
     ) -> Result<ClusterAccess, TaskError> {
-        let key = (
-            cluster.name.clone(),
-            cluster.region.clone(),
-            cluster.role_arn.clone(),
-        );
+        let key = described_key(cluster);
         let mut described = self.described.lock().await;
         if let Some((at, a)) = described.get(&key) {
             if !fresh && at.elapsed() < DESCRIBED_FOR {
@@ -264,25 +271,25 @@ impl Connector for ClusterConnector {
             inner: self.0.clone(),
             cluster: cluster.clone(),
             current: std::sync::Mutex::new((access, client)),
-            asked: Mutex::new(None),
         }))
     }
 }
 
-/// How often a client asks EKS again where a cluster it cannot reach is: once, then not
-/// again for this long (an outage is not a DescribeCluster a request).
+/// How often the connector asks EKS again where a cluster it cannot reach is: once,
+/// then not again for this long, whichever invocation meets the failure (a long outage
+/// costs one DescribeCluster every 10 s, not one a failed request).
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(10);
 
 /// A described cluster's client that follows the cluster. When the cluster cannot be
-/// reached (connect, TLS, I/O), EKS is asked again, at most every [`FOLLOW_EVERY`];
-/// when it now reports another endpoint or CA (the cluster deleted and made again under
-/// its name), the request is sent once more there, under the new CA, and the
-/// connector keeps the new answer. Otherwise the failure stands as it was.
+/// reached (connect, TLS, I/O), EKS is asked again, at most every [`FOLLOW_EVERY`] per
+/// cluster and never past the invocation's request deadline; when it now reports
+/// another endpoint or CA (the cluster deleted and made again under its name), the
+/// request is sent once more there, under the new CA, and the connector keeps the new
+/// answer. Otherwise the failure stands as it was.
 struct Followed {
     inner: Arc<Inner>,
     cluster: ClusterRef,
     current: std::sync::Mutex<(ClusterAccess, KubeClient)>,
-    asked: Mutex<Option<Instant>>,
 }
 
 impl Followed {
@@ -296,14 +303,33 @@ impl Followed {
 
     /// The client for where the cluster is now, when EKS says it moved.
     async fn moved(&self) -> Option<KubeClient> {
+        let until = crate::ports::clock::request_deadline();
+        if until.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            return None;
+        }
         {
-            let mut asked = self.asked.lock().await;
-            if asked.is_some_and(|at| at.elapsed() < FOLLOW_EVERY) {
+            let mut followed = self.inner.followed.lock().await;
+            let key = described_key(&self.cluster);
+            if followed
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < FOLLOW_EVERY)
+            {
                 return None;
             }
-            *asked = Some(Instant::now());
+            followed.insert(key, Instant::now());
         }
-        let found = self.inner.described(&self.cluster, true).await.ok()?;
+        let describe = self.inner.described(&self.cluster, true);
+        let found = match until {
+            Some(at) => tokio::time::timeout_at(at, describe).await.ok()?,
+            None => describe.await,
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(cluster = %self.cluster.name, error = %e, "the cluster cannot be reached, and EKS cannot say where it is now");
+                return None;
+            }
+        };
         let was = self
             .current
             .lock()
@@ -603,6 +629,8 @@ mod tests {
     async fn a_client_follows_a_cluster_made_again_elsewhere() {
         // Nothing listens on ports 1 and 2 of 127.0.0.1: every connect is refused.
         let (c, directory) = described_as(&[], "https://127.0.0.1:1", TEST_CA);
+        // As if FOLLOW_EVERY had passed since the connector last asked.
+        let later = || async { c.0.followed.lock().await.clear() };
         let kube = c
             .connect(&cluster(None, None))
             .await
@@ -612,18 +640,22 @@ mod tests {
         let got = kube.send(KubeRequest::get("/version"), None).await;
         assert_eq!(unreachable_at(&got), "https://127.0.0.1:1/");
         assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
-        // Made again elsewhere: not asked again within FOLLOW_EVERY on this client...
+        // Made again elsewhere: within FOLLOW_EVERY EKS is not asked again, on this
+        // client or another invocation's...
         *directory.endpoint.lock().unwrap_or_else(|e| panic!("{e}")) = "https://127.0.0.1:2";
         let got = kube.send(KubeRequest::get("/version"), None).await;
         assert_eq!(unreachable_at(&got), "https://127.0.0.1:1/");
-        assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
-        // ...but a new invocation's client asks at its first failure, and sends the
-        // request again to where the cluster is now.
-        let kube = c
+        let other = c
             .connect(&cluster(None, None))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let got = kube.send(KubeRequest::get("/version"), None).await;
+        let got = other.send(KubeRequest::get("/version"), None).await;
+        assert_eq!(unreachable_at(&got), "https://127.0.0.1:1/");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
+        // ...after it, the first failure asks, and the request goes again to where the
+        // cluster is now.
+        later().await;
+        let got = other.send(KubeRequest::get("/version"), None).await;
         assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
         assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
         // The connector keeps the new place: the next client goes there first.
@@ -636,11 +668,13 @@ mod tests {
         assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
         // A payload naming the old endpoint is not sent to the new one.
         *directory.endpoint.lock().unwrap_or_else(|e| panic!("{e}")) = "https://127.0.0.1:3";
+        later().await;
         let pinned = c
             .connect(&cluster(Some("https://127.0.0.1:2"), None))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let got = pinned.send(KubeRequest::get("/version"), None).await;
         assert_eq!(unreachable_at(&got), "https://127.0.0.1:2/");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 4);
     }
 }

@@ -41,7 +41,7 @@ pub async fn check_stuck(
 ) -> Result<(), TaskError> {
     let pods = job::pods(kube, id).await?;
     let events = if diagnosis::wants_events(&pods) {
-        job::warning_events(kube, id, created(job), &pods, WARNING_EVENTS).await
+        job::warning_events(kube, id, job, &pods, WARNING_EVENTS).await
     } else {
         Vec::new()
     };
@@ -166,7 +166,7 @@ async fn job_answer(
     if phase == Phase::Failed {
         let mut cause = job::failure_summary(&done, &pods);
         cause["warningEvents"] = Value::Array(
-            job::warning_events(kube.as_ref(), id, created(&done), &pods, WARNING_EVENTS).await,
+            job::warning_events(kube.as_ref(), id, &done, &pods, WARNING_EVENTS).await,
         );
         if !archived.is_empty() {
             cause["logArchive"] = Value::Array(
@@ -211,12 +211,6 @@ async fn job_answer(
         result["logs"]["cause"] = unlisted["cause"].clone();
     }
     Ok(result)
-}
-
-/// The Job's `creationTimestamp`.
-fn created(job: &Value) -> Option<&str> {
-    job.pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
 }
 
 /// An error's message, at most [`POD_ERROR_CHARS`] characters: what goes in the place

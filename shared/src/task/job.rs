@@ -872,15 +872,14 @@ pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskErr
 /// Warning events the cluster recorded about the Job and its pods, newest first, at
 /// most `limit`: `{object, reason, message, count, firstSeen, lastSeen}`. Empty when events cannot
 /// be read (the worker's role may not grant them): they add to a diagnosis, never
-/// replace it. The events of the Job's pods that are gone count too (a Job past its
-/// `activeDeadlineSeconds` has its pods deleted before it is answered; their events
-/// outlive them): a pod named as the Job controller names the Job's pods, whose events
-/// were recorded since `created` (the Job's `creationTimestamp`: an older Job of the
-/// same name lends none).
+/// replace it. Which events are the Job's: `is_about` (the Job and its listed pods,
+/// by uid) and `of_a_gone_pod` (its pods already deleted: a Job past its
+/// `activeDeadlineSeconds` has its pods deleted before it is answered, and their events
+/// outlive them). `job` is the Job as last read.
 pub async fn warning_events(
     kube: &dyn KubeApi,
     job: &JobId,
-    created: Option<&str>,
+    object: &Value,
     pods: &[Value],
     limit: usize,
 ) -> Vec<Value> {
@@ -904,7 +903,7 @@ pub async fn warning_events(
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|e| is_about(e, job, pods) || of_a_gone_pod(e, job, created, pods))
+        .filter(|e| is_about(e, job, pods) || of_a_gone_pod(e, job, object, pods))
         .map(|e| {
             json!({
                 "object": format!("{}/{}", e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or_default(), e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default()),
@@ -998,20 +997,21 @@ fn is_about(e: &Value, job: &JobId, pods: &[Value]) -> bool {
     }
 }
 
-/// Whether `e` is about a pod of `job` that is gone: a Pod named `<job>-<5 characters>`
-/// (`<job>-<index>-<5 characters>` for an indexed Job), as the Job controller names
-/// them, not one of the `pods` listed now, first seen since `created`.
-fn of_a_gone_pod(e: &Value, job: &JobId, created: Option<&str>, pods: &[Value]) -> bool {
-    let (Some(created), Some("Pod")) = (
-        created,
-        e.pointer("/involvedObject/kind").and_then(Value::as_str),
-    ) else {
+/// Whether `e` is about a pod of the Job `job` (`object` as last read) that is gone: a
+/// Pod named as the Job controller names the Job's pods (`<job>-<5 characters>`, or
+/// `<job>-<index>-<5 characters>` when the Job is `Indexed`, its index under its
+/// completions), not one of the `pods` listed now, first seen since the Job was made
+/// (an older Job of the same name lends none). A Job named `train` does not take the
+/// events of Jobs named `train-3` or `train-eval`, whose pods are `train-3-…`.
+fn of_a_gone_pod(e: &Value, job: &JobId, object: &Value, pods: &[Value]) -> bool {
+    use crate::contract::time::rfc3339;
+    if e.pointer("/involvedObject/kind").and_then(Value::as_str) != Some("Pod") {
+        return false;
+    }
+    let Some(created) = rfc3339(&object["metadata"]["creationTimestamp"]) else {
         return false;
     };
-    let seen = e
-        .get("firstTimestamp")
-        .and_then(Value::as_str)
-        .or_else(|| e.get("eventTime").and_then(Value::as_str));
+    let seen = rfc3339(&e["firstTimestamp"]).or_else(|| rfc3339(&e["eventTime"]));
     let name = e
         .pointer("/involvedObject/name")
         .and_then(Value::as_str)
@@ -1022,21 +1022,28 @@ fn of_a_gone_pod(e: &Value, job: &JobId, created: Option<&str>, pods: &[Value]) 
     {
         return false;
     }
-    let suffix = name
-        .strip_prefix(job.name.as_str())
-        .and_then(|n| n.strip_prefix('-'));
     let generated = |s: &str| {
         s.len() == 5
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
-    let named = suffix.is_some_and(|s| match s.split_once('-') {
-        None => generated(s),
-        Some((index, rest)) => {
-            !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) && generated(rest)
-        }
-    });
-    // RFC 3339 times in UTC, as the API server writes them, compare as text.
+    let indexed = object
+        .pointer("/spec/completionMode")
+        .and_then(Value::as_str)
+        == Some("Indexed");
+    let completions = object
+        .pointer("/spec/completions")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let named = name
+        .strip_prefix(job.name.as_str())
+        .and_then(|n| n.strip_prefix('-'))
+        .is_some_and(|s| match s.split_once('-') {
+            None => generated(s),
+            Some((index, rest)) => {
+                indexed && index.parse::<u64>().is_ok_and(|i| i < completions) && generated(rest)
+            }
+        });
     named && seen.is_some_and(|t| t >= created)
 }
 
@@ -1145,50 +1152,58 @@ mod tests {
     #[test]
     fn events_of_the_jobs_gone_pods_are_its_own() {
         let id = JobId::new("n", "train", "new");
-        let created = Some("2026-12-06T10:00:00Z");
+        let job =
+            json!({ "metadata": { "creationTimestamp": "2026-12-06T10:00:00Z" }, "spec": {} });
+        let indexed = json!({ "metadata": { "creationTimestamp": "2026-12-06T10:00:00Z" }, "spec": { "completionMode": "Indexed", "completions": 4 } });
         let event = |name: &str, first: &str| json!({"involvedObject": {"kind": "Pod", "name": name, "uid": "gone"}, "firstTimestamp": first});
         let now = "2026-12-06T10:00:05Z";
-        assert!(of_a_gone_pod(&event("train-x7k2p", now), &id, created, &[]));
+        assert!(of_a_gone_pod(&event("train-x7k2p", now), &id, &job, &[]));
         assert!(
-            of_a_gone_pod(&event("train-3-x7k2p", now), &id, created, &[]),
+            of_a_gone_pod(&event("train-3-x7k2p", now), &id, &indexed, &[]),
             "an indexed Job's pod"
         );
-        // An older Job of the same name's pod, another Job's, a listed pod (matched by
+        // A Job named train-3's pod (train is not indexed, or 3 is past its completions),
+        // an older Job of the same name's pod, another Job's, a listed pod (matched by
         // its uid), a name the controller does not make, no creation time: not these.
+        assert!(!of_a_gone_pod(&event("train-3-x7k2p", now), &id, &job, &[]));
+        assert!(!of_a_gone_pod(
+            &event("train-7-x7k2p", now),
+            &id,
+            &indexed,
+            &[]
+        ));
         assert!(!of_a_gone_pod(
             &event("train-x7k2p", "2026-12-06T09:59:59Z"),
             &id,
-            created,
+            &job,
             &[]
         ));
         assert!(!of_a_gone_pod(
             &event("train-eval-x7k2p", now),
             &id,
-            created,
+            &job,
             &[]
         ));
-        assert!(!of_a_gone_pod(
-            &event("trainer-x7k2p", now),
-            &id,
-            created,
-            &[]
-        ));
+        assert!(!of_a_gone_pod(&event("trainer-x7k2p", now), &id, &job, &[]));
         let listed = [json!({"metadata": {"name": "train-x7k2p", "uid": "now"}})];
         assert!(!of_a_gone_pod(
             &event("train-x7k2p", now),
             &id,
-            created,
+            &job,
             &listed
         ));
+        assert!(!of_a_gone_pod(&event("train-X7K2P", now), &id, &job, &[]));
         assert!(!of_a_gone_pod(
-            &event("train-X7K2P", now),
+            &event("train-x7k2p", now),
             &id,
-            created,
+            &json!({}),
             &[]
         ));
-        assert!(!of_a_gone_pod(&event("train-x7k2p", now), &id, None, &[]));
         let job_event = json!({"involvedObject": {"kind": "Job", "name": "train-x7k2p"}, "firstTimestamp": now});
-        assert!(!of_a_gone_pod(&job_event, &id, created, &[]));
+        assert!(!of_a_gone_pod(&job_event, &id, &job, &[]));
+        // An event time with a fraction, in the Job's second: parsed, not compared as text.
+        let precise = json!({"involvedObject": {"kind": "Pod", "name": "train-x7k2p"}, "eventTime": "2026-12-06T10:00:00.250000Z"});
+        assert!(of_a_gone_pod(&precise, &id, &job, &[]));
     }
 
     #[test]
