@@ -875,7 +875,7 @@ pub async fn pods(kube: &dyn KubeApi, job: &JobId) -> Result<Vec<Value>, TaskErr
 /// replace it. Which events are the Job's: `is_about` (the Job and its listed pods,
 /// by uid) and `of_a_gone_pod` (its pods already deleted: a Job past its
 /// `activeDeadlineSeconds` has its pods deleted before it is answered, and their events
-/// outlive them). `job` is the Job as last read.
+/// outlive them). `object` is the Job as last read.
 pub async fn warning_events(
     kube: &dyn KubeApi,
     job: &JobId,
