@@ -397,51 +397,11 @@ async fn an_answer_the_moment_a_task_is_scheduled_is_kept() -> anyhow::Result<()
                  "HeartbeatSeconds": 60, "End": true } } });
     let mut executions = Vec::new();
     for _ in 0..6 {
-        let name = unique("early-answer");
-        let machine = sfn
-            .create_state_machine()
-            .name(&name)
-            .definition(definition.to_string())
-            .role_arn(world.fact("/states_role"))
-            .send()
-            .await?
-            .state_machine_arn()
-            .to_owned();
-        let execution = sfn
-            .start_execution()
-            .state_machine_arn(machine)
-            .name(&name)
-            .input("{}")
-            .send()
-            .await?
-            .execution_arn()
-            .to_owned();
-        // No pause between reads: the answer goes out as soon as the token shows.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let token = loop {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "{execution} never scheduled its task"
-            );
-            let history = sfn
-                .get_execution_history()
-                .execution_arn(&execution)
-                .send()
-                .await?;
-            let scheduled = history
-                .events()
-                .iter()
-                .find_map(|e| e.task_scheduled_event_details())
-                .map(|d| serde_json::from_str::<Value>(d.parameters()))
-                .transpose()?;
-            if let Some(token) = scheduled
-                .as_ref()
-                .and_then(|p| p.pointer("/Payload/TaskToken"))
-                .and_then(Value::as_str)
-            {
-                break token.to_owned();
-            }
-        };
+        // The token from TaskScheduled, read while the waiter's invoke still runs (it
+        // takes a second): the answer goes out before the task waits on its token.
+        let (execution, token) = world
+            .execution_waiting_on(&unique("early-answer"), &definition)
+            .await?;
         sfn.send_task_success()
             .task_token(token)
             .output(r#"{"early":true}"#)
