@@ -60,6 +60,8 @@ import yaml
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "local-world"))
 import faultproxy  # noqa: E402 - the relay's handler
 import aws_journal  # noqa: E402
+from sizing import Sizing  # noqa: E402
+from concurrency import Concurrency, THROTTLED  # noqa: E402
 
 log = logging.getLogger("lambda-platform")
 PREFIX = "/2018-06-01/runtime"
@@ -82,6 +84,10 @@ class Invocation:
         self.error = None
         # Lambda.Unknown for Step Functions: the function never answered (crash, timeout).
         self.unhandled = False
+        # Whether it holds a unit of the function's concurrency (see concurrency.py), and
+        # the execution environment (process) that took it.
+        self.holds_unit = False
+        self.environment = None
 
 
 def load_template(path):
@@ -112,6 +118,28 @@ def template_functions(path):
     template = load_template(path)
     defaults = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
     globals_ = template.get("Globals", {}).get("Function", {})
+    conditions = template.get("Conditions", {})
+
+    def holds(value):
+        """A condition at the parameters' defaults (Equals, Not, And, Or, Condition)."""
+        (tag, arg), = value.items()
+        if tag == "!Condition":
+            return holds(conditions[arg])
+        if tag == "!Equals":
+            return resolve(arg[0]) == resolve(arg[1])
+        if tag == "!Not":
+            return not holds(arg[0])
+        if tag in ("!And", "!Or"):
+            return (all if tag == "!And" else any)(holds(a) for a in arg)
+        raise ValueError(f"a condition the platform cannot judge: {value}")
+
+    def resolve(value):
+        if isinstance(value, dict) and set(value) == {"!Ref"}:
+            return None if value["!Ref"] == "AWS::NoValue" else defaults.get(value["!Ref"])
+        if isinstance(value, dict) and set(value) == {"!If"}:
+            name, then, otherwise = value["!If"]
+            return resolve(then if holds(conditions[name]) else otherwise)
+        return value
 
     def fixed(value):
         if isinstance(value, dict) and set(value) == {"!Ref"} and defaults.get(value["!Ref"]) is not None:
@@ -136,8 +164,10 @@ def template_functions(path):
             level = fixed(scope.get("LoggingConfig", {}).get("ApplicationLogLevel"))
             if level is not None:
                 env["AWS_LAMBDA_LOG_LEVEL"] = level
+        reserved = resolve(props.get("ReservedConcurrentExecutions"))
         functions[binary] = {"timeout": int(props.get("Timeout", globals_.get("Timeout", 3))),
-                             "memory": int(props.get("MemorySize", globals_.get("MemorySize", 128))), "env": env}
+                             "memory": int(props.get("MemorySize", globals_.get("MemorySize", 128))), "env": env,
+                             "reserved": None if reserved in (None, "") else int(reserved)}
     return functions
 
 
@@ -160,9 +190,17 @@ class Slot:
                 "AWS_LAMBDA_FUNCTION_NAME": fn.arn.split(":")[-1], "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory), "AWS_LAMBDA_LOG_FORMAT": "JSON",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}", "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}"}
+        # Lambda sets both names of the region.
+        if "AWS_REGION" in fn.env:
+            penv["AWS_DEFAULT_REGION"] = fn.env["AWS_REGION"]
         out = open(os.path.join(fn.logs, f"{fn.name}-{self.index}.log"), "ab")
-        self.process = subprocess.Popen(fn.command(), env=penv, stdout=out, stderr=subprocess.STDOUT)
+        placed = fn.sizing.prepare(self.name, fn.memory)
+        self.process = subprocess.Popen(placed + fn.command(), env=penv, stdout=out, stderr=subprocess.STDOUT)
 
+    @property
+    def name(self):
+        """The execution environment's name: its log file's and its cgroups'."""
+        return f"{self.fn.name}-{self.index}"
     def alive(self):
         return self.process.poll() is None
 
@@ -184,6 +222,8 @@ class InvocationLog:
     def write(self, fn, inv):
         line = {"function": fn.name, "id": inv.id, "kind": inv.kind, "attempt": inv.attempt,
                 "queued": inv.queued, "started": inv.started, "ended": time.time(), "memory_mb": fn.memory,
+                # Lambda's "Max Memory Used": the environment's peak so far (None unsized).
+                "max_memory_mb": fn.peak_mb(inv),
                 "error": (inv.error or {}).get("errorType") if inv.error is not None else None,
                 # What the function's result says it did (run-job: "answered" or "handedOff").
                 "outcome": next(iter(inv.result), None) if isinstance(inv.result, dict) else None}
@@ -200,28 +240,48 @@ class Function:
     invocation it held ends in an error, which `report` hands to the invoker: Step
     Functions hears of a synchronous one, an asynchronous one is tried again."""
 
-    def __init__(self, name, arn, binary, env, settings, concurrency, logs, report, chaos_file=None):
+    def __init__(self, name, arn, binary, env, settings, concurrency, logs, report, chaos_file=None,
+                 sizing=None, limits=None):
         self.name, self.arn, self.timeout, self.memory = name, arn, settings["timeout"], settings["memory"]
         self.binary, self.env, self.logs, self.chaos_file = binary, env, logs, chaos_file
         self.report = report
+        self.sizing = sizing or Sizing(False)
+        self.limits = limits or Concurrency(1000, {})
         self.pending = queue.Queue()
+        # Asynchronous events Lambda holds until a unit of concurrency is free.
+        self.held = queue.Queue()
         self.inflight = {}
         self.lock = threading.Lock()
         self.slots = [Slot(self, i) for i in range(concurrency)]
         self.address = self.slots[0].address
         threading.Thread(target=self.supervise, daemon=True).start()
+        threading.Thread(target=self.release_held, daemon=True).start()
+
+    def peak_mb(self, inv):
+        return self.sizing.peak_mb(inv.environment) if inv.environment else None
 
     def command(self):
         """The execution environment's process: `binary`, a path or (for a program run
         under an emulator) the whole command line."""
-        return list(self.binary) if isinstance(self.binary, (list, tuple)) else [self.binary]
+        if isinstance(self.binary, (list, tuple)):
+            return list(self.binary)
+        # A Python function of the tests' own runs under the platform's interpreter.
+        return [sys.executable, self.binary] if self.binary.endswith(".py") else [self.binary]
 
     def invoke(self, payload, kind, attempt=0, chaos=True):
         inv = Invocation(payload, kind, attempt)
         with self.lock:
             self.inflight[inv.id] = inv
-        self.pending.put(inv)
         log.info("invoke %s %s (%s, attempt %d)", self.name, inv.id, kind, attempt + 1)
+        if kind == ASYNC:
+            self.held.put(inv)
+        elif self.limits.acquire(self.name):
+            inv.holds_unit = True
+            self.pending.put(inv)
+        else:
+            log.warning("%s %s throttled: %d of %d in use", self.name, inv.id, self.limits.in_use.get(self.name, 0),
+                        self.limits.limit(self.name))
+            self.finish(inv, error={"errorType": THROTTLED, "errorMessage": "Rate Exceeded."})
         if chaos and self.chaos("twice"):
             log.warning("delivering %s %s twice at once", self.name, inv.id)
             self.invoke(payload, kind, attempt, chaos=False)
@@ -232,6 +292,8 @@ class Function:
         with self.lock:
             if self.inflight.pop(inv.id, None) is None:
                 return False
+        if inv.holds_unit:
+            self.limits.release(self.name)
         inv.result, inv.error, inv.unhandled = result, error, unhandled
         inv.done.set()
         if INVOCATIONS is not None:
@@ -277,6 +339,15 @@ class Function:
             os.remove(self.chaos_file)
         return float(words[2]) if len(words) > 2 else True
 
+    def release_held(self):
+        """Lambda's poller of asynchronous events: each starts once a unit is free."""
+        while True:
+            inv = self.held.get()
+            while not self.limits.acquire(self.name):
+                time.sleep(0.1)
+            inv.holds_unit = True
+            self.pending.put(inv)
+
     def supervise(self):
         while True:
             time.sleep(0.2)
@@ -285,11 +356,19 @@ class Function:
                     continue
                 held, slot.current = slot.current, None
                 log.warning("%s-%d exited (%s); starting it again", self.name, slot.index, slot.process.returncode)
+                # Lambda names a process killed at its memory limit apart from other ends.
+                oom = self.sizing.killed_at_limit(slot.name)
+                if oom:
+                    log.warning("%s was killed at its memory limit (%d MB)", slot.name, self.memory)
                 if held is not None and not held.done.is_set():
                     log.warning("%s %s was in flight: it failed", self.name, held.id)
-                    self.finish(held, error={"errorType": "Runtime.ExitError",
-                                             "errorMessage": f"Runtime exited with error: exit status {slot.process.returncode}"},
-                                unhandled=True)
+                    if oom:
+                        error = {"errorType": "Runtime.OutOfMemory",
+                                 "errorMessage": f"RequestId: {held.id} Error: Runtime exited with error: signal: killed"}
+                    else:
+                        error = {"errorType": "Runtime.ExitError",
+                                 "errorMessage": f"Runtime exited with error: exit status {slot.process.returncode}"}
+                    self.finish(held, error=error, unhandled=True)
                 slot.spawn()
 
     def maybe_kill(self, slot):
@@ -309,6 +388,7 @@ class Function:
                 slot.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 slot.process.kill()
+                slot.process.wait()
             slot.server.shutdown()
 
     def handler(self, slot):
@@ -344,6 +424,7 @@ class Function:
                         continue
                 slot.current = inv
                 inv.started = time.time()
+                inv.environment = slot.name
                 # The switch may only shorten the template's Timeout, never lengthen it.
                 timeout = min(int(fn.chaos("timeout") or fn.timeout), fn.timeout)
                 inv.deadline_ms = int((time.time() + timeout) * 1000)
@@ -511,6 +592,17 @@ def main():
     p.add_argument("--chaos-file", help="tests: \"kill <function> <seconds>\" or \"twice <function>\" (see Function.chaos)")
     p.add_argument("--aws-endpoint", help="the functions' AWS endpoint (default: the world's moto)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the functions' environment")
+    p.add_argument("--unsized", action="store_true",
+                   help="run the functions on whole cores with no memory limit (the figures' unsized column)")
+    p.add_argument("--account-concurrency", type=int, default=1000,
+                   help="the account's concurrency limit (Lambda's default: 1,000)")
+    p.add_argument("--reserved", action="append", default=[],
+                   help="NAME=N: the function's reserved concurrency, as its template parameter would set it")
+    p.add_argument("--memory", action="append", default=[],
+                   help="NAME=MB: the function's MemorySize in place of the template's (the memory table)")
+    p.add_argument("--test-function", action="append", default=[],
+                   help="NAME=PROGRAM: a function of the tests' own beside the worker's (the platform's tests), "
+                        "256 MB and 60 s unless --memory says otherwise")
     p.add_argument("--aws-journal", help="the journal of AWS calls (default: logs/aws-calls.jsonl beside --world)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
@@ -534,28 +626,48 @@ def main():
         global INVOCATIONS
         INVOCATIONS = InvocationLog(args.invocations)
     settings = template_functions(args.template)
+    tests_own = dict(kv.split("=", 1) for kv in args.test_function)
+    for name in tests_own:
+        settings[name] = {"timeout": 60, "memory": 256, "env": {}, "reserved": None}
+    for name, mb in (kv.split("=", 1) for kv in args.memory):
+        settings[name]["memory"] = int(mb)
+    for name, n in (kv.split("=", 1) for kv in args.reserved):
+        settings[name]["reserved"] = int(n)
+    sizing = Sizing(not args.unsized)
+    names = args.functions.split(",") + list(tests_own)
+    limits = Concurrency(args.account_concurrency,
+                         {n: settings[n]["reserved"] for n in names if settings[n]["reserved"] is not None})
     report = reporter(world, os.path.join(args.logs, "dead-letters.jsonl"))
     journal = aws_journal.Journal(args.aws_journal or os.path.join(os.path.dirname(os.path.abspath(args.world)),
                                                                     "logs", "aws-calls.jsonl"))
     functions = {}
-    for name in args.functions.split(","):
-        if name not in FUNCTIONS:
+    # A function of the tests' own answers to an ARN beside the worker's.
+    arn_prefix = world["functions"]["run-job"].rsplit(":", 1)[0]
+    for name in names:
+        if name in tests_own:
+            binary = tests_own[name]
+            world["functions"][name] = f"{arn_prefix}:{name}"
+        elif name not in FUNCTIONS:
             sys.exit(f"no function {name}: one of {', '.join(FUNCTIONS)}")
-        binary = os.path.join(args.bin, name)
-        if not os.access(binary, os.X_OK):
+        else:
+            binary = os.path.join(args.bin, name)
+        if not os.access(binary, os.R_OK if binary.endswith(".py") else os.X_OK):
             sys.exit(f"{binary} is not built: cargo build --bins")
         fenv = {**settings[name]["env"], **env, **overrides}
         fenv["AWS_ENDPOINT_URL"] = relay(name, fenv["AWS_ENDPOINT_URL"],
                                          world["localstack_endpoint"] if name == "activity" else None,
                                          fenv["AWS_ACCESS_KEY_ID"], journal)
-        log.info("%s: timeout %d s, memory %d MB, %s", name, settings[name]["timeout"], settings[name]["memory"],
+        log.info("%s: timeout %d s, memory %d MB, concurrency %d (%s), %s", name, settings[name]["timeout"],
+                 settings[name]["memory"], limits.limit(name), "reserved" if name in limits.reserved else "unreserved",
                  " ".join(f"{k}={v}" for k, v in sorted(fenv.items()) if not k.startswith("AWS_")))
         functions[name] = Function(name, world["functions"][name], binary, fenv, settings[name],
                                    concurrency.get(name, args.concurrency),
-                                   args.logs, report, args.chaos_file)
+                                   args.logs, report, args.chaos_file, sizing, limits)
     stop = threading.Event()
     with open(args.state + ".tmp", "w") as f:
-        json.dump({"functions": {n: f.address for n, f in functions.items()}, "pid": os.getpid()}, f)
+        json.dump({"functions": {n: f.address for n, f in functions.items()}, "pid": os.getpid(),
+                   "sizing": sizing.describe(), "concurrency": limits.describe(),
+                   "memory_mb": {n: f.memory for n, f in functions.items()}}, f)
     os.replace(args.state + ".tmp", args.state)
     log.info("running %s", ", ".join(functions))
     import signal
@@ -565,6 +677,7 @@ def main():
     finally:
         for f in functions.values():
             f.stop()
+        sizing.remove()
 
 
 if __name__ == "__main__":

@@ -180,6 +180,26 @@ def _the_tests_waiter_takes_its_time():
     LambdaSimpleBackend.invoke = invoke
 
 
+def _each_attempt_its_own_token():
+    """moto makes a waiting task's token once, when the state is entered, and gives its
+    retries (a state's Retry) the same one: the answer to the failed attempt is kept on
+    it, so every retry fails at once with the first attempt's error. Step Functions gives
+    each attempt a token of its own (the failed one is closed); so does the world."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    original = StateTaskServiceCallback._eval_execution
+
+    def _eval_execution(self, env):
+        context = env.states.context_object
+        if "Task" in context.context_object_data and context.context_object_data["State"].get("RetryCount", 0) > 0:
+            env.callback_pool_manager.add(context.update_task_token())
+        return original(self, env)
+
+    StateTaskServiceCallback._eval_execution = _eval_execution
+
+
 def _stopped_executions_end_at_once():
     """moto marks a stopped execution ABORTED only once its current state wakes up: a
     task waiting on its token stays RUNNING, and accepts heartbeats and answers, until
@@ -383,6 +403,7 @@ _normalise_aws_sdk_tasks()
 _accept_heartbeats_of_every_waiting_task()
 _an_early_answer_is_kept()
 _the_tests_waiter_takes_its_time()
+_each_attempt_its_own_token()
 _stopped_executions_end_at_once()
 _keep_the_cause_of_a_task_failure()
 _schedule_inputs_within_their_limit()

@@ -1131,10 +1131,26 @@ pub use worker::testing::sealed;
 /// # Panics
 /// When moto refuses the schedule.
 pub async fn fire(world: &World, function: &str, group: Option<&str>, input: &Value) {
+    fire_at(
+        world,
+        &world.fact(&format!("/functions/{function}")),
+        group,
+        input,
+    )
+    .await;
+}
+
+/// Fires the function `arn` (one of the worker's, or one of the tests' own the platform
+/// runs beside them) once with `input`, as [`fire`] does.
+///
+/// # Panics
+/// When moto refuses the schedule.
+pub async fn fire_at(world: &World, arn: &str, group: Option<&str>, input: &Value) {
     let client = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
     let at = worker::contract::time::utc_seconds(std::time::SystemTime::now());
+    let function = arn.rsplit(':').next().unwrap_or("function");
     let target = aws_sdk_scheduler::types::Target::builder()
-        .arn(world.fact(&format!("/functions/{function}")))
+        .arn(arn)
         .role_arn(world.fact("/scheduler_role"))
         .input(input.to_string())
         .build()
