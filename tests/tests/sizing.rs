@@ -187,7 +187,7 @@ async fn a_synchronous_invocation_past_reserved_concurrency_is_throttled() -> Re
     // fails its task with Lambda's error (no Retry).
     let a = start(&world, "size-one", &json!({ "sleep_s": 6 }), &json!({})).await?;
     let b = start(&world, "size-two", &json!({ "sleep_s": 6 }), &json!({})).await?;
-    let mut ends = vec![
+    let mut ends = [
         end_of(&world, &a, Duration::from_secs(90)).await?,
         end_of(&world, &b, Duration::from_secs(90)).await?,
     ];
