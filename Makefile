@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package release unit test demo bench load fuzz mutants local-up local-down local-reset deploy-local
+.PHONY: help build lint package release unit test demo bench load memory-table fuzz mutants local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -12,10 +12,11 @@ build: ## build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
 TOOLS := $(HOME)/.cache/eks-task-worker/tools-venv/bin
+DOCS_TOOLS := $(HOME)/.cache/eks-task-worker/docs-venv/bin
 NPM_TOOLS := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules
 ASL_VALIDATOR := $(NPM_TOOLS)/.bin/asl-validator
 
-lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator, the JSONata example's check and the Markdown links, as CI runs them
+lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator, the JSONata example's check, the Markdown links and the docs book (mkdocs --strict), as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p worker --no-deps
@@ -25,6 +26,7 @@ lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint
 	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
 	NODE_PATH=$(NPM_TOOLS) node scripts/check-jsonata-twin.js statemachines/run-job.asl.json statemachines/run-job.jsonata.asl.json
 	python3 scripts/check-links.py README.md docs/*.md CONTRIBUTING.md SECURITY.md CHANGELOG.md RELIABILITY.md BENCHMARKS.md
+	$(DOCS_TOOLS)/mkdocs build --strict --quiet -f mkdocs.yml
 
 package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws-sam/build
 	scripts/install-tools.sh --package
@@ -52,10 +54,15 @@ bench: ## benchmarks: criterion micro-benchmarks, then P1/P3/P4 and sizes on the
 	scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/bench.py --world .local-world/world.json --bin target/release | tee target/bench/figures.json
 
 LOAD_ARGS ?=
-load: ## the load run: 200 Jobs at once through the release run-job and poller, clean and with 2 % of requests failed at random (BENCHMARKS.md, RELIABILITY.md); LOAD_ARGS="--jobs 50" for a smaller one
+load: ## the load run: 200 Jobs at once through the release run-job and poller, clean and with 2 % of requests failed at random (BENCHMARKS.md, RELIABILITY.md); LOAD_ARGS="--jobs 50" for a smaller one, LOAD_ARGS="--jobs 1000 --map 50 --reserved 50 --runs clean" for a Map against run-job's reserved concurrency
 	$(CARGO) build --release --bins -p run-job -p poller
 	mkdir -p target/load
 	set -o pipefail; scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/load.py --world .local-world/world.json --bin target/release $(LOAD_ARGS) | tee target/load/figures.json
+
+memory-table: ## the memory table: run-job, a poll, a cluster operation, a cleanup sweep and P4's log phase at 128-1,769 MB, each at Lambda's CPU share and memory limit (release build; BENCHMARKS.md)
+	$(CARGO) build --release --bins -p run-job -p poller -p cluster-ops -p cleanup -p eks-task-worker
+	mkdir -p target/bench
+	scripts/with-world.sh $(HOME)/.cache/eks-task-worker/venv/bin/python scripts/bench/memory_table.py --world .local-world/world.json --bin target/release | tee target/bench/memory-table.json
 
 FUZZ_SECONDS ?= 60
 fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round trip, FUZZ_SECONDS each (RELIABILITY.md)

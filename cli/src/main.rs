@@ -1,28 +1,8 @@
-//! `eks-task-worker`: the worker's command line, parsed by clap (`--help` on every
-//! subcommand, `--version`; an unknown or misspelt flag is refused with exit 2).
-//!
-//! - `token --cluster NAME [--region R] [--role-arn ARN]` prints the bearer token the
-//!   worker sends, as an `ExecCredential` like `aws eks get-token` (so kubectl can use
-//!   it as an exec credential plugin), in the version kubectl asks for in
-//!   `KUBERNETES_EXEC_INFO` (`v1beta1` when it says none).
-//! - `kubeconfig --cluster NAME [--region R] [--role-arn ARN] [--output FILE]` writes a
-//!   kubeconfig for the cluster (its endpoint and CA from `DescribeCluster`) that uses
-//!   this program's `token` as its exec credential plugin.
-//! - `invoke run-job|call --payload FILE` runs a handler locally with the same code the
-//!   Lambda runs, and prints its result (its log lines on stderr).
-//! - `bootstrap --cluster NAME --role-arn ARN[,ARN…] [--namespace NS] [--region R]
-//!   [--dry-run]` grants the worker's roles access to a cluster: an access entry (or
-//!   `aws-auth` mapping), the namespace, a least-privilege Role and binding, per role.
-//! - `migrate [--run-job-function F] [--call-function F] [--cluster-ops-function F] [FILE]`
-//!   (the functions the definition's native states need)
-//! - `completions SHELL`
-//!   prints a state machine definition (FILE or stdin) with every native EKS state moved
-//!   onto the worker by the recipe of docs/migration.md; it refuses (`HeartbeatTooShort`) a migrated
-//!   state whose `HeartbeatSeconds` the worker's heartbeats cannot meet with the settings
-//!   in the environment, and a native cluster operation without a cluster-ops function.
-//! - `check [--function F]... [FILE]` checks every `lambda:invoke.waitForTaskToken`
-//!   state of a definition that invokes a function F (every one when none is named) the
-//!   same way; it exits 1 when one fails.
+//! `eks-task-worker`: the worker's command line, parsed by clap: `--help` on every
+//! command, `--version`, an unknown or misspelt flag or a missing value refused by name.
+//! Exit codes: 0 done, 1 failed (an error, or `check` finding a heartbeat too short),
+//! 2 a usage error. Each command, with its `--help`, is in docs/cli.md (a test holds
+//! that page to this program's own help).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,8 +50,13 @@ struct ClusterArgs {
 enum Command {
     /// Print the bearer token the worker sends, as an `ExecCredential` (an exec
     /// credential plugin for kubectl, like `aws eks get-token`).
+    ///
+    /// The `ExecCredential` is in the version kubectl asks for in
+    /// `KUBERNETES_EXEC_INFO` (`v1beta1` when it names none).
     Token(ClusterArgs),
     /// Write a kubeconfig for the cluster that uses `token` as its credential plugin.
+    ///
+    /// The cluster's endpoint and CA come from `DescribeCluster`.
     Kubeconfig {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -80,6 +65,8 @@ enum Command {
         output: Option<String>,
     },
     /// Run a handler locally with the Lambda's own code; print its result.
+    ///
+    /// Its log lines go to stderr.
     Invoke {
         /// The function: run-job or call.
         #[arg(value_parser = ["run-job", "call"])]
@@ -120,6 +107,10 @@ enum Command {
     },
     /// Print a state machine definition with every native EKS state moved onto the
     /// worker (the recipe of docs/migration.md).
+    ///
+    /// It refuses (`HeartbeatTooShort`, nothing printed) a migrated state whose
+    /// `HeartbeatSeconds` the worker's heartbeats cannot meet with the settings in the
+    /// environment, and a native state whose function was not given.
     Migrate {
         /// The run-job function (name or ARN); needed only when the definition has a
         /// native `eks:runJob` state.
@@ -551,7 +542,8 @@ fn check(named: &[String], file: Option<&str>) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Usage errors (an unknown or misspelt flag, a missing argument) exit 2 on stderr;
+    // Usage errors (an unknown or misspelt flag, a missing value or argument) exit 2 on
+    // stderr, naming it;
     // --help and --version print on stdout and exit 0.
     let cli = Cli::parse();
     let outcome = match &cli.command {
@@ -602,7 +594,7 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("eks-task-worker: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }

@@ -2,7 +2,13 @@
 memory, P4 logs at scale, and binary sizes. Needs the local world, the release
 binaries (target/release) and, for P1, the local Lambda platform running them.
 
+Every process runs as Lambda would size it (`--memory`, default the template's 256 MB:
+a CPU share of MemorySize / 1,769 of a core and a memory limit, with the platform's
+cgroups, scripts/local-lambda/sizing.py); `--unsized` runs them on whole cores, as the
+figures before sizing were made.
+
 Usage: bench.py --world .local-world/world.json --bin target/release [--p1-jobs 20] [--p4-pods 100]
+       [--memory 256 | --unsized]
 Prints a JSON document of every figure with its median and spread on stdout, and its
 progress on stderr.
 """
@@ -20,6 +26,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "local-lambda"))
+from sizing import Sizing  # noqa: E402
+
+# The command prefix that places a measured process in cgroups of Lambda's size (main
+# sets it; empty: unsized).
+PLACE = []
 
 
 def say(message):
@@ -181,7 +194,7 @@ def p3_cold_start(world, binary, runs):
         env = dict(worker_env(world), AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME="run-job",
                    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
         t0 = time.perf_counter()
-        p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(PLACE + [binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while "next" not in marks and p.poll() is None:
             time.sleep(0.0005)
         idle_rss.append(rss(p.pid, "VmRSS"))
@@ -221,7 +234,8 @@ def run_handler(world, cli, name, payload):
         json.dump(payload, f)
     t0, started = time.perf_counter(), time.time()
     env = dict(worker_env(world), AWS_LAMBDA_LOG_FORMAT="JSON")
-    out = subprocess.run(["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=env, capture_output=True, text=True)
+    out = subprocess.run(PLACE + ["/usr/bin/time", "-v", cli, "invoke", "run-job", "--payload", f.name], env=env,
+                         capture_output=True, text=True)
     wall = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr)
     if out.returncode not in (0, 1) or peak is None:
@@ -299,11 +313,17 @@ def main():
     p.add_argument("--p4-mb", type=int, default=20)
     p.add_argument("--archive-mb", type=int, default=200)
     p.add_argument("--only", default="sizes,p3,archive,p4,p1,p2")
+    p.add_argument("--memory", type=int, default=256, help="the MemorySize every measured process is sized at")
+    p.add_argument("--unsized", action="store_true", help="whole cores and no memory limit (the figures before sizing)")
     args = p.parse_args()
+    global PLACE
+    sizing = Sizing(not args.unsized)
+    PLACE = sizing.prepare("bench", args.memory)
     world = json.load(open(args.world))
     world_dir = os.path.dirname(os.path.abspath(args.world))
     only = args.only.split(",")
-    figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count()}
+    figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+               "sizing": dict(sizing.describe(), memory_mb=None if args.unsized else args.memory)}
     if "sizes" in only:
         say("binary sizes")
         figures["binary_sizes_mb"] = {n: round(os.path.getsize(os.path.join(args.bin, n)) / 1e6, 2)
@@ -324,7 +344,9 @@ def main():
     if "p1" in only or "p2" in only:
         # P1 and P2 run through the local Lambda platform, on the release binaries.
         here = os.path.dirname(os.path.abspath(__file__))
-        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--env", "POLL_MIN_SECONDS=1", "--env", "POLL_CURVE_SECONDS=2"], check=True,
+        sized = ["--unsized"] if args.unsized else [a for f in ("run-job", "poller") for a in ("--memory", f"{f}={args.memory}")]
+        subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--env", "POLL_MIN_SECONDS=1",
+                        "--env", "POLL_CURVE_SECONDS=2", *sized], check=True,
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
             if "p1" in only:
@@ -335,6 +357,7 @@ def main():
                 figures["p2_poll_cost"] = p2_poll_cost(world, world_dir, 20)
         finally:
             subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False)
+    sizing.remove()
     print(json.dumps(figures, indent=2))
 
 

@@ -23,8 +23,15 @@ invocation log: from a process taking the invocation to its answer, times the
 template's MemorySize), peak RSS per function process, and CPU seconds per part of the
 world (which part saturates first).
 
+With `--map M`, the N Jobs are the items of one Map state (MaxConcurrency M), each
+a run-job task whose `Retry` takes `Lambda.TooManyRequestsException` (the README's
+migrated state), with `--reserved R` as run-job's reserved concurrency: how a large
+Map meets Lambda's concurrency limit. Counted besides: the throttled invocations
+(Step Functions' `TaskFailed` with that error), and a throttled attempt's token is
+owed no answer and no Job (its retry is a new task token).
+
 Usage: load.py --world .local-world/world.json --bin target/release [--jobs 200] [--long-share 0.25]
-       [--fault-rate 0.02 --seed 7]
+       [--fault-rate 0.02 --seed 7] [--map 50 --reserved 50] [--unsized]
 Prints the figures as JSON on stdout, its progress on stderr; exits 1 when a zero count
 is not zero.
 """
@@ -194,6 +201,32 @@ def machine(sfn, world, name, endpoint):
     return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=world["states_role"])["stateMachineArn"]
 
 
+THROTTLED = "Lambda.TooManyRequestsException"
+
+
+def map_machine(sfn, world, name, endpoint, items, concurrency, job_):
+    """One Map over `items` Jobs like `job_` (`States.ArrayRange` makes the items: the
+    execution's input stays small), at most `concurrency` at once, each a run-job task
+    with the migrated state's Retry on a throttle; the Map keeps its input as output
+    (a thousand results would pass Step Functions' 256 KiB)."""
+    run = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "TimeoutSeconds": 900,
+           "Parameters": {"FunctionName": world["functions"]["run-job"], "Payload": {
+               "TaskToken.$": "$$.Task.Token", "Job.$": "$.Job", "InlineWaitSeconds.$": "$.InlineWaitSeconds",
+               "ClusterName": world["cluster"], "Namespace": world["namespace"], "Endpoint": endpoint,
+               "LogOptions": {"RetrieveLogs": True}}},
+           "ResultSelector": {"job.$": "$.metadata.name"},
+           "Retry": [{"ErrorEquals": [THROTTLED], "IntervalSeconds": 2, "MaxAttempts": 12, "BackoffRate": 1.5,
+                      "MaxDelaySeconds": 20, "JitterStrategy": "FULL"}],
+           "End": True}
+    definition = {"StartAt": "Items", "States": {
+        "Items": {"Type": "Pass", "Parameters": {"items.$": f"States.ArrayRange(1, {items}, 1)"}, "Next": "Jobs"},
+        "Jobs": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": concurrency,
+                 "ItemSelector": {"Job": job_, "InlineWaitSeconds": 120},
+                 "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Run", "States": {"Run": run}},
+                 "ResultPath": None, "End": True}}}
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=world["states_role"])["stateMachineArn"]
+
+
 def job(prefix, seconds, log_bytes):
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": f"{prefix}-"},
             "spec": {"backoffLimit": 0, "template": {
@@ -237,16 +270,23 @@ def run(args, world, world_dir, label):
         if rules:
             proxy("/__faults", {"rules": rules, "seed": args.seed})
         subprocess.run([os.path.join(HERE, "../local-lambda/down.sh")], check=False, stdout=subprocess.DEVNULL)
+        # As many run-job processes as can run at once (Lambda's own limit, when reserved).
+        processes = min(args.jobs, args.reserved or args.map or args.jobs) + 8
+        sizing = (["--unsized"] if args.unsized else []) + (["--reserved", f"run-job={args.reserved}"] if args.reserved else [])
         subprocess.run([os.path.join(HERE, "../local-lambda/up.sh"), "--concurrency", "2", "--functions", "run-job,poller",
-                        "--function-concurrency", f"run-job={args.jobs + 8}", "--function-concurrency", "poller=16",
+                        "--function-concurrency", f"run-job={processes}", "--function-concurrency", "poller=16", *sizing,
                         "--aws-endpoint", f"http://127.0.0.1:{AWS_PORT}", "--aws-journal", journal, "--invocations", invocations,
                         "--env", "POLL_MIN_SECONDS=1", "--env", "POLL_CURVE_SECONDS=2,3",
                         "--env", f"TRUSTED_ENDPOINTS={world['cluster']}={endpoint}"],
                        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         platform_pid = int(open(os.path.join(world_dir, "pids", "lambda.pid")).read())
         stamp = int(time.time())
-        arn = machine(sfn, world, f"load-{label}-{stamp}", endpoint)
-        long_jobs = int(round(args.jobs * args.long_share))
+        if args.map:
+            arn = map_machine(sfn, world, f"load-{label}-{stamp}", endpoint, args.jobs, args.map,
+                              job(f"{prefix}s", args.short_seconds, args.log_bytes))
+        else:
+            arn = machine(sfn, world, f"load-{label}-{stamp}", endpoint)
+        long_jobs = 0 if args.map else int(round(args.jobs * args.long_share))
         inputs = []
         for i in range(args.jobs):
             long = i < long_jobs
@@ -261,8 +301,11 @@ def run(args, world, world_dir, label):
         def start(i):
             return sfn.start_execution(stateMachineArn=arn, name=f"{prefix}-{i}", input=json.dumps(inputs[i]))["executionArn"]
 
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            executions = list(pool.map(start, range(args.jobs)))
+        if args.map:
+            executions = [sfn.start_execution(stateMachineArn=arn, name=f"{prefix}-map", input="{}")["executionArn"]]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                executions = list(pool.map(start, range(args.jobs)))
         say(f"{label}: {args.jobs} executions started in {time.time() - started:.1f} s; waiting for their ends")
         ends = {}
         deadline = time.time() + args.timeout
@@ -315,9 +358,12 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
     completed = {j["metadata"]["name"]: datetime.datetime.strptime(j["status"]["completionTime"], "%Y-%m-%dT%H:%M:%SZ")
                  .replace(tzinfo=datetime.timezone.utc).timestamp() for j in ours if j.get("status", {}).get("completionTime")}
     last_end = started
+    task_successes, throttled = 0, 0
     for e in executions:
-        history = sfn.get_execution_history(executionArn=e, maxResults=1000)["events"]
+        history = [ev for page in sfn.get_paginator("get_execution_history").paginate(executionArn=e) for ev in page["events"]]
         for ev in history:
+            task_successes += ev["type"] == "TaskSucceeded"
+            throttled += ev.get("taskFailedEventDetails", {}).get("error") == THROTTLED
             d = ev.get("taskScheduledEventDetails")
             if d:
                 tokens[json.loads(d["parameters"])["Payload"]["TaskToken"]] = e
@@ -325,7 +371,7 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
                 done = ev["timestamp"].timestamp()
                 last_end = max(last_end, done)
                 out = ev.get("taskSucceededEventDetails", {}).get("output")
-                pods = list(json.loads(out).get("logs", {}).get("pods", {})) if out else []
+                pods = list((json.loads(out).get("logs") or {}).get("pods", {})) if out else []
                 if pods and pods[0] in pod_ends:
                     kind = "poller" if pods[0].startswith(f"{prefix}l-") else "inline"
                     latency[kind].append(done - pod_ends[pods[0]])
@@ -371,19 +417,24 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
                 by_outcome[i.get("outcome") or i["error"] or "?"] += gb
                 outcomes[i.get("outcome") or i["error"] or "?"] += 1
     stats = proxy("/__stats")["kube"]
-    n = len(executions)
+    n = args.jobs
     kube_requests = sum(stats["requests"].values())
+    # A throttled attempt's token was never the worker's: no answer, no Job is owed.
+    owed = len(tokens) - throttled
     zero = {
-        "lost": n - statuses.get("SUCCEEDED", 0),
+        "lost": n - task_successes,
+        "executions_not_succeeded": len(executions) - statuses.get("SUCCEEDED", 0),
         "duplicate_answers": sum(max(0, attempts[t] - 1) for t in tokens),
-        "unanswered_tasks": sum(1 for t in tokens if attempts[t] == 0),
+        "unanswered_tasks": sum(1 for t in tokens if attempts[t] == 0) - throttled,
         "duplicate_jobs": sum(c - 1 for c in by_task.values() if c > 1),
-        "tasks_without_a_job": n - len([t for t in by_task if t]),
+        "tasks_without_a_job": owed - len([t for t in by_task if t]),
         "jobs_left_running": len(running),
         "schedules_left": len(schedules),
     }
     return {
-        "jobs": n, "long_jobs": int(round(n * args.long_share)), "statuses": dict(statuses),
+        "jobs": n, "long_jobs": 0 if args.map else int(round(n * args.long_share)), "statuses": dict(statuses),
+        "map_max_concurrency": args.map or None, "run_job_reserved_concurrency": args.reserved or None,
+        "sized": not args.unsized, "task_attempts": len(tokens), "throttled_attempts": throttled,
         "zero_counts": zero,
         "callback_latency_seconds": {k: percentiles(v) for k, v in latency.items()},
         "callback_latency_split_seconds": {k: {part: percentiles(v) for part, v in parts_.items()} for k, parts_ in split.items()},
@@ -429,6 +480,9 @@ def main():
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=int, default=900, help="seconds to wait for every execution's end")
     p.add_argument("--runs", default="clean,faults", help="clean, faults (at --fault-rate, default 0.02 then)")
+    p.add_argument("--map", type=int, default=0, help="M: the Jobs as one Map state's items, MaxConcurrency M")
+    p.add_argument("--reserved", type=int, default=0, help="R: run-job's reserved concurrency (0: unreserved)")
+    p.add_argument("--unsized", action="store_true", help="functions on whole cores, no memory limit (the old figures)")
     args = p.parse_args()
     world = json.load(open(args.world))
     world_dir = os.path.dirname(os.path.abspath(args.world))

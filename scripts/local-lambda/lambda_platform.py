@@ -523,7 +523,9 @@ def dispatch(world, functions, stop):
                 running = [e for page in sfn.get_paginator("list_executions").paginate(
                     stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING") for e in page["executions"]]
                 for ex in running:
-                    for event in sfn.get_execution_history(executionArn=ex["executionArn"])["events"]:
+                    # Every page: a Map's execution holds thousands of events.
+                    history = sfn.get_paginator("get_execution_history").paginate(executionArn=ex["executionArn"])
+                    for event in (e for page in history for e in page["events"]):
                         d = event.get("taskScheduledEventDetails")
                         key = (ex["executionArn"], event["id"])
                         if not d or key in seen or d.get("resourceType") != "lambda" or d.get("resource") != "invoke.waitForTaskToken":

@@ -8,6 +8,7 @@
 #                              (glibc 2.17 and later, through zig)
 #   statemachines/*.asl.json   the example state machines the template names (DeployExamples)
 #   README.md LICENSE CHANGELOG.md   what the Serverless Application Repository shows
+#   docs/*.md RELIABILITY.md BENCHMARKS.md SECURITY.md CONTRIBUTING.md   what the README links to
 #   SHA256SUMS                 every file above
 # and dist/eks-task-worker-<version>.tar.gz, the whole folder. Idempotent; a second run
 # rebuilds only what changed. RELEASE_DIR sets where (default dist/).
@@ -53,10 +54,13 @@ cargo-lambda lambda build --release --x86-64 --locked --bin eks-task-worker
 cli x86_64
 rm -rf "$OUT/.stage"
 python3 "$HERE/package_template.py" template.yaml "$OUT/template.yaml" "${FUNCTIONS[@]}"
-cp README.md LICENSE CHANGELOG.md "$OUT/"
+cp README.md LICENSE CHANGELOG.md RELIABILITY.md BENCHMARKS.md SECURITY.md CONTRIBUTING.md "$OUT/"
+rm -rf "$OUT/docs"; mkdir -p "$OUT/docs"; cp docs/*.md "$OUT/docs/"
 mkdir -p "$OUT/statemachines"; cp statemachines/*.asl.json "$OUT/statemachines/"
 "$TOOLS/cfn-lint" "$OUT/template.yaml"
 "$TOOLS/python" "$HERE/check_release.py" "$OUT" "$VERSION"
+# The README and the docs as shipped: every link resolves inside the release.
+(cd "$OUT" && python3 "$REPO/scripts/check-links.py" README.md docs/*.md)
 (cd "$OUT" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
 tar -C "$(dirname "$OUT")" --owner=0 --group=0 --numeric-owner --mtime='2000-01-01' --sort=name \
   -czf "$OUT.tar.gz" "$NAME"

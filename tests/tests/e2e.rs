@@ -745,8 +745,10 @@ fn emitted_metrics(world: &World, since_ms: u64) {
 }
 
 /// run-job's log lines carry what Lambda users look for: the level, the request id,
-/// the function's name and whether the invocation was a cold start (the first of its
-/// process; the platform runs four processes, the test many more invocations).
+/// the X-Ray trace id, the function's name and whether the invocation was a cold start
+/// (the first of its process; the platform runs four processes, the test many more
+/// invocations). Every line but an EMF metric's is an invocation's, tasks it spawned
+/// included.
 fn invocation_fields() {
     let mut cold = (0, 0);
     for (file, text) in function_output() {
@@ -757,16 +759,21 @@ fn invocation_fields() {
             let Ok(entry) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            let Some(spans) = entry["spans"].as_array() else {
+            if entry.get("_aws").is_some() {
                 continue;
-            };
+            }
+            let spans = entry["spans"].as_array().cloned().unwrap_or_default();
             let Some(invocation) = spans.iter().find(|s| s["name"] == "invocation") else {
-                continue;
+                panic!("{file}: a line outside any invocation: {line}");
             };
             assert!(entry["level"].is_string(), "{file}: no level: {line}");
             assert!(
                 spans.iter().any(|s| s["requestId"].is_string()),
                 "{file}: no requestId: {line}"
+            );
+            assert!(
+                spans.iter().any(|s| s["xrayTraceId"].is_string()),
+                "{file}: no xrayTraceId: {line}"
             );
             assert_eq!(
                 invocation["function"], "eks-task-worker-run-job",

@@ -510,7 +510,7 @@ fn dead_lettered(uid: &str) -> Vec<String> {
 
 /// Behind the seal, every field is still checked: states sealed with the deployment's
 /// own key (as a bug in the worker could write them) that name a foreign CA for the real
-/// endpoint, an endpoint with a path, or a name that is a path (`..`, `/`, `%2F`), each
+/// endpoint, an endpoint with a path, or a name that is a path (`.`, `..`, `/`, `%2F`), each
 /// delivered to the real poller binary as Scheduler delivers it, are refused by name
 /// before any request: nothing is sent on the live task they carry (it keeps waiting),
 /// and each invocation fails (tried again, then dead-lettered, never acted on).
@@ -559,6 +559,7 @@ async fn a_sealed_state_naming_what_run_job_refuses_is_refused() {
         (3, "JobName", ".."),
         (4, "Namespace", "a/b"),
         (5, "Namespace", "a%2Fb"),
+        (6, "JobName", "."),
     ] {
         let (uid, mut s) = state(case);
         s[field] = json!(value);
@@ -676,4 +677,237 @@ async fn a_replayed_cluster_poll_is_refused() {
     cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The platform's log lines of the poller's results that name `what`.
+fn poller_results(what: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local-world/logs/lambda-platform.log");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("result poller") && l.contains(what))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Behind the seal, a forced delete is bound to its own execution: states sealed with
+/// the deployment's own key (as a bug in the worker could write them), delivered to the
+/// real poller binary as Scheduler delivers them, that (1) force-delete a cluster the
+/// worker made for another execution, naming the forger's own execution and live token,
+/// (2) force-delete a cluster of the forger's own execution tagged retain, (3) carry a
+/// made-up token. None deletes anything: every cluster and nodegroup stays ACTIVE, the
+/// execution that made the first is not touched; the forgers' own tasks end with the
+/// refusal's name, and the made-up token's poll stops at its heartbeat.
+#[tokio::test]
+async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster() {
+    let world = World::get();
+    let deps = world.cluster_deps().await;
+    let _platform = Platform::start();
+    let group = unique("bound-deletes");
+    aws_sdk_scheduler::Client::new(&world.sdk("worker").await)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (owner, _) = waiting(&world, &unique("owner")).await;
+    let (forger, forger_token) = waiting(&world, &unique("forger")).await;
+    let (keeper, keeper_token) = waiting(&world, &unique("keeper")).await;
+    let (dreamer, _) = waiting(&world, &unique("dreamer")).await;
+    let create = |name: &str, execution: &str, tags: Value| {
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(),
+                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": execution, "Tags": tags })
+    };
+    let others = unique("others");
+    let retained = unique("retained");
+    let dreamt = unique("dreamt");
+    for (name, execution, tags) in [
+        (&others, &owner, json!({})),
+        (
+            &retained,
+            &keeper,
+            json!({ "eks-task-worker.io/retain": "yes" }),
+        ),
+        (&dreamt, &dreamer, json!({})),
+    ] {
+        let created = cluster_op(&deps, create(name, execution, tags))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(created["Cluster"]["Status"], "ACTIVE", "{created}");
+    }
+    cluster_op(
+        &deps,
+        json!({ "Operation": "createNodegroup", "ClusterName": others, "NodegroupName": "ng", "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"] }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let forced = |cluster: &str, execution: &str, token: &str| {
+        json!({ "Operation": "deleteCluster", "ClusterName": cluster, "ForceDeleteCompute": true,
+                "Execution": execution, "TaskToken": token, "Attempt": 0, "NextDelaySeconds": 60, "Curve": [60] })
+    };
+    let made_up = "AQCEAAAAKgAAAAMAAAAAAAAAAWl0c2EtdG9rZW4tbm9ib2R5LWdhdmU=";
+    for state in [
+        forced(&others, &forger, &forger_token),
+        forced(&retained, &keeper, &keeper_token),
+        forced(&dreamt, &dreamer, made_up),
+    ] {
+        world_tests::fire(&world, "poller", Some(&group), &sealed(&deps, &state).await).await;
+    }
+    let (status, _, error) = world
+        .execution_end(&forger, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("EksTaskWorker.NotOwned"))
+    );
+    let (status, _, error) = world
+        .execution_end(&keeper, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("EksTaskWorker.Retained"))
+    );
+    let until = Instant::now() + Duration::from_secs(90);
+    while poller_results(&dreamt).is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dreamt_results = poller_results(&dreamt);
+    assert!(
+        dreamt_results.len() == 1 && dreamt_results[0].contains("taskGone"),
+        "the made-up token's poll stops at its heartbeat: {dreamt_results:?}"
+    );
+    let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
+    for cluster in [&others, &retained, &dreamt] {
+        let described = eks
+            .describe_cluster()
+            .name(cluster)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{cluster} is gone: {e:?}"));
+        assert_eq!(
+            described
+                .cluster()
+                .and_then(|c| c.status())
+                .map(|s| s.as_str()),
+            Some("ACTIVE"),
+            "{cluster}"
+        );
+    }
+    let ng = eks
+        .describe_nodegroup()
+        .cluster_name(&others)
+        .nodegroup_name("ng")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the nodegroup is gone: {e:?}"));
+    assert_eq!(
+        ng.nodegroup().and_then(|n| n.status()).map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
+    assert_eq!(world.execution_status(&owner).await, "RUNNING");
+    for execution in [&owner, &dreamer] {
+        let _ = world.stop_execution(execution).await;
+    }
+    for (cluster, nodegroup) in [(&others, Some("ng")), (&retained, None), (&dreamt, None)] {
+        if let Some(ng) = nodegroup {
+            let path = format!("/clusters/{cluster}/node-groups/{ng}");
+            let _ = deps.eks.call(http::Method::DELETE, &path, None).await;
+        }
+        let _ = deps
+            .eks
+            .call(http::Method::DELETE, &format!("/clusters/{cluster}"), None)
+            .await;
+    }
+}
+
+/// Attack 2 of the review: a genuine Job poll state (read off its schedule) whose only
+/// change is the Job it names: a Job of the forger's own, labelled with the task's hash
+/// and finished (so an unrefused poll would answer the task with the forger's status).
+/// The real poller refuses it by name before anything is read or sent; the task is
+/// answered by its own chain with its own Job.
+#[tokio::test]
+async fn a_genuine_job_poll_state_naming_another_job_is_refused() {
+    let world = World::get();
+    let _platform = Platform::start();
+    let name = unique("genuine");
+    let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
+    let group = unique("other-jobs");
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let before = refusals();
+    let forger = {
+        let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());
+        let poll_group = world.fact("/schedule_group");
+        tokio::spawn(async move {
+            let world = World::get();
+            let first = first_poll(&scheduler, &poll_group, &name).await;
+            // The forger's Job: the genuine one's task label, finished at once.
+            let kube = world.admin_kube().unwrap_or_else(|e| panic!("{e}"));
+            let ns = world.namespace();
+            let genuine = world_tests::send(
+                &kube,
+                world_tests::request(
+                    http::Method::GET,
+                    &format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}"),
+                    None,
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            let genuine: Value =
+                serde_json::from_slice(&genuine.body).unwrap_or_else(|e| panic!("{e}"));
+            let theirs = format!("{name}-theirs");
+            let mut job = world_tests::sim_job(&theirs, &["main"], json!({}), 1);
+            job["metadata"]["labels"] = genuine["metadata"]["labels"].clone();
+            let made = world_tests::send(
+                &kube,
+                world_tests::request(
+                    http::Method::POST,
+                    &format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+                    Some(&job),
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            let made: Value = serde_json::from_slice(&made.body).unwrap_or_else(|e| panic!("{e}"));
+            let mut forged = first.clone();
+            forged["JobName"] = json!(theirs);
+            forged["JobUid"] = made["metadata"]["uid"].clone();
+            world_tests::fire(&world, "poller", Some(&group), &forged).await;
+            theirs
+        })
+    };
+    let job = world_tests::sim_job(
+        &name,
+        &["main"],
+        json!({ "sim.eks-task-worker.io/run-seconds": "20" }),
+        1,
+    );
+    let mut payload = world.job_payload(job);
+    payload["InlineWaitSeconds"] = json!(1);
+    let (_, status, output, error) = world
+        .run_state_machine(
+            &name,
+            &world.run_job_machine(payload, json!({ "HeartbeatSeconds": 30 })),
+            &json!({}),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let theirs = forger.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let output: Value =
+        serde_json::from_str(output.as_deref().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        output["metadata"]["name"], name,
+        "answered with the task's own Job, not {theirs}"
+    );
+    assert_eq!(refusals(), before + 1, "the forged state refused by name");
 }

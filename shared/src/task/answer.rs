@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::contract::budget::serialized_len;
 use crate::contract::error::{names, TaskError};
@@ -249,12 +250,16 @@ impl AnswerTurn {
         let renewal = {
             let (kube, clock) = (kube.clone(), deps.clock.clone());
             let (job, me) = (job.clone(), me.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(job::TURN_SECONDS / 3)).await;
-                    job::renew_turn(kube.as_ref(), &job, &me, clock.as_ref()).await;
+            // In the invocation's span: its log lines carry the request and trace ids.
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(job::TURN_SECONDS / 3)).await;
+                        job::renew_turn(kube.as_ref(), &job, &me, clock.as_ref()).await;
+                    }
                 }
-            })
+                .in_current_span(),
+            )
         };
         Ok(Self {
             kube,
