@@ -489,16 +489,16 @@ async fn handed_off_job(world: &World, name: &str, seconds: u32) -> (String, Opt
     (status, error)
 }
 
-/// The error names of the dead letters the platform wrote for the poller's states of
-/// the Job uid `uid`.
-fn dead_lettered(uid: &str) -> Vec<String> {
+/// The error names of the dead letters the platform wrote for the poller's states whose
+/// `field` is `value` (a Job's `JobUid`, a cluster poll's `ClusterName`).
+fn dead_lettered(field: &str, value: &str) -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.local-world/logs/lambda/dead-letters.jsonl");
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["requestPayload"]["JobUid"] == uid)
+        .filter(|l| l["requestPayload"][field] == value)
         .map(|l| {
             l["error"]["errorType"]
                 .as_str()
@@ -571,13 +571,17 @@ async fn a_sealed_state_naming_what_run_job_refuses_is_refused() {
     let until = Instant::now() + Duration::from_secs(90);
     while cases
         .iter()
-        .any(|(uid, _, _)| dead_lettered(uid).is_empty())
+        .any(|(uid, _, _)| dead_lettered("JobUid", uid).is_empty())
         && Instant::now() < until
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for (uid, state, refusal) in &cases {
-        assert_eq!(dead_lettered(uid), vec![(*refusal).to_owned()], "{state}");
+        assert_eq!(
+            dead_lettered("JobUid", uid),
+            vec![(*refusal).to_owned()],
+            "{state}"
+        );
     }
     assert_eq!(
         world.execution_status(&execution).await,
@@ -697,8 +701,9 @@ fn poller_results(what: &str) -> Vec<String> {
 /// worker made for another execution, naming the forger's own execution and live token,
 /// (2) force-delete a cluster of the forger's own execution tagged retain, (3) carry a
 /// made-up token. None deletes anything: every cluster and nodegroup stays ACTIVE, the
-/// execution that made the first is not touched; the forgers' own tasks end with the
-/// refusal's name, and the made-up token's poll stops at its heartbeat.
+/// execution that made the first is not touched. The first is refused before anything
+/// is sent (dead-lettered `NotOwned`, the forger's task left alone), the second answers
+/// its own task `Retained`, the third stops at its heartbeat.
 #[tokio::test]
 async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster() {
     let world = World::get();
@@ -754,13 +759,20 @@ async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster
     ] {
         world_tests::fire(&world, "poller", Some(&group), &sealed(&deps, &state).await).await;
     }
-    let (status, _, error) = world
-        .execution_end(&forger, Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Another execution's cluster: refused before anything is sent (no heartbeat, no
+    // answer), each delivery, until Lambda dead-letters the poll.
+    let until = Instant::now() + Duration::from_secs(90);
+    while dead_lettered("ClusterName", &others).is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(
-        (status.as_str(), error.as_deref()),
-        ("FAILED", Some("EksTaskWorker.NotOwned"))
+        dead_lettered("ClusterName", &others),
+        ["EksTaskWorker.NotOwned"]
+    );
+    assert_eq!(
+        world.execution_status(&forger).await,
+        "RUNNING",
+        "nothing was sent on the forger's task"
     );
     let (status, _, error) = world
         .execution_end(&keeper, Duration::from_secs(90))
@@ -808,7 +820,7 @@ async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster
         Some("ACTIVE")
     );
     assert_eq!(world.execution_status(&owner).await, "RUNNING");
-    for execution in [&owner, &dreamer] {
+    for execution in [&owner, &forger, &dreamer] {
         let _ = world.stop_execution(execution).await;
     }
     for (cluster, nodegroup) in [(&others, Some("ng")), (&retained, None), (&dreamt, None)] {
