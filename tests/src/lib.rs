@@ -500,6 +500,15 @@ impl World {
         execution: &str,
         within: Duration,
     ) -> Result<(String, Option<String>, Option<String>)> {
+        let ended = self.ended(execution, within).await?;
+        Ok((ended.status, ended.output, ended.error))
+    }
+
+    /// Waits until the execution ends; how it ended, its cause too.
+    ///
+    /// # Errors
+    /// When it does not end within `within`.
+    pub async fn ended(&self, execution: &str, within: Duration) -> Result<Ended> {
         let sfn = self.sfn().await;
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
@@ -510,16 +519,30 @@ impl World {
                 .await?;
             let status = d.status().as_str().to_owned();
             if status != "RUNNING" {
-                return Ok((
+                return Ok(Ended {
                     status,
-                    d.output().map(str::to_owned),
-                    d.error().map(str::to_owned),
-                ));
+                    output: d.output().map(str::to_owned),
+                    error: d.error().map(str::to_owned),
+                    cause: d.cause().map(str::to_owned),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!("execution {execution} still RUNNING after {within:?}")
     }
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`.
+    pub status: String,
+    /// Its output, when it succeeded.
+    pub output: Option<String>,
+    /// Its error name, when it failed.
+    pub error: Option<String>,
+    /// Its error's cause, when it failed.
+    pub cause: Option<String>,
 }
 
 /// Sends a request and returns the response.

@@ -72,6 +72,7 @@ const CELLS: &[&str] = &[
     "run-job-killed",
     "run-job-twice",
     "run-job-twice-handed-off",
+    "run-job-twice-turn-refused",
     "poll-twice",
     "poll-twice-finished",
     "ns-deleted",
@@ -904,6 +905,27 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
             "one delivery stood down: the other answered"
         );
         kept_promises("run-job-twice", &o);
+    });
+
+    // Both deliveries of one event watch the one Job to its end, and the first write of
+    // the answering turn (the annotation on the Job, under its resourceVersion) is
+    // refused 409 as if another write had won: whichever delivery met it, one answer.
+    cells.add("run-job-twice-turn-refused", async {
+        let name = unique("f-twice-turn");
+        std::fs::write(&chaos, "twice run-job").unwrap_or_else(|e| panic!("{e}"));
+        let o = cell
+            .run(
+                &name,
+                json!({ "sim.eks-task-worker.io/run-seconds": "2" }),
+                json!({}),
+                json!([{ "id": name, "side": kube, "method": "PATCH", "path": format!("{jobs_path}/{{name}}$"),
+                         "status": 409, "reply": status_body(409, "Conflict", None), "times": 1 }]),
+            )
+            .await;
+        assert_eq!((o.status.as_str(), o.jobs), ("SUCCEEDED", 1), "{o:?}");
+        assert!(!chaos.exists(), "the duplicate switch was used");
+        assert_eq!(proxy.fired(&name).await, 1, "the turn's first write refused");
+        kept_promises("run-job-twice-turn-refused", &o);
     });
 
     // Both deliveries follow the one Job past their inline wait and hand it off under

@@ -67,6 +67,19 @@ async fn waiting(world: &World, name: &str) -> (String, String) {
     }
 }
 
+/// A schedule group of the test's own (`prefix` and a unique suffix), which the worker's
+/// hand-offs never use: what a test fires at the poller goes there.
+async fn schedule_group(world: &World, prefix: &str) -> String {
+    let group = unique(prefix);
+    aws_sdk_scheduler::Client::new(&world.sdk("worker").await)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    group
+}
+
 /// The poller's log lines that refused a state as not the worker's.
 fn refusals() -> usize {
     world_tests::log_lines("poller", &["refused a poll state the worker did not write"])
@@ -76,14 +89,8 @@ fn refusals() -> usize {
 async fn no_forged_poll_state_changes_anything() {
     let world = World::get();
     let deps = world.cluster_deps().await;
-    let group = unique("forgeries");
+    let group = schedule_group(&world, "forgeries").await;
     let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
-    scheduler
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
     // The victim: a cluster the worker made, with a nodegroup, for another execution
     // whose task is still waiting (its token is live: a forger reads it off a schedule).
     let name = unique("victim");
@@ -388,13 +395,7 @@ async fn a_replayed_old_attempt_is_refused() {
     let _platform = Platform::start();
     let name = unique("replayed");
     let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
-    let group = unique("replays");
-    scheduler
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let group = schedule_group(&world, "replays").await;
     let replayer = {
         let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());
         let poll_group = world.fact("/schedule_group");
@@ -519,13 +520,7 @@ async fn a_sealed_state_naming_what_run_job_refuses_is_refused() {
     let world = World::get();
     let deps = world.cluster_deps().await;
     let _platform = Platform::start();
-    let group = unique("unsafe-states");
-    aws_sdk_scheduler::Client::new(&world.sdk("worker").await)
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let group = schedule_group(&world, "unsafe-states").await;
     let (execution, token) = waiting(&world, &unique("unsafe")).await;
     // A real certificate that is not the cluster's CA: the API server's own leaf.
     let ca_file = std::path::PathBuf::from(world.fact("/ca_file"));
@@ -709,13 +704,7 @@ async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster
     let world = World::get();
     let deps = world.cluster_deps().await;
     let _platform = Platform::start();
-    let group = unique("bound-deletes");
-    aws_sdk_scheduler::Client::new(&world.sdk("worker").await)
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let group = schedule_group(&world, "bound-deletes").await;
     let (owner, _) = waiting(&world, &unique("owner")).await;
     let (forger, forger_token) = waiting(&world, &unique("forger")).await;
     let (keeper, keeper_token) = waiting(&world, &unique("keeper")).await;
@@ -846,13 +835,7 @@ async fn a_genuine_job_poll_state_naming_another_job_is_refused() {
     let _platform = Platform::start();
     let name = unique("genuine");
     let scheduler = aws_sdk_scheduler::Client::new(&world.sdk("worker").await);
-    let group = unique("other-jobs");
-    scheduler
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let group = schedule_group(&world, "other-jobs").await;
     let before = refusals();
     let forger = {
         let (scheduler, group, name) = (scheduler.clone(), group.clone(), name.clone());

@@ -9,9 +9,9 @@
 #![allow(clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use world_tests::{fire_at, unique, Platform, World};
 
@@ -46,7 +46,7 @@ fn machine(world: &World, payload: &Value, extra: &Value) -> String {
     json!({ "StartAt": "Run", "States": { "Run": task } }).to_string()
 }
 
-/// How an execution ended: (status, output, error, cause).
+/// How an execution ended, its output parsed (`null` when none).
 struct End {
     status: String,
     output: Value,
@@ -55,28 +55,16 @@ struct End {
 }
 
 async fn end_of(world: &World, execution: &str, within: Duration) -> Result<End> {
-    let sfn = world.sfn().await;
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let d = sfn
-            .describe_execution()
-            .execution_arn(execution)
-            .send()
-            .await?;
-        if d.status().as_str() != "RUNNING" {
-            return Ok(End {
-                status: d.status().as_str().to_owned(),
-                output: d
-                    .output()
-                    .and_then(|o| serde_json::from_str(o).ok())
-                    .unwrap_or(Value::Null),
-                error: d.error().unwrap_or_default().to_owned(),
-                cause: d.cause().unwrap_or_default().to_owned(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("execution {execution} still RUNNING after {within:?}")
+    let ended = world.ended(execution, within).await?;
+    Ok(End {
+        status: ended.status,
+        output: ended
+            .output
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or(Value::Null),
+        error: ended.error.unwrap_or_default(),
+        cause: ended.cause.unwrap_or_default(),
+    })
 }
 
 async fn start(world: &World, prefix: &str, payload: &Value, extra: &Value) -> Result<String> {
