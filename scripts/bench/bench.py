@@ -346,7 +346,7 @@ def main():
         here = os.path.dirname(os.path.abspath(__file__))
         sized = ["--unsized"] if args.unsized else [a for f in ("run-job", "poller") for a in ("--memory", f"{f}={args.memory}")]
         subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--env", "POLL_MIN_SECONDS=1",
-                        "--env", "POLL_CURVE_SECONDS=2", *sized], check=True,
+                        "--env", "POLL_CURVE_SECONDS=2", *sized], check=True, stdout=sys.stderr,
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
             if "p1" in only:
@@ -356,7 +356,7 @@ def main():
                 say("P2: a 20 s Job through the poller")
                 figures["p2_poll_cost"] = p2_poll_cost(world, world_dir, 20)
         finally:
-            subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False)
+            subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False, stdout=sys.stderr)
     sizing.remove()
     print(json.dumps(figures, indent=2))
 

@@ -119,7 +119,7 @@ def one_size(args, world, world_dir, memory):
         name = f"mt-{memory}-{int(time.time())}"
         task(world, "cluster-ops", {"Operation": "createCluster", "Name": name, "RoleArn": f"arn:aws:iam::{world['account']}:role/eks-task-worker-cluster",
                                     "ResourcesVpcConfig": {"SubnetIds": ["subnet-a"]}}, f"mt-create-{memory}")
-        task(world, "cluster-ops", {"Operation": "deleteCluster", "ClusterName": name}, f"mt-delete-{memory}")
+        task(world, "cluster-ops", {"Operation": "deleteCluster", "Name": name}, f"mt-delete-{memory}")
         row["cluster_op_ms"] = durations(invocations, "cluster-ops", start)
         say(f"{memory} MB: a cleanup sweep")
         start = time.time()

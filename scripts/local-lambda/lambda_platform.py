@@ -165,8 +165,8 @@ def template_functions(path):
             if level is not None:
                 env["AWS_LAMBDA_LOG_LEVEL"] = level
         reserved = resolve(props.get("ReservedConcurrentExecutions"))
-        functions[binary] = {"timeout": int(props.get("Timeout", globals_.get("Timeout", 3))),
-                             "memory": int(props.get("MemorySize", globals_.get("MemorySize", 128))), "env": env,
+        functions[binary] = {"timeout": int(resolve(props.get("Timeout", globals_.get("Timeout", 3)))),
+                             "memory": int(resolve(props.get("MemorySize", globals_.get("MemorySize", 128)))), "env": env,
                              "reserved": None if reserved in (None, "") else int(reserved)}
     return functions
 
