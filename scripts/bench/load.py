@@ -334,6 +334,8 @@ def run(args, world, world_dir, label):
         figures["log_bytes_per_job_by_function"] = {
             k: round((logs_after[k] - logs_before.get(k, 0)) / args.jobs) for k in sorted(logs_after)}
         figures["fault_rate"] = args.fault_rate
+        # How the platform sized the functions, as it says (not as asked).
+        figures["platform_sizing"] = json.load(open(os.path.join(world_dir, "lambda.json"))).get("sizing")
         figures["faults_fired"] = {r["id"]: r["fired"] for r in proxy("/__faults")["rules"]}
         figures["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
         return figures
@@ -434,7 +436,7 @@ def count(args, world, world_dir, sfn, scheduler, kube, executions, ends, prefix
     return {
         "jobs": n, "long_jobs": 0 if args.map else int(round(n * args.long_share)), "statuses": dict(statuses),
         "map_max_concurrency": args.map or None, "run_job_reserved_concurrency": args.reserved or None,
-        "sized": not args.unsized, "task_attempts": len(tokens), "throttled_attempts": throttled,
+        "task_attempts": len(tokens), "throttled_attempts": throttled,
         "zero_counts": zero,
         "callback_latency_seconds": {k: percentiles(v) for k, v in latency.items()},
         "callback_latency_split_seconds": {k: {part: percentiles(v) for part, v in parts_.items()} for k, parts_ in split.items()},

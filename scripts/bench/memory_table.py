@@ -99,7 +99,9 @@ def one_size(args, world, world_dir, memory):
     subprocess.run([os.path.join(HERE, "../local-lambda/up.sh"), "--concurrency", "1", "--functions", ",".join(FUNCTIONS),
                     "--invocations", invocations, "--env", "POLL_MIN_SECONDS=1", "--env", "POLL_CURVE_SECONDS=2", *sized],
                    check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
-    row = {"memory_mb": memory, "cpu_share_of_a_core": round(memory / 1769, 3)}
+    row = {"memory_mb": memory, "cpu_share_of_a_core": round(memory / 1769, 3),
+           # How the platform sized the functions, as it says (unsized: the row is not one).
+           "platform_sizing": json.load(open(os.path.join(world_dir, "lambda.json"))).get("sizing")}
     try:
         # Every process has started (cold); what follows is warm work.
         start = time.time()

@@ -37,8 +37,10 @@ class Concurrency:
     def limit(self, name):
         return self.reserved.get(name, self.unreserved)
 
-    def acquire(self, name):
-        """Takes a unit for one invocation of `name`; False when none is free."""
+    def acquire(self, name, held=False):
+        """Takes a unit for one invocation of `name`; False when none is free (a throttle,
+        unless `held`: an asynchronous event Lambda keeps waiting is not throttled
+        again at every look)."""
         with self.lock:
             used = self.in_use.get(name, 0)
             if name in self.reserved:
@@ -46,7 +48,8 @@ class Concurrency:
             else:
                 free = self.unreserved_in_use < self.unreserved
             if not free:
-                self.throttles[name] = self.throttles.get(name, 0) + 1
+                if not held:
+                    self.throttles[name] = self.throttles.get(name, 0) + 1
                 return False
             self.in_use[name] = used + 1
             if name not in self.reserved:

@@ -88,6 +88,8 @@ class Invocation:
         # the execution environment (process) that took it.
         self.holds_unit = False
         self.environment = None
+        # When it ended (stamped before its unit is given back: the next one may start then).
+        self.ended = None
 
 
 def load_template(path):
@@ -221,7 +223,7 @@ class InvocationLog:
 
     def write(self, fn, inv):
         line = {"function": fn.name, "id": inv.id, "kind": inv.kind, "attempt": inv.attempt,
-                "queued": inv.queued, "started": inv.started, "ended": time.time(), "memory_mb": fn.memory,
+                "queued": inv.queued, "started": inv.started, "ended": inv.ended, "memory_mb": fn.memory,
                 # Lambda's "Max Memory Used": the environment's peak so far (None unsized).
                 "max_memory_mb": fn.peak_mb(inv),
                 "error": (inv.error or {}).get("errorType") if inv.error is not None else None,
@@ -292,6 +294,7 @@ class Function:
         with self.lock:
             if self.inflight.pop(inv.id, None) is None:
                 return False
+        inv.ended = time.time()
         if inv.holds_unit:
             self.limits.release(self.name)
         inv.result, inv.error, inv.unhandled = result, error, unhandled
@@ -343,7 +346,7 @@ class Function:
         """Lambda's poller of asynchronous events: each starts once a unit is free."""
         while True:
             inv = self.held.get()
-            while not self.limits.acquire(self.name):
+            while not self.limits.acquire(self.name, held=True):
                 time.sleep(0.1)
             inv.holds_unit = True
             self.pending.put(inv)
@@ -629,6 +632,13 @@ def main():
         INVOCATIONS = InvocationLog(args.invocations)
     settings = template_functions(args.template)
     tests_own = dict(kv.split("=", 1) for kv in args.test_function)
+    names = args.functions.split(",") + list(tests_own)
+    for name in args.functions.split(","):
+        if name not in FUNCTIONS:
+            sys.exit(f"no function {name}: one of {', '.join(FUNCTIONS)}")
+    for kv in args.memory + args.reserved + args.function_concurrency:
+        if kv.split("=", 1)[0] not in names:
+            sys.exit(f"{kv}: no function of that name runs here ({', '.join(names)})")
     for name in tests_own:
         settings[name] = {"timeout": 60, "memory": 256, "env": {}, "reserved": None}
     for name, mb in (kv.split("=", 1) for kv in args.memory):
@@ -636,7 +646,6 @@ def main():
     for name, n in (kv.split("=", 1) for kv in args.reserved):
         settings[name]["reserved"] = int(n)
     sizing = Sizing(not args.unsized)
-    names = args.functions.split(",") + list(tests_own)
     limits = Concurrency(args.account_concurrency,
                          {n: settings[n]["reserved"] for n in names if settings[n]["reserved"] is not None})
     report = reporter(world, os.path.join(args.logs, "dead-letters.jsonl"))
@@ -649,8 +658,6 @@ def main():
         if name in tests_own:
             binary = tests_own[name]
             world["functions"][name] = f"{arn_prefix}:{name}"
-        elif name not in FUNCTIONS:
-            sys.exit(f"no function {name}: one of {', '.join(FUNCTIONS)}")
         else:
             binary = os.path.join(args.bin, name)
         if not os.access(binary, os.R_OK if binary.endswith(".py") else os.X_OK):

@@ -236,7 +236,19 @@ async fn an_asynchronous_invocation_past_reserved_concurrency_waits_its_turn() -
         let end = end_of(&world, &execution, Duration::from_secs(90)).await?;
         assert_eq!(end.status, "SUCCEEDED", "{}: {}", end.error, end.cause);
     }
-    let text = std::fs::read_to_string(&log)?;
+    // The platform logs an invocation once its response is in, a moment after the task
+    // was answered: until both are there (at most 10 s).
+    let logged = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("\"function\": \"hungry\"") && l.contains("\"kind\": \"Event\""))
+            .count()
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    while logged(&text) < 2 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
     let mut runs: Vec<(f64, f64)> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -56,25 +56,6 @@ pub fn owned(resource: &Value, what: &str, execution: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// Whether `resource` (a described cluster, nodegroup or Fargate profile) is the one a
-/// create of this task made: the worker tags every resource it creates for a task token
-/// with [`TASK_LABEL`], the hash of that token. A create's poll follows, and lets the
-/// worker into, only its own task's resource, never one another task made under the
-/// same name.
-///
-/// # Errors
-/// `EksTaskWorker.NotOwned`, naming the tag found.
-pub fn made_for_task(resource: &Value, what: &str, task_token: &str) -> Result<(), TaskError> {
-    let want = task_label(task_token);
-    if tag(resource, TASK_LABEL) == Some(want.as_str()) {
-        return Ok(());
-    }
-    Err(TaskError::new(
-        names::NOT_OWNED,
-        json!({ "message": format!("{what} was not created by this task (its {TASK_LABEL} tag is {:?}); a create's poll follows only its own task's resource", tag(resource, TASK_LABEL).unwrap_or("missing")), "resource": what }),
-    ))
-}
-
 /// The label that marks a Job created for one task token (a hash of the token), and the
 /// tag that marks a cluster, nodegroup or Fargate profile created for one.
 pub const TASK_LABEL: &str = "eks-task-worker.io/task";
