@@ -188,6 +188,35 @@ impl World {
         )
     }
 
+    /// Tags cluster `name` as the worker's create for the task of `token` tags it (its
+    /// task tag, the token's hash), for a test that makes the cluster without a waiting
+    /// task (whose create would answer at once, the local EKS making it ACTIVE) and then
+    /// polls it as that task's `.sync` create: a create's poll follows only its own
+    /// task's cluster.
+    ///
+    /// # Panics
+    /// When EKS cannot describe or tag it.
+    pub async fn tag_as_made_for(&self, name: &str, token: &str) {
+        let eks = aws_sdk_eks::Client::new(&self.sdk("cluster_admin").await);
+        let arn = eks
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .cluster()
+            .and_then(|c| c.arn().map(str::to_owned))
+            .unwrap_or_default();
+        eks.tag_resource()
+            .resource_arn(arn)
+            .tags(
+                worker::contract::tags::TASK_LABEL,
+                worker::contract::tags::task_label(token),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
     /// The real adapters with the poller configured (curve 1 s), for cluster operations.
     ///
     /// # Panics
@@ -1331,6 +1360,19 @@ pub fn function_output() -> Vec<(String, String)> {
                 String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned(),
             )
         })
+        .collect()
+}
+
+/// The platform's log lines of the poller's results that name `what`.
+#[must_use]
+pub fn poller_results(what: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local-world/logs/lambda-platform.log");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("result poller") && l.contains(what))
+        .map(str::to_owned)
         .collect()
 }
 

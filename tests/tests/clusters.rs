@@ -406,6 +406,7 @@ async fn the_poller_answers_a_handed_off_cluster_operation() {
         .waiting_execution(&name, Some(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    world.tag_as_made_for(&name, &token).await;
     let state = worker::contract::poll_state::ClusterPoll {
         operation: worker::contract::cluster_op::Operation::CreateCluster,
         cluster_name: name.clone(),

@@ -89,6 +89,7 @@ const CELLS: &[&str] = &[
     "archive-aborted",
     "cluster-gone",
     "cluster-active-late",
+    "forged-delete-throttled",
     "credentials-expiry",
     "pods-list-once",
     "pods-list-down",
@@ -1162,15 +1163,16 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
 
     cells.add("heartbeat-60", async {
         // `HeartbeatSeconds: 60` (common in native state machines) on a Job that runs
-        // 150 s watched inline, with the template's settings: an inline wait of 600 s and
-        // a heartbeat every 30 s (HEARTBEAT_SECONDS). Every heartbeat is counted.
+        // 150 s watched inline (a state's `InlineWaitSeconds: 600`), with the template's
+        // heartbeat every 30 s (HEARTBEAT_SECONDS).
+        // Every heartbeat is counted.
         let name = unique("f-heartbeat-60");
         let beats = format!("{name}-beats");
         let o = cell
             .run(
                 &name,
                 json!({ "sim.eks-task-worker.io/run-seconds": "150" }),
-                json!({ "HeartbeatSeconds": 60 }),
+                json!({ "HeartbeatSeconds": 60, "InlineWaitSeconds": 600 }),
                 json!([{ "id": beats, "side": "aws", "target": "SendTaskHeartbeat", "times": 0 }]),
             )
             .await;
@@ -1283,6 +1285,10 @@ async fn matrix(mut asked: tokio::sync::mpsc::UnboundedReceiver<Ask>) {
 
     cells.add("cluster-active-late", async {
         cluster_active_late(&world, &cell).await;
+    });
+
+    cells.add("forged-delete-throttled", async {
+        forged_delete_throttled(&world, &cell).await;
     });
 
     cells.add("credentials-expiry", async {
@@ -1454,7 +1460,7 @@ async fn ns_deleted(world: &World, cell: &Cell<'_>) {
 /// An execution stopped while its 120 s Job is watched inline (heartbeats every 30 s,
 /// the template's HEARTBEAT_SECONDS): the next heartbeat is refused, the watch ends and
 /// the Job is deleted within a heartbeat interval of the stop, not when the inline
-/// window (600 s) closes.
+/// window (here 600 s) closes.
 async fn stopped_inline(world: &World, cell: &Cell<'_>) {
     let name = unique("f-stopped-inline");
     let execution = format!(
@@ -1481,7 +1487,7 @@ async fn stopped_inline(world: &World, cell: &Cell<'_>) {
         cell.run(
             &name,
             json!({ "sim.eks-task-worker.io/run-seconds": "120" }),
-            json!({}),
+            json!({ "InlineWaitSeconds": 600 }),
             json!([])
         ),
         stop
@@ -1677,6 +1683,129 @@ async fn cluster_active_late(world: &World, cell: &Cell<'_>) {
     );
     let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
     let _ = eks.delete_cluster().name(&name).send().await;
+}
+
+/// A forged forced delete whose heartbeats are throttled (issue "Unforgeable hand-offs",
+/// attack 1): a `deleteCluster` poll state with `ForceDeleteCompute`, sealed with the
+/// deployment's key (as a bug in the worker could write it), naming the execution that
+/// made the cluster and a made-up task token, delivered to the real poller binary as
+/// Scheduler delivers it, while Step Functions throttles every heartbeat on that token
+/// (a throttled heartbeat once counted as a live task). The heartbeat gate fails
+/// closed: each poll takes no step and waits for the next; once the throttling ends,
+/// Step Functions refuses the made-up token and the chain stops. Nothing is deleted:
+/// no DELETE reaches EKS, the cluster and its nodegroup stay ACTIVE.
+async fn forged_delete_throttled(world: &World, cell: &Cell<'_>) {
+    let deps = world.cluster_deps().await;
+    let name = unique("f-forged-throttled");
+    let (execution, _) = world
+        .waiting_execution(&name, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    world_tests::cluster_op(
+        &deps,
+        json!({ "Operation": "createCluster", "Name": name, "RoleArn": world.cluster_role(),
+                "ResourcesVpcConfig": { "SubnetIds": ["subnet-a"] }, "ExecutionArn": execution }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    world_tests::cluster_op(
+        &deps,
+        json!({ "Operation": "createNodegroup", "ClusterName": name, "NodegroupName": "ng",
+                "NodeRole": world.cluster_role(), "Subnets": ["subnet-a"] }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let made_up = "AQCEAAAAKgAAAAMAAAAAAAAAAXRocm90dGxlZC1ub2JvZHktZ2F2ZS1pdA==";
+    let throttled = format!("{name}-beats");
+    cell.proxy
+        .inject(json!([{ "id": throttled, "side": "aws", "target": "SendTaskHeartbeat", "body": made_up,
+                         "status": 400, "reply": { "__type": "ThrottlingException", "message": "Rate exceeded" }, "times": 0 }]))
+        .await;
+    let state = json!({ "Operation": "deleteCluster", "ClusterName": name, "ForceDeleteCompute": true,
+                        "Execution": execution, "TaskToken": made_up, "Attempt": 0, "NextDelaySeconds": 5, "Curve": [5] });
+    world_tests::fire(
+        world,
+        "poller",
+        None,
+        &world_tests::sealed(&deps, &state).await,
+    )
+    .await;
+    // Two polls whose heartbeat was not taken, each waiting for the next.
+    let held = || {
+        world_tests::log_lines(
+            "poller",
+            &[
+                "the forced delete takes no step this poll",
+                &format!("\"cluster\":\"{name}\""),
+            ],
+        )
+    };
+    let until = Instant::now() + Duration::from_secs(90);
+    while held() < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let throttles = cell.proxy.fired(&throttled).await;
+    let held_polls = held();
+    cell.proxy.clear().await;
+    // The heartbeat answered again: Step Functions refuses the made-up token, the chain
+    // stops.
+    let until = Instant::now() + Duration::from_secs(60);
+    while !world_tests::poller_results(&name)
+        .iter()
+        .any(|r| r.contains("taskGone"))
+        && Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ended = world_tests::poller_results(&name);
+    let deletes = cell
+        .proxy
+        .calls_to(&format!("DELETE /clusters/{name}"))
+        .await;
+    println!("cell forged-delete-throttled: {held_polls} polls held, {throttles} heartbeats throttled, {} DELETEs, results {ended:?}", deletes.len());
+    let eks = aws_sdk_eks::Client::new(&world.sdk("worker").await);
+    let cluster = eks.describe_cluster().name(&name).send().await;
+    let nodegroup = eks
+        .describe_nodegroup()
+        .cluster_name(&name)
+        .nodegroup_name("ng")
+        .send()
+        .await;
+    let _ = world.stop_execution(&execution).await;
+    let _ = deps
+        .eks
+        .call(
+            http::Method::DELETE,
+            &format!("/clusters/{name}/node-groups/ng"),
+            None,
+        )
+        .await;
+    let _ = deps
+        .eks
+        .call(http::Method::DELETE, &format!("/clusters/{name}"), None)
+        .await;
+    assert!(
+        held_polls >= 2,
+        "each poll held at its heartbeat: {held_polls}"
+    );
+    assert!(throttles >= 2, "the heartbeats were throttled: {throttles}");
+    assert!(deletes.is_empty(), "nothing deleted: {deletes:?}");
+    assert_eq!(
+        cluster.ok().and_then(|c| c
+            .cluster()
+            .and_then(|c| c.status().map(|s| s.as_str().to_owned()))),
+        Some("ACTIVE".to_owned())
+    );
+    assert_eq!(
+        nodegroup.ok().and_then(|n| n
+            .nodegroup()
+            .and_then(|n| n.status().map(|s| s.as_str().to_owned()))),
+        Some("ACTIVE".to_owned())
+    );
+    assert!(
+        ended.len() == 1 && ended[0].contains("taskGone"),
+        "the chain stops at the refused token: {ended:?}"
+    );
 }
 
 /// A cluster poll meeting a permanent error: a `createCluster` `.sync` through the

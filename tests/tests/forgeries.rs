@@ -614,6 +614,7 @@ async fn a_replayed_cluster_poll_is_refused() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created["Cluster"]["Status"], "ACTIVE", "{created}");
+    world.tag_as_made_for(&name, &token).await;
     let poll = |attempt: u32| ClusterPoll {
         operation: Operation::CreateCluster,
         cluster_name: name.clone(),
@@ -676,18 +677,6 @@ async fn a_replayed_cluster_poll_is_refused() {
     cluster_op(&deps, json!({ "Operation": "deleteCluster", "Name": name }))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// The platform's log lines of the poller's results that name `what`.
-fn poller_results(what: &str) -> Vec<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.local-world/logs/lambda-platform.log");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("result poller") && l.contains(what))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Behind the seal, a forced delete is bound to its own execution: states sealed with
@@ -772,10 +761,10 @@ async fn a_sealed_forced_delete_takes_only_its_own_executions_unretained_cluster
         ("FAILED", Some("EksTaskWorker.Retained"))
     );
     let until = Instant::now() + Duration::from_secs(90);
-    while poller_results(&dreamt).is_empty() && Instant::now() < until {
+    while world_tests::poller_results(&dreamt).is_empty() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let dreamt_results = poller_results(&dreamt);
+    let dreamt_results = world_tests::poller_results(&dreamt);
     assert!(
         dreamt_results.len() == 1 && dreamt_results[0].contains("taskGone"),
         "the made-up token's poll stops at its heartbeat: {dreamt_results:?}"

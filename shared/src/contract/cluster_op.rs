@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::contract::error::TaskError;
 use crate::contract::payload::{self, callback_token};
 use crate::contract::tags::{
-    task_label, CREATED_TAG, EXECUTION_TAG, MANAGED_BY, MANAGED_TAG, TASK_LABEL,
+    task_label, CREATED_TAG, EXECUTION_TAG, MANAGED_BY, MANAGED_TAG, TASK_LABEL, WORKER_TAGS,
 };
 
 /// A cluster operation.
@@ -182,6 +182,15 @@ pub fn parse(payload: &Value, now: SystemTime) -> Result<OpInput, TaskError> {
             .as_object_mut()
             .filter(|t| t.values().all(Value::is_string))
             .ok_or_else(|| TaskError::invalid_input("Tags", "must be a map of string to string"))?;
+        // The marks ownership is read from are the worker's to write: a payload's own
+        // execution or task tag would let a create claim another execution's or task's
+        // place (a forced delete bound to that execution, a create's poll of that task).
+        if let Some(k) = WORKER_TAGS.iter().find(|k| tags.contains_key(**k)) {
+            return Err(TaskError::invalid_input(
+                "Tags",
+                format!("{k} is the worker's own tag, written by the worker alone"),
+            ));
+        }
         tags.insert(MANAGED_TAG.into(), json!(MANAGED_BY));
         let created = time::OffsetDateTime::from(now)
             .format(&time::format_description::well_known::Rfc3339)
@@ -366,5 +375,36 @@ mod tests {
             camel_case(&native),
             json!({ "name": "c", "resourcesVpcConfig": { "subnetIds": ["s"] }, "tags": { "Team": "x" }, "selectors": [{ "namespace": "n", "labels": { "App": "a" } }] })
         );
+    }
+
+    /// A create's Tags may not carry the marks ownership is read from (a cluster of
+    /// another execution's, a nodegroup of another task's, claimed by a tag); the retain
+    /// tag and a user's own are kept.
+    #[test]
+    fn a_creates_tags_may_not_claim_the_workers_marks() {
+        for key in [MANAGED_TAG, EXECUTION_TAG, CREATED_TAG, TASK_LABEL] {
+            for payload in [
+                json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:role/r", "ResourcesVpcConfig": {}, "Tags": { key: "x" } }),
+                json!({ "Operation": "createNodegroup", "ClusterName": "c", "NodegroupName": "n", "Tags": { "Team": "a", key: "x" }, "TaskToken": "t" }),
+            ] {
+                let e = parse(&payload, SystemTime::UNIX_EPOCH).err();
+                assert_eq!(
+                    e.as_ref().map(|e| e.name.as_str()),
+                    Some(crate::contract::error::names::INVALID_INPUT),
+                    "{payload}"
+                );
+                assert!(
+                    e.is_some_and(|e| e.cause.to_string().contains(key)),
+                    "{payload}"
+                );
+            }
+        }
+        let kept = parse(
+            &json!({ "Operation": "createCluster", "Name": "c", "RoleArn": "arn:aws:iam::1:role/r", "ResourcesVpcConfig": {}, "Tags": { crate::contract::tags::RETAIN_TAG: "yes", "Team": "a" }, "TaskToken": "t" }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept.body["tags"][crate::contract::tags::RETAIN_TAG], "yes");
+        assert_eq!(kept.body["tags"][TASK_LABEL], task_label("t"));
     }
 }

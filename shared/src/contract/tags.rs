@@ -14,6 +14,9 @@ pub const EXECUTION_TAG: &str = "eks-task-worker.io/execution";
 pub const CREATED_TAG: &str = "eks-task-worker.io/created-at";
 /// The ownership tag's value.
 pub const MANAGED_BY: &str = "eks-task-worker";
+/// The tags only the worker writes (a payload naming one is refused): ownership is
+/// read from them.
+pub const WORKER_TAGS: [&str; 4] = [MANAGED_TAG, EXECUTION_TAG, CREATED_TAG, TASK_LABEL];
 /// A cluster with this tag is never cleaned up.
 pub const RETAIN_TAG: &str = "eks-task-worker.io/retain";
 
@@ -54,6 +57,25 @@ pub fn owned(resource: &Value, what: &str, execution: Option<&str>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Whether `resource` (a described cluster, nodegroup or Fargate profile) is the one a
+/// create of this task made: the worker tags every resource it creates for a task token
+/// with [`TASK_LABEL`], the hash of that token. A create's poll follows, and lets the
+/// worker into, only its own task's resource, never one another task made under the
+/// same name.
+///
+/// # Errors
+/// `EksTaskWorker.NotOwned`, naming the tag found.
+pub fn made_for_task(resource: &Value, what: &str, task_token: &str) -> Result<(), TaskError> {
+    let want = task_label(task_token);
+    if tag(resource, TASK_LABEL) == Some(want.as_str()) {
+        return Ok(());
+    }
+    Err(TaskError::new(
+        names::NOT_OWNED,
+        json!({ "message": format!("{what} was not created by this task (its {TASK_LABEL} tag is {:?}); a create's poll follows only its own task's resource", tag(resource, TASK_LABEL).unwrap_or("missing")), "resource": what }),
+    ))
 }
 
 /// The label that marks a Job created for one task token (a hash of the token), and the

@@ -13,7 +13,7 @@ use crate::contract::cluster_op::{deleted, parse, pascal_case, resource_path, Op
 use crate::contract::error::{names, TaskError};
 use crate::contract::payload::callback_token;
 use crate::contract::poll_state::ClusterPoll;
-use crate::contract::tags::{owned, tag, task_label, TASK_LABEL};
+use crate::contract::tags::{made_for_task, owned, tag, task_label, TASK_LABEL};
 use crate::ports::cluster::Connector;
 use crate::ports::eks::{eks_failure, EksApi};
 use crate::task::answer::{deliver, heartbeat_taken, send_answer};
@@ -373,11 +373,20 @@ async fn look_owned(eks: &dyn EksApi, poll: &ClusterPoll) -> Result<(), TaskErro
         )
         .await
     {
-        Ok(d) => owned(
-            &d[operation.resource_field()],
-            &describe_name(operation, &poll.cluster_name, resource),
-            poll.execution.as_deref(),
-        ),
+        Ok(d) => {
+            let what = describe_name(operation, &poll.cluster_name, resource);
+            owned(
+                &d[operation.resource_field()],
+                &what,
+                poll.execution.as_deref(),
+            )?;
+            // A create's poll: the resource its own task made (its task tag), whatever
+            // the execution says.
+            if operation.is_create() {
+                made_for_task(&d[operation.resource_field()], &what, &poll.task_token)?;
+            }
+            Ok(())
+        }
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(eks_failure("describe")(e)),
     }
@@ -483,9 +492,51 @@ mod tests {
     /// The execution the tests' resources were made by.
     const MINE: &str = "arn:aws:states:us-east-1:1:execution:m:mine";
 
-    /// The tags of a resource the worker made (for [`MINE`]).
+    /// The tags of a resource the worker made (for [`MINE`], in the task of token `t`).
     fn ours() -> Value {
-        json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE })
+        json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE, TASK_LABEL: task_label("t") })
+    }
+
+    /// A create's poll follows only what its own task made: a cluster or nodegroup of
+    /// the worker's under the same name, made by another task (its task tag), or with
+    /// no task tag, is refused after one look, before any heartbeat, answer or grant.
+    #[tokio::test]
+    async fn a_creates_poll_takes_only_its_own_tasks_resource() {
+        use crate::testing::RecordingCallback;
+        use std::sync::Arc;
+        for tags in [
+            json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE, TASK_LABEL: task_label("another task") }),
+            json!({ MANAGED_TAG: MANAGED_BY, EXECUTION_TAG: MINE }),
+        ] {
+            for (operation, resource, path, field) in [
+                (Operation::CreateCluster, None, "GET /clusters/c", "cluster"),
+                (
+                    Operation::CreateNodegroup,
+                    Some("n"),
+                    "GET /clusters/c/node-groups/n",
+                    "nodegroup",
+                ),
+            ] {
+                let callback = Arc::new(RecordingCallback::default());
+                let mut deps = Deps::test(Arc::new(EmptyCluster), callback.clone());
+                let eks = Arc::new(ScriptedEks::new(&[(
+                    path,
+                    vec![Ok(
+                        json!({ field: { "tags": tags, "status": "ACTIVE", "name": "c" } }),
+                    )],
+                )]));
+                deps.eks = eks.clone();
+                let e = super::poll(poll(operation, resource), &deps).await.err();
+                assert_eq!(
+                    e.map(|e| e.name).as_deref(),
+                    Some(names::NOT_OWNED),
+                    "{tags}"
+                );
+                assert_eq!(eks.calls(), vec![path.to_owned()], "{tags}");
+                assert_eq!(callback.heartbeats(), 0, "{tags}");
+                assert!(callback.failed().is_empty(), "{tags}");
+            }
+        }
     }
 
     fn not_found() -> Result<Value, EksError> {
