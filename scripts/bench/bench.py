@@ -2,13 +2,14 @@
 memory, P4 logs at scale, and binary sizes. Needs the local world, the release
 binaries (target/release) and, for P1, the local Lambda platform running them.
 
-Every process runs as Lambda would size it (`--memory`, default the template's 256 MB:
+Every process runs as Lambda would size it (`--memory`, default run-job's MemorySize in
+template.yaml, `FunctionMemorySize`'s default:
 a CPU share of MemorySize / 1,769 of a core and a memory limit, with the platform's
 cgroups, scripts/local-lambda/sizing.py); `--unsized` runs them on whole cores, as the
 figures before sizing were made.
 
 Usage: bench.py --world .local-world/world.json --bin target/release [--p1-jobs 20] [--p4-pods 100]
-       [--memory 256 | --unsized]
+       [--memory MB | --unsized]
 Prints a JSON document of every figure with its median and spread on stdout, and its
 progress on stderr.
 """
@@ -28,11 +29,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "local-lambda"))
+from lambda_platform import template_functions  # noqa: E402
 from sizing import Sizing  # noqa: E402
 
 # The command prefix that places a measured process in cgroups of Lambda's size (main
 # sets it; empty: unsized).
 PLACE = []
+# The MemorySize the measured processes run at (--memory).
+MEMORY_MB = None
 
 
 def say(message):
@@ -151,6 +155,35 @@ def p2_poll_cost(world, world_dir, seconds):
             "calls_per_poll": "4: GET the Job, list its pods, SendTaskHeartbeat, CreateSchedule (5 while it has no pods or is held: its Warning events)"}
 
 
+def inline_window(world, world_dir, invocations):
+    """The template's inline window (no InlineWaitSeconds in the payload), both sides of
+    it at once: a Job of 45 s, answered inline (its latency from the pod's end to
+    SendTaskSuccess, as P1), and a Job of 75 s, handed to the poller when the window
+    closes (run-job's billed duration, the invocation's start to its end in the
+    platform's invocation log: what a long Job pays for the window)."""
+    sfn = clients(world)
+    machine = waiting_machine(sfn, world, f"bench-window-{int(time.time())}")
+    started = {}
+    for seconds in (45, 75):
+        started[seconds] = sfn.start_execution(stateMachineArn=machine, name=f"window-{seconds}-{int(time.time())}",
+                                               input=json.dumps({"Job": job(f"window{seconds}", {"sim.eks-task-worker.io/run-seconds": str(seconds)})}))["executionArn"]
+    ended = {seconds: wait_end(sfn, ex, seconds + 120) for seconds, ex in started.items()}
+    for d in ended.values():
+        assert d["status"] == "SUCCEEDED", d
+    pod = next(iter(json.loads(ended[45]["output"])["logs"]["pods"]))
+    done = next(e["timestamp"].timestamp() for e in sfn.get_execution_history(executionArn=started[45])["events"] if e["type"] == "TaskSucceeded")
+    time.sleep(0.3)
+    runs = [json.loads(line) for line in open(invocations)]
+    run_job = [r for r in runs if r["function"] == "run-job"]
+    outcomes = sorted((r["outcome"], round((r["ended"] - r["started"]) * 1000)) for r in run_job)
+    handed = [ms for outcome, ms in outcomes if outcome == "handedOff"]
+    assert len(run_job) == 2 and len(handed) == 1, outcomes
+    return {"answered_inline_45s_latency_s": round(done - podsim_times(world_dir)[pod], 3),
+            "handed_off_75s_run_job_ms": handed[0], "memory_mb": run_job[0]["memory_mb"],
+            "run_job_invocations": outcomes,
+            "polls": sum(1 for r in runs if r["function"] == "poller")}
+
+
 def p3_cold_start(world, binary, runs):
     """exec of the release bootstrap -> its first GET /runtime/invocation/next, then
     -> its response to a run-job request (request/response: the created Job)."""
@@ -192,7 +225,7 @@ def p3_cold_start(world, binary, runs):
         server = QuietServer(("127.0.0.1", 0), Api)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         env = dict(worker_env(world), AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME="run-job",
-                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(MEMORY_MB), AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
         t0 = time.perf_counter()
         p = subprocess.Popen(PLACE + [binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while "next" not in marks and p.poll() is None:
@@ -312,11 +345,15 @@ def main():
     p.add_argument("--p4-pods", type=int, default=100)
     p.add_argument("--p4-mb", type=int, default=20)
     p.add_argument("--archive-mb", type=int, default=200)
-    p.add_argument("--only", default="sizes,p3,archive,p4,p1,p2")
-    p.add_argument("--memory", type=int, default=256, help="the MemorySize every measured process is sized at")
+    p.add_argument("--only", default="sizes,p3,archive,p4,p1,p2,window")
+    p.add_argument("--memory", type=int, help="the MemorySize every measured process is sized at (default: run-job's in template.yaml)")
     p.add_argument("--unsized", action="store_true", help="whole cores and no memory limit (the figures before sizing)")
     args = p.parse_args()
-    global PLACE
+    global PLACE, MEMORY_MB
+    if args.memory is None:
+        template = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "template.yaml")
+        args.memory = template_functions(template)["run-job"]["memory"]
+    MEMORY_MB = args.memory
     sizing = Sizing(not args.unsized)
     PLACE = sizing.prepare("bench", args.memory)
     world = json.load(open(args.world))
@@ -341,12 +378,15 @@ def main():
     if "p4" in only:  # before P1: the platform would take P4's task too
         say(f"P4: {args.p4_pods} pods x 2 containers x {args.p4_mb} MB of log")
         figures["p4_logs_at_scale"] = p4_logs_at_scale(world, world_dir, os.path.join(args.bin, "eks-task-worker"), args.p4_pods, args.p4_mb)
-    if "p1" in only or "p2" in only:
+    if "p1" in only or "p2" in only or "window" in only:
         # P1 and P2 run through the local Lambda platform, on the release binaries.
         here = os.path.dirname(os.path.abspath(__file__))
         sized = ["--unsized"] if args.unsized else [a for f in ("run-job", "poller") for a in ("--memory", f"{f}={args.memory}")]
+        invocations = os.path.join(world_dir, "logs", "bench-invocations.jsonl")
+        if os.path.exists(invocations):
+            os.remove(invocations)
         subprocess.run([os.path.join(here, "../local-lambda/up.sh"), "--concurrency", "2", "--env", "POLL_MIN_SECONDS=1",
-                        "--env", "POLL_CURVE_SECONDS=2", *sized], check=True, stdout=sys.stderr,
+                        "--env", "POLL_CURVE_SECONDS=2", "--invocations", invocations, *sized], check=True, stdout=sys.stderr,
                        env=dict(os.environ, LAMBDA_BIN_DIR=os.path.abspath(args.bin)))
         try:
             if "p1" in only:
@@ -355,6 +395,11 @@ def main():
             if "p2" in only:
                 say("P2: a 20 s Job through the poller")
                 figures["p2_poll_cost"] = p2_poll_cost(world, world_dir, 20)
+            if "window" in only:
+                say("window: a 45 s and a 75 s Job with the template's inline window")
+                if os.path.exists(invocations):
+                    os.remove(invocations)
+                figures["inline_window"] = inline_window(world, world_dir, invocations)
         finally:
             subprocess.run([os.path.join(here, "../local-lambda/down.sh")], check=False, stdout=sys.stderr)
     sizing.remove()

@@ -53,7 +53,7 @@ pub struct Settings {
     /// `ASSUME_ROLE_EXTERNAL_ID` (default none): the `ExternalId` sent with every
     /// `sts:AssumeRole` of a payload's `RoleArn`, for roles whose trust asks for one.
     pub assume_role_external_id: Option<String>,
-    /// `INLINE_WAIT_SECONDS` (default 600): the longest a callback-pattern invocation
+    /// `INLINE_WAIT_SECONDS` (default 60): the longest a callback-pattern invocation
     /// watches its Job before handing it to the poller.
     pub inline_wait: Duration,
     /// `HEARTBEAT_SECONDS` (default 30, at least 1): how often an invocation that
@@ -378,7 +378,7 @@ impl Settings {
                 .unwrap_or_else(|| "us-east-1".into()),
             function_name: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
             assume_role_external_id: get("ASSUME_ROLE_EXTERNAL_ID").filter(|id| !id.is_empty()),
-            inline_wait: seconds(&get, "INLINE_WAIT_SECONDS", 600)?,
+            inline_wait: seconds(&get, "INLINE_WAIT_SECONDS", 60)?,
             lambda_margin: seconds(&get, "LAMBDA_TIME_MARGIN_SECONDS", 20)?,
             token_renew_after: token_renew_after(&get)?,
             heartbeat: heartbeat(&get)?,
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let s = Settings::from_lookup(|_| None).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.inline_wait, Duration::from_secs(600));
+        assert_eq!(s.inline_wait, Duration::from_secs(60));
         assert_eq!(s.region, "us-east-1");
         let s = Settings::from_lookup(|k| (k == "INLINE_WAIT_SECONDS").then(|| "5".to_owned()))
             .unwrap_or_else(|e| panic!("{e}"));
