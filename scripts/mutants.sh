@@ -9,6 +9,9 @@
 #                        test runs with the local world up)
 #   Needs: new-world    (the same, the world started afresh with the mutation: a
 #                        mutation of the world itself; stopped again after)
+#   Red: <regex>        (optional, for a test that is not cargo's, such as the IAM
+#                        check: the line its output must hold to count as red; green
+#                        is its exit status 0 without that line)
 #
 # First each distinct test runs once on the tree as it is: it must be green there, or
 # its red would prove nothing (a "baseline red" fails the run). Then for each patch, in
@@ -50,10 +53,15 @@ run_test() {
   fi
 }
 
-# What a run's log says, beside its status.
+# What a run's log says, beside its status (and the patch's Red: line, if any).
 outcome() {
-  local rc=$1 log=$2
-  if grep -qE '^error\[E[0-9]+\]|could not compile' "$log"; then
+  local rc=$1 log=$2 red=${3:-}
+  if [ -n "$red" ]; then
+    if grep -qE -- "$red" "$log"; then echo red
+    elif [ "$rc" -eq 0 ]; then echo green
+    else echo error
+    fi
+  elif grep -qE '^error\[E[0-9]+\]|could not compile' "$log"; then
     echo broken
   elif grep -qE '^test result: FAILED' "$log"; then
     echo red
@@ -72,11 +80,12 @@ for patch in "${patches[@]}"; do
   [ -f "$patch" ] || continue
   test_cmd=$(sed -n 's/^Test: //p' "$patch" | head -1)
   needs=$(sed -n 's/^Needs: //p' "$patch" | head -1)
-  key="$needs|$test_cmd"
+  red=$(sed -n 's/^Red: //p' "$patch" | head -1)
+  key="$needs|$test_cmd|$red"
   [ -n "${baseline[$key]+x}" ] && continue
   log="target/mutants/baseline-${#baseline[@]}.log"
   run_test "$test_cmd" "$log" "${needs/new-world/world}"
-  baseline[$key]=$(outcome $? "$log")
+  baseline[$key]=$(outcome $? "$log" "$red")
   if [ "${baseline[$key]}" != green ]; then
     echo "baseline ${baseline[$key]}: $test_cmd (see $log): its mutations prove nothing"
     bad=1
@@ -97,11 +106,12 @@ for patch in "${patches[@]}"; do
   m=$(basename "$patch" .patch)
   test_cmd=$(sed -n 's/^Test: //p' "$patch" | head -1)
   needs=$(sed -n 's/^Needs: //p' "$patch" | head -1)
+  red=$(sed -n 's/^Red: //p' "$patch" | head -1)
   what=$(sed -n 's/^Mutation: M[0-9]*[a-z]* //p' "$patch" | head -1)
   if [ ! -f "$patch" ] || [ -z "$test_cmd" ]; then
     echo "$m: no such patch, or no Test: line"; bad=1; continue
   fi
-  if [ "${baseline["$needs|$test_cmd"]:-}" != green ]; then
+  if [ "${baseline["$needs|$test_cmd|$red"]:-}" != green ]; then
     echo "$m: not run (its test is not green on the tree as it is)"; bad=1; continue
   fi
   touched=$(sed -n 's#^diff --git a/\([^ ]*\) .*#\1#p' "$patch")
@@ -116,7 +126,7 @@ for patch in "${patches[@]}"; do
   current=$patch
   t0=$(date +%s)
   run_test "$test_cmd" "target/mutants/$m.log" "$needs"
-  result=$(outcome $? "target/mutants/$m.log")
+  result=$(outcome $? "target/mutants/$m.log" "$red")
   undo
   took="$(( $(date +%s) - t0 )) s"
   case "$result" in
