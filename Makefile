@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build lint package release unit test demo bench load memory-table fuzz mutants local-up local-down local-reset deploy-local
+.PHONY: help build lint package release unit test demo bench load memory-table fuzz mutants mutants-contract local-up local-down local-reset deploy-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round
 
 mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
 	scripts/mutants.sh
+
+mutants-contract: ## cargo-mutants over the native contract (shared/src/contract): every mutant the tool makes must be caught by the library's tests, but those excluded in .cargo/mutants.toml with why (about 45 minutes; RELIABILITY.md)
+	scripts/cargo-mutants.sh
 
 deploy-local: ## sam deploy of the release (make release first; no second build) to LocalStack's CloudFormation, then its example run on the deployed zips (docs/deploy.md)
 	scripts/with-world.sh scripts/local-deploy/deploy.sh

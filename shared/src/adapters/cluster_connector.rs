@@ -613,7 +613,7 @@ mod tests {
     }
 
     /// A self-signed CA, for clients that are made (and refused a connection).
-    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBQTCB6KADAgECAgEBMAoGCCqGSM49BAMCMB8xHTAbBgNVBAMMFHVuaXQtdGVz\ndCBjbHVzdGVyIENBMCAXDTI2MDEwMTAwMDAwMFoYDzIxMjUxMjA4MDAwMDAwWjAf\nMR0wGwYDVQQDDBR1bml0LXRlc3QgY2x1c3RlciBDQTBZMBMGByqGSM49AgEGCCqG\nSM49AwEHA0IABF8z7/vpTqlnvJGu+Y29bPNZ4sTb6lP1WCSHHTEUkguSJUgWYadZ\n9dOuoBOmZ2cjRbed8AcUWYdWu1LAtuYTJHqjEzARMA8GA1UdEwEB/wQFMAMBAf8w\nCgYIKoZIzj0EAwIDSAAwRQIhAJBELmMznSylDLvatdX+PAM2hS4mq6UvAAh0gvle\n06tiAiBMRLXFNJ2Svaiv379T5JfEjzGnTzmBh1Dza39D+nC9HQ==\n-----END CERTIFICATE-----\n";
+    use crate::contract::certificates::TEST_CA;
 
     fn unreachable_at(got: &Result<KubeResponse, TransportError>) -> String {
         match got {

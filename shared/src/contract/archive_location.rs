@@ -94,4 +94,17 @@ mod tests {
             assert!(ArchiveLocation::parse(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn a_prefix_is_at_most_512_characters_without_control_characters() {
+        let longest = format!("s3://logs-bucket/{}", "p".repeat(512));
+        assert!(ArchiveLocation::parse(&longest).is_ok());
+        for bad in [
+            format!("s3://logs-bucket/{}", "p".repeat(513)),
+            format!("s3://logs-bucket/{}", "p".repeat(600)),
+            "s3://logs-bucket/team\njobs".to_owned(),
+        ] {
+            assert!(ArchiveLocation::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
 }

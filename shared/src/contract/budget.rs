@@ -296,6 +296,38 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_is_one_byte_under_256_kib() {
+        // The interpreter refuses a state's data of exactly 262,144 bytes.
+        assert_eq!(RESULT_BUDGET, 262_143);
+        assert_eq!(result_budget(true), 262_143);
+        assert_eq!(result_budget(false), 262_143 - 8_192);
+    }
+
+    #[test]
+    fn serialized_len_is_pythons_length_for_arrays_and_room_for_floats() {
+        // Python: len(json.dumps([1, [2, 3, 4], {"k": [5, 6, 7]}, None])) == 38.
+        assert_eq!(
+            serialized_len(&json!([1, [2, 3, 4], {"k": [5, 6, 7]}, null])),
+            38
+        );
+        // Python writes 1e20 as "1e+20", one byte longer than serde_json's "1e20".
+        for (v, python) in [(json!(1e20), "1e+20"), (json!(0.5), "0.5")] {
+            assert!(serialized_len(&v) >= python.len(), "{v}");
+            assert!(serialized_len(&v) >= v.to_string().len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_cut_fills_its_room_exactly() {
+        let text = "x".repeat(1_000);
+        let room = 200 - escaped_len(&marker(text.len()));
+        assert_eq!(
+            keep_tail(&text, 200, false),
+            format!("{}{}", marker(room), "x".repeat(room))
+        );
+    }
+
+    #[test]
     fn short_text_is_kept_whole() {
         assert_eq!(keep_tail("hello\n", 100, false), "hello\n");
     }
@@ -311,6 +343,80 @@ mod tests {
         assert!(
             body.starts_with("line "),
             "cut on a line boundary: {body:?}"
+        );
+    }
+
+    #[test]
+    fn a_cut_keeps_the_longest_tail_that_starts_a_line() {
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        for max in 150..400 {
+            let cut = keep_tail(&text, max, false);
+            let room = max - escaped_len(&marker(text.len()));
+            let body = cut
+                .split_once("]\n")
+                .map(|x| x.1)
+                .unwrap_or_else(|| panic!("no marker: {cut:?}"));
+            let before = &text[..text.len() - body.len()];
+            assert!(
+                text.ends_with(body) && before.ends_with('\n'),
+                "{max}: {body:?}"
+            );
+            assert!(escaped_len(body) <= room, "{max}");
+            let line_before = before[..before.len() - 1].rfind('\n').map_or(0, |i| i + 1);
+            assert!(
+                escaped_len(&text[line_before..]) > room,
+                "{max}: a whole line more would have fitted: {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_single_long_line_is_cut_within_itself() {
+        let text = format!("{}\n", "x".repeat(1_000));
+        let cut = keep_tail(&text, 200, false);
+        let body = cut.split_once("]\n").map(|x| x.1).unwrap_or_default();
+        assert!(body.len() > 100 && body.ends_with("x\n"), "{cut:?}");
+    }
+
+    #[test]
+    fn a_tail_that_fits_is_kept_whole_with_its_first_line() {
+        let cut = keep_tail("first\nsecond\n", 1000, true);
+        assert!(cut.starts_with(MARKER_PREFIX));
+        assert!(cut.ends_with("]\nfirst\nsecond\n"), "{cut:?}");
+    }
+
+    #[test]
+    fn water_level_is_the_largest_level_that_fits() {
+        for costs in [
+            vec![10, 50],
+            vec![10, 10, 30],
+            vec![1, 2, 3, 40, 41],
+            vec![7],
+        ] {
+            for available in 0..costs.iter().sum::<usize>() {
+                let fits = |l: usize| costs.iter().map(|&c| c.min(l)).sum::<usize>() <= available;
+                let largest = (0..=100).rev().find(|&l| fits(l)).unwrap_or(0);
+                assert_eq!(
+                    water_level(&costs, available),
+                    largest,
+                    "{costs:?} {available}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn strings_inside_arrays_are_cut_too() {
+        let v = json!({"log": ["a".repeat(1_000), "tail"]});
+        let s = fit_value_chars(&v, 200);
+        let fitted: Value = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
+        assert!(s.len() <= 200, "{s}");
+        assert_eq!(fitted["log"][1], "tail", "{s}");
+        assert!(
+            fitted["log"][0]
+                .as_str()
+                .is_some_and(|x| x.ends_with("aaa")),
+            "{s}"
         );
     }
 

@@ -16,3 +16,25 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     }
     Ok(out)
 }
+
+/// A self-signed EC certificate for the crate's unit tests (a cluster's CA).
+#[cfg(test)]
+pub(crate) const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBQTCB6KADAgECAgEBMAoGCCqGSM49BAMCMB8xHTAbBgNVBAMMFHVuaXQtdGVz\ndCBjbHVzdGVyIENBMCAXDTI2MDEwMTAwMDAwMFoYDzIxMjUxMjA4MDAwMDAwWjAf\nMR0wGwYDVQQDDBR1bml0LXRlc3QgY2x1c3RlciBDQTBZMBMGByqGSM49AgEGCCqG\nSM49AwEHA0IABF8z7/vpTqlnvJGu+Y29bPNZ4sTb6lP1WCSHHTEUkguSJUgWYadZ\n9dOuoBOmZ2cjRbed8AcUWYdWu1LAtuYTJHqjEzARMA8GA1UdEwEB/wQFMAMBAf8w\nCgYIKoZIzj0EAwIDSAAwRQIhAJBELmMznSylDLvatdX+PAM2hS4mq6UvAAh0gvle\n06tiAiBMRLXFNJ2Svaiv379T5JfEjzGnTzmBh1Dza39D+nC9HQ==\n-----END CERTIFICATE-----\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_gives_each_certificate_and_refuses_what_is_not_one() {
+        let one = parse_certificates(TEST_CA).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].first(), Some(&0x30), "DER: a SEQUENCE");
+        let two =
+            parse_certificates(&format!("{TEST_CA}{TEST_CA}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(two, [one[0].clone(), one[0].clone()]);
+        assert_eq!(parse_certificates("no PEM here"), Ok(vec![]));
+        let not_x509 = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(parse_certificates(not_x509).is_err());
+    }
+}

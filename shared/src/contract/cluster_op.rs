@@ -357,10 +357,38 @@ mod tests {
     }
 
     #[test]
+    fn a_name_must_be_a_non_empty_string() {
+        for (name, cause) in [
+            (json!(""), "must be a non-empty string"),
+            (json!(7), "must be a non-empty string"),
+            (Value::Null, "must be a non-empty string"),
+        ] {
+            let payload = json!({ "Operation": "deleteCluster", "Name": name });
+            let e = parse(&payload, SystemTime::UNIX_EPOCH).err();
+            assert!(
+                e.as_ref()
+                    .is_some_and(|e| e.name == crate::contract::error::names::INVALID_INPUT
+                        && e.cause.to_string().contains(cause)),
+                "{payload}: {e:?}"
+            );
+        }
+        let e = parse(
+            &json!({ "Operation": "deleteCluster" }),
+            SystemTime::UNIX_EPOCH,
+        )
+        .err();
+        assert!(e.is_some_and(|e| e.cause.to_string().contains("is required")));
+    }
+
+    #[test]
     fn a_deleted_resource_is_named_as_eks_names_it() {
         assert_eq!(
             pascal_case(&deleted(Operation::DeleteNodegroup, "c", Some("n"))),
             json!({ "Nodegroup": { "NodegroupName": "n", "ClusterName": "c", "Status": "DELETED" } })
+        );
+        assert_eq!(
+            pascal_case(&deleted(Operation::DeleteFargateProfile, "c", Some("f"))),
+            json!({ "FargateProfile": { "FargateProfileName": "f", "ClusterName": "c", "Status": "DELETED" } })
         );
         assert_eq!(
             pascal_case(&deleted(Operation::DeleteCluster, "c", None)),

@@ -202,6 +202,63 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_source_once() {
+        let e = Layer(
+            "service error",
+            Some(Box::new(Layer(
+                "dispatch failure",
+                Some(Box::new(Layer("failure", None))),
+            ))),
+        );
+        // "failure" is already said by "dispatch failure".
+        assert_eq!(error_chain(&e), "service error: dispatch failure");
+        assert_eq!(error_chain(&Layer("alone", None)), "alone");
+    }
+
+    #[test]
+    fn a_task_error_displays_its_name_and_cause() {
+        let e = TaskError::message(names::EKS_API, "refused");
+        let shown = e.to_string();
+        assert!(shown.starts_with("EksTaskWorker.EksApiError: "), "{shown}");
+        assert!(shown.contains("refused"), "{shown}");
+    }
+
+    #[test]
+    fn an_eks_exception_is_named_only_by_a_name_that_is_one() {
+        for (kind, name) in [
+            ("ResourceInUseException", "EKS.ResourceInUseException"),
+            ("", names::EKS_API),
+            ("resourceInUse", names::EKS_API),
+            ("Resource In Use", names::EKS_API),
+            ("Bad.Name", names::EKS_API),
+            (&*"A".repeat(101), names::EKS_API),
+        ] {
+            let e = TaskError::eks_exception(kind, 409, "CreateCluster", "m");
+            assert_eq!(e.name, name, "{kind:?}");
+            assert_eq!(e.cause["error"], kind, "{kind:?}");
+        }
+        assert_eq!(
+            TaskError::eks_exception(&"A".repeat(100), 400, "o", "m").name,
+            format!("EKS.{}", "A".repeat(100))
+        );
+    }
+
     #[test]
     fn only_eks_errors_have_a_kubernetes_status() {
         let e = TaskError::kubernetes_status(404, "Not Found", Value::Null);

@@ -456,7 +456,22 @@ mod tests {
             }
             assert_eq!(
                 state["Retry"],
-                json!([lambda_retry(), { "ErrorEquals": ["States.ALL"] }]),
+                json!([
+                    // AWS's recommended retrier for a Lambda task, spelled out.
+                    {
+                        "ErrorEquals": [
+                            "Lambda.ClientExecutionTimeoutException",
+                            "Lambda.ServiceException",
+                            "Lambda.AWSLambdaException",
+                            "Lambda.SdkClientException",
+                            "Lambda.TooManyRequestsException"
+                        ],
+                        "IntervalSeconds": 2,
+                        "MaxAttempts": 6,
+                        "BackoffRate": 2
+                    },
+                    { "ErrorEquals": ["States.ALL"] }
+                ]),
                 "the Lambda retrier first, theirs after"
             );
         }
@@ -494,6 +509,30 @@ mod tests {
         assert_eq!(
             out["States"]["L"], definition["States"]["L"],
             "other states are left alone"
+        );
+    }
+
+    #[test]
+    fn a_state_speaks_its_own_query_language_else_its_machines() {
+        let languages = |d: Value| {
+            states(&d)
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .into_iter()
+                .map(|s| (s.path, s.language))
+                .collect::<Vec<_>>()
+        };
+        let pass = json!({ "Type": "Pass", "End": true });
+        let own = json!({ "Type": "Pass", "QueryLanguage": "JSONPath", "End": true });
+        assert_eq!(
+            languages(json!({ "QueryLanguage": "JSONata", "States": { "A": pass, "B": own } })),
+            [
+                ("States.A".to_owned(), "JSONata".to_owned()),
+                ("States.B".to_owned(), "JSONPath".to_owned())
+            ]
+        );
+        assert_eq!(
+            languages(json!({ "States": { "A": pass } })),
+            [("States.A".to_owned(), "JSONPath".to_owned())]
         );
     }
 

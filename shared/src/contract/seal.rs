@@ -248,6 +248,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn canonical_text_separates_array_items() {
+        // Else [1, 2] and [12] would share a MAC.
+        assert_eq!(canonical(&json!([1, 2])), "[1,2]");
+        assert_ne!(canonical(&json!([1, 2])), canonical(&json!([12])));
+        assert_eq!(
+            canonical(&json!({"b": [true, null], "a": "x"})),
+            r#"{"a":"x","b":[true,null]}"#
+        );
+    }
+
+    #[test]
+    fn the_digest_is_the_messages_sha_256() {
+        // FIPS 180-2's first example: SHA-256("abc").
+        let abc: String = digest("abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            abc,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(digest("{\"a\":1}"), digest("{\"a\":2}"));
+    }
+
+    #[test]
     fn the_message_is_the_state_in_canonical_order_without_its_seal() {
         let seal = Seal {
             key_id: "arn:aws:kms:us-east-1:1:key/k".into(),

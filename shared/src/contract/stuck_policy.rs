@@ -170,6 +170,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_holds_setting_is_its_policy_key_in_upper_snake_case() {
+        for h in Hold::ALL {
+            let words = h.policy_key().trim_end_matches("Seconds");
+            let mut snake = String::new();
+            for c in words.chars() {
+                if c.is_ascii_uppercase() && !snake.is_empty() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(h.setting(), format!("STUCK_{snake}_SECONDS"), "{h:?}");
+        }
+    }
+
+    #[test]
     fn each_hold_has_its_own_limit_and_names() {
         let mut p = StuckPolicy::default();
         assert!(!p.is_active(), "off by default, as native");
