@@ -566,6 +566,82 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_polls_key_is_its_tasks_whatever_the_attempt() {
+        let poll = ClusterPoll {
+            operation: Operation::DeleteNodegroup,
+            cluster_name: "c".into(),
+            resource_name: Some("n".into()),
+            force_delete_compute: false,
+            task_token: "t".into(),
+            attempt: 1,
+            next_delay_seconds: 60,
+            curve: PollCurve::default(),
+            execution: None,
+        };
+        let key = poll.key();
+        assert_eq!(key.len(), 36, "{key}");
+        assert!(
+            key.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+            "{key}"
+        );
+        let later = ClusterPoll {
+            attempt: 9,
+            next_delay_seconds: 300,
+            ..poll.clone()
+        };
+        assert_eq!(later.key(), key);
+        for other in [
+            ClusterPoll {
+                task_token: "u".into(),
+                ..poll.clone()
+            },
+            ClusterPoll {
+                cluster_name: "d".into(),
+                ..poll.clone()
+            },
+            ClusterPoll {
+                resource_name: Some("m".into()),
+                ..poll.clone()
+            },
+            ClusterPoll {
+                operation: Operation::CreateNodegroup,
+                ..poll.clone()
+            },
+        ] {
+            assert_ne!(other.key(), key, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn log_options_survive_the_hand_off() {
+        let options = LogOptions {
+            retrieve_logs: true,
+            raw_logs: true,
+            log_parameters: vec![("tailLines".into(), "10".into())],
+            archive: crate::contract::archive_location::ArchiveLocation::parse(
+                "s3://logs-bucket/team",
+            )
+            .ok(),
+        };
+        assert!(options.archive.is_some());
+        let carried = LogState::from(&options);
+        assert_eq!(
+            carried.archive_uri.as_deref(),
+            Some("s3://logs-bucket/team")
+        );
+        assert_eq!(LogOptions::from(&carried), options);
+    }
+
+    #[test]
+    fn a_good_poll_clears_the_failures_before_it() {
+        let failing = state("t").failed("503").failed("reset");
+        assert_eq!(failing.failures.len(), 2);
+        let next = failing.next();
+        assert!(next.failures.is_empty(), "{:?}", next.failures);
+        assert_eq!((next.failed_polls, next.attempt), (0, failing.attempt + 1));
+    }
+
+    #[test]
     fn the_poll_state_round_trips_and_fits_a_schedule_with_a_full_size_token() {
         let s = state(&"T".repeat(2048));
         let text = serde_json::to_string(&s).unwrap_or_default();
