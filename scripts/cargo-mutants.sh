@@ -29,7 +29,7 @@ rc=0
 cargo mutants --package worker "${files[@]}" --cargo-test-arg=--lib --cargo-test-arg=--tests \
   --no-shuffle --output target/cargo-mutants "$@" || rc=$?
 out=target/cargo-mutants/mutants.out
-count() { [ -f "$out/$1.txt" ] && grep -c . "$out/$1.txt" || echo 0; }
+count() { if [ -f "$out/$1.txt" ]; then grep -c . "$out/$1.txt" || true; else echo 0; fi; }
 caught=$(count caught) missed=$(count missed) timeout=$(count timeout) unviable=$(count unviable)
 score=$(awk -v c="$caught" -v m="$missed" -v t="$timeout" 'BEGIN { if (c + m + t) printf "%.1f", 100 * (c + t) / (c + m + t); else print "n/a" }')
 say "caught $caught, missed $missed, timed out $timeout, unviable $unviable: score $score % (caught or timed out, of the viable)"

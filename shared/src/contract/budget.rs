@@ -310,8 +310,12 @@ mod tests {
             serialized_len(&json!([1, [2, 3, 4], {"k": [5, 6, 7]}, null])),
             38
         );
-        // Python writes 1e20 as "1e+20", one byte longer than serde_json's "1e20".
-        for (v, python) in [(json!(1e20), "1e+20"), (json!(0.5), "0.5")] {
+        // Python writes 1.5e-7 as "1.5e-07", one byte longer than serde_json's "1.5e-7".
+        for (v, python) in [
+            (json!(1.5e-7), "1.5e-07"),
+            (json!(1e20), "1e+20"),
+            (json!(0.5), "0.5"),
+        ] {
             assert!(serialized_len(&v) >= python.len(), "{v}");
             assert!(serialized_len(&v) >= v.to_string().len(), "{v}");
         }

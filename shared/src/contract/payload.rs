@@ -1023,6 +1023,74 @@ pub fn callback_token(payload: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_execution_arn_is_one() {
+        let arn = |a: &str| {
+            execution_arn(
+                json!({ "ExecutionArn": a })
+                    .as_object()
+                    .unwrap_or(&Fields::new()),
+            )
+        };
+        assert_eq!(
+            arn("arn:aws:states:us-east-1:123456789012:execution:m:e"),
+            Ok(Some(
+                "arn:aws:states:us-east-1:123456789012:execution:m:e".into()
+            ))
+        );
+        for bad in [
+            "arn:aws:states:us-east-1:123456789012:stateMachine:m:e",
+            "arn:aws:states:us-east-1:123456789012:execution:m",
+            "aws:states:us-east-1:123456789012:execution:m:e:x",
+        ] {
+            assert!(arn(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_payload_that_is_no_object_is_named_by_what_it_is() {
+        for (v, what) in [
+            (json!(null), "got null"),
+            (json!(true), "got a boolean"),
+            (json!(1), "got a number"),
+            (json!("x"), "got a string"),
+            (json!([1]), "got an array"),
+        ] {
+            let e = parse_call(&v).err();
+            assert!(e.is_some_and(|e| e.cause.to_string().contains(what)), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_call_sends_the_method_and_patch_type_it_was_given() {
+        for m in ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"] {
+            let call = parse_call(
+                &json!({ "ClusterName": "c", "Method": m.to_lowercase(), "Path": "/api" }),
+            );
+            assert_eq!(call.map(|c| c.method.as_str()), Ok(m));
+        }
+        // Kubernetes' content types for its patch strategies.
+        for (given, content_type) in [
+            (None, "application/merge-patch+json"),
+            (Some("merge"), "application/merge-patch+json"),
+            (Some("json"), "application/json-patch+json"),
+            (Some("strategic"), "application/strategic-merge-patch+json"),
+            (Some("apply"), "application/apply-patch+yaml"),
+        ] {
+            let mut payload =
+                json!({ "ClusterName": "c", "Method": "PATCH", "Path": "/api", "RequestBody": {} });
+            if let Some(t) = given {
+                payload["PatchType"] = json!(t);
+            }
+            assert_eq!(
+                parse_call(&payload).map(|c| c.patch_type.content_type()),
+                Ok(content_type),
+                "{given:?}"
+            );
+        }
+    }
 
     #[test]
     fn one_rule_for_iam_arns_and_task_tokens() {

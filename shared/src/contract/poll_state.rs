@@ -642,6 +642,115 @@ mod tests {
     }
 
     #[test]
+    fn every_poll_takes_its_delay_from_the_curve_at_its_attempt() {
+        let first = PollState {
+            attempt: 0,
+            next_delay_seconds: 12_345,
+            ..state("t")
+        };
+        for after in [first.next(), first.failed("503")] {
+            assert_eq!(after.attempt, 1);
+            assert_eq!(after.next_delay_seconds, first.curve.delay(1));
+        }
+        assert_ne!(first.curve.delay(1), 12_345);
+    }
+
+    #[test]
+    fn the_failed_polls_count_is_carried_and_left_out_at_zero() {
+        let s = state("t").failed("503").failed("503");
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        let back: PollState = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.failed_polls, 2, "{text}");
+        let clean = serde_json::to_string(&state("t")).unwrap_or_default();
+        assert!(!clean.contains("FailedPolls"), "{clean}");
+    }
+
+    #[test]
+    fn failures_grow_a_state_by_at_most_their_room_and_not_far_less() {
+        let first = PollState {
+            attempt: 0,
+            next_delay_seconds: 60,
+            ..state("t")
+        };
+        let mut s = first.clone();
+        for _ in 0..1_000 {
+            s = s.failed(&"x".repeat(FAILURE_CHARS_KEPT * 2));
+        }
+        let size = |s: &PollState| serde_json::to_string(s).map_or(0, |t| t.chars().count());
+        let growth = size(&s) - size(&first);
+        assert!(growth <= FAILURES_ROOM, "{growth} > {FAILURES_ROOM}");
+        assert!(
+            FAILURES_ROOM - growth < 64,
+            "{growth} of {FAILURES_ROOM}: the room is far too wide"
+        );
+    }
+
+    #[test]
+    fn the_attempt_and_the_job_uid_are_bounded() {
+        let mut s = state("t");
+        s.cluster.certificate_authority = Some(crate::contract::certificates::TEST_CA.into());
+        assert_eq!(s.check_bounds(), Ok(()));
+        let at = |attempt: u32| PollState {
+            attempt,
+            next_delay_seconds: s.curve.delay(attempt),
+            ..s.clone()
+        };
+        assert_eq!(at(MAX_POLL_ATTEMPTS).check_bounds(), Ok(()));
+        assert!(at(MAX_POLL_ATTEMPTS + 1)
+            .check_bounds()
+            .is_err_and(|e| e.cause.to_string().contains("Attempt")));
+        assert_eq!(
+            PollState {
+                job_uid: "u".repeat(64),
+                ..s.clone()
+            }
+            .check_bounds(),
+            Ok(())
+        );
+        let with = |failures: Vec<String>| {
+            PollState {
+                failures,
+                ..s.clone()
+            }
+            .check_bounds()
+        };
+        assert_eq!(with(vec!["x".into(); MAX_FAILURES]), Ok(()));
+        assert!(with(vec!["x".into(); MAX_FAILURES + 1]).is_err());
+        assert_eq!(with(vec!["x".repeat(MAX_FAILURE_CHARS)]), Ok(()));
+        assert!(with(vec!["x".repeat(MAX_FAILURE_CHARS + 1)]).is_err());
+        for uid in [String::new(), "u".repeat(65), "a/b".into()] {
+            let e = PollState {
+                job_uid: uid.clone(),
+                ..s.clone()
+            }
+            .check_bounds()
+            .err();
+            assert!(
+                e.is_some_and(|e| e.cause.to_string().contains("JobUid")),
+                "{uid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_room_check_is_exact_at_its_limit() {
+        let room = |s: &PollState| {
+            serde_json::to_string(s).map_or(0, |t| t.chars().count())
+                + FAILURES_ROOM
+                + crate::contract::seal::SEAL_ROOM
+                + crate::contract::seal::hidden_token_room(s.task_token.chars().count())
+        };
+        let mut s = state(&"T".repeat(1024));
+        let short = MAX_SCHEDULE_INPUT_CHARS - room(&s);
+        let ca = s.cluster.certificate_authority.take().unwrap_or_default();
+        s.cluster.certificate_authority = Some(format!("{ca}{}", "M".repeat(short)));
+        assert_eq!(room(&s), MAX_SCHEDULE_INPUT_CHARS);
+        assert_eq!(s.check_room(), Ok(()));
+        s.cluster.certificate_authority = Some(format!("{ca}{}", "M".repeat(short + 1)));
+        assert!(s.check_room().is_err());
+    }
+
+    #[test]
     fn the_poll_state_round_trips_and_fits_a_schedule_with_a_full_size_token() {
         let s = state(&"T".repeat(2048));
         let text = serde_json::to_string(&s).unwrap_or_default();
