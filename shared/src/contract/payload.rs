@@ -1064,6 +1064,19 @@ mod tests {
     }
 
     #[test]
+    fn small_field_rules_at_their_edges() {
+        let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert!(req_string(&fields(json!({ "X": "  " })), "X").is_err());
+        assert_eq!(req_string(&fields(json!({ "X": " a " })), "X"), Ok(" a "));
+        for (v, b) in [("TRUE", true), ("False", false), ("true", true)] {
+            assert_eq!(opt_bool(&fields(json!({ "B": v })), "B", ""), Ok(b), "{v}");
+        }
+        assert!(opt_bool(&fields(json!({ "B": "yes" })), "B", "").is_err());
+        assert_eq!(eks_name("Name", &"c".repeat(100), 100), Ok(()));
+        assert!(eks_name("Name", &"c".repeat(101), 100).is_err());
+    }
+
+    #[test]
     fn a_call_sends_the_method_and_patch_type_it_was_given() {
         for m in ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"] {
             let call = parse_call(

@@ -661,8 +661,16 @@ mod tests {
         let text = serde_json::to_string(&s).unwrap_or_default();
         let back: PollState = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.failed_polls, 2, "{text}");
-        let clean = serde_json::to_string(&state("t")).unwrap_or_default();
+        let off = PollState {
+            stuck_policy: crate::contract::stuck_policy::StuckPolicy::default(),
+            ..state("t")
+        };
+        let clean = serde_json::to_string(&off).unwrap_or_default();
         assert!(!clean.contains("FailedPolls"), "{clean}");
+        assert!(
+            !clean.contains("StuckPolicy"),
+            "an unused policy takes no room: {clean}"
+        );
     }
 
     #[test]
