@@ -1064,6 +1064,44 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_is_an_https_origin() {
+        assert!(endpoint_url("https://abc.gr7.us-east-1.eks.amazonaws.com").is_ok());
+        assert!(endpoint_url("https://10.0.0.1:8443").is_ok());
+        for bad in [
+            "http://h",
+            "https://h/api",
+            "https://h?x=1",
+            "https://h#f",
+            "https://u@h",
+            "https://:p@h",
+            "https://u:p@h",
+        ] {
+            assert!(endpoint_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_authority_may_be_wrapped_base64_or_pem() {
+        let pem = crate::contract::certificates::TEST_CA;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+            .collect();
+        for given in [pem.to_owned(), b64, wrapped] {
+            assert_eq!(certificate_pem(&given).as_deref(), Ok(pem), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn a_since_time_is_an_rfc_3339_time() {
+        let since = |v: &str| check_log_parameters(&[("sinceTime".into(), v.into())]);
+        assert_eq!(since("2026-12-06T10:00:00Z"), Ok(()));
+        assert!(since("yesterday").is_err());
+    }
+
+    #[test]
     fn small_field_rules_at_their_edges() {
         let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
         assert!(req_string(&fields(json!({ "X": "  " })), "X").is_err());
