@@ -17,7 +17,7 @@ CACHE="${EKS_TW_CACHE:-$HOME/.cache/eks-task-worker}"
 VERSION=27.1.0
 say() { printf '[cargo-mutants %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
-if ! "$CACHE/cargo-tools/bin/cargo-mutants" --version 2>/dev/null | grep -q " $VERSION\$"; then
+if ! "$CACHE/cargo-tools/bin/cargo-mutants" mutants --version 2>/dev/null | grep -q " $VERSION\$"; then
   say "installing cargo-mutants $VERSION into $CACHE/cargo-tools (once, ~4 min)"
   cargo install cargo-mutants --locked --version "$VERSION" --root "$CACHE/cargo-tools"
 fi

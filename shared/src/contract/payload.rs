@@ -1102,6 +1102,39 @@ mod tests {
     }
 
     #[test]
+    fn log_parameters_at_their_edges() {
+        let check = |p: &[(&str, &str)]| {
+            check_log_parameters(
+                &p.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(check(&[("tailLines", "0")]), Ok(()));
+        assert!(check(&[("tailLines", "-1")]).is_err());
+        assert_eq!(check(&[("limitBytes", "1")]), Ok(()));
+        assert!(check(&[("limitBytes", "0")]).is_err());
+        assert_eq!(
+            check(&[("container", "a"), ("container", "b"), ("tailLines", "1")]),
+            Ok(())
+        );
+        assert!(check(&[("tailLines", "1"), ("tailLines", "2")]).is_err());
+    }
+
+    #[test]
+    fn a_job_manifest_may_be_up_to_a_mebibyte() {
+        let job = |pad: usize| {
+            json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j", "annotations": { "pad": "x".repeat(pad) } },
+                "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } })
+        };
+        let parse = |pad: usize| {
+            parse_run_job(&json!({ "ClusterName": "c", "Namespace": "n", "Job": job(pad) }))
+        };
+        assert!(parse(600_000).is_ok(), "{:?}", parse(600_000).err());
+        assert!(parse(MAX_JOB_BYTES).is_err_and(|e| e.cause.to_string().contains("at most")));
+    }
+
+    #[test]
     fn small_field_rules_at_their_edges() {
         let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
         assert!(req_string(&fields(json!({ "X": "  " })), "X").is_err());
