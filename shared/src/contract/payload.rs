@@ -1122,6 +1122,13 @@ mod tests {
     }
 
     #[test]
+    fn nesting_counts_arrays_and_objects() {
+        assert_eq!(nesting(&json!(1)), 0);
+        assert_eq!(nesting(&json!([[[1]]])), 3);
+        assert_eq!(nesting(&json!({ "a": [{ "b": [1] }] })), 4);
+    }
+
+    #[test]
     fn a_job_manifest_may_be_up_to_a_mebibyte() {
         let job = |pad: usize| {
             json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j", "annotations": { "pad": "x".repeat(pad) } },
