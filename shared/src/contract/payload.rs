@@ -1128,17 +1128,59 @@ mod tests {
         assert_eq!(nesting(&json!({ "a": [{ "b": [1] }] })), 4);
     }
 
+    fn sized_job(pad: usize) -> Value {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j", "annotations": { "pad": "x".repeat(pad) } },
+            "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } })
+    }
+
+    fn run_job(job: Value) -> Result<RunJobInput, TaskError> {
+        parse_run_job(&json!({ "ClusterName": "c", "Namespace": "n", "Job": job }))
+    }
+
     #[test]
     fn a_job_manifest_may_be_up_to_a_mebibyte() {
-        let job = |pad: usize| {
-            json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "j", "annotations": { "pad": "x".repeat(pad) } },
-                "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } })
+        let overhead = crate::contract::budget::serialized_len(&sized_job(0));
+        let exact = sized_job(MAX_JOB_BYTES - overhead);
+        assert_eq!(
+            crate::contract::budget::serialized_len(&exact),
+            MAX_JOB_BYTES
+        );
+        assert!(run_job(exact).is_ok());
+        let over = run_job(sized_job(MAX_JOB_BYTES - overhead + 1)).err();
+        assert!(over.is_some_and(|e| e.cause.to_string().contains("at most")));
+    }
+
+    #[test]
+    fn a_job_manifest_may_nest_64_levels() {
+        // The Job, its metadata, then k objects: 2 + k levels.
+        let nested = |k: usize| {
+            let mut job = sized_job(0);
+            job["metadata"]["nest"] = (1..k).fold(json!({ "x": 1 }), |v, _| json!({ "x": v }));
+            job
         };
-        let parse = |pad: usize| {
-            parse_run_job(&json!({ "ClusterName": "c", "Namespace": "n", "Job": job(pad) }))
+        assert_eq!(nesting(&nested(62)), MAX_JOB_DEPTH);
+        assert!(
+            run_job(nested(62)).is_ok(),
+            "{:?}",
+            run_job(nested(62)).err()
+        );
+        assert!(run_job(nested(63)).is_err_and(|e| e.cause.to_string().contains("levels deep")));
+    }
+
+    #[test]
+    fn a_poll_curve_is_a_non_empty_list_of_seconds() {
+        let curve = |c: Value| {
+            parse_run_job(
+                &json!({ "ClusterName": "c", "Namespace": "n", "Job": sized_job(0), "PollCurveSeconds": c }),
+            )
         };
-        assert!(parse(600_000).is_ok(), "{:?}", parse(600_000).err());
-        assert!(parse(MAX_JOB_BYTES).is_err_and(|e| e.cause.to_string().contains("at most")));
+        assert_eq!(
+            curve(json!([30, 60])).map(|i| i.poll_curve_seconds),
+            Ok(Some(vec![30, 60]))
+        );
+        for bad in [json!([]), json!(["a"]), json!(30)] {
+            assert!(curve(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]
