@@ -1168,6 +1168,24 @@ mod tests {
     }
 
     #[test]
+    fn wait_for_completion_follows_the_token() {
+        let wait = |v: Value| wait_for_completion(v.as_object().unwrap_or(&Fields::new()));
+        assert_eq!(wait(json!({ "TaskToken": "t" })), Ok(true));
+        assert_eq!(wait(json!({ "TaskToken": null })), Ok(false));
+        assert_eq!(wait(json!({})), Ok(false));
+        assert_eq!(
+            wait(json!({ "TaskToken": "t", "WaitForCompletion": false })),
+            Ok(false)
+        );
+        assert_eq!(
+            wait(json!({ "TaskToken": "t", "WaitForCompletion": true })),
+            Ok(true)
+        );
+        assert!(wait(json!({ "WaitForCompletion": true })).is_err());
+        assert_eq!(wait(json!({ "WaitForCompletion": false })), Ok(false));
+    }
+
+    #[test]
     fn a_poll_curve_is_a_non_empty_list_of_seconds() {
         let curve = |c: Value| {
             parse_run_job(
