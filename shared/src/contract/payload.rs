@@ -1186,6 +1186,22 @@ mod tests {
     }
 
     #[test]
+    fn a_call_path_is_plain_and_answers_once() {
+        let call =
+            |path: &str| parse_call(&json!({ "ClusterName": "c", "Method": "GET", "Path": path }));
+        assert!(call("/api/v1/namespaces/n/pods").is_ok());
+        for bad in [
+            "/api/v1/watch/pods",
+            "/apis/batch/v1/watch/jobs",
+            "/api/v1/pods with space",
+            "/api/v1/pods\u{1}",
+            "/api/v1/pods?watch=1",
+        ] {
+            assert!(call(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_poll_curve_is_a_non_empty_list_of_seconds() {
         let curve = |c: Value| {
             parse_run_job(
