@@ -1139,6 +1139,10 @@ mod tests {
 
     #[test]
     fn a_job_manifest_may_be_up_to_a_mebibyte() {
+        assert!(
+            run_job(sized_job(1_000_000)).is_ok(),
+            "a million bytes are under a mebibyte"
+        );
         let overhead = crate::contract::budget::serialized_len(&sized_job(0));
         let exact = sized_job(MAX_JOB_BYTES - overhead);
         assert_eq!(
