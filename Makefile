@@ -71,7 +71,7 @@ fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round
 mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
 	scripts/mutants.sh
 
-mutants-contract: ## cargo-mutants over the native contract (shared/src/contract): every mutant the tool makes must be caught by the library's tests, but those excluded in .cargo/mutants.toml with why (about 45 minutes; RELIABILITY.md)
+mutants-contract: ## cargo-mutants over the native contract (shared/src/contract): every mutant the tool makes must be caught by the library's tests, but those excluded in .cargo/mutants.toml with why (about 80 minutes; RELIABILITY.md)
 	scripts/cargo-mutants.sh
 
 deploy-local: ## sam deploy of the release (make release first; no second build) to LocalStack's CloudFormation, then its example run on the deployed zips (docs/deploy.md)
