@@ -658,14 +658,14 @@ mod tests {
     #[test]
     fn the_failed_polls_count_is_carried_and_left_out_at_zero() {
         let s = state("t").failed("503").failed("503");
-        let text = serde_json::to_string(&s).unwrap_or_default();
+        let text = serde_json::to_string(&s).unwrap_or_else(|e| panic!("{e}"));
         let back: PollState = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.failed_polls, 2, "{text}");
         let off = PollState {
             stuck_policy: crate::contract::stuck_policy::StuckPolicy::default(),
             ..state("t")
         };
-        let clean = serde_json::to_string(&off).unwrap_or_default();
+        let clean = serde_json::to_string(&off).unwrap_or_else(|e| panic!("{e}"));
         assert!(!clean.contains("FailedPolls"), "{clean}");
         assert!(
             !clean.contains("StuckPolicy"),
