@@ -16,7 +16,7 @@ DOCS_TOOLS := $(HOME)/.cache/eks-task-worker/docs-venv/bin
 NPM_TOOLS := $(HOME)/.cache/eks-task-worker/npm-tools/node_modules
 ASL_VALIDATOR := $(NPM_TOOLS)/.bin/asl-validator
 
-lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator, the JSONata example's check, the Markdown links and the docs book (mkdocs --strict), as CI runs them
+lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint, the ASL validator, the JSONata example's check, the Markdown links, the docs book (mkdocs --strict) and that every patch of make mutants still applies, as CI runs them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p worker --no-deps
@@ -27,6 +27,7 @@ lint: ## rustfmt, clippy, the library's doc links, cfn-lint, sam validate --lint
 	NODE_PATH=$(NPM_TOOLS) node scripts/check-jsonata-twin.js statemachines/run-job.asl.json statemachines/run-job.jsonata.asl.json
 	python3 scripts/check-links.py README.md docs/*.md CONTRIBUTING.md SECURITY.md CHANGELOG.md RELIABILITY.md BENCHMARKS.md
 	$(DOCS_TOOLS)/mkdocs build --strict --quiet -f mkdocs.yml
+	@for p in tests/mutants/*.patch; do git apply --check "$$p" || { echo "$$p no longer applies: make it again on the code as it is"; exit 1; }; done; echo "every patch of make mutants applies"
 
 package: ## sam build: the arm64 bootstrap binaries (cargo-lambda, zig), in .aws-sam/build
 	scripts/install-tools.sh --package
@@ -71,7 +72,7 @@ fuzz: ## cargo-fuzz: the payload parsers, the budget trimmer, the hand-off round
 mutants: ## replays the mutations committed as code (tests/mutants): each must turn its test red; not part of make test (RELIABILITY.md, "Mutations as code")
 	scripts/mutants.sh
 
-mutants-contract: ## cargo-mutants over the native contract (shared/src/contract): every mutant the tool makes must be caught by the library's tests, but those excluded in .cargo/mutants.toml with why (about 80 minutes; RELIABILITY.md)
+mutants-contract: ## cargo-mutants over the native contract (shared/src/contract): every mutant the tool makes must be caught by the library's tests, but those excluded in .cargo/mutants.toml with why (about 100 minutes; RELIABILITY.md)
 	scripts/cargo-mutants.sh
 
 deploy-local: ## sam deploy of the release (make release first; no second build) to LocalStack's CloudFormation, then its example run on the deployed zips (docs/deploy.md)
